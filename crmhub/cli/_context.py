@@ -1,0 +1,68 @@
+"""What every command gets: where the config is, and error handling that ends in an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from connectors.exceptions import ConnectorError
+from crmhub.cli._output import errors, print_error
+from crmhub.settings import ConfigError, Settings, config_path, load_settings
+from sync.exceptions import SyncError
+from sync.store import create_store_engine, ensure_schema
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class CliContext:
+    """State shared by the commands of one invocation."""
+
+    config: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        """The config file this invocation reads."""
+        return config_path(self.config)
+
+    def settings(self) -> Settings:
+        """Load and validate the configuration."""
+        return load_settings(self.path)
+
+    def engine(self, settings: Settings, *, migrate: bool | None = None) -> Engine:
+        """Open the store and make sure its schema is current."""
+        engine = create_store_engine(settings.database.url)
+        ensure_schema(engine, migrate=settings.database.migrate_on_start if migrate is None else migrate)
+        return engine
+
+
+def report_config_error(exc: ConfigError) -> None:
+    """Print every configuration problem as `path: expected ..., found ...`."""
+    where = f" in {exc.file}" if exc.file else ""
+    errors.print(f"[bold red]configuration error{where}[/]")
+    for problem in exc.problems:
+        errors.print(f"  {problem}", markup=False)
+
+
+@contextmanager
+def exit_codes() -> Iterator[None]:
+    """Turn known errors into a clear message and an exit code; never a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        report_config_error(exc)
+        raise typer.Exit(EXIT_USAGE) from None
+    except (SyncError, ConnectorError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(EXIT_FAILED) from None
+    except DBAPIError as exc:
+        print_error(f"database: {exc.orig}: check database.url and that the database server is running")
+        raise typer.Exit(EXIT_FAILED) from None

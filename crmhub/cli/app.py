@@ -1,0 +1,42 @@
+"""The `crmhub` command: builds objects, calls one function, turns known errors into exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crmhub.cli._context import CliContext
+from crmhub.cli.config_commands import check, init
+from crmhub.cli.db import db_app
+
+app = typer.Typer(
+    name="crmhub",
+    help="crmhub: Stripe, HubSpot, Typeform and Segment.com into one contact store, live segments, webhooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config file (default: $CRMHUB_CONFIG, else ./crmhub.toml)."),
+    ] = None,
+) -> None:
+    """Read the global options."""
+    ctx.obj = CliContext(config=config)
+
+
+app.command()(init)
+app.command()(check)
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

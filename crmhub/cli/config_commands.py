@@ -1,0 +1,66 @@
+"""`crmhub init` and `crmhub check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_config_error
+from crmhub.cli._output import console, emit_json, print_error
+from crmhub.example import example_config_text
+from crmhub.settings import ConfigError, Settings, missing_secrets
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def init(
+    ctx: typer.Context,
+    path: Annotated[Path | None, typer.Argument(help="Where to write (default: the --config path).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter crmhub.toml from the annotated example."""
+    target = path or ctx.ensure_object(CliContext).path
+    if target.exists() and not force:
+        print_error(f"{target} already exists: pass --force to overwrite it")
+        raise typer.Exit(EXIT_USAGE)
+    target.write_text(example_config_text(), encoding="utf-8")
+    console.print(f"wrote {target}; edit it, then run `crmhub check`")
+
+
+def check(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Validate the configuration: every problem with its TOML path, or a summary of what is set up."""
+    cli = ctx.ensure_object(CliContext)
+    with exit_codes():
+        settings = cli.settings()
+        problems = missing_secrets(settings)
+        if problems:
+            raise ConfigError(problems, file=cli.path)
+    summary = _summary(settings, cli.path)
+    if json:
+        emit_json(summary)
+        return
+    table = Table(title=f"crmhub configuration ({cli.path})", show_header=False)
+    table.add_row("database", summary["database"])
+    for name, source in summary["sources"].items():
+        table.add_row(f"source {name}", source)
+    console.print(table)
+    console.print("[green]configuration is valid[/]")
+
+
+def _summary(settings: Settings, path: Path) -> dict[str, Any]:
+    sources: dict[str, str] = {}
+    for name in settings.connectors.enabled_sources():
+        source = getattr(settings.connectors, name)
+        sources[name] = getattr(source, "base_url", "receives events pushed to crmhub")
+    return {
+        "config": str(path),
+        "database": make_url(settings.database.url).render_as_string(hide_password=True),
+        "sources": sources,
+    }
+
+
+__all__ = ["check", "init", "report_config_error"]

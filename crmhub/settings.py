@@ -1,0 +1,231 @@
+"""The root settings: one model per package, read from TOML, overridden by CRMHUB_* variables."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from connectors.config import ConnectorsConfig
+from sync.config import DatabaseConfig
+
+DEFAULT_CONFIG_PATH = Path("crmhub.toml")
+CONFIG_ENV = "CRMHUB_CONFIG"
+
+# The TOML file of the load in progress; a context variable keeps concurrent loads apart.
+_toml_file: ContextVar[Path | None] = ContextVar("crmhub_toml_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything crmhub is configured with; each package receives its own part."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRMHUB_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    connectors: ConnectorsConfig = Field(default_factory=ConnectorsConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables win over the TOML file; TOML is read only when a file is given."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def secret_envs(self) -> dict[str, str]:
+        """TOML path -> environment variable, for every secret the configuration needs."""
+        return self.connectors.secret_envs()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One mistake in the configuration, located by its TOML path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem], *, file: Path | None = None) -> None:
+        self.problems = problems
+        self.file = file
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """Pick the file: --config, else $CRMHUB_CONFIG, else ./crmhub.toml."""
+    environ = os.environ if environ is None else environ
+    if explicit is not None:
+        return explicit
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the configuration at `path`, raising ConfigError with every problem."""
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError([Problem(str(path), message)], file=path)
+
+    if not path.is_file():
+        raise fail("expected a TOML config file, found none: run `crmhub init` or pass --config")
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise fail(f"expected valid TOML, found a syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"expected a readable UTF-8 file, found: {exc}") from None
+    token = _toml_file.set(path)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError([_problem(err) for err in exc.errors()], file=path) from None
+    finally:
+        _toml_file.reset(token)
+
+
+def missing_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Problem]:
+    """Every secret whose environment variable is unset or empty."""
+    environ = os.environ if environ is None else environ
+    return [_unset(path, env) for path, env in settings.secret_envs().items() if not environ.get(env)]
+
+
+def secret(settings: Settings, path: str, environ: Mapping[str, str] | None = None) -> SecretStr:
+    """Read the secret that the key at `path` names, or raise ConfigError saying which variable is unset."""
+    environ = os.environ if environ is None else environ
+    env = settings.secret_envs()[path]
+    value = environ.get(env)
+    if not value:
+        raise ConfigError([_unset(path, env)])
+    return SecretStr(value)
+
+
+def _unset(path: str, env: str) -> Problem:
+    return Problem(path, f"expected environment variable {env} to hold the secret, found it unset: set {env}")
+
+
+# --- turning pydantic's errors into TOML-path messages ------------------------------------------
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "missing": "a value",
+}
+
+_SIGNS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _toml_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _found(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at `loc` accepts, found by walking the settings models."""
+    model: Any = Settings
+    skip_key = False  # the next part names an entry of a dict-valued table, not a field
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if skip_key:
+            skip_key = False
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return []
+        skip_key = getattr(field.annotation, "__origin__", None) is dict
+        model = _model_of(field.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem(err: Mapping[str, Any]) -> Problem:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+    path = _toml_path(loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        name = str(loc[-1])
+        hint = difflib.get_close_matches(name, allowed, n=1)
+        message = f"expected one of the keys {', '.join(allowed)}; found unknown key {json.dumps(name)}"
+        if hint:
+            message += f" (did you mean {json.dumps(hint[0])}?)"
+        return Problem(path, message)
+    if kind == "missing":
+        return Problem(path, "expected a value, found nothing")
+    if kind == "literal_error":
+        return Problem(path, f"expected {err['ctx']['expected']}, found {_found(err['input'])}")
+    if kind == "value_error":
+        text = str(err["ctx"]["error"])
+        return Problem(path, text if text.startswith("expected") else f"expected a valid value, found {text}")
+    if kind in _SIGNS:
+        sign = _SIGNS[kind]
+        limit = next(iter(err["ctx"].values()))
+        return Problem(path, f"expected a value {sign} {limit}, found {_found(err['input'])}")
+    expected = _EXPECTED.get(kind, err["msg"].lower())
+    return Problem(path, f"expected {expected}, found {_found(err['input'])}")

@@ -1,0 +1,329 @@
+"""Every table of the hub's database, in one place; migrations are written from these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from sync.store.types import Id, Json, UtcDateTime
+
+# Stable constraint names so migrations can alter them on both backends.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# --- sync runs, cursors, raw records, quarantine ---------------------------------------------
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("source", String(32)),  # NULL: a run over every enabled source
+    Column("trigger", String(16), nullable=False),  # manual | schedule | webhook
+    Column("status", String(16), nullable=False),  # running | succeeded | partial | failed
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Column("stats", Json, nullable=False, default=dict),
+    Column("error", Text),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("stream", String(64), primary_key=True),
+    Column("value", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("state", String(16), nullable=False, default="active"),  # active | dormant | merged
+    Column("merged_into_id", ForeignKey("contacts.id", ondelete="SET NULL")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_activity_at", UtcDateTime),
+    # Bumped whenever the contact's data changes; incremental segment evaluation reads it.
+    Column("changed_at", UtcDateTime, nullable=False),
+    # Per-contact counter that numbers its transitions so consumers can order them.
+    Column("transition_seq", Integer, nullable=False, default=0),
+    Index(None, "changed_at"),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("payload", Json, nullable=False),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="SET NULL")),
+    Column("stored_at", UtcDateTime, nullable=False),
+    Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    UniqueConstraint("source", "stream", "external_id"),
+    Index(None, "contact_id"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("external_id", String(255)),
+    Column("reason", Text, nullable=False),
+    Column("payload", Json),
+    Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# --- contacts: identities, fields, events -----------------------------------------------------
+
+contact_identities = Table(
+    "contact_identities",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),  # email | phone | stripe_customer | hubspot_contact | ...
+    Column("value", String(320), nullable=False),  # normalized
+    Column("valid", Boolean, nullable=False, default=True),
+    Column("source", String(32), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    UniqueConstraint("kind", "value"),
+    Index(None, "contact_id"),
+)
+
+field_definitions = Table(
+    "field_definitions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("type", String(16), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("origin", String(16), nullable=False),  # rule | auto | system
+    Column("source", String(32)),
+    Column("path", Text),
+    Column("options", Json),  # enum values seen, for enum fields and HubSpot select options
+    Column("hubspot_property", String(100)),  # internal name once pushed to HubSpot
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+field_values = Table(
+    "field_values",
+    metadata,
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("field_id", ForeignKey("field_definitions.id", ondelete="CASCADE"), primary_key=True),
+    # One typed column is set per row, chosen by the field's type (see field_mapping's registry).
+    Column("value_text", Text),
+    Column("value_num", Float),
+    Column("value_time", UtcDateTime),
+    Column("value_bool", Boolean),
+    Column("source", String(32), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "field_id", "value_text"),
+    Index(None, "field_id", "value_num"),
+    Index(None, "field_id", "value_time"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("properties", Json, nullable=False, default=dict),
+    UniqueConstraint("source", "external_id", "name"),
+    Index(None, "contact_id", "name", "occurred_at"),
+    Index(None, "name", "occurred_at"),
+)
+
+merge_log = Table(
+    "merge_log",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("kept_contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("merged_contact_id", Id, nullable=False),  # the merged row is gone; keep its number
+    Column("reason", Text, nullable=False),
+    Column("identities", Json, nullable=False),
+    Column("merged_at", UtcDateTime, nullable=False),
+)
+
+# --- segments, memberships, transitions, outbox -------------------------------------------------
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("key", String(100), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("rule", Json, nullable=False),
+    Column("rule_version", String(64), nullable=False),
+    Column("depends_on_time", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_evaluated_at", UtcDateTime),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("segment_id", ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("entered_at", UtcDateTime, nullable=False),
+    Column("variant", String(32)),
+    Index(None, "contact_id"),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("segment_id", ForeignKey("segments.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(8), nullable=False),  # entered | left
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("reason", String(32), nullable=False),  # rule | unsubscribed | merged | backfill ...
+    Column("rule_version", String(64), nullable=False),
+    Column("variant", String(32)),
+    Column("contact_seq", Integer, nullable=False),
+    Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Index(None, "contact_id", "contact_seq"),
+    Index(None, "segment_id", "occurred_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("transition_id", ForeignKey("transitions.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("dispatched_at", UtcDateTime),  # set once its deliveries exist
+    Index(None, "dispatched_at"),
+)
+
+# --- delivery -----------------------------------------------------------------------------------
+
+endpoint_states = Table(
+    "endpoint_states",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("disabled_at", UtcDateTime),
+    Column("disabled_reason", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("circuit_open_until", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("transition_id", ForeignKey("transitions.id", ondelete="CASCADE"), nullable=False),
+    Column("endpoint", String(100), nullable=False),
+    Column("webhook_id", String(64), nullable=False, unique=True),  # stable across retries
+    # pending | leased | succeeded | failed (will retry) | dead | suppressed | cancelled
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime),
+    Column("lease_expires_at", UtcDateTime),
+    Column("leased_by", String(64)),
+    Column("last_status_code", Integer),
+    Column("reason", Text),  # why suppressed, cancelled or dead
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("transition_id", "endpoint"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "endpoint", "status"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("delivery_id", ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False),
+    Column("attempted_at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Float),
+    Column("error", Text),
+    Column("response_excerpt", Text),
+    Index(None, "delivery_id"),
+)
+
+# --- consent, suppression, privacy, inbound idempotency, locks ----------------------------------
+
+consent_records = Table(
+    "consent_records",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),  # sms | email | ...
+    Column("status", String(16), nullable=False),  # opted_in | opted_out | unknown
+    Column("source", String(32), nullable=False),
+    Column("proof", Json, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index(None, "contact_id", "channel", "recorded_at"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("kind", String(16), nullable=False),  # email | phone
+    Column("value_hash", String(64), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("kind", "value_hash"),
+)
+
+erasure_log = Table(
+    "erasure_log",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("subject_hash", String(64), nullable=False),
+    Column("erased_at", UtcDateTime, nullable=False),
+    Column("counts", Json, nullable=False),
+)
+
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,101 @@
+"""The command line as a user meets it: exit codes, messages, JSON, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crmhub.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "crmhub.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "hub.db"}"\n', encoding="utf-8")
+    return path
+
+
+def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "crmhub.toml"
+    result = _run("--config", str(target), "init")
+    assert result.exit_code == 0 and "[connectors.stripe]" in target.read_text()
+    again = _run("--config", str(target), "init")
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert _run("--config", str(target), "init", "--force").exit_code == 0
+
+
+def test_check_accepts_the_starter_config(tmp_path: Path) -> None:
+    target = tmp_path / "crmhub.toml"
+    _run("--config", str(target), "init")
+    result = _run("--config", str(target), "check")
+    assert result.exit_code == 0 and "configuration is valid" in result.output
+
+
+def test_check_json_summarizes_without_secrets(config: Path) -> None:
+    config.write_text(config.read_text() + "[connectors.stripe]\nenabled = true\n", encoding="utf-8")
+    result = _run("--config", str(config), "check", "--json", env={"STRIPE_API_KEY": "sk_test_secret"})
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["sources"] == {"stripe": "https://api.stripe.com"}
+    assert "sk_test_secret" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[connectors.stripe]\nenabeld = true\n", "connectors.stripe.enabeld: expected one of the keys"),
+        (
+            "[connectors.stripe]\npage_size = 'ten'\n",
+            'connectors.stripe.page_size: expected an integer, found "ten"',
+        ),
+        (
+            "[connectors.typeform]\nenabled = true\nforms = 'abc'\n",
+            'connectors.typeform.forms: expected a list, found "abc"',
+        ),
+        (
+            "[connectors.hubspot]\nenabled = true\n",
+            "connectors.hubspot.api_key_env: expected environment variable HUBSPOT_ACCESS_TOKEN",
+        ),
+    ],
+    ids=["typo", "wrong-type", "wrong-shape", "unset-secret"],
+)
+def test_check_reports_each_mistake_with_its_path_and_exits_2(config: Path, toml: str, expected: str) -> None:
+    config.write_text(config.read_text() + toml, encoding="utf-8")
+    result = _run("--config", str(config), "check", env={"HUBSPOT_ACCESS_TOKEN": ""})
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_commands_without_a_config_file_exit_2(tmp_path: Path) -> None:
+    result = _run("--config", str(tmp_path / "none.toml"), "db", "status")
+    assert result.exit_code == 2 and "run `crmhub init`" in result.output
+
+
+def test_db_upgrade_then_status(config: Path) -> None:
+    before = json.loads(_run("--config", str(config), "db", "status", "--json").stdout)
+    assert before["current"] is None and before["pending"]
+    first = _run("--config", str(config), "db", "upgrade")
+    assert first.exit_code == 0 and "applied" in first.output
+    second = _run("--config", str(config), "db", "upgrade")
+    assert second.exit_code == 0 and "nothing to do" in second.output
+    after = json.loads(_run("--config", str(config), "db", "status", "--json").stdout)
+    assert after["up_to_date"] and after["current"] == before["head"]
+
+
+def test_unreachable_database_is_a_clear_failure(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text('[database]\nurl = "postgresql://nobody@127.0.0.1:1/none"\n', encoding="utf-8")
+    result = _run("--config", str(config), "db", "status")
+    assert result.exit_code == 1
+    assert "database:" in result.output and "check database.url" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,1 @@
+"""Webhooks: outbound delivery, inbound provider webhooks, the Segment.com destination."""
