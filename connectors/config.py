@@ -7,6 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+HubSpotObject = Literal["contacts", "companies", "deals"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -26,7 +29,7 @@ class HubSpotConfig(_Strict):
     enabled: bool = False
     base_url: str = "https://api.hubapi.com"
     api_key_env: str = "HUBSPOT_ACCESS_TOKEN"
-    objects: list[Literal["contacts", "companies", "deals"]] = Field(default_factory=lambda: ["contacts"])
+    objects: list[HubSpotObject] = Field(default_factory=lambda: list[HubSpotObject](["contacts"]))
     properties: list[str] = Field(default_factory=list)
     page_size: int = Field(default=100, ge=1, le=200)
     requests_per_second: float = Field(default=9.0, gt=0)
