@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/crmhub --config config.example.toml check
+	$(BIN)/crmhub demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

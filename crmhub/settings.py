@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from connectors.config import ConnectorsConfig
+from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
 
 DEFAULT_CONFIG_PATH = Path("crmhub.toml")
@@ -39,6 +40,7 @@ class Settings(BaseSettings):
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     connectors: ConnectorsConfig = Field(default_factory=ConnectorsConfig)
+    field_mapping: FieldMappingConfig = Field(default_factory=FieldMappingConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,9 @@ import typer
 from crmhub.cli._context import CliContext
 from crmhub.cli.config_commands import check, init
 from crmhub.cli.db import db_app
+from crmhub.cli.demo import demo
+from crmhub.cli.sandbox import sandbox_app
+from crmhub.cli.sync_commands import sources, sync
 
 app = typer.Typer(
     name="crmhub",
@@ -34,7 +37,11 @@ def _root(
 
 app.command()(init)
 app.command()(check)
+app.command()(sync)
+app.command()(sources)
+app.command()(demo)
 app.add_typer(db_app, name="db")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 def main() -> None:

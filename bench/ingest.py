@@ -1,0 +1,91 @@
+"""Ingest throughput: mapping + identity + store of in-memory records, no HTTP.
+
+    .venv/bin/python bench/ingest.py --records 1000000
+
+Records are Stripe-customer-shaped (e-mail in mixed case, phones in mixed formats, metadata,
+address), generated up front; pages of --page-size records are stored by the same PageStore the
+sync engine uses, one transaction per page, into a fresh SQLite file (or --database-url).
+Prints records/s and the peak resident set size of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from connectors import Batch, Record
+from field_mapping.config import FieldMappingConfig
+from field_mapping.mapper import Mapper
+from sync.ingest import PageStore
+from sync.runs import start_run
+from sync.store import create_store_engine, upgrade
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+_CITIES = ("Hamburg", "Berlin", "Lisbon", "Austin", "Osaka", "Lyon")
+_PLANS = ("basic", "pro", "enterprise")
+
+
+def _customer(n: int, rng: random.Random) -> Record:
+    created = NOW - timedelta(days=rng.randrange(900), seconds=rng.randrange(86_400))
+    phone = rng.choice((f"+1415555{n % 10_000:04d}", f"(415) 555-{n % 10_000:04d}", None))
+    payload = {
+        "id": f"cus_{n:08d}",
+        "object": "customer",
+        "email": rng.choice((f"Person{n}@Example.com", f" person{n}@example.com ")),
+        "name": f"Person {n}",
+        "phone": phone,
+        "created": int(created.timestamp()),
+        "currency": "usd",
+        "balance": rng.randrange(-5_000, 5_000),
+        "delinquent": rng.random() < 0.05,
+        "livemode": False,
+        "address": {"city": rng.choice(_CITIES), "country": "US", "line1": None, "postal_code": "94107"},
+        "metadata": {"plan": rng.choice(_PLANS), "seats": str(rng.randrange(1, 50))},
+        "invoice_settings": {"default_payment_method": None, "footer": None},
+    }
+    return Record("stripe", "customers", payload["id"], created, payload)
+
+
+def _pages(total: int, size: int, seed: int) -> Iterator[Batch]:
+    rng = random.Random(seed)
+    records = [_customer(n, rng) for n in range(total)]
+    for start in range(0, total, size):
+        yield Batch("stripe", "customers", records[start : start + size], cursor=f'{{"n": {start}}}')
+
+
+def main() -> None:
+    """Run the benchmark and print one markdown table row."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+
+    url = args.database_url or f"sqlite:///{Path(tempfile.mkdtemp(prefix='crmhub-ingest-')) / 'ingest.db'}"
+    engine = create_store_engine(url)
+    upgrade(engine)
+    store = PageStore(Mapper(FieldMappingConfig()))
+    pages = list(_pages(args.records, args.page_size, args.seed))
+    with engine.begin() as conn:
+        run_id = start_run(conn, source="stripe", trigger="bench", now=NOW)
+    started = time.perf_counter()
+    for batch in pages:
+        with engine.begin() as conn:
+            store(conn, batch, run_id=run_id, now=NOW)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"# bench/ingest.py {datetime.now(UTC):%Y-%m-%d}, {engine.dialect.name}, page size {args.page_size}")
+    print("| records | seconds | records/s | peak RSS MB |")
+    print("| ---: | ---: | ---: | ---: |")
+    print(f"| {args.records:,} | {seconds:.1f} | {args.records / seconds:,.0f} | {peak:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Pull throughput: records/s from the sandbox into the store, next to the raw fetch limit, same run.
+
+    .venv/bin/python bench/pull.py --people 135000 --streams stripe.customers
+
+The sandbox runs in its own process (so its memory is not counted); for each stream the same pages
+are first fetched with a bare httpx loop (no SDK, no parsing beyond JSON, no storing) to give the
+raw fetch limit, then pulled end to end by crmhub into a fresh SQLite store. Peak memory is this
+process's maximum resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from connectors import build_source
+from crmhub.sandbox import credentials, sandbox_config
+from crmhub.settings import load_settings, secret
+from crmhub.wiring import build_sync_engine
+from sync.store import create_store_engine, upgrade
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_sandbox(people: int, seed: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    crmhub = Path(sys.executable).with_name("crmhub")
+    args = [
+        str(crmhub),
+        "sandbox",
+        "serve",
+        "--people",
+        str(people),
+        "--seed",
+        str(seed),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/_sandbox/state", timeout=2).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                sys.exit("the sandbox exited before it served")
+            time.sleep(0.5)
+    proc.kill()
+    sys.exit("the sandbox did not start in 15 minutes")
+
+
+def _raw_stripe(url: str, resource_name: str) -> tuple[int, float]:
+    """Every object of a Stripe list endpoint with a bare httpx loop: (objects, seconds)."""
+    headers = {"Authorization": f"Bearer {credentials.STRIPE_API_KEY}"}
+    params: dict[str, str | int] = {"limit": 100}
+    if resource_name == "subscriptions":
+        params["status"] = "all"
+    count, started = 0, time.perf_counter()
+    with httpx.Client(base_url=url, headers=headers) as client:
+        while True:
+            page = client.get(f"/v1/{resource_name}", params=params).json()
+            count += len(page["data"])
+            if not page["has_more"]:
+                break
+            params["starting_after"] = page["data"][-1]["id"]
+    return count, time.perf_counter() - started
+
+
+def _crmhub(config: Path, source: str, stream: str) -> tuple[int, float]:
+    """The same stream pulled by crmhub into a fresh store: (records, seconds)."""
+    settings = load_settings(config)
+    engine = create_store_engine(settings.database.url)
+    upgrade(engine)
+    sync = build_sync_engine(settings, engine)
+    key = secret(settings, f"connectors.{source}.api_key_env")
+    with httpx.Client(timeout=settings.connectors.timeout_seconds) as http:
+        built = build_source(source, settings.connectors, key, http)
+        started = time.perf_counter()
+        report = sync.run([built], now=datetime.now(UTC), streams={f"{source}.{stream}"})
+        seconds = time.perf_counter() - started
+    engine.dispose()
+    [result] = report.streams
+    if result.error:
+        sys.exit(f"{source}.{stream} failed: {result.error}")
+    return result.records, seconds
+
+
+def main() -> None:
+    """Run the benchmark and print one markdown table row per stream."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--people", type=int, default=135_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--streams", default="stripe.customers", help="comma-separated source.stream list")
+    args = parser.parse_args()
+
+    proc, url = _start_sandbox(args.people, args.seed)
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
+        text = sandbox_config(url, database_url=f"sqlite:///{workdir / 'bench.db'}")
+        for line in text.splitlines():
+            if line.startswith("# export "):
+                name, value = line.removeprefix("# export ").split("=", 1)
+                os.environ[name] = value
+        config = workdir / "crmhub.toml"
+        config.write_text(text, encoding="utf-8")
+        print(f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}")
+        print("| stream | records | raw fetch /s | crmhub /s | crmhub / raw | peak RSS MB |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for qualified in args.streams.split(","):
+            source, stream = qualified.split(".")
+            raw_n, raw_s = _raw_stripe(url, stream) if source == "stripe" else (0, 0.0)
+            n, seconds = _crmhub(config, source, stream)
+            for leftover in workdir.glob("bench.db*"):
+                leftover.unlink()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            raw_rate = raw_n / raw_s if raw_s else 0.0
+            rate = n / seconds
+            ratio = f"{rate / raw_rate:.0%}" if raw_rate else "n/a"
+            raw_text = f"{raw_rate:,.0f}" if raw_rate else "n/a"
+            print(f"| {qualified} | {n:,} | {raw_text} | {rate:,.0f} | {ratio} | {peak:,.0f} |")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The HubSpot SDK on our httpx client, throttled by token buckets, with our retries and errors."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from hubspot import HubSpot
+
+from connectors.exceptions import MalformedPageError
+from connectors.http import Retrier, error_for_status, error_for_transport, parse_retry_after
+from connectors.hubspot.transport import HttpxPoolManager, httpx_api_factory
+from connectors.ratelimit import TokenBucket
+
+__all__ = ["HubSpotApi", "PropertyDefinition"]
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyDefinition:
+    """A HubSpot property as declared by the properties API: its name and its declared type."""
+
+    name: str
+    label: str
+    type: str
+    field_type: str
+    options: tuple[str, ...] = ()
+
+
+class HubSpotApi:
+    """Search and properties calls through `hubspot.HubSpot`, returning plain JSON objects."""
+
+    def __init__(
+        self,
+        access_token: str,
+        base_url: str,
+        http: httpx.Client,
+        retrier: Retrier,
+        *,
+        overall: TokenBucket,
+        search: TokenBucket,
+    ) -> None:
+        self.retrier = retrier
+        self._overall = overall
+        self._search = search
+        pool = HttpxPoolManager(http, before_request=self._throttle)
+        # The pool replaces urllib3 entirely, so the SDK's urllib3 retries never run; retries are ours.
+        self._client = HubSpot(
+            access_token=access_token, host=base_url.rstrip("/"), api_factory=httpx_api_factory(pool)
+        )
+        # Each SDK attribute access builds a new API object and client, so they are built once here.
+        self._search_apis: dict[str, tuple[Any, Any]] = {}
+        self._properties_api: Any = None
+
+    def _throttle(self, method: str, url: str) -> None:
+        self._overall.acquire()
+        if url.split("?", 1)[0].endswith("/search"):
+            self._search.acquire()
+
+    def search(self, object_type: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """One page of `POST /crm/v3/objects/{object_type}/search`."""
+        if object_type not in self._search_apis:
+            models = importlib.import_module(f"hubspot.crm.{object_type}")
+            self._search_apis[object_type] = (models, getattr(self._client.crm, object_type).search_api)
+        models, api = self._search_apis[object_type]
+        request = models.PublicObjectSearchRequest(
+            filter_groups=[
+                models.FilterGroup(filters=[models.Filter(**f) for f in body["filters"]]),
+            ],
+            sorts=body["sorts"],
+            properties=body["properties"],
+            limit=body["limit"],
+            after=body.get("after"),
+        )
+        what = f"{object_type} search"
+        return self._call(
+            what, lambda: api.do_search(public_object_search_request=request, _preload_content=False)
+        )
+
+    def properties(self, object_type: str) -> list[PropertyDefinition]:
+        """Every property of an object type, with its declared type."""
+        if self._properties_api is None:
+            self._properties_api = self._client.crm.properties.core_api
+        api = self._properties_api
+        page = self._call(
+            f"{object_type} properties",
+            lambda: api.get_all(object_type=object_type, archived=False, _preload_content=False),
+        )
+        results = page.get("results")
+        if not isinstance(results, list):
+            raise MalformedPageError(
+                f"hubspot: {object_type} properties: malformed page: 'results' is missing: "
+                "check connectors.hubspot.base_url points at the HubSpot API"
+            )
+        return [
+            PropertyDefinition(
+                name=str(p["name"]),
+                label=str(p.get("label") or p["name"]),
+                type=str(p.get("type") or "string"),
+                field_type=str(p.get("fieldType") or ""),
+                options=tuple(str(o.get("value")) for o in p.get("options") or [] if isinstance(o, Mapping)),
+            )
+            for p in results
+            if isinstance(p, Mapping) and p.get("name")
+        ]
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Mapping[str, Any]:
+        return self.retrier.call(lambda: self._once(what, fn))
+
+    def _once(self, what: str, fn: Callable[[], Any]) -> Mapping[str, Any]:
+        try:
+            response = fn()
+        except httpx.TransportError as exc:
+            raise error_for_transport("hubspot", exc, what=what) from exc
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if not isinstance(status, int) or status == 0:
+                raise error_for_transport("hubspot", exc, what=what) from exc
+            headers = getattr(exc, "headers", None) or {}
+            raise error_for_status(
+                "hubspot",
+                status,
+                what=what,
+                retry_after=parse_retry_after(headers.get("retry-after")),
+                detail=_message(getattr(exc, "body", None)),
+            ) from exc
+        try:
+            data = json.loads(response.data)
+        except ValueError:
+            data = None
+        if not isinstance(data, Mapping):
+            raise MalformedPageError(
+                f"hubspot: {what}: malformed page: the body is not a JSON object: "
+                "check connectors.hubspot.base_url points at the HubSpot API"
+            )
+        return data
+
+
+def _message(body: Any) -> str:
+    """HubSpot's own error message from an error body, shortened; empty when there is none."""
+    try:
+        parsed = json.loads(body) if isinstance(body, str | bytes) else None
+    except ValueError:
+        return ""
+    message = parsed.get("message") if isinstance(parsed, Mapping) else None
+    return str(message)[:200] if message else ""

@@ -1,0 +1,49 @@
+"""Client-side throttling: a token bucket with an injected clock and sleep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["TokenBucket"]
+
+
+class TokenBucket:
+    """Allows `rate` requests per second on average, bursts of up to `burst`; `acquire` waits if needed.
+
+    Starts full, so a short run is not slowed down; the clock is monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = self.burst
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is available; returns the seconds slept."""
+        self._refill()
+        waited = 0.0
+        if self._tokens < 1.0:
+            waited = (1.0 - self._tokens) / self.rate
+            self._sleep(waited)
+            self._refill()
+            # A fake or coarse clock may not have moved by the full wait; the sleep paid for the token.
+            self._tokens = max(self._tokens, 1.0)
+        self._tokens -= 1.0
+        return waited

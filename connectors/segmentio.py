@@ -1,0 +1,183 @@
+"""Segment.com messages pushed to us (Segment Spec): validated into Records and ContactEvents.
+
+`identify` -> a Record in stream `users` (traits); `group` -> a Record in stream `groups`;
+`track` -> a ContactEvent named after `event`; `page` -> a ContactEvent `Page Viewed`. A `batch`
+body applies its `context` and `integrations` to each message. Push sources have no cursor: the
+result is one Batch with `cursor=None` and `requests=0`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from connectors.base import parse_time
+from connectors.exceptions import InvalidMessageError
+from connectors.records import Batch, ContactEvent, Record
+
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "SUPPORTED_TYPES",
+    "check_size",
+    "parse_batch",
+    "parse_message",
+    "parse_messages",
+]
+
+# Segment's HTTP Tracking API limits; a larger body is answered with 400 there, so here too.
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+
+SUPPORTED_TYPES = ("identify", "track", "page", "group")
+
+
+def check_size(raw: bytes, *, batch: bool = False) -> None:
+    """Raise InvalidMessageError when a raw body is over the message (32 KB) or batch (500 KB) limit."""
+    limit = MAX_BATCH_BYTES if batch else MAX_MESSAGE_BYTES
+    if len(raw) > limit:
+        kind, fix = (
+            ("batch", "split it into smaller batches")
+            if batch
+            else ("message", "trim its properties or traits")
+        )
+        raise InvalidMessageError(
+            f"segmentio: {kind} of {len(raw)} bytes is over the {limit // 1024} KB limit: {fix}"
+        )
+
+
+def _fail(where: str, problem: str, fix: str) -> InvalidMessageError:
+    return InvalidMessageError(f"segmentio: {where}: {problem}: {fix}")
+
+
+def _object(message: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = message.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(
+            where, f"'{key}' must be an object, got {type(value).__name__}", f"send '{key}' as a JSON object"
+        )
+    return dict(value)
+
+
+def _identifier(value: Any) -> str | None:
+    # Segment's libraries stringify numeric ids, so a number is accepted and kept as text.
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str | int):
+        text = str(value).strip()
+        return text or None
+    return None
+
+
+def _timestamp(message: Mapping[str, Any], where: str, received_at: datetime) -> datetime:
+    """`timestamp`, else receivedAt - (sentAt - originalTimestamp) as the Spec defines, else receivedAt."""
+    for key in ("timestamp", "originalTimestamp", "sentAt"):
+        if key in message and message[key] is not None and parse_time(message[key]) is None:
+            raise _fail(
+                where, f"'{key}' is not an ISO-8601 time: {message[key]!r}", "send e.g. 2026-11-23T10:00:00Z"
+            )
+    stamp = parse_time(message.get("timestamp"))
+    if stamp is not None:
+        return stamp
+    original, sent = parse_time(message.get("originalTimestamp")), parse_time(message.get("sentAt"))
+    if original is not None and sent is not None:
+        return received_at - (sent - original)
+    return original or received_at
+
+
+def _message_id(message: Mapping[str, Any], where: str) -> str:
+    value = message.get("messageId")
+    if value is None:
+        # The HTTP API lets senders omit it; a digest of the message keeps redelivery idempotent.
+        digest = hashlib.sha256(json.dumps(message, sort_keys=True, default=str).encode()).hexdigest()
+        return f"derived-{digest[:32]}"
+    if not isinstance(value, str) or not value:
+        raise _fail(
+            where, "'messageId' must be a non-empty string", "send a unique id per message or omit it"
+        )
+    return value
+
+
+def parse_message(
+    message: Any, *, received_at: datetime, where: str = "message", default_type: str | None = None
+) -> tuple[list[Record], list[ContactEvent]]:
+    """One Spec message as Records and ContactEvents, or InvalidMessageError naming field and fix."""
+    if not isinstance(message, Mapping):
+        raise _fail(
+            where, f"expected a JSON object, got {type(message).__name__}", "send one object per message"
+        )
+    kind = message.get("type") or default_type
+    if kind not in SUPPORTED_TYPES:
+        raise _fail(where, f"type {kind!r} is not supported", f"send one of {', '.join(SUPPORTED_TYPES)}")
+    user_id, anonymous_id = _identifier(message.get("userId")), _identifier(message.get("anonymousId"))
+    if user_id is None and anonymous_id is None:
+        raise _fail(where, "userId or anonymousId is required", "send at least one of them")
+    context = _object(message, "context", where)
+    traits = _object(message, "traits", where)
+    properties = _object(message, "properties", where)
+    raw_traits = context.get("traits")
+    context_traits: Mapping[str, Any] = raw_traits if isinstance(raw_traits, Mapping) else {}
+    occurred = _timestamp(message, where, received_at)
+    message_id = _message_id(message, where)
+
+    identities = {"segmentio_user": user_id, "segmentio_anon": anonymous_id}
+    for trait in ("email", "phone"):
+        identities[trait] = _identifier(traits.get(trait)) or _identifier(context_traits.get(trait))
+    who = {k: v for k, v in identities.items() if v}
+    payload = {**message, "type": kind, "messageId": message_id}
+
+    if kind == "identify":
+        external = user_id or f"anonymous:{anonymous_id}"
+        return [Record("segmentio", "users", external, occurred, payload)], []
+    if kind == "group":
+        group_id = _identifier(message.get("groupId"))
+        if group_id is None:
+            raise _fail(where, "group needs 'groupId'", "send the id of the account or company")
+        return [Record("segmentio", "groups", group_id, occurred, payload)], []
+    if kind == "track":
+        event = message.get("event")
+        if not isinstance(event, str) or not event.strip():
+            raise _fail(where, "track needs 'event'", "send the event name, e.g. 'Order Completed'")
+        return [], [ContactEvent("segmentio", event, message_id, occurred, who, properties)]
+    page_properties = {**properties, "name": message.get("name"), "category": message.get("category")}
+    page_properties = {k: v for k, v in page_properties.items() if v is not None}
+    return [], [ContactEvent("segmentio", "Page Viewed", message_id, occurred, who, page_properties)]
+
+
+def parse_messages(messages: Sequence[Any], *, received_at: datetime) -> Batch:
+    """Several messages as one Batch; the first invalid one raises, naming its position."""
+    records: list[Record] = []
+    events: list[ContactEvent] = []
+    for index, message in enumerate(messages):
+        more_records, more_events = parse_message(message, received_at=received_at, where=f"message {index}")
+        records.extend(more_records)
+        events.extend(more_events)
+    return Batch(source="segmentio", stream="events", records=records, events=events, cursor=None, requests=0)
+
+
+def parse_batch(body: Any, *, received_at: datetime) -> Batch:
+    """A `/v1/batch` body (`{"batch": [...], "context": ...}`) as one Batch."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("batch"), list):
+        raise _fail("batch", "'batch' must be a list of messages", 'send {"batch": [...]}')
+    shared_context = _object(body, "context", "batch")
+    shared_integrations = _object(body, "integrations", "batch")
+    sent_at = body.get("sentAt")
+    messages = []
+    for message in body["batch"]:
+        if isinstance(message, Mapping):
+            merged = dict(message)
+            merged["context"] = {**shared_context, **_object(message, "context", "batch message")}
+            merged["integrations"] = {
+                **shared_integrations,
+                **_object(message, "integrations", "batch message"),
+            }
+            if sent_at is not None:
+                merged.setdefault("sentAt", sent_at)
+            message = merged
+        messages.append(message)
+    return parse_messages(messages, received_at=received_at)

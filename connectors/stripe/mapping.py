@@ -1,0 +1,116 @@
+"""Stripe objects and events into Records and ContactEvents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from connectors.base import from_epoch
+from connectors.exceptions import MalformedPageError
+from connectors.records import ContactEvent, Record
+
+__all__ = ["DELETING_EVENTS", "event_record", "identities", "object_record", "stripe_event", "validate_event"]
+
+# Only these mean the object is gone; `customer.subscription.deleted` is a cancellation (status canceled).
+DELETING_EVENTS = frozenset({"customer.deleted", "invoice.deleted"})
+
+# Copied into ContactEvent.properties when present, so segment rules need not dig in payloads.
+_EVENT_PROPERTIES = ("amount", "amount_paid", "amount_due", "currency", "status", "total")
+
+
+def _customer_id(obj: Mapping[str, Any]) -> str | None:
+    if obj.get("object") == "customer":
+        return str(obj["id"])
+    customer = obj.get("customer")
+    if isinstance(customer, Mapping):
+        customer = customer.get("id")
+    return customer if isinstance(customer, str) and customer else None
+
+
+def _email(obj: Mapping[str, Any]) -> str | None:
+    details = obj.get("billing_details")
+    candidates = [
+        obj.get("email") if obj.get("object") == "customer" else None,
+        obj.get("customer_email"),
+        obj.get("receipt_email"),
+        details.get("email") if isinstance(details, Mapping) else None,
+    ]
+    customer = obj.get("customer")
+    if isinstance(customer, Mapping):
+        candidates.append(customer.get("email"))
+    return next((c for c in candidates if isinstance(c, str) and c), None)
+
+
+def identities(obj: Mapping[str, Any]) -> dict[str, str]:
+    """Who an object is about: `stripe_customer` and, when the object carries one, `email`."""
+    found: dict[str, str] = {}
+    customer = _customer_id(obj)
+    if customer:
+        found["stripe_customer"] = customer
+    email = _email(obj)
+    if email:
+        found["email"] = email
+    return found
+
+
+def object_record(stream: str, obj: Mapping[str, Any], *, seen_at: datetime) -> Record:
+    """A listed object as a Record; lists carry no update time, so `seen_at` is when we read it."""
+    return Record(
+        source="stripe",
+        stream=stream,
+        external_id=str(obj["id"]),
+        updated_at=seen_at,
+        payload=obj,
+        deleted=bool(obj.get("deleted")),
+    )
+
+
+def validate_event(event: Any) -> Mapping[str, Any]:
+    """An event with the keys we rely on, or a MalformedPageError."""
+    data = event.get("data") if isinstance(event, Mapping) else None
+    obj = data.get("object") if isinstance(data, Mapping) else None
+    if (
+        not isinstance(event, Mapping)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("created"), int)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(obj, Mapping)
+        or not isinstance(obj.get("id"), str)
+    ):
+        raise MalformedPageError(
+            "stripe: /v1/events: malformed page: an event lacks id, created, type or data.object.id: "
+            "check connectors.stripe.base_url points at the Stripe API"
+        )
+    return event
+
+
+def event_record(stream: str, event: Mapping[str, Any]) -> Record:
+    """The object an event carries, as the Record of its state at the event's time."""
+    obj = event["data"]["object"]
+    return Record(
+        source="stripe",
+        stream=stream,
+        external_id=str(obj["id"]),
+        updated_at=from_epoch(event["created"]),
+        payload=obj,
+        deleted=event["type"] in DELETING_EVENTS or bool(obj.get("deleted")),
+    )
+
+
+def stripe_event(event: Mapping[str, Any]) -> ContactEvent | None:
+    """The event as something a person did (`invoice.paid`, ...); None when it names no one."""
+    obj = event["data"]["object"]
+    who = identities(obj)
+    if not who:
+        return None
+    properties = {"object": obj.get("object"), "object_id": obj["id"]}
+    properties.update({k: obj[k] for k in _EVENT_PROPERTIES if obj.get(k) is not None})
+    return ContactEvent(
+        source="stripe",
+        name=str(event["type"]),
+        external_id=str(event["id"]),
+        occurred_at=from_epoch(event["created"]),
+        identities=who,
+        properties=properties,
+    )

@@ -1,0 +1,195 @@
+"""Stripe streams: a backfill through the list endpoints, then updates through `/v1/events`.
+
+Cursor (JSON), one of two phases:
+
+* ``{"phase": "backfill", "started": T0, "after": ID|null}`` -- a list walk (newest first) of the
+  objects created at or before T0, resumed with ``starting_after=ID`` (exclusive). Saved after each
+  page; the last page saves the events cursor below with ``since = T0``.
+* ``{"phase": "events", "since": T, "seen": [evt ids]}`` -- events with ``created >= T`` (inclusive),
+  minus the ids in ``seen`` (the events at second T already stored: several share a second).
+  Events are applied oldest first, so the last Record of an object is its newest state.
+
+No cursor, ``full=True``, or an events cursor older than the 30 days Stripe keeps events: a new
+backfill from now; the fallback is flagged on the first Batch (``fallback_reason``) and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from connectors.base import Stream, decode_cursor, encode_cursor, unreadable_cursor
+from connectors.exceptions import PermanentError
+from connectors.paginators import StripePaginator, require_list
+from connectors.records import Batch, ContactEvent, Record
+from connectors.stripe.client import StripeApi
+from connectors.stripe.mapping import event_record, object_record, stripe_event, validate_event
+
+__all__ = ["EVENTS_RETENTION", "KINDS", "MAX_BUFFERED_EVENTS", "StripeKind", "StripeStream"]
+
+log = logging.getLogger(__name__)
+
+EVENTS_RETENTION = timedelta(days=30)
+# Events near the edge may be pruned while we page, so a cursor this close to it already falls back.
+_RETENTION_MARGIN = timedelta(hours=1)
+
+# Events come newest first but must be applied oldest first, so a sweep is held in memory; past
+# this many, the oldest are applied and the sweep is repeated from there (bounded memory).
+MAX_BUFFERED_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class StripeKind:
+    """What a Stripe stream lists and which events update it."""
+
+    name: str
+    path: str
+    object: str
+    list_params: Mapping[str, Any] = field(default_factory=dict)
+    event_params: Mapping[str, Any] = field(default_factory=dict)
+
+
+KINDS: dict[str, StripeKind] = {
+    "customers": StripeKind(
+        "customers",
+        "/v1/customers",
+        "customer",
+        event_params={"types": ["customer.created", "customer.updated", "customer.deleted"]},
+    ),
+    "subscriptions": StripeKind(
+        "subscriptions",
+        "/v1/subscriptions",
+        "subscription",
+        list_params={"status": "all", "expand": ["data.items.data.price.product"]},
+        event_params={"type": "customer.subscription.*"},
+    ),
+    "invoices": StripeKind("invoices", "/v1/invoices", "invoice", event_params={"type": "invoice.*"}),
+    "charges": StripeKind("charges", "/v1/charges", "charge", event_params={"type": "charge.*"}),
+}
+
+
+def _last_per_object(records: list[Record]) -> list[Record]:
+    """Keep each object's last Record, in order: a batch never upserts one key twice."""
+    latest = {r.external_id: i for i, r in enumerate(records)}
+    return [r for i, r in enumerate(records) if latest[r.external_id] == i]
+
+
+class StripeStream(Stream):
+    """One Stripe object type; the cursor rules are in the module docstring."""
+
+    source = "stripe"
+    key = "id"
+    cursor_field = "created"
+    paginator = StripePaginator
+
+    def __init__(self, api: StripeApi, kind: StripeKind, *, page_size: int = 100) -> None:
+        self.api = api
+        self.kind = kind
+        self.name = kind.name
+        self.page_size = page_size
+
+    def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+        """Backfill or events, from the cursor; see the module docstring."""
+        state = None if full else decode_cursor(self.source, self.name, cursor)
+        now_ts = int(now.timestamp())
+        if state is None:
+            yield from self._backfill(now_ts, None, now=now, reason=None)
+            return
+        try:
+            phase, after = state["phase"], state.get("after")
+            since = int(state["started"] if phase == "backfill" else state["since"])
+            seen = {str(i) for i in state.get("seen", [])}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise unreadable_cursor(self.source, self.name, cursor) from exc
+        if phase == "backfill":
+            yield from self._backfill(since, after, now=now, reason=None)
+        elif since < int((now - EVENTS_RETENTION + _RETENTION_MARGIN).timestamp()):
+            reason = (
+                f"stripe.{self.name}: cursor is older than the 30 days of events Stripe keeps: "
+                "re-listing everything"
+            )
+            log.warning(reason)
+            yield from self._backfill(now_ts, None, now=now, reason=reason)
+        else:
+            yield from self._events(since, seen)
+
+    def _backfill(
+        self, started: int, after: str | None, *, now: datetime, reason: str | None
+    ) -> Iterator[Batch]:
+        paginator = StripePaginator(after)
+        params = {"limit": self.page_size, "created": {"lte": started}, **self.kind.list_params}
+        while not paginator.finished:
+            page = self.api.get(self.kind.path, {**params, **paginator.params()})
+            objects = require_list(self.source, page, "data")
+            paginator.update(page)
+            records = [object_record(self.name, obj, seen_at=now) for obj in objects]
+            if paginator.finished:
+                state: dict[str, Any] = {"phase": "events", "since": started, "seen": []}
+            else:
+                state = {"phase": "backfill", "started": started, "after": paginator.token}
+            yield Batch(
+                source=self.source,
+                stream=self.name,
+                records=records,
+                cursor=encode_cursor(state),
+                requests=self.api.retrier.take_attempts(),
+                full=True,
+                fallback_reason=reason,
+            )
+            reason = None
+
+    def _sweep(self, since: int) -> tuple[list[Mapping[str, Any]], bool]:
+        """Every event since `since`, oldest first, at most MAX_BUFFERED_EVENTS; True if cut short."""
+        paginator = StripePaginator()
+        params = {"limit": self.page_size, "created": {"gte": since}, **self.kind.event_params}
+        kept: deque[Mapping[str, Any]] = deque(maxlen=MAX_BUFFERED_EVENTS)
+        fetched = 0
+        while not paginator.finished:
+            page = self.api.get("/v1/events", {**params, **paginator.params()})
+            events = [validate_event(e) for e in require_list(self.source, page, "data")]
+            paginator.update(page)
+            fetched += len(events)
+            # A full deque drops from the left, where the newest events are: those come back next sweep.
+            kept.extend(events)
+        return list(reversed(kept)), fetched > len(kept)
+
+    def _events(self, since: int, seen: set[str]) -> Iterator[Batch]:
+        while True:
+            events, cut_short = self._sweep(since)
+            fresh = [e for e in events if not (e["created"] == since and e["id"] in seen)]
+            requests = self.api.retrier.take_attempts()
+            if cut_short and not fresh:
+                raise PermanentError(
+                    f"stripe.{self.name}: more than {MAX_BUFFERED_EVENTS} events in one second, "
+                    "which the events cursor cannot page past: pull with --full"
+                )
+            if not fresh:
+                yield self._events_batch([], since, seen, requests)
+            for start in range(0, len(fresh), self.page_size):
+                chunk = fresh[start : start + self.page_size]
+                for event in chunk:
+                    if event["created"] > since:
+                        since, seen = event["created"], set()
+                    seen.add(event["id"])
+                yield self._events_batch(chunk, since, seen, requests)
+                requests = 0
+            if not cut_short:
+                return
+
+    def _events_batch(
+        self, chunk: list[Mapping[str, Any]], since: int, seen: set[str], requests: int
+    ) -> Batch:
+        mine = [e for e in chunk if e["data"]["object"].get("object") == self.kind.object]
+        contact_events: list[ContactEvent] = [ce for ce in (stripe_event(e) for e in mine) if ce is not None]
+        return Batch(
+            source=self.source,
+            stream=self.name,
+            records=_last_per_object([event_record(self.name, e) for e in mine]),
+            events=contact_events,
+            cursor=encode_cursor({"phase": "events", "since": since, "seen": sorted(seen)}),
+            requests=requests,
+        )

@@ -1,0 +1,109 @@
+"""`crmhub sandbox serve | config | tick`: run the provider sandbox, configure crmhub for it, move time."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crmhub.sandbox import FaultSpecError, Sandbox, SandboxServer, parse_fault, sandbox_config
+from crmhub.sandbox.faults import Fault
+
+sandbox_app = typer.Typer(
+    help="Local look-alikes of Stripe, HubSpot, Typeform and Segment.com.", no_args_is_help=True
+)
+_out = Console()
+_err = Console(stderr=True)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _control(url: str, method: str, path: str, body: Any = None) -> Any:
+    target = url.rstrip("/") + path
+    if not target.startswith(("http://", "https://")):
+        raise _fail(f"--url must be an http(s) URL, got {url!r}", EXIT_USAGE)
+    try:
+        answer = httpx.request(method, target, json=body, timeout=120)
+    except httpx.HTTPError as exc:
+        raise _fail(
+            f"no sandbox answers at {url} ({exc}); start one with `crmhub sandbox serve`", EXIT_FAILED
+        ) from None
+    if answer.status_code >= 400:
+        raise _fail(
+            f"the sandbox at {url} refused {method} {path}: {answer.status_code} {answer.text}", EXIT_FAILED
+        )
+    return answer.json()
+
+
+@sandbox_app.command()
+def serve(
+    people: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many people to generate.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator; same people+seed, same data.")] = 0,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: a free one).")] = 8787,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    fault: Annotated[
+        list[str] | None, typer.Option(help="Fault API:KIND[:WHEN], e.g. stripe:429:0.2 (repeatable).")
+    ] = None,
+) -> None:
+    """Serve every look-alike on one port until interrupted."""
+    try:
+        faults: list[Fault] = [parse_fault(spec) for spec in fault or []]
+    except FaultSpecError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    with _out.status(f"generating {people} people (seed {seed})..."):
+        sandbox = Sandbox(people=people, seed=seed, faults=faults)
+    server = SandboxServer(sandbox, host=host, port=port)
+    try:
+        server.start()
+    except (OSError, TimeoutError) as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc}", EXIT_FAILED) from None
+    counts = sandbox.world.counts()
+    _out.print(f"[bold green]crmhub sandbox[/] listening on [bold]{server.url}[/]", highlight=False)
+    _out.print(
+        f"  stripe {counts['stripe']['customers']} customers, "
+        f"hubspot {counts['hubspot']['contacts']} contacts, "
+        f"typeform {counts['typeform']['responses']} responses, {len(faults)} fault(s)",
+        highlight=False,
+    )
+    _out.print(f"  config:  crmhub sandbox config --url {server.url} > crmhub.toml", highlight=False)
+    _out.print(f"  tick:    crmhub sandbox tick --url {server.url} --days 1", highlight=False)
+    _out.print("  Ctrl-C stops it.")
+    server.wait()
+
+
+@sandbox_app.command()
+def config(
+    url: Annotated[str, typer.Option(help="Base URL of the running sandbox.")],
+    database_url: Annotated[
+        str, typer.Option(help="Database URL to put in the config.")
+    ] = "sqlite:///crmhub.db",
+) -> None:
+    """Print a complete crmhub config (TOML) for the sandbox at URL, credentials as `# export` lines."""
+    _control(url, "GET", "/_sandbox/state")
+    sys.stdout.write(sandbox_config(url, database_url))
+
+
+@sandbox_app.command()
+def tick(
+    url: Annotated[str, typer.Option(help="Base URL of the running sandbox.")],
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days to advance.")] = 1,
+) -> None:
+    """Advance the sandbox's clock and mutate its data (provider webhooks go to configured targets)."""
+    report = _control(url, "POST", "/_sandbox/tick", {"days": days})
+    table = Table(title=f"sandbox advanced {report['days']} day(s)")
+    table.add_column("change")
+    table.add_column("count", justify="right")
+    for name, count in report["changes"].items():
+        table.add_row(name, str(count))
+    table.add_row("provider webhooks sent", str(report["webhooks_sent"]))
+    _out.print(table)

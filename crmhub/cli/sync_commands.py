@@ -1,0 +1,215 @@
+"""`crmhub sync` and `crmhub sources`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+
+from connectors import default_http_client
+from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
+from crmhub.cli._output import console, emit_json, print_error
+from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
+from sync.engine import RunReport, StreamReport
+from sync.store.tables import cursors, quarantine, records, sync_runs
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def sync(
+    ctx: typer.Context,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Ignore saved cursors and re-list everything.")
+    ] = False,
+    json: JsonFlag = False,
+) -> None:
+    """Pull every enabled source into the store (incrementally from the saved cursors)."""
+    cli = ctx.ensure_object(CliContext)
+    with exit_codes():
+        settings = cli.settings()
+        engine = cli.engine(settings)
+        names = pull_source_names(settings, source)
+        with default_http_client(settings.connectors) as http:
+            sources = build_sources(settings, names, http)
+            sync_engine = build_sync_engine(settings, engine)
+            now = datetime.now(UTC)
+            if json:
+                report = sync_engine.run(sources, now=now, full=full)
+            else:
+                with StreamProgress() as progress:
+                    report = sync_engine.run(sources, now=now, full=full, on_progress=progress.update)
+    if json:
+        emit_json(_report_json(report))
+    else:
+        _print_report(report)
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+class StreamProgress:
+    """One live line per stream: records, pages, requests, rate."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description:<24}"),
+            TextColumn("{task.fields[records]:>9,} records  {task.fields[pages]:>6,} pages"),
+            TextColumn("{task.fields[rate]:>9,.0f}/s"),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> StreamProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def update(self, s: StreamReport) -> None:
+        """Show the stream's latest figures."""
+        name = f"{s.source}.{s.stream}"
+        task = self.tasks.get(name)
+        note = "[red]failed[/]" if s.error else ("full" if s.full else "incremental")
+        if task is None:
+            task = self.tasks[name] = self.progress.add_task(
+                name, total=None, records=0, pages=0, rate=0.0, note=""
+            )
+        self.progress.update(task, records=s.records, pages=s.pages, rate=s.rate, note=note)
+
+
+def _report_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "run_id": report.run_id,
+        "status": report.status,
+        "contacts_touched": len(report.contacts),
+        "streams": [
+            {
+                "source": s.source,
+                "stream": s.stream,
+                "records": s.records,
+                "events": s.events,
+                "quarantined": s.quarantined,
+                "requests": s.requests,
+                "pages": s.pages,
+                "seconds": round(s.seconds, 3),
+                "full": s.full,
+                "fallback_reason": s.fallback_reason,
+                "widenings": s.widenings,
+                "error": s.error,
+            }
+            for s in report.streams
+        ],
+    }
+
+
+def _print_report(report: RunReport) -> None:
+    table = Table(title=f"sync run {report.run_id}: {report.status}")
+    for column in ("stream", "records", "events", "quarantined", "requests", "seconds", "mode"):
+        table.add_column(column, justify="left" if column in ("stream", "mode") else "right")
+    for s in report.streams:
+        mode = "[red]failed[/]" if s.error else ("full" if s.full else "incremental")
+        table.add_row(
+            f"{s.source}.{s.stream}",
+            f"{s.records:,}",
+            f"{s.events:,}",
+            f"{s.quarantined:,}",
+            f"{s.requests:,}",
+            f"{s.seconds:.1f}",
+            mode,
+        )
+    console.print(table)
+    console.print(f"{len(report.contacts):,} contacts touched")
+    for s in report.streams:
+        if s.fallback_reason:
+            console.print(f"[yellow]note[/] {s.source}.{s.stream}: {s.fallback_reason}")
+        for warning in s.widenings:
+            console.print(f"[yellow]warning[/] {warning}")
+    for s in report.failed:
+        print_error(f"{s.source}.{s.stream}: {s.error}")
+
+
+def sources(ctx: typer.Context, json: JsonFlag = False) -> None:
+    """Each stream's saved cursor, last run and record counts."""
+    cli = ctx.ensure_object(CliContext)
+    with exit_codes():
+        settings = cli.settings()
+        engine = cli.engine(settings)
+        rows = _source_rows(engine, pull_source_names(settings, None))
+    if json:
+        emit_json(rows)
+        return
+    table = Table(title="sources")
+    for column in ("stream", "records", "quarantined", "cursor saved", "last run"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["stream"],
+            f"{row['records']:,}",
+            f"{row['quarantined']:,}",
+            row["cursor_updated_at"] or "never",
+            row["last_run"] or "never",
+        )
+    console.print(table)
+
+
+def _source_rows(engine: Engine, enabled: list[str]) -> list[dict[str, Any]]:
+    rc, qc, cc, sr = records.c, quarantine.c, cursors.c, sync_runs.c
+    with engine.connect() as conn:
+        counts = dict(
+            ((s, st), n)
+            for s, st, n in conn.execute(
+                select(rc.source, rc.stream, func.count()).group_by(rc.source, rc.stream)
+            )
+        )
+        held = dict(
+            ((s, st), n)
+            for s, st, n in conn.execute(
+                select(qc.source, qc.stream, func.count()).group_by(qc.source, qc.stream)
+            )
+        )
+        saved = {
+            (s, st): (v, at)
+            for s, st, v, at in conn.execute(select(cc.source, cc.stream, cc.value, cc.updated_at))
+        }
+        last = conn.execute(select(sr.id, sr.status, sr.finished_at).order_by(sr.id.desc()).limit(1)).first()
+    last_run = None
+    if last is not None and last.finished_at is not None:
+        last_run = f"#{last.id} {last.status} {last.finished_at:%Y-%m-%d %H:%M}"
+    rows = []
+    for source, stream in sorted(set(counts) | set(saved)):
+        cursor, saved_at = saved.get((source, stream), (None, None))
+        rows.append(
+            {
+                "stream": f"{source}.{stream}",
+                "records": counts.get((source, stream), 0),
+                "quarantined": held.get((source, stream), 0),
+                "cursor": cursor,
+                "cursor_updated_at": saved_at.isoformat(timespec="seconds") if saved_at else None,
+                "last_run": last_run,
+            }
+        )
+    seen = {source for source, _ in counts} | {source for source, _ in saved}
+    for source in enabled:
+        if source not in seen:
+            rows.append(
+                {
+                    "stream": f"{source} (never synced)",
+                    "records": 0,
+                    "quarantined": 0,
+                    "cursor": None,
+                    "cursor_updated_at": None,
+                    "last_run": None,
+                }
+            )
+    return rows

@@ -1,0 +1,138 @@
+"""The demo: crmhub's main job end to end against the built-in sandbox, reported as it happens.
+
+Everything shown is read back from the store or the sandbox after the real code ran: the sandbox
+serves generated people over real HTTP, the connectors pull them, mapping and identity turn them
+into contacts and fields, a tick changes the sandbox's world, and a second sync pulls only that.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, func, select
+
+from connectors import default_http_client
+from crmhub.sandbox import Sandbox, SandboxServer, credentials, sandbox_config
+from crmhub.settings import Settings, load_settings
+from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
+from sync.engine import ProgressCallback, RunReport
+from sync.store import create_store_engine, upgrade
+from sync.store.tables import contact_identities, contacts, field_definitions, merge_log, quarantine, records
+
+
+@dataclass
+class FieldSummary:
+    """Fields created, per source, with a few examples."""
+
+    total: int
+    by_source: dict[str, int]
+    examples: list[tuple[str, str]]
+
+
+@dataclass
+class StoreSummary:
+    """What the store holds after a run."""
+
+    records: int
+    contacts: int
+    identities: int
+    merges: int
+    quarantined: int
+
+
+class Demo:
+    """One demo: a sandbox, a config and a store in `workdir`, and the steps to run against them."""
+
+    def __init__(self, workdir: Path, *, people: int, seed: int) -> None:
+        self.workdir = workdir
+        self.sandbox = Sandbox(people=people, seed=seed)
+        self.server = SandboxServer(self.sandbox)
+        self.config_path = workdir / "crmhub.toml"
+        self._settings: Settings | None = None
+        self._engine: Engine | None = None
+
+    def start(self) -> None:
+        """Serve the sandbox on a free loopback port and write a config pointing at it."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.workdir.glob("crmhub.db*"):
+            leftover.unlink()
+        self.server.start()
+        database = f"sqlite:///{self.workdir / 'crmhub.db'}"
+        self.config_path.write_text(sandbox_config(self.server.url, database_url=database), encoding="utf-8")
+        os.environ.update(credentials.ENVIRONMENT)
+        self._settings = load_settings(self.config_path)
+        self._engine = create_store_engine(self._settings.database.url)
+        upgrade(self._engine)
+
+    def stop(self) -> None:
+        """Stop the sandbox and close the store."""
+        if self._engine is not None:
+            self._engine.dispose()
+        self.server.stop()
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the demo wrote and loaded."""
+        assert self._settings is not None, "start() first"
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        """The demo's store."""
+        assert self._engine is not None, "start() first"
+        return self._engine
+
+    def sandbox_now(self) -> datetime:
+        """The sandbox's clock: the demo's runs use it as `now`, so time windows match the data."""
+        return datetime.fromtimestamp(self.sandbox.world.now, UTC)
+
+    def sync(self, on_progress: ProgressCallback | None = None) -> RunReport:
+        """One sync of every enabled source, exactly as `crmhub sync` runs it."""
+        settings = self.settings
+        with default_http_client(settings.connectors) as http:
+            sources = build_sources(settings, pull_source_names(settings, None), http)
+            engine = build_sync_engine(settings, self.engine)
+            return engine.run(sources, now=self.sandbox_now(), on_progress=on_progress)
+
+    def tick(self, days: int) -> dict[str, Any]:
+        """Advance the sandbox's world through its control API, as `crmhub sandbox tick` does."""
+        response = httpx.post(f"{self.server.url}/_sandbox/tick", json={"days": days}, timeout=60)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def fields(self, examples: int = 8) -> FieldSummary:
+        """Fields in the registry, by source, with a spread of examples."""
+        fd = field_definitions.c
+        with self.engine.connect() as conn:
+            grouped = conn.execute(select(fd.source, func.count()).group_by(fd.source).order_by(fd.source))
+            by_source = {source: int(n) for source, n in grouped}
+            picked = conn.execute(select(fd.name, fd.type, fd.source).order_by(fd.source, fd.id)).all()
+        per_source = max(1, examples // max(1, len(by_source)))
+        shown: list[tuple[str, str]] = []
+        counts: dict[str, int] = {}
+        for name, ftype, source in picked:
+            if counts.get(source, 0) < per_source:
+                counts[source] = counts.get(source, 0) + 1
+                shown.append((name, ftype))
+        return FieldSummary(sum(by_source.values()), {k or "rule": v for k, v in by_source.items()}, shown)
+
+    def store(self) -> StoreSummary:
+        """Counts of what the store holds."""
+        with self.engine.connect() as conn:
+
+            def count(table: Any) -> int:
+                return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+            return StoreSummary(
+                records=count(records),
+                contacts=count(contacts),
+                identities=count(contact_identities),
+                merges=count(merge_log),
+                quarantined=count(quarantine),
+            )

@@ -1,0 +1,58 @@
+"""Building the working objects from settings: sources with their secrets, the mapper, the engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import httpx
+from sqlalchemy import Engine
+
+from connectors import PULL_SOURCES, Source, build_source
+from crmhub.settings import ConfigError, Problem, Settings, secret
+from field_mapping.mapper import Mapper
+from sync.engine import SyncEngine
+from sync.fields import load_definitions
+from sync.ingest import PageStore
+
+
+def pull_source_names(settings: Settings, wanted: Sequence[str] | None) -> list[str]:
+    """The enabled pull sources, in pull order, limited to `wanted`; a clear error for a bad name."""
+    enabled = [n for n in PULL_SOURCES if getattr(settings.connectors, n).enabled]
+    if not wanted:
+        return enabled
+    problems = []
+    for name in wanted:
+        if name not in PULL_SOURCES:
+            problems.append(Problem("--source", f"expected one of {', '.join(PULL_SOURCES)}, found {name!r}"))
+        elif name not in enabled:
+            problems.append(
+                Problem(f"connectors.{name}.enabled", f"expected true to sync {name}, found false")
+            )
+    if problems:
+        raise ConfigError(problems)
+    return [n for n in enabled if n in wanted]
+
+
+def build_sources(
+    settings: Settings,
+    names: Sequence[str],
+    http: httpx.Client,
+    environ: Mapping[str, str] | None = None,
+) -> list[Source]:
+    """One Source per name, each with its secret read from the environment."""
+    environ = os.environ if environ is None else environ
+    return [
+        build_source(
+            name, settings.connectors, secret(settings, f"connectors.{name}.api_key_env", environ), http
+        )
+        for name in names
+    ]
+
+
+def build_sync_engine(settings: Settings, engine: Engine) -> SyncEngine:
+    """The sync engine with a mapper seeded from the store's field definitions."""
+    with engine.connect() as conn:
+        known = load_definitions(conn)
+    mapper = Mapper(settings.field_mapping, known=known)
+    return SyncEngine(engine, PageStore(mapper))

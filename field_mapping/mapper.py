@@ -1,0 +1,231 @@
+"""The mapper: records in, typed field values, identity hints, problems and widenings out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jmespath
+from jmespath.parser import ParsedResult
+
+from connectors.records import Record
+from field_mapping.auto import AutoLeaf, DictFlattener, Leaves
+from field_mapping.auto_typeform import TypeformFlattener
+from field_mapping.config import FieldMappingConfig, MappingRule, TypeformAutoConfig
+from field_mapping.convert import as_text
+from field_mapping.identity import extract_identities
+from field_mapping.inference import HUBSPOT_CONTACT_TYPES, infer
+from field_mapping.model import FieldDefinition, FieldValue, MappedRecord, Origin, Problem, Widening
+from field_mapping.naming import label_for, unique_name
+from field_mapping.registry import FieldPlan, FieldRegistry, FieldState
+from field_mapping.sources import KNOWN_STREAMS, stream_prefix
+from field_mapping.transforms import InvalidValue, Transform, TransformError, build_transforms
+from field_mapping.types import FieldType
+
+__all__ = ["Mapper"]
+
+# Where automatic fields start inside each source's payloads.
+_ROOTS = {"hubspot": "properties", "segmentio": "traits"}
+
+
+class _Flattener(Protocol):
+    def leaves(self, payload: Mapping[str, Any]) -> Leaves: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    expr: ParsedResult
+    transforms: tuple[Transform, ...]
+    state: FieldState
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamPlan:
+    rules: tuple[_Rule, ...]
+    flattener: _Flattener | None
+
+
+class Mapper:
+    """Maps records of every stream; holds the field registry, so types widen across records.
+
+    `known` seeds the registry with the store's field definitions (so a second sync creates
+    nothing); `declared` gives source-declared types by `"source.stream"` and flattened path,
+    e.g. `{"hubspot.contacts": hubspot_declared_types(properties)}`.
+    """
+
+    def __init__(
+        self,
+        config: FieldMappingConfig,
+        *,
+        known: Iterable[FieldDefinition] = (),
+        declared: Mapping[str, Mapping[str, FieldType]] | None = None,
+    ) -> None:
+        self.config = config
+        self.region = config.identity.default_region
+        self.registry = FieldRegistry(known, region=self.region)
+        # Field name -> the path key that owns it; None for a stored field not yet claimed.
+        self._owners: dict[str, str | None] = dict.fromkeys(self.registry.baseline)
+        self._declared: dict[str, Mapping[str, FieldType]] = {"hubspot.contacts": HUBSPOT_CONTACT_TYPES}
+        for key, types in (declared or {}).items():
+            self._declared[key] = {**self._declared.get(key, {}), **types}
+        self._rule_states: dict[str, FieldState] = {}
+        self._rules = [self._rule(index, rule) for index, rule in enumerate(config.rules)]
+        self._plans: dict[tuple[str, str], _StreamPlan] = {}
+
+    def map_record(self, record: Record) -> MappedRecord:
+        """Typed values of every rule and automatic field of `record`, its identities and problems."""
+        plan = self._plans.get((record.source, record.stream)) or self._plan(record.source, record.stream)
+        payload = record.payload
+        values: dict[str, FieldValue] = {}
+        problems: list[Problem] = []
+        widenings: list[Widening] = []
+        created: list[str] = []
+        if plan.rules:
+            self._map_rules(plan.rules, payload, values, problems, widenings)
+        if plan.flattener is not None:
+            self._map_auto(plan.flattener.leaves(payload), values, problems, widenings, created)
+        identities = extract_identities(record.source, record.stream, payload, self.config.identity)
+        return MappedRecord(record, values, identities, tuple(problems), tuple(widenings), tuple(created))
+
+    def _map_rules(
+        self,
+        rules: tuple[_Rule, ...],
+        payload: Mapping[str, Any],
+        values: dict[str, FieldValue],
+        problems: list[Problem],
+        widenings: list[Widening],
+    ) -> None:
+        for rule in rules:
+            name = rule.state.name
+            held = values.get(name)
+            if held is not None and held.value is not None:
+                continue  # an earlier rule of this stream already gave this field a value
+            raw = rule.expr.search(payload)
+            if raw is not None and rule.transforms:
+                done = self._transform(rule, raw, problems)
+                if isinstance(done, FieldValue):
+                    values[name] = done
+                    continue
+                raw = done
+            values[name] = self.registry.accept(rule.state, raw, rule.origin, problems, widenings)
+
+    def _map_auto(
+        self,
+        leaves: Leaves,
+        values: dict[str, FieldValue],
+        problems: list[Problem],
+        widenings: list[Widening],
+        created: list[str],
+    ) -> None:
+        registry = self.registry
+        accept = registry.accept
+        for leaf, raw in leaves:
+            state = leaf.state
+            if state is None:
+                if raw is None:
+                    # A field is created by its first value, not by a null; only this leaf makes a
+                    # field of this name, so one look at the registry per leaf is enough.
+                    if leaf.absent:
+                        continue
+                    if leaf.name not in registry:
+                        leaf.absent = True
+                        continue
+                state = leaf.state = self._auto_state(leaf.name, leaf, raw, created)
+            last = leaf.last
+            # Statuses, currencies, flags and nulls repeat from record to record: reuse the typed value.
+            if (
+                last is not None
+                and last.type is state.type
+                and raw == leaf.last_raw
+                and type(raw) is type(leaf.last_raw)
+            ):
+                values[leaf.name] = last
+                continue
+            flagged = len(problems) + len(widenings)
+            value = values[leaf.name] = accept(state, raw, leaf.origin, problems, widenings)
+            if len(problems) + len(widenings) == flagged:
+                leaf.last, leaf.last_raw = value, raw
+
+    def definitions(self) -> list[FieldDefinition]:
+        """Every field known or seen so far, with its current type and enum options."""
+        return self.registry.definitions()
+
+    def plan(self) -> FieldPlan:
+        """The fields the records mapped so far would create or widen, against the `known` ones."""
+        return self.registry.plan()
+
+    def _transform(self, rule: _Rule, raw: Any, problems: list[Problem]) -> Any:
+        try:
+            for transform in rule.transforms:
+                raw = transform(raw)
+        except InvalidValue as exc:
+            problems.append(Problem(rule.state.name, rule.origin, repr(raw), str(exc)))
+            return FieldValue(rule.state.name, exc.kept, rule.state.type, rule.origin)
+        except TransformError as exc:
+            problems.append(Problem(rule.state.name, rule.origin, repr(raw), f"{exc}; kept as text"))
+            return FieldValue(rule.state.name, as_text(raw), FieldType.STRING, rule.origin)
+        return raw
+
+    def _auto_state(self, name: str, leaf: AutoLeaf, raw: Any, created: list[str]) -> FieldState:
+        state = self.registry.get(name)
+        if state is None:
+            ftype = leaf.declared or infer(
+                raw, leaf.hint, region=self.region, enum_max_length=leaf.enum_max_length
+            )
+            definition = FieldDefinition(name, ftype or FieldType.STRING, label_for(name), leaf.origin)
+            created.append(name)
+            return self.registry.add(definition, enum_max=leaf.enum_max, hint=leaf.hint)
+        state.enum_max, state.hint = leaf.enum_max, leaf.hint
+        return state
+
+    def _rule(self, index: int, rule: MappingRule) -> tuple[MappingRule, _Rule]:
+        origin = Origin("rule", rule.source, rule.stream, rule.path, index)
+        definition = FieldDefinition(
+            rule.field, rule.type, rule.label or label_for(rule.field), origin, rule.wins
+        )
+        self._owners[rule.field] = "rule"
+        state = self._rule_states.get(rule.field)
+        if state is None:
+            # The first rule writing a field names its origin; later ones share the field.
+            state = self.registry.add(definition, fixed=True, hint=rule.path.rsplit(".", 1)[-1])
+            self._rule_states[rule.field] = state
+        transforms = build_transforms(
+            [t if isinstance(t, str) else t.model_dump() for t in rule.transforms], self.region
+        )
+        return rule, _Rule(jmespath.compile(rule.path), transforms, state, origin)
+
+    def _plan(self, source: str, stream: str) -> _StreamPlan:
+        rules = tuple(
+            compiled for rule, compiled in self._rules if rule.source == source and rule.stream == stream
+        )
+        covered = [rule.path for rule, _ in self._rules if rule.source == source and rule.stream == stream]
+        flattener: _Flattener | None = None
+        settings = self.config.auto.for_source(source) if source in KNOWN_STREAMS else None
+        if settings is not None and settings.stream_enabled(stream):
+            if isinstance(settings, TypeformAutoConfig):
+                flattener = TypeformFlattener(settings=settings, covered=covered, claim=self._claim)
+            else:
+                flattener = DictFlattener(
+                    source=source,
+                    stream=stream,
+                    root=_ROOTS.get(source, ""),
+                    prefix=stream_prefix(source, stream),
+                    settings=settings,
+                    covered=covered,
+                    claim=self._claim,
+                    declared=self._declared.get(f"{source}.{stream}", {}),
+                )
+        plan = self._plans[(source, stream)] = _StreamPlan(rules, flattener)
+        return plan
+
+    def _claim(self, candidate: str, key: str) -> str:
+        """Grant `candidate` to the path `key` unless another path or a rule holds it."""
+        owner = self._owners.get(candidate, key)
+        if owner is None or owner == key:
+            self._owners[candidate] = key
+            return candidate
+        name = unique_name(candidate, key)
+        self._owners.setdefault(name, key)
+        return name

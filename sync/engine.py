@@ -1,0 +1,198 @@
+"""The sync engine: pull every stream, store each page and its cursor in one transaction.
+
+A page is stored, mapped and resolved to contacts in one transaction that also saves the stream's
+cursor, so a crash at any point loses at most the page in flight, and the next run pulls it again
+from the last saved cursor. One failing source or stream does not stop the others; the report says
+which failed and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine
+
+from connectors import Batch
+from connectors.base import Source, Stream
+from connectors.exceptions import ConnectorError
+from sync.runs import finish_run, load_cursor, save_cursor, start_run
+
+
+@dataclass
+class BatchResult:
+    """What storing one page did."""
+
+    records: int = 0
+    events: int = 0
+    quarantined: int = 0
+    problems: int = 0
+    widenings: list[str] = field(default_factory=list)
+    contacts: set[int] = field(default_factory=set)
+
+
+class BatchStore(Protocol):
+    """Stores one page inside the caller's transaction."""
+
+    def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
+        """Store `batch`; the caller commits it with the cursor."""
+
+
+@dataclass
+class StreamReport:
+    """How one stream's pull went."""
+
+    source: str
+    stream: str
+    records: int = 0
+    events: int = 0
+    quarantined: int = 0
+    problems: int = 0
+    widenings: list[str] = field(default_factory=list)
+    requests: int = 0
+    pages: int = 0
+    seconds: float = 0.0
+    full: bool = False
+    fallback_reason: str | None = None
+    error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        """Records per second over the stream's wall time."""
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class RunReport:
+    """How a whole run went."""
+
+    run_id: int
+    streams: list[StreamReport] = field(default_factory=list)
+    contacts: set[int] = field(default_factory=set)
+    stopped: bool = False
+
+    @property
+    def failed(self) -> list[StreamReport]:
+        """Streams that ended in an error."""
+        return [s for s in self.streams if s.error]
+
+    @property
+    def status(self) -> str:
+        """succeeded, partial (some streams failed) or failed (all did)."""
+        if not self.failed:
+            return "succeeded"
+        return "failed" if len(self.failed) == len(self.streams) else "partial"
+
+
+ProgressCallback = Callable[[StreamReport], None]
+
+
+class SyncEngine:
+    """Runs syncs against one store with one way of storing pages."""
+
+    def __init__(self, engine: Engine, store_batch: BatchStore) -> None:
+        self.engine = engine
+        self.store_batch = store_batch
+
+    def run(
+        self,
+        sources: Sequence[Source],
+        *,
+        now: datetime,
+        full: bool = False,
+        trigger: str = "manual",
+        on_progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        streams: Collection[str] | None = None,
+    ) -> RunReport:
+        """Pull every stream of every source once (or only `streams`, as "source.stream").
+
+        Stops early, at a page boundary, when `should_stop()` turns true.
+        """
+        only = sources[0].name if len(sources) == 1 else None
+        with self.engine.begin() as conn:
+            run_id = start_run(conn, source=only, trigger=trigger, now=now)
+        report = RunReport(run_id=run_id)
+        for source in sources:
+            for stream in source.streams:
+                if streams is not None and stream.qualified_name not in streams:
+                    continue
+                if should_stop():
+                    report.stopped = True
+                    break
+                stream_report = StreamReport(source=source.name, stream=stream.name, full=full)
+                report.streams.append(stream_report)
+                self._pull(stream, stream_report, report, run_id, now, full, on_progress, should_stop)
+        with self.engine.begin() as conn:
+            finish_run(
+                conn,
+                run_id,
+                status="stopped" if report.stopped else report.status,
+                stats={"streams": [_stats(s) for s in report.streams], "contacts": len(report.contacts)},
+                error="; ".join(f"{s.source}.{s.stream}: {s.error}" for s in report.failed) or None,
+                now=now,
+            )
+        return report
+
+    def _pull(
+        self,
+        stream: Stream,
+        out: StreamReport,
+        report: RunReport,
+        run_id: int,
+        now: datetime,
+        full: bool,
+        on_progress: ProgressCallback | None,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            with self.engine.connect() as conn:
+                cursor = None if full else load_cursor(conn, stream.source, stream.name)
+            for batch in stream.pull(cursor, now=now, full=full):
+                with self.engine.begin() as conn:
+                    result = self.store_batch(conn, batch, run_id=run_id, now=now)
+                    if batch.cursor is not None:
+                        save_cursor(conn, batch.source, batch.stream, batch.cursor, run_id=run_id, now=now)
+                out.records += result.records
+                out.events += result.events
+                out.quarantined += result.quarantined
+                out.problems += result.problems
+                out.widenings.extend(w for w in result.widenings if w not in out.widenings)
+                out.requests += batch.requests
+                out.pages += 1
+                out.full = out.full or batch.full
+                out.fallback_reason = out.fallback_reason or batch.fallback_reason
+                report.contacts |= result.contacts
+                out.seconds = time.perf_counter() - started
+                if on_progress is not None:
+                    on_progress(out)
+                if should_stop():
+                    report.stopped = True
+                    return
+        except ConnectorError as exc:
+            out.error = str(exc)
+        out.seconds = time.perf_counter() - started
+        if on_progress is not None:
+            on_progress(out)
+
+
+def _stats(s: StreamReport) -> dict[str, object]:
+    return {
+        "source": s.source,
+        "stream": s.stream,
+        "records": s.records,
+        "events": s.events,
+        "quarantined": s.quarantined,
+        "problems": s.problems,
+        "widenings": s.widenings,
+        "requests": s.requests,
+        "pages": s.pages,
+        "seconds": round(s.seconds, 3),
+        "full": s.full,
+        "fallback_reason": s.fallback_reason,
+        "error": s.error,
+    }

@@ -1,0 +1,273 @@
+"""Stripe: backfill, events, fallback, resume, errors -- against a respx-served fake."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from connectors import (
+    Batch,
+    ConnectorsConfig,
+    MalformedPageError,
+    PermanentError,
+    RetryableError,
+    build_source,
+)
+from connectors.base import Stream
+from connectors.config import StripeConfig
+from tests.connectors.fakes import NOW, NOW_TS, STRIPE_URL, FakeSleep, FakeStripe, keys, resume_everywhere
+
+
+def _customer(n: int, created: int, email: str | None = None) -> dict[str, object]:
+    return {"id": f"cus_{n:03d}", "object": "customer", "created": created, "email": email or f"c{n}@x.io"}
+
+
+@pytest.fixture
+def fake() -> FakeStripe:
+    fake = FakeStripe()
+    for n in range(7):
+        fake.add("customers", _customer(n, NOW_TS - 10_000 + n))
+    fake.add(
+        "subscriptions",
+        {"id": "sub_1", "object": "subscription", "created": NOW_TS - 500, "customer": "cus_001"},
+    )
+    return fake
+
+
+@pytest.fixture
+def sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+def _stream(fake: FakeStripe, sleep: FakeSleep, name: str = "customers", page_size: int = 3) -> Stream:
+    config = ConnectorsConfig(stripe=StripeConfig(enabled=True, base_url=STRIPE_URL, page_size=page_size))
+    http = fake.client(fake.router())
+    return build_source("stripe", config, "sk_test_1", http, sleep=sleep, clock=sleep.clock).stream(name)
+
+
+def _pull(stream: Stream, cursor: str | None, **kw: object) -> list[Batch]:
+    return list(stream.pull(cursor, now=kw.pop("now", NOW), **kw))  # type: ignore[arg-type]
+
+
+def test_backfill_pages_to_the_end_then_switches_to_events(fake: FakeStripe, sleep: FakeSleep) -> None:
+    batches = _pull(_stream(fake, sleep), None)
+    assert [len(b.records) for b in batches] == [3, 3, 1]
+    assert [r.external_id for b in batches for r in b.records] == [f"cus_{n:03d}" for n in range(6, -1, -1)]
+    assert all(b.full for b in batches) and all(b.requests == 1 for b in batches)
+    assert json.loads(batches[-1].cursor or "") == {"phase": "events", "since": NOW_TS, "seen": []}
+    assert json.loads(batches[0].cursor or "")["after"] == "cus_004"
+    assert fake.requests[1].url.params["starting_after"] == "cus_004"
+    assert fake.requests[0].url.params["created[lte]"] == str(NOW_TS)
+
+
+def test_subscriptions_list_all_statuses_with_price_and_product(fake: FakeStripe, sleep: FakeSleep) -> None:
+    batches = _pull(_stream(fake, sleep, "subscriptions"), None)
+    assert [r.external_id for b in batches for r in b.records] == ["sub_1"]
+    params = fake.requests[0].url.params
+    assert params["status"] == "all"
+    assert params["expand[0]"] == "data.items.data.price.product"
+
+
+def test_events_pick_up_exactly_what_changed_oldest_first(fake: FakeStripe, sleep: FakeSleep) -> None:
+    stream = _stream(fake, sleep)
+    cursor = _pull(stream, None)[-1].cursor
+    fake.requests.clear()
+    fake.event("customer.updated", _customer(1, 1, "new@x.io"), NOW_TS + 5)
+    fake.event("customer.updated", _customer(1, 1, "newer@x.io"), NOW_TS + 6)
+    fake.event("customer.created", _customer(9, NOW_TS + 7), NOW_TS + 7)
+    fake.event("customer.deleted", {**_customer(2, 1), "deleted": True}, NOW_TS + 8)
+    later = NOW + timedelta(minutes=5)
+    batches = _pull(stream, cursor, now=later)
+    records = [r for b in batches for r in b.records]
+    # Two updates of cus_001 in one page collapse to the newest; order is oldest first.
+    assert [(r.external_id, r.payload.get("email"), r.deleted) for r in records] == [
+        ("cus_001", "newer@x.io", False),
+        ("cus_009", "c9@x.io", False),
+        ("cus_002", "c2@x.io", True),
+    ]
+    assert [e.name for b in batches for e in b.events] == [
+        "customer.updated",
+        "customer.updated",
+        "customer.created",
+        "customer.deleted",
+    ]
+    assert batches[0].events[0].identities == {"stripe_customer": "cus_001", "email": "new@x.io"}
+    assert sum(b.requests for b in batches) == 2  # 4 events, 3 per page
+    assert fake.requests[0].url.params["created[gte]"] == str(NOW_TS)
+    assert [v for k, v in fake.requests[0].url.params.multi_items() if k.startswith("types[")] == [
+        "customer.created",
+        "customer.updated",
+        "customer.deleted",
+    ]
+    again = _pull(stream, batches[-1].cursor, now=later)
+    assert keys(again) == [] and len(again) == 1 and again[0].requests == 1
+
+
+def test_events_sharing_a_second_are_deduplicated_at_the_boundary(fake: FakeStripe, sleep: FakeSleep) -> None:
+    stream = _stream(fake, sleep, page_size=2)
+    cursor = json.dumps({"phase": "events", "since": NOW_TS, "seen": []})
+    for n in range(3):
+        fake.event("customer.updated", _customer(n, 1), NOW_TS + 10)
+    first = _pull(stream, cursor)
+    assert json.loads(first[-1].cursor or "") == {
+        "phase": "events",
+        "since": NOW_TS + 10,
+        "seen": ["evt_0000", "evt_0001", "evt_0002"],
+    }
+    fake.event("customer.updated", _customer(4, 1), NOW_TS + 10)
+    second = _pull(stream, first[-1].cursor)
+    assert [r.external_id for b in second for r in b.records] == ["cus_004"]
+
+
+def test_invoice_events_become_contact_events_with_email(fake: FakeStripe, sleep: FakeSleep) -> None:
+    stream = _stream(fake, sleep, "invoices")
+    invoice = {
+        "id": "in_1",
+        "object": "invoice",
+        "customer": "cus_001",
+        "customer_email": "c1@x.io",
+        "amount_paid": 900,
+        "currency": "eur",
+        "status": "paid",
+    }
+    fake.event("invoice.paid", invoice, NOW_TS + 1)
+    fake.event("invoice.payment_succeeded", {"id": "pi_1", "object": "payment_intent"}, NOW_TS + 1)
+    batches = _pull(stream, json.dumps({"phase": "events", "since": NOW_TS, "seen": []}))
+    assert fake.requests[0].url.params["type"] == "invoice.*"
+    [event] = [e for b in batches for e in b.events]
+    assert (event.name, event.external_id, event.identities) == (
+        "invoice.paid",
+        "evt_0000",
+        {"stripe_customer": "cus_001", "email": "c1@x.io"},
+    )
+    assert event.properties["amount_paid"] == 900
+    assert [r.external_id for b in batches for r in b.records] == ["in_1"]
+
+
+def test_a_cursor_older_than_30_days_falls_back_to_a_full_list(
+    fake: FakeStripe, sleep: FakeSleep, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = json.dumps({"phase": "events", "since": NOW_TS - 31 * 86400, "seen": []})
+    batches = _pull(_stream(fake, sleep), old)
+    assert "older than the 30 days" in (batches[0].fallback_reason or "")
+    assert all(b.fallback_reason is None for b in batches[1:])
+    assert all(b.full for b in batches)
+    assert len(keys(batches)) == 7
+    assert "older than the 30 days" in caplog.text
+    assert all(r.url.path == "/v1/customers" for r in fake.requests)
+
+
+def test_full_ignores_the_cursor(fake: FakeStripe, sleep: FakeSleep) -> None:
+    cursor = json.dumps({"phase": "events", "since": NOW_TS, "seen": []})
+    batches = _pull(_stream(fake, sleep), cursor, full=True)
+    assert len(keys(batches)) == 7 and batches[0].fallback_reason is None
+
+
+def test_resume_from_any_saved_cursor_matches_an_uninterrupted_backfill(
+    fake: FakeStripe, sleep: FakeSleep
+) -> None:
+    stream = _stream(fake, sleep, page_size=2)
+    whole, resumed = resume_everywhere(lambda c: _pull(stream, c), None)
+    assert len(resumed) == 3
+    for run in resumed:
+        assert keys(run) == keys(whole)
+
+
+def test_resume_from_any_saved_cursor_matches_an_uninterrupted_events_pull(
+    fake: FakeStripe, sleep: FakeSleep
+) -> None:
+    for n in range(7):
+        fake.event("customer.updated", _customer(n, 1), NOW_TS + n // 2)
+    stream = _stream(fake, sleep, page_size=2)
+    start = json.dumps({"phase": "events", "since": NOW_TS, "seen": []})
+    whole, resumed = resume_everywhere(lambda c: _pull(stream, c), start)
+    assert [k[1] for k in keys(whole)] == [f"cus_{n:03d}" for n in range(7)]
+    for run in resumed:
+        assert keys(run) == keys(whole)
+
+
+def test_429_waits_for_retry_after_then_succeeds(fake: FakeStripe, sleep: FakeSleep) -> None:
+    fake.fail_next(
+        httpx.Response(429, headers={"Retry-After": "7"}, json={"error": {"message": "slow down"}})
+    )
+    batches = _pull(_stream(fake, sleep), None)
+    assert sleep.calls == [7.0]
+    assert batches[0].requests == 2 and len(keys(batches)) == 7
+
+
+def test_5xx_and_timeouts_are_retried_with_backoff(fake: FakeStripe, sleep: FakeSleep) -> None:
+    fake.fail_next(
+        httpx.Response(503, json={"error": {"message": "down"}}),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+    )
+    batches = _pull(_stream(fake, sleep), None)
+    assert len(sleep.calls) == 3 and all(0 < s <= 30 for s in sleep.calls)
+    assert batches[0].requests == 4
+
+
+def test_retries_give_up_after_max_attempts(fake: FakeStripe, sleep: FakeSleep) -> None:
+    fake.fail_next(*[httpx.Response(500, json={"error": {"message": "down"}})] * 5)
+    with pytest.raises(RetryableError, match=r"stripe: /v1/customers: provider error \(500\)"):
+        _pull(_stream(fake, sleep), None)
+    assert len(fake.requests) == 5
+
+
+def test_wrong_key_is_permanent_with_a_clear_message(fake: FakeStripe, sleep: FakeSleep) -> None:
+    fake.token = "Bearer sk_other"
+    with pytest.raises(
+        PermanentError, match=r"authentication failed \(401\).*check connectors.stripe.api_key_env"
+    ):
+        _pull(_stream(fake, sleep), None)
+    assert sleep.calls == [] and len(fake.requests) == 1
+
+
+def test_a_malformed_page_stops_the_pull_before_its_cursor(fake: FakeStripe, sleep: FakeSleep) -> None:
+    stream = _stream(fake, sleep)
+    pulled = stream.pull(None, now=NOW)
+    first = next(pulled)
+    fake.fail_next(httpx.Response(200, text="<html>maintenance</html>"))
+    with pytest.raises(MalformedPageError, match=r"stripe: /v1/customers: malformed page"):
+        next(pulled)
+    fake.fail_next(httpx.Response(200, json={"object": "list", "has_more": False}))
+    with pytest.raises(MalformedPageError, match=r"'data' is missing"):
+        _pull(stream, first.cursor)
+    assert [r.external_id for b in _pull(stream, first.cursor) for r in b.records] == [
+        "cus_003",
+        "cus_002",
+        "cus_001",
+        "cus_000",
+    ]
+
+
+def test_a_malformed_event_raises_before_anything_is_yielded(fake: FakeStripe, sleep: FakeSleep) -> None:
+    fake.event("customer.updated", _customer(1, 1), NOW_TS + 1)
+    fake.events.append({"id": "evt_bad", "type": "customer.updated", "created": NOW_TS + 2, "data": {}})
+    with pytest.raises(MalformedPageError, match=r"lacks id, created, type or data.object.id"):
+        _pull(_stream(fake, sleep), json.dumps({"phase": "events", "since": NOW_TS, "seen": []}))
+
+
+def test_an_unreadable_cursor_is_a_clear_error(fake: FakeStripe, sleep: FakeSleep) -> None:
+    with pytest.raises(PermanentError, match=r"unreadable cursor.*--full"):
+        _pull(_stream(fake, sleep), "not json")
+
+
+def test_a_window_larger_than_the_buffer_is_applied_in_rounds(
+    fake: FakeStripe, sleep: FakeSleep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("connectors.stripe.streams.MAX_BUFFERED_EVENTS", 4)
+    for n in range(9):
+        fake.event("customer.updated", _customer(n, 1), NOW_TS + n // 3)
+    batches = _pull(
+        _stream(fake, sleep, page_size=2), json.dumps({"phase": "events", "since": NOW_TS, "seen": []})
+    )
+    assert [k[1] for k in keys(batches)] == [f"cus_{n:03d}" for n in range(9)]
+    assert json.loads(batches[-1].cursor or "")["seen"] == ["evt_0006", "evt_0007", "evt_0008"]
+
+
+def test_a_cursor_of_the_wrong_shape_is_a_clear_error(fake: FakeStripe, sleep: FakeSleep) -> None:
+    with pytest.raises(PermanentError, match=r"stripe.customers: unreadable cursor"):
+        _pull(_stream(fake, sleep), json.dumps({"phase": "events"}))

@@ -1,0 +1,213 @@
+"""The sync engine: each page and its cursor commit together, so a crash anywhere resumes cleanly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, select
+
+from connectors import Batch, ContactEvent, Record
+from connectors.base import Source, Stream
+from connectors.exceptions import PermanentError
+from field_mapping.config import FieldMappingConfig
+from field_mapping.mapper import Mapper
+from sync.engine import BatchResult, SyncEngine
+from sync.ingest import PageStore
+from sync.runs import load_cursor
+from sync.store import create_store_engine, upgrade
+from sync.store.tables import (
+    contact_identities,
+    contacts,
+    cursors,
+    events,
+    field_definitions,
+    field_values,
+    quarantine,
+    records,
+    sync_runs,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+PAGES = 5
+PER_PAGE = 4
+
+
+def _customer(n: int) -> Record:
+    email = f"  Person{n}@Example.COM " if n % 2 else f"person{n}@example.com"
+    payload = {"id": f"cus_{n}", "object": "customer", "email": email, "name": f"Person {n}", "balance": n}
+    return Record("stripe", "customers", f"cus_{n}", NOW - timedelta(hours=n), payload)
+
+
+class PagedStream(Stream):
+    """Pages of customers; the cursor is the index of the next page."""
+
+    source = "stripe"
+    name = "customers"
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.fail_after = fail_after
+        self.started_at: list[int] = []
+
+    def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+        start = 0 if full or cursor is None else json.loads(cursor)["page"]
+        self.started_at.append(start)
+        for page in range(start, PAGES):
+            if self.fail_after is not None and page == self.fail_after:
+                raise PermanentError("stripe: connection lost (simulated)")
+            recs = [_customer(page * PER_PAGE + i) for i in range(PER_PAGE)]
+            ev = [
+                ContactEvent(
+                    "stripe", "invoice.paid", f"evt_{r.external_id}", NOW, {"stripe_customer": r.external_id}
+                )
+                for r in recs
+            ]
+            yield Batch("stripe", "customers", recs, ev, cursor=json.dumps({"page": page + 1}))
+
+
+class OneStreamSource(Source):
+    name = "stripe"
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+
+    @property
+    def streams(self) -> list[Stream]:
+        return [self._stream]
+
+
+@pytest.fixture
+def engine(empty_store_url: str) -> Iterator[Engine]:
+    eng = create_store_engine(empty_store_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def _page_store() -> PageStore:
+    return PageStore(Mapper(FieldMappingConfig()))
+
+
+def _snapshot(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return {
+            "records": sorted(conn.execute(select(records.c.external_id, records.c.payload)).all()),
+            "identities": sorted(
+                conn.execute(select(contact_identities.c.kind, contact_identities.c.value)).all()
+            ),
+            "contacts": conn.execute(select(contacts.c.id)).all().__len__(),
+            "events": sorted(conn.execute(select(events.c.external_id, events.c.name)).all()),
+            "fields": sorted(conn.execute(select(field_definitions.c.name, field_definitions.c.type)).all()),
+            "values": conn.execute(select(field_values.c.field_id)).all().__len__(),
+            "cursor": conn.execute(select(cursors.c.value)).scalar_one_or_none(),
+        }
+
+
+def test_a_run_stores_records_contacts_fields_events_and_the_cursor(engine: Engine) -> None:
+    report = SyncEngine(engine, _page_store()).run([OneStreamSource(PagedStream())], now=NOW)
+    assert report.status == "succeeded"
+    [stream] = report.streams
+    assert (stream.records, stream.events, stream.pages) == (PAGES * PER_PAGE, PAGES * PER_PAGE, PAGES)
+    snap = _snapshot(engine)
+    assert snap["contacts"] == PAGES * PER_PAGE
+    assert ("email", "person1@example.com") in snap["identities"]  # case and whitespace normalized
+    assert ("stripe_customer_balance", "integer") in snap["fields"]
+    assert snap["cursor"] == json.dumps({"page": PAGES})
+
+
+def test_a_second_run_resumes_from_the_cursor_and_changes_nothing(engine: Engine) -> None:
+    stream = PagedStream()
+    sync = SyncEngine(engine, _page_store())
+    sync.run([OneStreamSource(stream)], now=NOW)
+    before = _snapshot(engine)
+    report = sync.run([OneStreamSource(stream)], now=NOW + timedelta(hours=1))
+    assert stream.started_at == [0, PAGES]
+    assert report.streams[0].records == 0
+    assert _snapshot(engine) == before
+
+
+@pytest.mark.parametrize("fail_at_page", [1, 3])
+def test_a_failure_between_pages_keeps_what_was_stored_and_resumes_without_gaps(
+    engine: Engine, fail_at_page: int, tmp_path
+) -> None:
+    reference = create_store_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    upgrade(reference)
+    SyncEngine(reference, _page_store()).run([OneStreamSource(PagedStream())], now=NOW)
+
+    sync = SyncEngine(engine, _page_store())
+    failed = sync.run([OneStreamSource(PagedStream(fail_after=fail_at_page))], now=NOW)
+    assert failed.status == "failed" and "connection lost" in (failed.streams[0].error or "")
+    with engine.connect() as conn:
+        assert load_cursor(conn, "stripe", "customers") == json.dumps({"page": fail_at_page})
+    resumed = PagedStream()
+    sync.run([OneStreamSource(resumed)], now=NOW)
+    assert resumed.started_at == [fail_at_page]
+    assert _snapshot(engine) == _snapshot(reference)
+    reference.dispose()
+
+
+class CrashingStore:
+    """Stores pages until the n-th, then dies mid-transaction (after writing part of it)."""
+
+    def __init__(self, inner: PageStore, crash_on: int) -> None:
+        self.inner, self.crash_on, self.calls = inner, crash_on, 0
+
+    def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
+        self.calls += 1
+        result = self.inner(conn, batch, run_id=run_id, now=now)
+        if self.calls == self.crash_on:
+            raise SystemExit("killed between the store and its commit")
+        return result
+
+
+def test_a_crash_before_a_commit_loses_only_that_page_and_the_rerun_matches(engine: Engine, tmp_path) -> None:
+    reference = create_store_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    upgrade(reference)
+    SyncEngine(reference, _page_store()).run([OneStreamSource(PagedStream())], now=NOW)
+
+    with pytest.raises(SystemExit):
+        SyncEngine(engine, CrashingStore(_page_store(), crash_on=3)).run(
+            [OneStreamSource(PagedStream())], now=NOW
+        )
+    with engine.connect() as conn:
+        assert load_cursor(conn, "stripe", "customers") == json.dumps({"page": 2})
+        assert len(conn.execute(select(records.c.id)).all()) == 2 * PER_PAGE
+    SyncEngine(engine, _page_store()).run([OneStreamSource(PagedStream())], now=NOW)
+    assert _snapshot(engine) == _snapshot(reference)
+    reference.dispose()
+
+
+def test_what_names_no_person_is_quarantined_with_the_reason(engine: Engine) -> None:
+    class Anonymous(PagedStream):
+        def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+            payload = {"id": "cus_x", "object": "customer", "email": "not an e-mail", "name": "Nobody"}
+            yield Batch(
+                "stripe", "customers", [Record("stripe", "customers", "cus_x", NOW, payload)], cursor="{}"
+            )
+
+    report = SyncEngine(engine, _page_store()).run([OneStreamSource(Anonymous())], now=NOW)
+    assert report.streams[0].quarantined == 0  # the customer id itself identifies the person
+    with engine.connect() as conn:
+        assert conn.execute(select(contact_identities.c.kind)).scalars().all() == ["stripe_customer"]
+
+    class NoIds(PagedStream):
+        def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+            ev = ContactEvent("stripe", "invoice.paid", "evt_1", NOW, {"email": "not an e-mail"})
+            yield Batch("stripe", "customers", [], [ev], cursor="{}")
+
+    report = SyncEngine(engine, _page_store()).run([OneStreamSource(NoIds())], now=NOW)
+    assert report.streams[0].quarantined == 1
+    with engine.connect() as conn:
+        [reason] = conn.execute(select(quarantine.c.reason)).scalars().all()
+    assert "no usable identity" in reason and "invoice.paid" in reason
+
+
+def test_the_run_is_recorded_with_its_outcome(engine: Engine) -> None:
+    SyncEngine(engine, _page_store()).run([OneStreamSource(PagedStream(fail_after=0))], now=NOW)
+    with engine.connect() as conn:
+        run = conn.execute(select(sync_runs)).one()
+    assert run.status == "failed" and "connection lost" in run.error
+    assert run.stats["streams"][0]["error"]

@@ -1,0 +1,106 @@
+"""Identity resolution: one contact per person across sources, merges logged, nothing guessed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from sync.identity import normalize_hints, resolve
+from sync.store import create_store_engine, upgrade
+from sync.store.tables import contact_identities, contacts, events, merge_log
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(empty_store_url: str) -> Iterator[Engine]:
+    eng = create_store_engine(empty_store_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def test_hints_are_normalized_and_invalid_ones_left_out() -> None:
+    hints = normalize_hints(
+        {"email": "  Ada@Example.COM ", "phone": "(415) 555-2671", "stripe_customer": "cus_1", "fax": "x"},
+        "US",
+    )
+    assert hints == {"email": "ada@example.com", "phone": "+14155552671", "stripe_customer": "cus_1"}
+    assert normalize_hints({"email": "ada at example", "phone": "12"}, "US") == {}
+
+
+def test_the_same_person_from_four_sources_is_one_contact(engine: Engine) -> None:
+    with engine.begin() as conn:
+        [stripe] = resolve(
+            conn, [{"email": "ada@example.com", "stripe_customer": "cus_1"}], source="stripe", now=NOW
+        )
+        [hubspot] = resolve(
+            conn, [{"email": "ada@example.com", "hubspot_contact": "101"}], source="hubspot", now=NOW
+        )
+        [typeform] = resolve(
+            conn, [{"phone": "+14155552671", "email": "ada@example.com"}], source="typeform", now=NOW
+        )
+        [segment] = resolve(
+            conn, [{"segmentio_user": "u1", "phone": "+14155552671"}], source="segmentio", now=NOW
+        )
+        assert stripe == hubspot == typeform == segment
+        assert conn.execute(select(contacts.c.id)).scalars().all() == [stripe]
+        kinds = (
+            conn.execute(select(contact_identities.c.kind).order_by(contact_identities.c.kind))
+            .scalars()
+            .all()
+        )
+    assert kinds == ["email", "hubspot_contact", "phone", "segmentio_user", "stripe_customer"]
+
+
+def test_items_of_one_batch_that_share_a_hint_become_one_contact(engine: Engine) -> None:
+    with engine.begin() as conn:
+        ids = resolve(
+            conn,
+            [
+                {"stripe_customer": "cus_1"},
+                {"email": "a@x.io", "stripe_customer": "cus_1"},
+                {"email": "b@x.io"},
+                {},
+            ],
+            source="stripe",
+            now=NOW,
+        )
+    assert ids[0] == ids[1] != ids[2] and ids[3] is None
+
+
+def test_a_record_linking_two_contacts_merges_them_with_a_log(engine: Engine) -> None:
+    with engine.begin() as conn:
+        [first] = resolve(conn, [{"stripe_customer": "cus_1"}], source="stripe", now=NOW)
+        [second] = resolve(conn, [{"email": "ada@example.com"}], source="hubspot", now=NOW)
+        conn.execute(
+            insert(events).values(
+                contact_id=second,
+                name="form.submitted",
+                occurred_at=NOW,
+                source="typeform",
+                external_id="t1",
+                properties={},
+            )
+        )
+        assert first is not None and second is not None and first != second
+        [merged] = resolve(
+            conn, [{"stripe_customer": "cus_1", "email": "ada@example.com"}], source="stripe", now=NOW
+        )
+        assert merged == min(first, second)
+        assert conn.execute(select(contacts.c.id)).scalars().all() == [merged]
+        assert conn.execute(select(events.c.contact_id)).scalars().all() == [merged]
+        log = conn.execute(select(merge_log)).one()
+    assert (log.kept_contact_id, log.merged_contact_id) == (merged, max(first, second))
+    assert log.reason == "shared identity"
+
+
+def test_hostile_identity_values_are_data(engine: Engine) -> None:
+    value = "x'); DROP TABLE contacts; -- " + "ü" * 200
+    with engine.begin() as conn:
+        [cid] = resolve(conn, [{"segmentio_user": value}], source="segmentio", now=NOW)
+        assert conn.execute(select(contact_identities.c.value)).scalar_one() == value
+        assert conn.execute(select(contacts.c.id)).scalar_one() == cid
