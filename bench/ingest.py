@@ -61,7 +61,9 @@ def _pages(total: int, size: int, seed: int) -> Iterator[Batch]:
 
 def main() -> None:
     """Run the benchmark and print one markdown table row."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
@@ -81,7 +83,8 @@ def main() -> None:
             store(conn, batch, run_id=run_id, now=NOW)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"# bench/ingest.py {datetime.now(UTC):%Y-%m-%d}, {engine.dialect.name}, page size {args.page_size}")
+    today = f"{datetime.now(UTC):%Y-%m-%d}"
+    print(f"# bench/ingest.py {today}, {engine.dialect.name}, page size {args.page_size}")
     print("| records | seconds | records/s | peak RSS MB |")
     print("| ---: | ---: | ---: | ---: |")
     print(f"| {args.records:,} | {seconds:.1f} | {args.records / seconds:,.0f} | {peak:,.0f} |")

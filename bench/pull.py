@@ -115,10 +115,7 @@ def main() -> None:
     try:
         workdir = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
         text = sandbox_config(url, database_url=f"sqlite:///{workdir / 'bench.db'}")
-        for line in text.splitlines():
-            if line.startswith("# export "):
-                name, value = line.removeprefix("# export ").split("=", 1)
-                os.environ[name] = value
+        os.environ.update(credentials.ENVIRONMENT)
         config = workdir / "crmhub.toml"
         config.write_text(text, encoding="utf-8")
         print(f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}")

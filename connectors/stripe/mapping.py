@@ -55,7 +55,12 @@ def identities(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def object_record(stream: str, obj: Mapping[str, Any], *, seen_at: datetime) -> Record:
-    """A listed object as a Record; lists carry no update time, so `seen_at` is when we read it."""
+    """A listed object as a Record; lists carry no update time, so `seen_at` stands in for it.
+
+    `seen_at` must be in Stripe's time (the backfill's T0): events carry Stripe's `created`, and a
+    stored copy only yields to a newer one, so a local clock ahead of Stripe's would make every
+    later update look older than the listed copy.
+    """
     return Record(
         source="stripe",
         stream=stream,

@@ -2,15 +2,21 @@
 
 Cursor (JSON), one of two phases:
 
-* ``{"phase": "backfill", "started": T0, "after": ID|null}`` -- a list walk (newest first) of the
-  objects created at or before T0, resumed with ``starting_after=ID`` (exclusive). Saved after each
-  page; the last page saves the events cursor below with ``since = T0``.
+* ``{"phase": "backfill", "started": T0, "seen": [evt ids], "after": ID|null}`` -- a list walk
+  (newest first) of the objects created at or before T0, resumed with ``starting_after=ID``
+  (exclusive). Saved after each page; the last page saves the events cursor below with
+  ``since = T0`` and the same ``seen``.
 * ``{"phase": "events", "since": T, "seen": [evt ids]}`` -- events with ``created >= T`` (inclusive),
   minus the ids in ``seen`` (the events at second T already stored: several share a second).
   Events are applied oldest first, so the last Record of an object is its newest state.
 
 No cursor, ``full=True``, or an events cursor older than the 30 days Stripe keeps events: a new
-backfill from now; the fallback is flagged on the first Batch (``fallback_reason``) and logged.
+backfill; the fallback is flagged on the first Batch (``fallback_reason``) and logged.
+
+T0 is Stripe's time, not ours: the ``created`` of the newest event when the backfill starts (our
+``now`` only when the account has no events yet), and that event is already ``seen``. A local clock
+ahead of Stripe's would otherwise put T0 after changes made during the backfill, and their events
+would never be listed.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.base import Stream, decode_cursor, encode_cursor, unreadable_cursor
+from connectors.base import Stream, decode_cursor, encode_cursor, from_epoch, unreadable_cursor
 from connectors.exceptions import PermanentError
 from connectors.paginators import StripePaginator, require_list
 from connectors.records import Batch, ContactEvent, Record
@@ -97,7 +103,7 @@ class StripeStream(Stream):
         state = None if full else decode_cursor(self.source, self.name, cursor)
         now_ts = int(now.timestamp())
         if state is None:
-            yield from self._backfill(now_ts, None, now=now, reason=None)
+            yield from self._backfill(*self._provider_now(now_ts), None, reason=None)
             return
         try:
             phase, after = state["phase"], state.get("after")
@@ -106,31 +112,45 @@ class StripeStream(Stream):
         except (KeyError, TypeError, ValueError) as exc:
             raise unreadable_cursor(self.source, self.name, cursor) from exc
         if phase == "backfill":
-            yield from self._backfill(since, after, now=now, reason=None)
+            yield from self._backfill(since, seen, after, reason=None)
         elif since < int((now - EVENTS_RETENTION + _RETENTION_MARGIN).timestamp()):
             reason = (
                 f"stripe.{self.name}: cursor is older than the 30 days of events Stripe keeps: "
                 "re-listing everything"
             )
             log.warning(reason)
-            yield from self._backfill(now_ts, None, now=now, reason=reason)
+            yield from self._backfill(*self._provider_now(now_ts), None, reason=reason)
         else:
             yield from self._events(since, seen)
 
+    def _provider_now(self, fallback: int) -> tuple[int, set[str]]:
+        """Stripe's clock: the newest event's time and id, or `fallback` if there is no event yet."""
+        page = self.api.get("/v1/events", {"limit": 1})
+        newest = require_list(self.source, page, "data")
+        if not newest:
+            return fallback, set()
+        return int(newest[0]["created"]), {str(newest[0]["id"])}
+
     def _backfill(
-        self, started: int, after: str | None, *, now: datetime, reason: str | None
+        self, started: int, seen: set[str], after: str | None, *, reason: str | None
     ) -> Iterator[Batch]:
         paginator = StripePaginator(after)
         params = {"limit": self.page_size, "created": {"lte": started}, **self.kind.list_params}
+        listed_at = from_epoch(started)
         while not paginator.finished:
             page = self.api.get(self.kind.path, {**params, **paginator.params()})
             objects = require_list(self.source, page, "data")
             paginator.update(page)
-            records = [object_record(self.name, obj, seen_at=now) for obj in objects]
+            records = [object_record(self.name, obj, seen_at=listed_at) for obj in objects]
             if paginator.finished:
-                state: dict[str, Any] = {"phase": "events", "since": started, "seen": []}
+                state: dict[str, Any] = {"phase": "events", "since": started, "seen": sorted(seen)}
             else:
-                state = {"phase": "backfill", "started": started, "after": paginator.token}
+                state = {
+                    "phase": "backfill",
+                    "started": started,
+                    "seen": sorted(seen),
+                    "after": paginator.token,
+                }
             yield Batch(
                 source=self.source,
                 stream=self.name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -56,17 +56,33 @@ def test_backfill_pages_to_the_end_then_switches_to_events(fake: FakeStripe, sle
     batches = _pull(_stream(fake, sleep), None)
     assert [len(b.records) for b in batches] == [3, 3, 1]
     assert [r.external_id for b in batches for r in b.records] == [f"cus_{n:03d}" for n in range(6, -1, -1)]
-    assert all(b.full for b in batches) and all(b.requests == 1 for b in batches)
+    # The first page also asks Stripe for its newest event (none here, so our clock is used).
+    assert all(b.full for b in batches) and [b.requests for b in batches] == [2, 1, 1]
+    assert fake.requests[0].url.path == "/v1/events" and fake.requests[0].url.params["limit"] == "1"
     assert json.loads(batches[-1].cursor or "") == {"phase": "events", "since": NOW_TS, "seen": []}
     assert json.loads(batches[0].cursor or "")["after"] == "cus_004"
-    assert fake.requests[1].url.params["starting_after"] == "cus_004"
-    assert fake.requests[0].url.params["created[lte]"] == str(NOW_TS)
+    assert fake.requests[2].url.params["starting_after"] == "cus_004"
+    assert fake.requests[1].url.params["created[lte]"] == str(NOW_TS)
+
+
+def test_the_events_cursor_starts_at_stripes_clock_not_ours(fake: FakeStripe, sleep: FakeSleep) -> None:
+    behind = NOW_TS - 5_000  # Stripe's clock (or the sandbox's) is behind this host's
+    fake.event("customer.created", _customer(0, behind), behind)
+    stream = _stream(fake, sleep)
+    batches = _pull(stream, None)
+    assert json.loads(batches[-1].cursor or "")["since"] == behind
+    # Listed copies are dated in Stripe's time too, or every later event would look older than them.
+    assert {r.updated_at for b in batches for r in b.records} == {datetime.fromtimestamp(behind, UTC)}
+    changed = {**_customer(3, NOW_TS - 10_000 + 3), "email": "new@x.io"}
+    fake.event("customer.updated", changed, behind + 60)
+    later = _pull(stream, batches[-1].cursor)
+    assert [r.payload["email"] for b in later for r in b.records] == ["new@x.io"]
 
 
 def test_subscriptions_list_all_statuses_with_price_and_product(fake: FakeStripe, sleep: FakeSleep) -> None:
     batches = _pull(_stream(fake, sleep, "subscriptions"), None)
     assert [r.external_id for b in batches for r in b.records] == ["sub_1"]
-    params = fake.requests[0].url.params
+    params = fake.requests[1].url.params
     assert params["status"] == "all"
     assert params["expand[0]"] == "data.items.data.price.product"
 
@@ -157,7 +173,7 @@ def test_a_cursor_older_than_30_days_falls_back_to_a_full_list(
     assert all(b.full for b in batches)
     assert len(keys(batches)) == 7
     assert "older than the 30 days" in caplog.text
-    assert all(r.url.path == "/v1/customers" for r in fake.requests)
+    assert [r.url.path for r in fake.requests[1:]] == ["/v1/customers"] * 3
 
 
 def test_full_ignores_the_cursor(fake: FakeStripe, sleep: FakeSleep) -> None:
@@ -195,7 +211,7 @@ def test_429_waits_for_retry_after_then_succeeds(fake: FakeStripe, sleep: FakeSl
     )
     batches = _pull(_stream(fake, sleep), None)
     assert sleep.calls == [7.0]
-    assert batches[0].requests == 2 and len(keys(batches)) == 7
+    assert batches[0].requests == 3 and len(keys(batches)) == 7
 
 
 def test_5xx_and_timeouts_are_retried_with_backoff(fake: FakeStripe, sleep: FakeSleep) -> None:
@@ -206,12 +222,12 @@ def test_5xx_and_timeouts_are_retried_with_backoff(fake: FakeStripe, sleep: Fake
     )
     batches = _pull(_stream(fake, sleep), None)
     assert len(sleep.calls) == 3 and all(0 < s <= 30 for s in sleep.calls)
-    assert batches[0].requests == 4
+    assert batches[0].requests == 5
 
 
 def test_retries_give_up_after_max_attempts(fake: FakeStripe, sleep: FakeSleep) -> None:
     fake.fail_next(*[httpx.Response(500, json={"error": {"message": "down"}})] * 5)
-    with pytest.raises(RetryableError, match=r"stripe: /v1/customers: provider error \(500\)"):
+    with pytest.raises(RetryableError, match=r"stripe: /v1/events: provider error \(500\)"):
         _pull(_stream(fake, sleep), None)
     assert len(fake.requests) == 5
 
