@@ -65,8 +65,12 @@ def test_check_json_summarizes_without_secrets(config: Path) -> None:
             "[connectors.hubspot]\nenabled = true\n",
             "connectors.hubspot.api_key_env: expected environment variable HUBSPOT_ACCESS_TOKEN",
         ),
+        (
+            '[[field_mapping.rules]]\nsource = "stripe"\nstream = "customers"\npath = "email"\ntype = "email"\n',
+            "field_mapping.rules[0].field: expected a value, found nothing",
+        ),
     ],
-    ids=["typo", "wrong-type", "wrong-shape", "unset-secret"],
+    ids=["typo", "wrong-type", "wrong-shape", "unset-secret", "missing-required"],
 )
 def test_check_reports_each_mistake_with_its_path_and_exits_2(config: Path, toml: str, expected: str) -> None:
     config.write_text(config.read_text() + toml, encoding="utf-8")

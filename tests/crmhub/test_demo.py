@@ -1,0 +1,24 @@
+"""`crmhub demo` runs the real job end to end on the sandbox and reports what the store holds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from crmhub.cli import app
+
+
+def test_the_demo_syncs_creates_fields_ticks_and_syncs_incrementally(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["demo", "--people", "60", "--days", "2", "--dir", str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    contacts = int(re.search(r"became ([\d,]+) contacts", out).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert 40 <= contacts <= 80  # 60 people, the same person across sources resolved to one contact
+    fields = int(re.search(r"(\d+) fields: ", out).group(1))  # type: ignore[union-attr]
+    assert fields > 20
+    assert re.search(r"[1-9][\d,]* changed records pulled with \d+ requests; \d+ new fields", out)
+    assert (tmp_path / "crmhub.toml").is_file() and (tmp_path / "crmhub.db").is_file()
