@@ -113,3 +113,20 @@ def test_sqlite_rolls_back_a_failed_transaction_whole(tmp_path) -> None:
 )
 def test_postgresql_urls_use_psycopg_3(given: str, expected: str) -> None:
     assert normalize_url(given) == expected
+
+
+def test_sqlite_time_text_is_exactly_what_sqlalchemy_stores() -> None:
+    # Rows written by either path are compared as text in SQL, so the formats must not drift apart.
+    from sqlalchemy.dialects import sqlite
+
+    from sync.store.types import UtcDateTime
+
+    dialect = sqlite.dialect()
+    reference = sqlite.DATETIME().bind_processor(dialect)
+    ours = UtcDateTime().bind_processor(dialect)
+    assert reference is not None and ours is not None
+    for when in (
+        datetime(2026, 11, 23, 15, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 1, 2, 3, 4, 5, 6, UTC),
+    ):
+        assert ours(when) == reference(when.astimezone(UTC).replace(tzinfo=None))
