@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, insert, select, update
+from sqlalchemy import BigInteger, ColumnElement, Connection, String, cast, insert, select, update
 
 from field_mapping.model import FieldDefinition, Origin
 from field_mapping.types import STORAGE, Column, FieldType
@@ -75,10 +75,13 @@ def _move_values(conn: Connection, field_id: int, old: FieldType, new: FieldType
     if source is target:
         return
     fv = field_values.c
+    value: ColumnElement[Any] = fv[source.value]
+    if old is FieldType.INTEGER:
+        value = cast(value, BigInteger)  # the number column is a float: 1 must become "1", not "1.0"
     conn.execute(
         update(field_values)
         .where(fv.field_id == field_id)
-        .values({target.value: cast(fv[source.value], String), source.value: None})
+        .values({target.value: cast(value, String), source.value: None})
     )
 
 

@@ -211,3 +211,28 @@ def test_the_run_is_recorded_with_its_outcome(engine: Engine) -> None:
         run = conn.execute(select(sync_runs)).one()
     assert run.status == "failed" and "connection lost" in run.error
     assert run.stats["streams"][0]["error"]
+
+
+def test_a_value_that_does_not_fit_widens_the_field_and_keeps_every_stored_value(engine: Engine) -> None:
+    class Changing(PagedStream):
+        def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+            first = _customer(1)
+            yield Batch("stripe", "customers", [first], cursor='{"page": 1}')
+            odd = Record("stripe", "customers", "cus_2", NOW, {**_customer(2).payload, "balance": "unknown"})
+            yield Batch("stripe", "customers", [odd], cursor='{"page": 2}')
+
+    report = SyncEngine(engine, _page_store()).run([OneStreamSource(Changing())], now=NOW)
+    assert any("stripe_customer_balance" in w and "string" in w for w in report.streams[0].widenings)
+    with engine.connect() as conn:
+        field = conn.execute(
+            select(field_definitions.c.id, field_definitions.c.type).where(
+                field_definitions.c.name == "stripe_customer_balance"
+            )
+        ).one()
+        stored = conn.execute(
+            select(field_values.c.value_text, field_values.c.value_num).where(
+                field_values.c.field_id == field.id
+            )
+        ).all()
+    assert field.type == "string"
+    assert sorted(stored) == [("1", None), ("unknown", None)]  # the integer moved to the text column
