@@ -12,6 +12,7 @@ from rich.table import Table
 
 from crmhub.sandbox import FaultSpecError, Sandbox, SandboxServer, parse_fault, sandbox_config
 from crmhub.sandbox.faults import Fault
+from crmhub.sandbox.webhooks_out import Dispatcher
 
 sandbox_app = typer.Typer(
     help="Local look-alikes of Stripe, HubSpot, Typeform and Segment.com.", no_args_is_help=True
@@ -54,14 +55,32 @@ def serve(
     fault: Annotated[
         list[str] | None, typer.Option(help="Fault API:KIND[:WHEN], e.g. stripe:429:0.2 (repeatable).")
     ] = None,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(help="Provider webhook target PROVIDER=URL, e.g. stripe=http://... (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve every look-alike on one port until interrupted."""
     try:
         faults: list[Fault] = [parse_fault(spec) for spec in fault or []]
     except FaultSpecError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    targets: dict[str, str | None] = {}
+    for item in webhook or []:
+        provider, sep, target = item.partition("=")
+        if not sep or not target:
+            raise _fail(
+                f"--webhook {item!r} is not PROVIDER=URL (e.g. stripe=http://127.0.0.1:9000/)", EXIT_USAGE
+            )
+        targets[provider.strip().lower()] = target.strip()
+    try:
+        # Checked before generating, which takes seconds for large sandboxes.
+        Dispatcher().configure(targets)
+    except ValueError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
     with _out.status(f"generating {people} people (seed {seed})..."):
         sandbox = Sandbox(people=people, seed=seed, faults=faults)
+    sandbox.webhooks.configure(targets)
     server = SandboxServer(sandbox, host=host, port=port)
     try:
         server.start()
@@ -72,7 +91,8 @@ def serve(
     _out.print(
         f"  stripe {counts['stripe']['customers']} customers, "
         f"hubspot {counts['hubspot']['contacts']} contacts, "
-        f"typeform {counts['typeform']['responses']} responses, {len(faults)} fault(s)",
+        f"typeform {counts['typeform']['responses']} responses, {len(faults)} fault(s), "
+        f"{len(targets)} webhook target(s)",
         highlight=False,
     )
     _out.print(f"  config:  crmhub sandbox config --url {server.url} > crmhub.toml", highlight=False)

@@ -228,6 +228,7 @@ class StripeStore:
             "current_period_start": period_start,
             "discounts": [],
             "metadata": {},
+            "plan": plan_of(price.data),
             "price": dict(price.data),
             "quantity": 1,
             "subscription": sub_id,
@@ -270,6 +271,30 @@ class StripeStore:
                 "test_clock": None,
                 "trial_end": created + 14 * 86400 if trialing else None,
                 "trial_start": created if trialing else None,
+                "application_fee_percent": None,
+                "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+                "billing_cycle_anchor_config": None,
+                "billing_mode": {"flexible": None, "type": "classic"},
+                "billing_schedules": [],
+                "billing_thresholds": None,
+                "customer_account": None,
+                "default_source": None,
+                "default_tax_rates": [],
+                "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+                "managed_payments": {"enabled": False},
+                "next_pending_invoice_item_invoice": None,
+                "on_behalf_of": None,
+                "payment_settings": {
+                    "payment_method_options": None,
+                    "payment_method_types": None,
+                    "save_default_payment_method": "off",
+                },
+                "pending_invoice_item_interval": None,
+                "pending_setup_intent": None,
+                "pending_update": None,
+                "schedule": None,
+                "transfer_data": None,
+                "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
             },
         )
 
@@ -280,6 +305,8 @@ class StripeStore:
         amount = int(price["unit_amount"])
         customer = self.collections["customers"].by_id.get(sub["customer"])
         email = customer.data["email"] if customer else None
+        name = customer.data["name"] if customer else None
+        phone = customer.data["phone"] if customer else None
         invoice_id = random_id(self.rng, "in_", 24)
         line = {
             "id": random_id(self.rng, "il_", 24),
@@ -337,16 +364,76 @@ class StripeStore:
                 "subscription": sub["id"],
                 "subtotal": amount,
                 "total": amount,
+                "account_name": "crmhub sandbox",
+                "account_tax_ids": None,
+                "amount_overpaid": 0,
+                "amount_shipping": 0,
+                "application": None,
+                "auto_advance": not paid,
+                "automatic_tax": {
+                    "disabled_reason": None,
+                    "enabled": False,
+                    "liability": None,
+                    "provider": None,
+                    "status": None,
+                },
+                "automatically_finalizes_at": None,
+                "custom_fields": None,
+                "customer_account": None,
+                "customer_address": None,
+                "customer_name": name,
+                "customer_phone": phone,
+                "customer_shipping": None,
+                "customer_tax_exempt": "none",
+                "customer_tax_ids": [],
+                "default_payment_method": None,
+                "default_source": None,
+                "default_tax_rates": [],
+                "description": None,
+                "discounts": [],
+                "due_date": None,
+                "effective_at": created,
+                "ending_balance": 0,
+                "footer": None,
+                "from_invoice": None,
+                "hosted_invoice_url": f"https://invoice.stripe.com/i/sandbox/{invoice_id}",
+                "invoice_pdf": f"https://pay.stripe.com/invoice/sandbox/{invoice_id}/pdf",
+                "issuer": {"type": "self"},
+                "last_finalization_error": None,
+                "latest_revision": None,
+                "next_payment_attempt": None if paid else created + 3 * 86400,
+                "on_behalf_of": None,
+                "payment_settings": {
+                    "default_mandate": None,
+                    "payment_method_options": None,
+                    "payment_method_types": None,
+                },
+                "post_payment_credit_notes_amount": 0,
+                "pre_payment_credit_notes_amount": 0,
+                "receipt_number": None,
+                "rendering": None,
+                "shipping_cost": None,
+                "shipping_details": None,
+                "starting_balance": 0,
+                "statement_descriptor": None,
+                "subtotal_excluding_tax": amount,
+                "test_clock": None,
+                "total_discount_amounts": [],
+                "total_excluding_tax": amount,
+                "total_pretax_credit_amounts": [],
+                "total_taxes": [],
+                "webhooks_delivered_at": created,
             },
         )
 
     def new_charge(self, invoice: StripeObject, succeeded: bool) -> StripeObject:
         """The card charge that paid (or failed to pay) `invoice`."""
         inv = invoice.data
+        charge_id = random_id(self.rng, "ch_", 24)
         return self.add(
             "charges",
             {
-                "id": random_id(self.rng, "ch_", 24),
+                "id": charge_id,
                 "object": "charge",
                 "amount": inv["amount_due"],
                 "amount_captured": inv["amount_due"] if succeeded else 0,
@@ -379,6 +466,31 @@ class StripeStore:
                 "receipt_email": inv["customer_email"],
                 "refunded": False,
                 "status": "succeeded" if succeeded else "failed",
+                "application": None,
+                "application_fee": None,
+                "application_fee_amount": None,
+                "calculated_statement_descriptor": "CRMHUB SANDBOX",
+                "failure_balance_transaction": None,
+                "fraud_details": {},
+                "on_behalf_of": None,
+                "payment_intent": random_id(self.rng, "pi_", 24),
+                "payment_method": random_id(self.rng, "pm_", 24),
+                "receipt_number": None,
+                "receipt_url": f"https://pay.stripe.com/receipts/sandbox/{charge_id}" if succeeded else None,
+                "refunds": {
+                    "object": "list",
+                    "data": [],
+                    "has_more": False,
+                    "url": f"/v1/charges/{charge_id}/refunds",
+                },
+                "review": None,
+                "shipping": None,
+                "source": None,
+                "source_transfer": None,
+                "statement_descriptor": None,
+                "statement_descriptor_suffix": None,
+                "transfer_data": None,
+                "transfer_group": None,
             },
         )
 
@@ -436,3 +548,29 @@ class StripeStore:
                 self.expand(child, rest[1:])
         else:
             self.expand(value, rest)
+
+
+def plan_of(price: JSON) -> JSON:
+    """The legacy `plan` a subscription item still carries next to its recurring `price`."""
+    recurring = price["recurring"]
+    return {
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": price["billing_scheme"],
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": recurring["interval"],
+        "interval_count": recurring["interval_count"],
+        "livemode": False,
+        "metadata": {},
+        "meter": None,
+        "nickname": price["nickname"],
+        "product": price["product"],
+        "tiers_mode": None,
+        "transform_usage": None,
+        "trial_period_days": None,
+        "usage_type": recurring["usage_type"],
+    }

@@ -9,7 +9,7 @@ from typing import Any
 
 from crmhub.sandbox.hubspot_store import HubSpotStore, lifecycle_stages
 from crmhub.sandbox.people import Person, generate_people, messy_email
-from crmhub.sandbox.stripe_store import EVENT_RETENTION_SECONDS, StripeObject, StripeStore
+from crmhub.sandbox.stripe_store import EVENT_RETENTION_SECONDS, StripeObject, StripeStore, plan_of
 from crmhub.sandbox.typeform_store import FORM_ID, TypeformStore, build_form, iso_seconds
 
 # The sandbox clock starts here (2026-11-01T00:00:00Z) so that data is the same whenever it runs.
@@ -103,11 +103,14 @@ class World:
             customer = self.stripe.new_customer(person, person.created)
             self.customer_of[person.index] = customer.data["id"]
             self._event("customer.created", customer.data, person.created, report)
-            # Subscribers mostly; a few customers never subscribed.
+            # Most customers subscribe; newcomers during a tick start on a trial or straight away.
             if forced_status or rng.random() < 0.85:
-                status = forced_status or rng.choices(SUBSCRIPTION_STATUSES, weights=_STATUS_WEIGHTS)[0]
-                if report is not None:
+                if forced_status is not None:
+                    status = forced_status
+                elif report is not None:
                     status = "trialing" if rng.random() < 0.5 else "active"
+                else:
+                    status = rng.choices(SUBSCRIPTION_STATUSES, weights=_STATUS_WEIGHTS)[0]
                 self._subscribe(customer, status, person.created + 60, report)
         if person.in_hubspot:
             self._add_contact(person, report)
@@ -115,7 +118,7 @@ class World:
             for _ in range(1 + (rng.random() < 0.3)):
                 when = rng.randrange(person.created, self.now)
                 self.typeform.new_response(FORM_ID, person, when)
-        if person.in_segmentio and report is None:
+        if person.in_segmentio:
             self._product_event(person, "identify", person.created)
             for _ in range(rng.randrange(1, 6)):
                 self._product_event(person, "track", rng.randrange(person.created, self.now))
@@ -248,6 +251,7 @@ class World:
             for _ in range(days):
                 self.now += DAY
                 self._day(report)
+            self.product_events.sort(key=lambda e: (e["timestamp"], e["messageId"]))
             report.now = self.now
             return report
 
@@ -271,6 +275,10 @@ class World:
             report.count("typeform.responses.created")
             if response.submitted_at is not None:
                 report.notifications.append(Notification("typeform", self._typeform_payload(response.body)))
+        users = [p for p in self.people if p.in_segmentio]
+        for person in rng.sample(users, min(len(users), max(1, len(users) // 20))):
+            self._product_event(person, "track", self.now - rng.randrange(1, DAY))
+            report.count("segmentio.product_events.created")
         if rng.random() < 0.3:
             self._delete_a_customer(report)
 
@@ -319,6 +327,7 @@ class World:
         position = next(i for i, p in enumerate(ranked) if p.data["id"] == old["id"])
         step = 1 if position < len(ranked) - 1 else -1
         item["price"] = dict(ranked[position + step].data)
+        item["plan"] = plan_of(item["price"])
         sub.touch()
         report.count("stripe.subscriptions.upgraded" if step > 0 else "stripe.subscriptions.downgraded")
         previous = {"items": {"data": [{"price": old}]}}

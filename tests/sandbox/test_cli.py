@@ -52,6 +52,9 @@ def test_unreachable_sandbox_is_exit_1_without_traceback() -> None:
 
 def test_bad_usage_is_exit_2() -> None:
     assert runner.invoke(sandbox_app, ["serve", "--fault", "stripe:teapot"]).exit_code == 2
+    assert runner.invoke(sandbox_app, ["serve", "--webhook", "stripe"]).exit_code == 2
+    assert runner.invoke(sandbox_app, ["serve", "--webhook", "paypal=http://x"]).exit_code == 2
+    assert runner.invoke(sandbox_app, ["serve", "--webhook", "stripe=ftp://x"]).exit_code == 2
     assert runner.invoke(sandbox_app, ["tick", "--url", "ftp://x"]).exit_code == 2
     assert runner.invoke(sandbox_app, ["tick", "--url", "http://x", "--days", "0"]).exit_code == 2
 

@@ -141,3 +141,11 @@ def test_unknown_and_deleted_customers(make_client: MakeClient) -> None:
         make_client().v1.customers.retrieve("cus_doesnotexist")
     assert caught.value.http_status == 404
     assert caught.value.code == "resource_missing"
+
+
+def test_auto_paging_backwards_with_ending_before(make_client: MakeClient, sandbox: Sandbox) -> None:
+    customers = sandbox.world.stripe["customers"].items
+    oldest = customers[0].data["id"]
+    page = make_client().v1.customers.list(params={"limit": 25, "ending_before": oldest})
+    got = {c.id for c in page.auto_paging_iter()}
+    assert got == {c.data["id"] for c in customers[1:]}

@@ -67,6 +67,7 @@ def test_tick_changes_plans_and_opts_out() -> None:
     assert changes["stripe.subscriptions.canceled"] > 0
     assert changes["hubspot.contacts.opted_out"] > 0
     assert changes["people.created"] == 30
+    assert changes["segmentio.product_events.created"] > 0
     assert world.now == 1_793_491_200 + 10 * 86400
     kinds = {n.provider for n in report.notifications}
     assert kinds == {"stripe", "hubspot", "typeform"}
