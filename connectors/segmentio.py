@@ -125,7 +125,7 @@ def parse_message(
     occurred = _timestamp(message, where, received_at)
     message_id = _message_id(message, where)
 
-    identities = {"segmentio_user": user_id, "segmentio_anon": anonymous_id}
+    identities = {"segmentio_user": user_id, "segmentio_anonymous": anonymous_id}
     for trait in ("email", "phone"):
         identities[trait] = _identifier(traits.get(trait)) or _identifier(context_traits.get(trait))
     who = {k: v for k, v in identities.items() if v}

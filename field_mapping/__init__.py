@@ -18,6 +18,7 @@ from field_mapping.hubspot_properties import (
     property_value,
     pushable,
 )
+from field_mapping.identity import extract_identities, identity_hints
 from field_mapping.inference import (
     hubspot_declared_type,
     hubspot_declared_types,
@@ -70,10 +71,12 @@ __all__ = [
     "Problem",
     "TypeformAutoConfig",
     "Widening",
+    "extract_identities",
     "from_columns",
     "group_create",
     "hubspot_declared_type",
     "hubspot_declared_types",
+    "identity_hints",
     "infer",
     "is_field_name",
     "is_hubspot_name",

@@ -40,6 +40,7 @@ Leaves = list[tuple["AutoLeaf", Any]]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SCALARS = (str, int, float, bool, Decimal)
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None)})
 # Marks a value that gives no field at all (unlike None, which is a null value of a field).
 SKIP = object()
 
@@ -53,7 +54,7 @@ HOISTS: dict[tuple[str, str], dict[str, frozenset[str]]] = {
 
 @dataclass(slots=True)
 class AutoLeaf:
-    """One scalar path of a stream, named once; `state` is set once its field exists, `last` memoizes."""
+    """One scalar path of a stream, named once, with what the mapper learnt about it."""
 
     name: str
     origin: Origin
@@ -61,9 +62,12 @@ class AutoLeaf:
     declared: FieldType | None
     enum_max: int
     enum_max_length: int
+    # The field, once it exists; only this leaf creates a field of this name.
     state: FieldState | None = None
+    # The previous raw value and its typed FieldValue, reused when the next record repeats it.
     last: FieldValue | None = None
     last_raw: Any = None
+    # Seen only as null while no field of its name exists: its nulls are dropped early.
     absent: bool = False
 
 
@@ -154,12 +158,12 @@ class DictFlattener:
         """Every kept scalar of `payload` with its leaf, nulls included."""
         body = payload.get(self.root) if self.root else payload
         out: Leaves = []
-        if (type(body) is dict or isinstance(body, Mapping)):
+        if isinstance(body, dict | Mapping):
             self._walk(body, self.top, out)
         return out
 
     def _walk(self, body: Mapping[str, Any], node: _Node, out: Leaves) -> None:
-        # The hot loop of automatic fields: exact type checks and no helper calls once a path is known.
+        # The hot loop of automatic fields: cheap type checks first, no helper calls once a path is known.
         children = node.children
         for key, value in body.items():
             child = children.get(key)
@@ -167,22 +171,26 @@ class DictFlattener:
                 child = children[key] = self._child(node, key)
             if child.skipped:
                 continue
-            kind = type(value)
-            if kind is dict:
-                if child.hoist is not None:
-                    data = value.get("data")
-                    if type(data) is list and data and type(data[0]) is dict:
-                        self._walk(data[0], child.hoist, out)
-                elif value and not (self.stripe_lists and value.get("object") == "list"):
-                    self._walk(value, child, out)
-                continue
-            if kind is list:
-                value = join_scalars(value)
-                if value is SKIP:
+            if type(value) not in _LEAF_TYPES:
+                # The Stripe SDK decodes objects as OrderedDict: any mapping is an object here.
+                if isinstance(value, dict | Mapping):
+                    self._walk_object(value, child, out)
                     continue
+                if isinstance(value, list | tuple):
+                    value = join_scalars(list(value))
+                    if value is SKIP:
+                        continue
             leaf = child.leaf if child.leaf_done else self._leaf(child)
-            if leaf is not None:
+            if leaf is not None and not (value is None and leaf.absent):
                 out.append((leaf, value))
+
+    def _walk_object(self, value: Mapping[str, Any], node: _Node, out: Leaves) -> None:
+        if node.hoist is not None:
+            data = value.get("data")
+            if isinstance(data, list) and data and isinstance(data[0], dict | Mapping):
+                self._walk(data[0], node.hoist, out)
+        elif value and not (self.stripe_lists and value.get("object") == "list"):
+            self._walk(value, node, out)
 
     def _child(self, node: _Node, key: str) -> _Node:
         glob = f"{node.glob}.{key}" if node.glob else key

@@ -63,11 +63,11 @@ class TypeformFlattener:
         out: Leaves = []
         self._answers(form, payload.get("answers") or (), out)
         hidden = payload.get("hidden")
-        if (type(hidden) is dict or isinstance(hidden, Mapping)):
+        if isinstance(hidden, dict | Mapping):
             for name, value in hidden.items():
                 self._add(out, value, form, f"hidden.{name}", json_path("hidden", name), ("hidden", name))
         calculated = payload.get("calculated")
-        if (type(calculated) is dict or isinstance(calculated, Mapping)) and "score" in calculated:
+        if isinstance(calculated, dict | Mapping) and "score" in calculated:
             score = calculated["score"]
             self._add(out, score, form, "score", "calculated.score", ("score",), FieldType.INTEGER)
         for variable in payload.get("variables") or ():

@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from field_mapping.normalize import normalize_email, normalize_phone
@@ -105,10 +105,7 @@ def _decimal(value: Any, region: str) -> Decimal:
         # repr gives the shortest text that round-trips: 9.95 stays 9.95, not 9.949999...
         return Decimal(repr(value))
     if isinstance(value, str) and (DECIMAL_TEXT.fullmatch(value) or INT_TEXT.fullmatch(value)):
-        try:
-            return Decimal(value)
-        except InvalidOperation:
-            pass
+        return Decimal(value)
     raise _mismatch(value, FieldType.DECIMAL)
 
 

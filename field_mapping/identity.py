@@ -1,8 +1,8 @@
 """Identity hints of a record: normalized e-mails and phones, and the sources' own ids.
 
 Where each source keeps them:
-- Stripe: customers `id`, `email`, `phone`; other streams `customer` (an id or an expanded object),
-  invoices `customer_email`/`customer_phone`, charges `billing_details.email`/`.phone` and
+- Stripe: customers `id`, `email`, `phone`; other streams `customer` (an id, or an expanded object
+  with its `email`), invoices `customer_email`/`customer_phone`, charges `billing_details.email`/`.phone` and
   `receipt_email`.
 - HubSpot: contacts `id`, `properties.email`, `properties.phone`/`.mobilephone`; companies and
   deals carry the contacts they are associated with (`associations.contacts.results[].id`).
@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from field_mapping.config import IdentityConfig
-from field_mapping.model import IdentityHint
+from field_mapping.model import IDENTITY_KINDS, IdentityHint
 from field_mapping.normalize import normalize_email, normalize_phone
 
-__all__ = ["extract_identities"]
+__all__ = ["extract_identities", "identity_hints"]
 
 Payload = Mapping[str, Any]
 
@@ -51,8 +51,8 @@ class _Hints:
             self._add(IdentityHint("phone", value, str(raw), valid))
 
     def external(self, kind: str, raw: Any) -> None:
-        if (type(raw) is dict or isinstance(raw, Mapping)):
-            raw = raw.get("id")
+        if raw is not None and not isinstance(raw, str) and isinstance(raw, Mapping):
+            raw = raw.get("id")  # an expanded object instead of its id
         if isinstance(raw, str | int) and not isinstance(raw, bool):
             text = str(raw)
             value = text.strip()
@@ -63,7 +63,7 @@ class _Hints:
 def _get(payload: Payload, *keys: str) -> Any:
     value: Any = payload
     for key in keys:
-        if not (type(value) is dict or isinstance(value, Mapping)):
+        if not isinstance(value, dict | Mapping):
             return None
         value = value.get(key)
     return value
@@ -76,6 +76,7 @@ def _stripe(payload: Payload, stream: str, hints: _Hints, config: IdentityConfig
         hints.phone(payload.get("phone"))
         return
     hints.external("stripe_customer", payload.get("customer"))
+    hints.email(_get(payload, "customer", "email"))
     hints.email(payload.get("customer_email"))
     hints.phone(payload.get("customer_phone"))
     hints.email(_get(payload, "billing_details", "email"))
@@ -96,7 +97,7 @@ def _hubspot(payload: Payload, stream: str, hints: _Hints, config: IdentityConfi
 
 def _typeform(payload: Payload, stream: str, hints: _Hints, config: IdentityConfig) -> None:
     hidden = payload.get("hidden")
-    if (type(hidden) is dict or isinstance(hidden, Mapping)):
+    if isinstance(hidden, dict | Mapping):
         if config.typeform_hidden_id:
             hints.external("typeform_hidden_id", hidden.get(config.typeform_hidden_id))
         if config.typeform_hidden_email:
@@ -113,7 +114,7 @@ def _segmentio(payload: Payload, stream: str, hints: _Hints, config: IdentityCon
     hints.external("segmentio_user", payload.get("userId"))
     hints.external("segmentio_anonymous", payload.get("anonymousId"))
     for traits in (payload.get("traits"), _get(payload, "context", "traits")):
-        if (type(traits) is dict or isinstance(traits, Mapping)):
+        if isinstance(traits, dict | Mapping):
             hints.email(traits.get("email"))
             hints.phone(traits.get("phone"))
 
@@ -135,3 +136,36 @@ def extract_identities(
     if extract is not None:
         extract(payload, stream, hints, config)
     return tuple(hints.hints)
+
+
+def identity_hints(
+    source: str, identities: Mapping[str, str], config: IdentityConfig
+) -> tuple[IdentityHint, ...]:
+    """Hints from a ContactEvent's `identities` (kind -> raw value): e-mails and phones normalized.
+
+    Typeform events name hidden fields as the form does (`user_id`); the configured ones become
+    `typeform_hidden_id` and `email`, like the hints of the response record itself.
+    """
+    if source == "typeform":
+        identities = _typeform_kinds(identities, config)
+    hints = _Hints(config.default_region)
+    for kind, raw in identities.items():
+        if kind == "email":
+            hints.email(raw)
+        elif kind == "phone":
+            hints.phone(raw)
+        elif kind in IDENTITY_KINDS:
+            hints.external(kind, raw)
+    return tuple(hints.hints)
+
+
+def _typeform_kinds(identities: Mapping[str, str], config: IdentityConfig) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for name, raw in identities.items():
+        if config.typeform_hidden_id and name == config.typeform_hidden_id:
+            kinds["typeform_hidden_id"] = raw
+        elif name in ("email", "phone") or (
+            config.typeform_hidden_email and name == config.typeform_hidden_email
+        ):
+            kinds.setdefault("email" if name != "phone" else "phone", raw)
+    return kinds

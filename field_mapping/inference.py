@@ -23,7 +23,16 @@ __all__ = [
 
 # Names under which Stripe and others keep times as epoch integers (`created`, `trial_end`, ...).
 _EPOCH_NAMES = frozenset(
-    {"created", "date", "timestamp", "start", "end", "billing_cycle_anchor", "next_payment_attempt"}
+    {
+        "created",
+        "updated",
+        "date",
+        "timestamp",
+        "start",
+        "end",
+        "billing_cycle_anchor",
+        "next_payment_attempt",
+    }
 )
 _EPOCH_SUFFIXES = ("_at", "_date", "_time", "_timestamp", "_start", "_end", "_until", "_on")
 _PHONE_WORDS = ("phone", "mobile", "fax")
@@ -33,11 +42,9 @@ _TEXT_NAMES = frozenset({"firstname", "lastname", "fullname", "username"})
 
 
 def infer(value: Any, name: str = "", *, region: str = "US", enum_max_length: int = 64) -> FieldType | None:
-    """The first type of the fixed precedence that `value` fits; None for null, lists and objects.
-
-    `name` is the last part of the value's path: it lets integers be times (`created`, `*_at`) and
-    national-format strings be phones (`phone`, `mobile`).
-    """
+    """The first type of the fixed precedence that `value` fits; None for null, lists and objects."""
+    # `name`, the last part of the value's path, lets integers be times (`created`, `*_at`) and
+    # national-format strings be phones (`phone`, `mobile`).
     if value is None or isinstance(value, dict | list | tuple):
         return None
     if isinstance(value, bool):

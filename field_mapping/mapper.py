@@ -6,9 +6,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import jmespath
-from jmespath.parser import ParsedResult
-
 from connectors.records import Record
 from field_mapping.auto import AutoLeaf, DictFlattener, Leaves
 from field_mapping.auto_typeform import TypeformFlattener
@@ -18,6 +15,7 @@ from field_mapping.identity import extract_identities
 from field_mapping.inference import HUBSPOT_CONTACT_TYPES, infer
 from field_mapping.model import FieldDefinition, FieldValue, MappedRecord, Origin, Problem, Widening
 from field_mapping.naming import label_for, unique_name
+from field_mapping.paths import Lookup, compile_path
 from field_mapping.registry import FieldPlan, FieldRegistry, FieldState
 from field_mapping.sources import KNOWN_STREAMS, stream_prefix
 from field_mapping.transforms import InvalidValue, Transform, TransformError, build_transforms
@@ -35,7 +33,7 @@ class _Flattener(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    expr: ParsedResult
+    lookup: Lookup
     transforms: tuple[Transform, ...]
     state: FieldState
     origin: Origin
@@ -52,7 +50,8 @@ class Mapper:
 
     `known` seeds the registry with the store's field definitions (so a second sync creates
     nothing); `declared` gives source-declared types by `"source.stream"` and flattened path,
-    e.g. `{"hubspot.contacts": hubspot_declared_types(properties)}`.
+    e.g. `{"hubspot.contacts": hubspot_declared_types(properties)}`. Not thread-safe: one mapper
+    per sync worker.
     """
 
     def __init__(
@@ -102,7 +101,7 @@ class Mapper:
             held = values.get(name)
             if held is not None and held.value is not None:
                 continue  # an earlier rule of this stream already gave this field a value
-            raw = rule.expr.search(payload)
+            raw = rule.lookup(payload)
             if raw is not None and rule.transforms:
                 done = self._transform(rule, raw, problems)
                 if isinstance(done, FieldValue):
@@ -133,6 +132,7 @@ class Mapper:
                         leaf.absent = True
                         continue
                 state = leaf.state = self._auto_state(leaf.name, leaf, raw, created)
+                leaf.absent = False
             last = leaf.last
             # Statuses, currencies, flags and nulls repeat from record to record: reuse the typed value.
             if (
@@ -194,7 +194,7 @@ class Mapper:
         transforms = build_transforms(
             [t if isinstance(t, str) else t.model_dump() for t in rule.transforms], self.region
         )
-        return rule, _Rule(jmespath.compile(rule.path), transforms, state, origin)
+        return rule, _Rule(compile_path(rule.path), transforms, state, origin)
 
     def _plan(self, source: str, stream: str) -> _StreamPlan:
         rules = tuple(

@@ -110,10 +110,7 @@ class IdentityHint:
 
 @dataclass(frozen=True, slots=True)
 class MappedRecord:
-    """A record turned into typed field values, identity hints, and what went wrong along the way.
-
-    `created` names fields first seen in this record (their definitions are in the mapper).
-    """
+    """A record as typed field values, identity hints, problems, widenings and fields it created."""
 
     record: Record
     values: Mapping[str, FieldValue]

@@ -166,7 +166,8 @@ def plan_fields(known: Iterable[FieldDefinition], current: Iterable[FieldDefinit
         if old.type is not definition.type:
             change = FieldChange(definition.name, old.type, definition.type)
             (widened if widen(old.type, definition.type) is definition.type else retyped).append(change)
-        added = tuple(o for o in definition.options if o not in set(old.options))
+        had = set(old.options)
+        added = tuple(o for o in definition.options if o not in had)
         if added and definition.type is FieldType.ENUM:
             options[definition.name] = added
     return FieldPlan(tuple(create), tuple(widened), tuple(retyped), options)

@@ -79,9 +79,12 @@ SKIPPED_PATHS: tuple[str, ...] = (
     "*payment_intent",
     "*payment_method",
     "*default_source",
+    "*default_price",
     "*balance_transaction",
     "*.destination",
     "*invoice_prefix",
+    "number",
+    "*receipt_number",
     "*statement_descriptor*",
     "*payment_method_options",
 )

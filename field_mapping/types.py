@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -120,8 +120,3 @@ def _number(ftype: FieldType, raw: int | float | Decimal | None) -> int | Decima
     if ftype is FieldType.INTEGER:
         return int(raw)
     return raw if isinstance(raw, Decimal) else Decimal(repr(raw)) if isinstance(raw, float) else Decimal(raw)
-
-
-def is_date_only(value: Any) -> bool:
-    """True for a `date` that is not a `datetime` (datetime subclasses date)."""
-    return isinstance(value, date) and not isinstance(value, datetime)

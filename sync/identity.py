@@ -1,10 +1,9 @@
 """Identity resolution: one contact per person, found by e-mail, phone and external ids, set-based per batch.
 
-Each item of a batch brings identity hints (`{"email": ..., "stripe_customer": ...}`). Hints are
-normalized (e-mail lowercased and validated, phone to E.164 in the configured region); only valid
-ones identify a person. Items that share a hint, directly or through a stored identity, are one
-person: a connected group with no stored contact gets a new one, a group touching one contact joins
-it, and a group touching several merges them into the oldest, with a merge log entry.
+Each item of a batch brings its normalized, valid identity hints (`{"email": ..., "stripe_customer":
+...}`; field_mapping normalizes them). Items that share a hint, directly or through a stored
+identity, are one person: a connected group with no stored contact gets a new one, a group touching
+one contact joins it, and a group touching several merges them into the oldest, with a merge log.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from field_mapping.model import IDENTITY_KINDS
-from field_mapping.normalize import normalize_email, normalize_phone
 from sync.store.tables import (
     consent_records,
     contact_identities,
@@ -31,24 +28,6 @@ from sync.store.tables import (
 from sync.store.upsert import insert_ignore
 
 Key = tuple[str, str]
-
-
-def normalize_hints(raw: Mapping[str, str], region: str) -> dict[str, str]:
-    """The valid, normalized identities among `raw` hints (invalid e-mails and phones are left out)."""
-    found: dict[str, str] = {}
-    for kind, value in raw.items():
-        if kind not in IDENTITY_KINDS or not value:
-            continue
-        text = str(value).strip()
-        if kind == "email":
-            text, valid = normalize_email(text)
-        elif kind == "phone":
-            text, valid = normalize_phone(text, region)
-        else:
-            valid = bool(text)
-        if valid:
-            found[kind] = text
-    return found
 
 
 class _Groups:

@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, update
 
 from connectors import Batch, ContactEvent
+from field_mapping.identity import identity_hints
 from field_mapping.mapper import Mapper
-from field_mapping.model import MappedRecord
+from field_mapping.model import IdentityHint, MappedRecord
 from field_mapping.types import to_columns
 from sync.engine import BatchResult
 from sync.fields import save_definitions, save_values
-from sync.identity import normalize_hints, resolve
+from sync.identity import resolve
 from sync.store.tables import contacts, events, quarantine, records
 from sync.store.upsert import excluded, insert_ignore, upsert
 
@@ -29,7 +30,6 @@ class PageStore:
 
     def __init__(self, mapper: Mapper) -> None:
         self.mapper = mapper
-        self.region = mapper.region
         self._field_ids: dict[str, int] | None = None
 
     def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
@@ -58,7 +58,7 @@ class PageStore:
         run_id: int,
         now: datetime,
     ) -> None:
-        hint_sets = [_valid_hints(m) for m in mapped]
+        hint_sets = [_valid(m.identities) for m in mapped]
         contact_ids = resolve(conn, hint_sets, source=batch.source, now=now)
         person_stream = (batch.source, batch.stream) not in NON_PERSON_STREAMS
         links = []
@@ -117,7 +117,8 @@ class PageStore:
         run_id: int,
         now: datetime,
     ) -> None:
-        hint_sets = [normalize_hints(e.identities, self.region) for e in batch_events]
+        config = self.mapper.config.identity
+        hint_sets = [_valid(identity_hints(e.source, e.identities, config)) for e in batch_events]
         contact_ids = resolve(conn, hint_sets, source=batch_events[0].source, now=now)
         rows = []
         latest: dict[int, datetime] = {}
@@ -179,9 +180,10 @@ def _store_records(conn: Connection, batch: Batch, *, run_id: int, now: datetime
     )
 
 
-def _valid_hints(m: MappedRecord) -> dict[str, str]:
+def _valid(identities: tuple[IdentityHint, ...]) -> dict[str, str]:
+    """The first valid hint of each kind: invalid e-mails and phones identify nobody."""
     hints: dict[str, str] = {}
-    for hint in m.identities:
+    for hint in identities:
         if hint.valid:
             hints.setdefault(hint.kind, hint.value)
     return hints

@@ -97,7 +97,7 @@ def test_track_becomes_a_contact_event_with_identities() -> None:
     assert (event.name, event.external_id) == ("Course Clicked", "ajs-f8ca1e4de5024d9430b3928bd8ac6b96")
     assert event.identities == {
         "segmentio_user": "AiUGstSDIg",
-        "segmentio_anon": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+        "segmentio_anonymous": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
         "email": "ai@example.com",
     }
     assert event.properties == {"title": "Intro to Analytics"}

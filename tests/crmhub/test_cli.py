@@ -66,7 +66,8 @@ def test_check_json_summarizes_without_secrets(config: Path) -> None:
             "connectors.hubspot.api_key_env: expected environment variable HUBSPOT_ACCESS_TOKEN",
         ),
         (
-            '[[field_mapping.rules]]\nsource = "stripe"\nstream = "customers"\npath = "email"\ntype = "email"\n',
+            '[[field_mapping.rules]]\nsource = "stripe"\nstream = "customers"\n'
+            'path = "email"\ntype = "email"\n',
             "field_mapping.rules[0].field: expected a value, found nothing",
         ),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from field_mapping.config import IdentityConfig
-from field_mapping.identity import extract_identities
+from field_mapping.identity import extract_identities, identity_hints
 from field_mapping.model import IdentityHint
 from tests.field_mapping.conftest import hubspot_contact, segmentio_identify, stripe_object, typeform_response
 
@@ -98,3 +98,20 @@ def test_no_identity_and_no_duplicates() -> None:
     emails = [h for h in extract_identities("typeform", "responses", response, US) if h.kind == "email"]
     assert len(emails) == 1
     assert extract_identities("mailchimp", "members", {"email": "a@example.com"}, US) == ()
+
+
+def test_contact_event_identities_are_normalized() -> None:
+    raw = {"segmentio_user": "u_1", "email": " Jane.Doe@Example.com", "phone": "415-555-2671"}
+    assert _pairs(identity_hints("segmentio", raw, US)) == {
+        ("segmentio_user", "u_1"),
+        ("email", "jane.doe@example.com"),
+        ("phone", "+14155552671"),
+    }
+
+
+def test_typeform_event_hidden_fields_become_the_configured_kinds() -> None:
+    raw = {"user_id": "u_1", "email": "Jane@Example.com", "utm_source": "ads"}
+    assert _pairs(identity_hints("typeform", raw, US)) == {
+        ("typeform_hidden_id", "u_1"),
+        ("email", "jane@example.com"),
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -143,3 +145,31 @@ def test_names_are_valid_and_short(mapper: Mapper) -> None:
     names = [d.name for d in mapper.definitions()]
     assert len(names) == len(set(names))
     assert all(is_field_name(n) and is_hubspot_name(n) for n in names)
+
+
+def test_objects_decoded_as_ordered_dicts(mapper: Mapper) -> None:
+    # The Stripe SDK decodes JSON with object_pairs_hook=OrderedDict: nested objects are not plain dicts.
+    raw = json.dumps(stripe_object("customer", email="a@example.com"))
+    customer = json.loads(raw, object_pairs_hook=OrderedDict)
+    mapped = mapper.map_record(record("stripe", "customers", customer))
+    assert mapped.values["stripe_customer_discount_source_type"].value == "coupon"
+    assert "stripe_customer_address" not in mapped.values
+    assert mapped.identity("email") is not None
+
+
+def test_expanded_customer_and_product(mapper: Mapper) -> None:
+    subscription = stripe_object(
+        "subscription", customer={"id": "cus_7", "object": "customer", "email": "x@example.com"}
+    )
+    subscription["items"]["data"][0]["price"]["product"] = {
+        "id": "prod_1",
+        "object": "product",
+        "name": "Pro",
+    }
+    mapped = mapper.map_record(record("stripe", "subscriptions", subscription))
+    assert mapped.values["stripe_subscription_price_product_name"].value == "Pro"
+    assert {(h.kind, h.value) for h in mapped.identities} == {
+        ("stripe_customer", "cus_7"),
+        ("email", "x@example.com"),
+    }
+    assert not any(name.startswith("stripe_subscription_customer") for name in mapped.values)

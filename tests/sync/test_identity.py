@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from sync.identity import normalize_hints, resolve
+from sync.identity import resolve
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import contact_identities, contacts, events, merge_log
 
@@ -21,15 +21,6 @@ def engine(empty_store_url: str) -> Iterator[Engine]:
     upgrade(eng)
     yield eng
     eng.dispose()
-
-
-def test_hints_are_normalized_and_invalid_ones_left_out() -> None:
-    hints = normalize_hints(
-        {"email": "  Ada@Example.COM ", "phone": "(415) 555-2671", "stripe_customer": "cus_1", "fax": "x"},
-        "US",
-    )
-    assert hints == {"email": "ada@example.com", "phone": "+14155552671", "stripe_customer": "cus_1"}
-    assert normalize_hints({"email": "ada at example", "phone": "12"}, "US") == {}
 
 
 def test_the_same_person_from_four_sources_is_one_contact(engine: Engine) -> None:
