@@ -17,10 +17,11 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from connectors import default_http_client
+from connectors.segmentio import parse_messages
 from crmhub.sandbox import Sandbox, SandboxServer, credentials, sandbox_config
 from crmhub.settings import Settings, load_settings
 from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
-from sync.engine import ProgressCallback, RunReport
+from sync.engine import BatchResult, ProgressCallback, RunReport
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import contact_identities, contacts, field_definitions, merge_log, quarantine, records
 
@@ -98,6 +99,11 @@ class Demo:
             sources = build_sources(settings, pull_source_names(settings, None), http)
             engine = build_sync_engine(settings, self.engine)
             return engine.run(sources, now=self.sandbox_now(), on_progress=on_progress)
+
+    def push_segmentio(self) -> BatchResult:
+        """The sandbox's Segment.com calls (identify, track, page), taken in as pushed messages."""
+        batch = parse_messages(self.sandbox.world.product_events, received_at=self.sandbox_now())
+        return build_sync_engine(self.settings, self.engine).ingest(batch, now=self.sandbox_now())
 
     def tick(self, days: int) -> dict[str, Any]:
         """Advance the sandbox's world through its control API, as `crmhub sandbox tick` does."""

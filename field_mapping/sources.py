@@ -21,8 +21,11 @@ KNOWN_STREAMS: dict[str, tuple[str, ...]] = {
     "segmentio": ("users", "groups"),
 }
 
-# Streams automatic fields are made for, when `streams` is not set.
-AUTO_STREAMS: dict[str, tuple[str, ...]] = dict(KNOWN_STREAMS)
+# Streams automatic fields can be made for (all of them when `streams` is not set). HubSpot companies
+# and deals describe organisations, not people: their records are kept but name no contact, so
+# fields made from them could never hold a contact's value. (A Segment.com group call names its
+# member, so group traits are the member's.)
+AUTO_STREAMS: dict[str, tuple[str, ...]] = {**KNOWN_STREAMS, "hubspot": ("contacts",)}
 
 # The first part of automatic field names; HubSpot contacts and Segment.com users describe the
 # person itself, so their fields carry only the source name (`hubspot_lifecyclestage`).

@@ -137,6 +137,18 @@ class SyncEngine:
             )
         return report
 
+    def ingest(self, batch: Batch, *, now: datetime, trigger: str = "push") -> BatchResult:
+        """Store one batch pushed to crmhub (Segment.com calls, provider webhooks), with its run record.
+
+        The same page store as a pull, in one transaction: either all of it is stored, or nothing.
+        """
+        with self.engine.begin() as conn:
+            run_id = start_run(conn, source=batch.source, trigger=trigger, now=now)
+            result = self.store_batch(conn, batch, run_id=run_id, now=now)
+            stats = {"records": result.records, "events": result.events, "quarantined": result.quarantined}
+            finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)
+        return result
+
     def _pull(
         self,
         stream: Stream,

@@ -11,6 +11,7 @@ from crmhub.cli._context import CliContext
 from crmhub.cli.config_commands import check, init
 from crmhub.cli.db import db_app
 from crmhub.cli.demo import demo
+from crmhub.cli.fields import fields
 from crmhub.cli.sandbox import sandbox_app
 from crmhub.cli.sync_commands import sources, sync
 
@@ -39,6 +40,7 @@ app.command()(init)
 app.command()(check)
 app.command()(sync)
 app.command()(sources)
+app.command()(fields)
 app.command()(demo)
 app.add_typer(db_app, name="db")
 app.add_typer(sandbox_app, name="sandbox")

@@ -45,9 +45,14 @@ def _narrate(session: Demo, days: int) -> None:
     )
     console.rule(f"1. first sync (sandbox clock {session.sandbox_now():%Y-%m-%d %H:%M} UTC)")
     first = _sync(session)
+    pushed = session.push_segmentio()
+    console.print(
+        f"segmentio: {pushed.records:,} identify calls and {pushed.events:,} track/page events taken in "
+        "as Segment.com pushes them"
+    )
     store = session.store()
     console.print(
-        f"{store.records:,} records from {len({s.source for s in first.streams})} sources became "
+        f"{store.records:,} records from {len({s.source for s in first.streams}) + 1} sources became "
         f"[bold]{store.contacts:,} contacts[/] ({store.identities:,} identities; "
         f"{store.merges:,} merges; {store.quarantined:,} records held in quarantine with a reason)"
     )
