@@ -20,8 +20,9 @@ from connectors import default_http_client
 from connectors.segmentio import parse_messages
 from crmhub.sandbox import Sandbox, SandboxServer, credentials, sandbox_config
 from crmhub.settings import Settings, load_settings
-from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
+from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_source_names
 from sync.engine import BatchResult, ProgressCallback, RunReport
+from sync.hubspot_push import PushReport
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import contact_identities, contacts, field_definitions, merge_log, quarantine, records
 
@@ -99,6 +100,11 @@ class Demo:
             sources = build_sources(settings, pull_source_names(settings, None), http)
             engine = build_sync_engine(settings, self.engine)
             return engine.run(sources, now=self.sandbox_now(), on_progress=on_progress)
+
+    def push_hubspot(self) -> PushReport | None:
+        """Create the fields in HubSpot and write changed values back, as `crmhub sync` does."""
+        with default_http_client(self.settings.connectors) as http:
+            return hubspot_push(self.settings, self.engine, http, now=self.sandbox_now())
 
     def push_segmentio(self) -> BatchResult:
         """The sandbox's Segment.com calls (identify, track, page), taken in as pushed messages."""

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import httpx
 from sqlalchemy import Engine
 
-from connectors import PULL_SOURCES, Source, build_source
+from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
 from crmhub.settings import ConfigError, Problem, Settings, secret
 from field_mapping.mapper import Mapper
 from sync.engine import SyncEngine
 from sync.fields import load_definitions
+from sync.hubspot_push import PushReport, push_to_hubspot
 from sync.ingest import PageStore
 
 
@@ -48,6 +50,31 @@ def build_sources(
         )
         for name in names
     ]
+
+
+def hubspot_push(
+    settings: Settings,
+    engine: Engine,
+    http: httpx.Client,
+    *,
+    now: datetime,
+    environ: Mapping[str, str] | None = None,
+) -> PushReport | None:
+    """Push fields and changed values to HubSpot when `[field_mapping.hubspot] push` is on."""
+    if not settings.field_mapping.hubspot.push:
+        return None
+    if not settings.connectors.hubspot.enabled:
+        raise ConfigError(
+            [
+                Problem(
+                    "field_mapping.hubspot.push",
+                    "expected connectors.hubspot.enabled = true (push uses that connection), found false",
+                )
+            ]
+        )
+    [source] = build_sources(settings, ["hubspot"], http, environ)
+    assert isinstance(source, HubSpotSource)
+    return push_to_hubspot(engine, source.api, settings.field_mapping.hubspot, now=now)
 
 
 def build_sync_engine(settings: Settings, engine: Engine) -> SyncEngine:

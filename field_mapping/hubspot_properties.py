@@ -43,7 +43,9 @@ PROPERTY_TYPES: dict[FieldType, tuple[str, str]] = {
     FieldType.DATE: ("date", "date"),
     FieldType.EMAIL: ("string", "text"),
     FieldType.PHONE: ("string", "phonenumber"),
-    FieldType.ENUM: ("enumeration", "select"),
+    # Text, not `enumeration`: HubSpot refuses a value outside an enumeration's declared options, and
+    # an enum field gains values after its property exists.
+    FieldType.ENUM: ("string", "text"),
     FieldType.STRING: ("string", "text"),
 }
 
@@ -75,9 +77,7 @@ def property_create(definition: FieldDefinition, group_name: str) -> dict[str, A
         "description": f"Set by crmhub from {definition.origin}",
         "formField": False,
     }
-    if definition.type is FieldType.ENUM:
-        body["options"] = [_option(value, value, i) for i, value in enumerate(definition.options)]
-    elif definition.type is FieldType.BOOLEAN:
+    if definition.type is FieldType.BOOLEAN:
         body["options"] = [_option(label, value, i) for i, (label, value) in enumerate(_BOOL_OPTIONS)]
     return body
 

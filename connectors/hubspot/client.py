@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from hubspot import HubSpot
+from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
 
 from connectors.exceptions import MalformedPageError
 from connectors.http import Retrier, error_for_status, error_for_transport, parse_retry_after
@@ -107,6 +108,71 @@ class HubSpotApi:
             if isinstance(p, Mapping) and p.get("name")
         ]
 
+    def create_property_group(self, object_type: str, body: Mapping[str, Any]) -> bool:
+        """Create a property group; False when it already exists (HubSpot answers 409)."""
+        api = self._client.crm.properties.groups_api
+        group = PropertyGroupCreate(
+            name=body["name"], label=body["label"], display_order=body.get("displayOrder")
+        )
+        return self._create(
+            f"{object_type} property group {body['name']}",
+            lambda: api.create(object_type=object_type, property_group_create=group, _preload_content=False),
+        )
+
+    def create_property(self, object_type: str, body: Mapping[str, Any]) -> bool:
+        """Create a property; False when one of that name already exists (HubSpot answers 409)."""
+        api = self._client.crm.properties.core_api
+        options = [
+            OptionInput(
+                label=o["label"], value=o["value"], display_order=o["displayOrder"], hidden=o["hidden"]
+            )
+            for o in body.get("options") or []
+        ]
+        prop = PropertyCreate(
+            name=body["name"],
+            label=body["label"],
+            type=body["type"],
+            field_type=body["fieldType"],
+            group_name=body["groupName"],
+            description=body.get("description"),
+            form_field=body.get("formField", False),
+            options=options or None,
+        )
+        return self._create(
+            f"{object_type} property {body['name']}",
+            lambda: api.create(object_type=object_type, property_create=prop, _preload_content=False),
+        )
+
+    def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """`POST /crm/v3/objects/{object_type}/batch/update`: properties of objects known by id, <= 100."""
+        models = importlib.import_module(f"hubspot.crm.{object_type}")
+        api = getattr(self._client.crm, object_type).batch_api
+        batch = models.BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                models.SimplePublicObjectBatchInput(id=i["id"], properties=i["properties"]) for i in inputs
+            ]
+        )
+        return self._call(
+            f"{object_type} batch update",
+            lambda: api.update(batch_input_simple_public_object_batch_input=batch, _preload_content=False),
+        )
+
+    def _create(self, what: str, fn: Callable[[], Any]) -> bool:
+        existed = False
+
+        def attempt() -> Any:
+            nonlocal existed
+            try:
+                return fn()
+            except Exception as exc:
+                if getattr(exc, "status", None) != 409:
+                    raise
+                existed = True  # creating what exists is done, not failed: HubSpot says 409
+                return _EmptyResponse()
+
+        self._call(what, attempt)
+        return not existed
+
     def _call(self, what: str, fn: Callable[[], Any]) -> Mapping[str, Any]:
         return self.retrier.call(lambda: self._once(what, fn))
 
@@ -137,6 +203,12 @@ class HubSpotApi:
                 "check connectors.hubspot.base_url points at the HubSpot API"
             )
         return data
+
+
+class _EmptyResponse:
+    """Stands in for the SDK's response when HubSpot answered 409 to a create."""
+
+    data = b"{}"
 
 
 def _message(body: Any) -> str:

@@ -14,6 +14,7 @@ from crmhub.cli._output import console, print_error
 from crmhub.cli.sync_commands import StreamProgress
 from crmhub.demo import Demo
 from sync.engine import RunReport
+from sync.hubspot_push import PushReport
 
 
 def demo(
@@ -64,6 +65,7 @@ def _narrate(session: Demo, days: int) -> None:
     )
     for name, ftype in fields.examples:
         console.print(f"  {name:<44} {ftype}")
+    _report_push(session.push_hubspot())
     console.rule(f"3. the sandbox's world moves on {days} day(s)")
     changes = session.tick(days)["changes"]
     for what, count in changes.items():
@@ -75,8 +77,19 @@ def _narrate(session: Demo, days: int) -> None:
         f"{sum(s.records for s in second.streams):,} changed records pulled with "
         f"{sum(s.requests for s in second.streams):,} requests; {again.total - fields.total} new fields"
     )
+    _report_push(session.push_hubspot())
     if first.failed or second.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _report_push(pushed: PushReport | None) -> None:
+    if pushed is None:
+        return
+    group = "group created, " if pushed.group_created else ""
+    console.print(
+        f"HubSpot: {group}{len(pushed.properties_created)} contact properties created, "
+        f"{pushed.contacts_updated:,} contacts' values written back in {pushed.calls} calls"
+    )
 
 
 def _sync(session: Demo) -> RunReport:

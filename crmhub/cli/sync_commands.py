@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from connectors import default_http_client
 from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error
-from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
+from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_source_names
 from sync.engine import RunReport, StreamReport
 from sync.store.tables import cursors, quarantine, records, sync_runs
 
@@ -45,10 +45,16 @@ def sync(
             else:
                 with StreamProgress() as progress:
                     report = sync_engine.run(sources, now=now, full=full, on_progress=progress.update)
+            pushed = hubspot_push(settings, engine, http, now=now)
     if json:
-        emit_json(_report_json(report))
+        emit_json(_report_json(report) | {"hubspot_push": None if pushed is None else vars(pushed)})
     else:
         _print_report(report)
+        if pushed is not None:
+            console.print(
+                f"hubspot push: {len(pushed.properties_created)} properties created, "
+                f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
+            )
     if report.failed:
         raise typer.Exit(EXIT_FAILED)
 

@@ -64,5 +64,9 @@ def sandbox_config(url: str, database_url: str = "sqlite:///crmhub.db") -> str:
         "enabled = true",
         'write_key_env = "SEGMENT_WRITE_KEY"',
         "",
+        "# Create crmhub's fields as HubSpot contact properties and write their values back.",
+        "[field_mapping.hubspot]",
+        "push = true",
+        "",
     ]
     return "\n".join(lines)

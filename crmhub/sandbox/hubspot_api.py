@@ -134,6 +134,7 @@ class HubSpotApi:
             ("POST", "/crm/v3/objects/{objectType}/search", self.search),
             ("POST", "/crm/v3/objects/{objectType}/batch/read", self.batch_read),
             ("POST", "/crm/v3/objects/{objectType}/batch/upsert", self.batch_upsert),
+            ("POST", "/crm/v3/objects/{objectType}/batch/update", self.batch_update),
             ("GET", "/crm/v3/objects/{objectType}/{objectId}", self.get_object),
             ("GET", "/crm/v3/properties/{objectType}/groups", self.list_groups),
             ("POST", "/crm/v3/properties/{objectType}/groups", self.create_group),
@@ -258,20 +259,7 @@ class HubSpotApi:
     def batch_upsert(self, request: Request) -> Response:
         """`POST .../batch/upsert`: create or update by `idProperty` (`email`); unknown properties: 400."""
         object_type = _object_type(request)
-        inputs = request.json().get("inputs") or []
-        if len(inputs) > _BATCH_LIMIT:
-            raise HubSpotError(
-                400, f"Batch size {len(inputs)} exceeds the limit of {_BATCH_LIMIT}", "VALIDATION_ERROR"
-            )
-        known = self.world.hubspot.properties[object_type]
-        for item in inputs:
-            unknown = sorted(set(item.get("properties") or {}) - set(known))
-            if unknown:
-                raise HubSpotError(
-                    400,
-                    f'Property values were not valid: Property "{unknown[0]}" does not exist',
-                    "VALIDATION_ERROR",
-                )
+        inputs = self._batch_inputs(request, object_type)
         now_ms = self.world.now * 1000
         results = []
         for item in inputs:
@@ -287,6 +275,43 @@ class HubSpotApi:
                 self.world.hubspot.update(object_type, obj, props, now_ms)
             results.append(obj.to_json(object_type, list(props)) | {"new": created})
         return self._batch_result(results, [], object_type)
+
+    def batch_update(self, request: Request) -> Response:
+        """`POST .../batch/update`: set properties of objects known by id; any unknown id or property: 400."""
+        object_type = _object_type(request)
+        inputs = self._batch_inputs(request, object_type)
+        found = [(self._lookup(object_type, str(item["id"]), None), item) for item in inputs]
+        missing = [str(item["id"]) for obj, item in found if obj is None]
+        if missing:
+            raise HubSpotError(
+                400, f"Could not get some {object_type} objects: {', '.join(missing)}", "VALIDATION_ERROR"
+            )
+        now_ms = self.world.now * 1000
+        results = []
+        for obj, item in found:
+            assert obj is not None
+            props = {k: None if v is None else str(v) for k, v in (item.get("properties") or {}).items()}
+            self.world.hubspot.update(object_type, obj, props, now_ms)
+            results.append(obj.to_json(object_type, list(props)))
+        return self._batch_result(results, [], object_type)
+
+    def _batch_inputs(self, request: Request, object_type: str) -> list[dict[str, Any]]:
+        """The inputs of a batch write, refused whole if too many or naming an unknown property."""
+        inputs: list[dict[str, Any]] = request.json().get("inputs") or []
+        if len(inputs) > _BATCH_LIMIT:
+            raise HubSpotError(
+                400, f"Batch size {len(inputs)} exceeds the limit of {_BATCH_LIMIT}", "VALIDATION_ERROR"
+            )
+        known = self.world.hubspot.properties[object_type]
+        for item in inputs:
+            unknown = sorted(set(item.get("properties") or {}) - set(known))
+            if unknown:
+                raise HubSpotError(
+                    400,
+                    f'Property values were not valid: Property "{unknown[0]}" does not exist',
+                    "VALIDATION_ERROR",
+                )
+        return inputs
 
     def _batch_result(self, results: list[dict[str, Any]], missing: list[str], object_type: str) -> Response:
         stamp = iso_ms(self.world.now * 1000)

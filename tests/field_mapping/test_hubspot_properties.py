@@ -28,11 +28,11 @@ def test_every_field_type_has_a_valid_pair() -> None:
     for hs_type, field_type in PROPERTY_TYPES.values():
         assert field_type in VALID_FIELD_TYPES[hs_type]
     assert PROPERTY_TYPES[T.PHONE] == ("string", "phonenumber")
-    assert PROPERTY_TYPES[T.ENUM] == ("enumeration", "select")
+    assert PROPERTY_TYPES[T.ENUM] == ("string", "text")  # an enumeration refuses values it lacks
     assert PROPERTY_TYPES[T.BOOLEAN] == ("bool", "booleancheckbox")
 
 
-def test_enum_property_body() -> None:
+def test_enum_property_is_text_so_new_values_are_never_refused() -> None:
     definition = FieldDefinition(
         "stripe_subscription_status",
         T.ENUM,
@@ -44,15 +44,11 @@ def test_enum_property_body() -> None:
     assert body == {
         "name": "stripe_subscription_status",
         "label": "Stripe subscription status",
-        "type": "enumeration",
-        "fieldType": "select",
+        "type": "string",
+        "fieldType": "text",
         "groupName": "crmhub",
         "description": "Set by crmhub from stripe.subscriptions status (automatic)",
         "formField": False,
-        "options": [
-            {"label": "active", "value": "active", "displayOrder": 0, "hidden": False},
-            {"label": "canceled", "value": "canceled", "displayOrder": 1, "hidden": False},
-        ],
     }
 
 

@@ -1,0 +1,120 @@
+"""Pushing crmhub's fields to HubSpot: a property group, one contact property per field, values in batches.
+
+Idempotent: the group and each property are created once (HubSpot's 409 means it exists already),
+each field remembers its HubSpot property, and values are written only for contacts that changed
+since the last push (a cursor in `cursors`), to the HubSpot contacts they came from, 100 per call.
+Properties are named `<group>_<field>` so a pull of "all properties" can leave them out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, select, update
+
+from field_mapping.config import HubSpotPushConfig
+from field_mapping.hubspot_properties import group_create, property_create, property_value, pushable
+from field_mapping.types import Columns, FieldType, from_columns
+from sync.fields import load_definitions
+from sync.runs import load_cursor, save_cursor, start_run
+from sync.store.tables import contact_identities, contacts, field_definitions, field_values
+
+BATCH_SIZE = 100  # HubSpot's limit per batch call
+_CURSOR = ("hubspot", "_push")
+
+
+class HubSpotWriter(Protocol):
+    """The HubSpot calls a push makes (connectors.hubspot.HubSpotApi has them)."""
+
+    def create_property_group(self, object_type: str, body: Mapping[str, Any]) -> bool:
+        """Create a group; False if it existed."""
+
+    def create_property(self, object_type: str, body: Mapping[str, Any]) -> bool:
+        """Create a property; False if it existed."""
+
+    def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        """Write properties of objects known by id."""
+
+
+@dataclass
+class PushReport:
+    """What a push did."""
+
+    group_created: bool = False
+    properties_created: list[str] = field(default_factory=list)
+    contacts_updated: int = 0
+    calls: int = 0
+
+
+def push_to_hubspot(
+    engine: Engine, api: HubSpotWriter, config: HubSpotPushConfig, *, now: datetime
+) -> PushReport:
+    """Create the group and missing properties, then write changed contacts' values to HubSpot."""
+    report = PushReport(group_created=api.create_property_group("contacts", group_create(config)))
+    report.calls += 1
+    with engine.connect() as conn:
+        definitions = {d.name: d for d in pushable(load_definitions(conn))}
+        rows = conn.execute(select(field_definitions.c.name, field_definitions.c.hubspot_property))
+        named: dict[str, str | None] = {name: prop for name, prop in rows}
+    for name, definition in definitions.items():
+        if named.get(name):
+            continue
+        internal = property_name(config.group_name, name)
+        body = property_create(dataclasses.replace(definition, name=internal), config.group_name)
+        if api.create_property("contacts", body):
+            report.properties_created.append(internal)
+        report.calls += 1
+        with engine.begin() as conn:
+            conn.execute(
+                update(field_definitions)
+                .where(field_definitions.c.name == name)
+                .values(hubspot_property=internal)
+            )
+        named[name] = internal
+
+    with engine.connect() as conn:
+        since = load_cursor(conn, *_CURSOR)
+        changed = _changed_values(conn, since=datetime.fromisoformat(since) if since else None)
+    inputs = [{"id": hubspot_id, "properties": props} for hubspot_id, props in changed.items() if props]
+    for start in range(0, len(inputs), BATCH_SIZE):
+        api.batch_update("contacts", inputs[start : start + BATCH_SIZE])
+        report.calls += 1
+    report.contacts_updated = len(inputs)
+    with engine.begin() as conn:
+        run_id = start_run(conn, source="hubspot", trigger="push", now=now)
+        save_cursor(conn, *_CURSOR, now.isoformat(), run_id=run_id, now=now)
+    return report
+
+
+def property_name(group: str, field_name: str) -> str:
+    """The HubSpot internal name of a crmhub field: `<group>_<field>`, at most 100 characters."""
+    return f"{group}_{field_name}"[:100]
+
+
+def _changed_values(conn: Connection, *, since: datetime | None) -> dict[str, dict[str, str]]:
+    """HubSpot id -> {property: value} for contacts changed since `since`, over pushed fields only."""
+    c, ci, fd, fv = contacts.c, contact_identities.c, field_definitions.c, field_values.c
+    query = (
+        select(
+            ci.value, fd.hubspot_property, fd.type, fv.value_text, fv.value_num, fv.value_time, fv.value_bool
+        )
+        .select_from(
+            contacts.join(contact_identities, ci.contact_id == c.id)
+            .join(field_values, fv.contact_id == c.id)
+            .join(field_definitions, fd.id == fv.field_id)
+        )
+        .where(ci.kind == "hubspot_contact", fd.hubspot_property.is_not(None), c.state != "merged")
+    )
+    if since is not None:
+        query = query.where(c.changed_at > since)
+    changed: dict[str, dict[str, str]] = defaultdict(dict)
+    for hubspot_id, prop, ftype, text, num, time, flag in conn.execute(query):
+        kind = FieldType(ftype)
+        value = from_columns(kind, Columns(text, num, time, flag))
+        changed[hubspot_id][prop] = property_value(kind, value)
+    return changed

@@ -1,0 +1,56 @@
+"""Pushing fields to HubSpot: group, properties and values land in the sandbox; a re-run changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from crmhub.demo import Demo
+from sync.store.tables import contact_identities, field_definitions, field_values
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    demo = Demo(tmp_path_factory.mktemp("push"), people=80, seed=3)
+    demo.start()
+    try:
+        demo.sync()
+        yield demo
+    finally:
+        demo.stop()
+
+
+def test_push_creates_the_group_the_properties_and_writes_the_values(pushed: Demo) -> None:
+    report = pushed.push_hubspot()
+    assert report is not None and report.group_created
+    hubspot = pushed.sandbox.world.hubspot
+    assert "crmhub" in {g["name"] for g in hubspot.groups["contacts"].values()}
+    properties = hubspot.properties["contacts"]
+    assert set(report.properties_created) <= set(properties)
+    assert "crmhub_stripe_customer_balance" in report.properties_created
+    assert properties["crmhub_stripe_customer_balance"]["type"] == "number"
+    assert properties["crmhub_stripe_customer_created"]["type"] == "datetime"
+    assert not any(name.startswith("crmhub_hubspot_") for name in properties)  # HubSpot's own stay home
+    # A Stripe value of a person HubSpot knows is now on their HubSpot contact.
+    ci, fd, fv = contact_identities.c, field_definitions.c, field_values.c
+    with pushed.engine.connect() as conn:
+        rows = conn.execute(
+            select(ci.value, fv.value_num)
+            .join_from(contact_identities, field_values, fv.contact_id == ci.contact_id)
+            .join(field_definitions, fd.id == fv.field_id)
+            .where(
+                ci.kind == "hubspot_contact", fd.name == "stripe_customer_balance", fv.value_num.is_not(None)
+            )
+        ).all()
+    assert rows and report.contacts_updated >= len({hubspot_id for hubspot_id, _ in rows})
+    for hubspot_id, balance in rows:
+        contact = hubspot.objects["contacts"][int(hubspot_id)]
+        assert contact.properties["crmhub_stripe_customer_balance"] == str(int(balance))
+
+
+def test_a_second_push_changes_nothing(pushed: Demo) -> None:
+    again = pushed.push_hubspot()
+    assert again is not None
+    assert (again.group_created, again.properties_created, again.contacts_updated) == (False, [], 0)
