@@ -23,6 +23,7 @@ from pydantic_settings import (
 from connectors.config import ConnectorsConfig
 from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
+from webhooks.config import WebhooksConfig
 
 DEFAULT_CONFIG_PATH = Path("crmhub.toml")
 CONFIG_ENV = "CRMHUB_CONFIG"
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     connectors: ConnectorsConfig = Field(default_factory=ConnectorsConfig)
     field_mapping: FieldMappingConfig = Field(default_factory=FieldMappingConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -60,7 +62,7 @@ class Settings(BaseSettings):
 
     def secret_envs(self) -> dict[str, str]:
         """TOML path -> environment variable, for every secret the configuration needs."""
-        return self.connectors.secret_envs()
+        return self.connectors.secret_envs() | self.webhooks.secret_envs()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import typer
 from crmhub.cli._context import CliContext
 from crmhub.cli.config_commands import check, init
 from crmhub.cli.db import db_app
+from crmhub.cli.deliveries import deliver_command, deliveries_app, webhooks_app
 from crmhub.cli.demo import demo
 from crmhub.cli.fields import fields
 from crmhub.cli.sandbox import sandbox_app
@@ -43,6 +44,9 @@ app.command()(sources)
 app.command()(fields)
 app.command()(demo)
 app.add_typer(db_app, name="db")
+app.command("deliver")(deliver_command)
+app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(sandbox_app, name="sandbox")
 
 

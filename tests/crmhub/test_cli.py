@@ -33,10 +33,16 @@ def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path: Path) -> Non
     assert _run("--config", str(target), "init", "--force").exit_code == 0
 
 
-def test_check_accepts_the_starter_config(tmp_path: Path) -> None:
+def test_check_accepts_the_starter_config_once_its_webhook_secret_is_set(tmp_path: Path) -> None:
     target = tmp_path / "crmhub.toml"
     _run("--config", str(target), "init")
-    result = _run("--config", str(target), "check")
+    missing = _run("--config", str(target), "check", env={"CRMHUB_SMS_WEBHOOK_SECRET": ""})
+    assert missing.exit_code == 2
+    assert (
+        "webhooks.endpoints.sms.secret_envs[0]: expected environment variable CRMHUB_SMS_WEBHOOK_SECRET"
+        in (missing.output)
+    )
+    result = _run("--config", str(target), "check", env={"CRMHUB_SMS_WEBHOOK_SECRET": "whsec_x"})
     assert result.exit_code == 0 and "configuration is valid" in result.output
 
 

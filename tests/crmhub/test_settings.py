@@ -33,16 +33,27 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 
 
 def _keys(model: type[BaseModel], table: dict[str, Any] | None = None, prefix: str = "") -> set[str]:
-    """Dotted keys of `model` (table None) or of `table` read as `model`, one per leaf setting."""
+    """Dotted keys of `model` (table None) or of `table` read as `model`; entries of a dict table as `*`."""
     keys: set[str] = set()
     for name, field in model.model_fields.items():
         annotation: Any = field.annotation
+        inner = None if table is None else table.get(name, {})
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            inner = None if table is None else table.get(name, {})
             keys |= _keys(annotation, inner, f"{prefix}{name}.")
-        elif table is None or name in table:
+        elif getattr(annotation, "__origin__", None) is dict and _entry_model(annotation) is not None:
+            entry = _entry_model(annotation)
+            assert entry is not None
+            for value in [None] if inner is None else list(inner.values()):
+                keys |= _keys(entry, value, f"{prefix}{name}.*.")
+        elif table is None or name in table or f"# {name} = " in example_config_text():
+            # An optional key without a default may be shown commented out, with its example value.
             keys.add(f"{prefix}{name}")
     return keys
+
+
+def _entry_model(annotation: Any) -> type[BaseModel] | None:
+    value = annotation.__args__[1]
+    return value if isinstance(value, type) and issubclass(value, BaseModel) else None
 
 
 def test_example_config_loads(tmp_path: Path) -> None:

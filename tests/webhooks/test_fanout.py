@@ -1,0 +1,141 @@
+"""Outbox -> deliveries: one per (transition, endpoint), filtering, caps, consent and suppression."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+
+from sync.store.tables import consent_records, deliveries, outbox, suppressions
+from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
+from webhooks import fan_out
+
+
+def _deliveries(engine: Engine) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(deliveries).order_by(deliveries.c.id)).mappings()]
+
+
+def test_one_delivery_per_transition_and_endpoint_with_dispatched_outbox(engine: Engine) -> None:
+    seed(engine, 3)
+    config = make_config(("sms", endpoint("sms")), ("mail", endpoint("mail")))
+    stats = fan_out(engine, config, T0, batch_size=2)
+    assert (stats.outbox_rows, stats.deliveries) == (3, 6)
+    assert fan_out(engine, config, T0).deliveries == 0  # dispatched rows are not fanned out twice
+    rows = _deliveries(engine)
+    assert len({r["webhook_id"] for r in rows}) == 6
+    assert {r["status"] for r in rows} == {"pending"}
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(outbox.c.dispatched_at.is_(None))).scalar_one() == 0
+
+
+def test_endpoints_get_only_the_events_and_segments_they_want(engine: Engine) -> None:
+    with engine.begin() as conn:
+        vip, churn = add_segment(conn, "vip"), add_segment(conn, "churn")
+        contact = add_contact(conn)
+        add_transition(conn, vip, contact, "entered")
+        add_transition(conn, churn, contact, "entered")
+        add_transition(conn, vip, contact, "left")
+    config = make_config(
+        ("vip_only", endpoint("vip_only", segments=["vip"])),
+        ("entries", endpoint("entries", events=["segment.entered"])),
+    )
+    fan_out(engine, config, T0)
+    by_endpoint: dict[str, int] = {}
+    for row in _deliveries(engine):
+        by_endpoint[str(row["endpoint"])] = by_endpoint.get(str(row["endpoint"]), 0) + 1
+    assert by_endpoint == {"vip_only": 2, "entries": 2}
+
+
+def test_a_rolled_back_transition_leaves_no_outbox_row_and_no_delivery(engine: Engine) -> None:
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        sid = add_segment(conn)
+        add_transition(conn, sid, add_contact(conn))
+        raise RuntimeError("segment evaluation failed after writing")
+    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
+    assert _deliveries(engine) == []
+
+
+def test_a_cap_suppresses_entries_over_it_with_the_reason_but_never_exits(engine: Engine) -> None:
+    with engine.begin() as conn:
+        contact = add_contact(conn)
+        sids = [add_segment(conn, f"s{i}") for i in range(5)]
+        for sid in sids:
+            add_transition(conn, sid, contact, "entered")
+        add_transition(conn, sids[0], contact, "left")
+    config = make_config(("sms", endpoint("sms", cap="3 per 7d")))
+    stats = fan_out(engine, config, T0)
+    rows = _deliveries(engine)
+    assert [r["status"] for r in rows].count("pending") == 4  # three entries and the exit
+    suppressed = [r for r in rows if r["status"] == "suppressed"]
+    assert len(suppressed) == 2 and all(r["reason"] == "cap: 3 per 7d reached" for r in suppressed)
+    assert stats.suppressed == {"cap": 2}
+
+
+def test_the_cap_window_slides(engine: Engine) -> None:
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    with engine.begin() as conn:
+        contact, sid = add_contact(conn), add_segment(conn)
+        add_transition(conn, sid, contact)
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        add_transition(conn, add_segment(conn, "later"), contact, now=T0 + timedelta(hours=2))
+    fan_out(engine, config, T0 + timedelta(hours=2))
+    with engine.begin() as conn:
+        add_transition(conn, add_segment(conn, "next_day"), contact, now=T0 + timedelta(days=1, hours=1))
+    fan_out(engine, config, T0 + timedelta(days=1, hours=1))
+    assert [r["status"] for r in _deliveries(engine)] == ["pending", "suppressed", "pending"]
+
+
+def test_consent_and_suppression_stop_entries_only(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn)
+        opted_in, opted_out, never_asked, listed = (add_contact(conn, f"{n}@example.com") for n in "abcd")
+        for cid, status, at in [
+            (opted_in, "opted_out", T0 - timedelta(days=2)),
+            (opted_in, "opted_in", T0 - timedelta(days=1)),
+            (opted_out, "opted_in", T0 - timedelta(days=2)),
+            (opted_out, "opted_out", T0 - timedelta(days=1)),
+            (listed, "opted_in", T0 - timedelta(days=1)),
+        ]:
+            conn.execute(
+                insert(consent_records).values(
+                    contact_id=cid, channel="sms", status=status, source="test", proof={}, recorded_at=at
+                )
+            )
+        digest = hashlib.sha256(b"d@example.com").hexdigest()
+        conn.execute(
+            insert(suppressions).values(kind="email", value_hash=digest, reason="unsubscribed", created_at=T0)
+        )
+        for cid in (opted_in, opted_out, never_asked, listed):
+            add_transition(conn, sid, cid, "entered")
+        add_transition(conn, sid, opted_out, "left")
+    config = make_config(
+        ("sms", endpoint("sms", messaging=True, requires_consent="sms")), ("crm", endpoint("crm"))
+    )
+    fan_out(engine, config, T0)
+    sms = [(r["status"], r["reason"]) for r in _deliveries(engine) if r["endpoint"] == "sms"]
+    assert sms == [
+        ("pending", None),
+        ("suppressed", "consent: no opted-in sms consent"),
+        ("suppressed", "consent: no opted-in sms consent"),
+        ("suppressed", "suppression list: an e-mail or phone of the contact is suppressed"),
+        ("pending", None),  # segment.left still goes out, so the sender stops messaging
+    ]
+    crm = [r["status"] for r in _deliveries(engine) if r["endpoint"] == "crm"]
+    assert crm == ["pending", "pending", "pending", "suppressed", "pending"]
+
+
+def test_fan_out_is_idempotent_per_transition_and_endpoint(engine: Engine) -> None:
+    (tid,) = seed(engine, 1)
+    config = make_config(("sms", endpoint("sms")))
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(outbox.update().values(dispatched_at=None))
+    fan_out(engine, config, T0)
+    rows = _deliveries(engine)
+    assert [(r["transition_id"], r["endpoint"]) for r in rows] == [(tid, "sms")]

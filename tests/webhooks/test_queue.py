@@ -1,0 +1,74 @@
+"""Claiming: leases, expiry, and on PostgreSQL several workers taking disjoint sets with SKIP LOCKED."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+
+from sync.store.tables import deliveries
+from tests.webhooks.conftest import T0, Clock, Consumer, endpoint, make_config, make_worker, secrets_for, seed
+from webhooks import fan_out
+from webhooks.queue import claim
+
+LEASE = timedelta(seconds=60)
+
+
+def _claim(conn, n: int, worker: str, now=T0) -> list[int]:
+    return claim(conn, "sms", n, now, worker_id=worker, lease=LEASE, ordered=True)
+
+
+def test_a_lease_hides_a_delivery_until_it_expires(engine: Engine) -> None:
+    seed(engine, 2)
+    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    with engine.begin() as conn:
+        first = _claim(conn, 10, "a")
+    assert len(first) == 2
+    with engine.begin() as conn:
+        assert _claim(conn, 10, "b") == []
+        assert _claim(conn, 10, "b", T0 + LEASE) == first
+        owners = conn.execute(select(deliveries.c.leased_by).distinct()).scalars().all()
+    assert owners == ["b"]
+
+
+@pytest.mark.postgres
+def test_two_postgres_workers_claim_disjoint_sets_without_waiting(fresh_pg_url: str) -> None:
+    from sync.store import create_store_engine, upgrade
+
+    engine = create_store_engine(fresh_pg_url)
+    upgrade(engine)
+    seed(engine, 10)
+    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    with engine.connect() as one, engine.connect() as two:
+        one.begin()
+        two.begin()
+        a = _claim(one, 6, "a")  # still uncommitted: its rows are locked
+        b = _claim(two, 6, "b")  # skips them instead of blocking
+        one.commit()
+        two.commit()
+    assert len(a) == 6 and len(b) == 4 and not set(a) & set(b)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_two_postgres_workers_deliver_everything_once_between_them(fresh_pg_url: str) -> None:
+    from sync.store import create_store_engine, upgrade
+
+    engine = create_store_engine(fresh_pg_url)
+    upgrade(engine)
+    seed(engine, 40)
+    config = make_config(("sms", endpoint("sms", concurrency=5)))
+    environ, consumer = secrets_for(config), Consumer()
+    workers = [make_worker(engine, config, {"sms": consumer}, environ, worker_id=w) for w in ("a", "b")]
+
+    async def both() -> None:
+        await asyncio.gather(*(w.run(Clock()) for w in workers))
+
+    asyncio.run(both())
+    with engine.connect() as conn:
+        statuses = conn.execute(select(deliveries.c.status)).scalars().all()
+    assert statuses == ["succeeded"] * 40
+    assert len(consumer.ids()) == len(set(consumer.ids())) == 40
+    engine.dispose()

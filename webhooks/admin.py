@@ -1,0 +1,136 @@
+"""Operator actions on deliveries: list them, replay them, backfill a new endpoint with current members."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from sync.store.tables import deliveries, memberships, segments, transitions
+from sync.store.upsert import insert_ignore
+from webhooks.config import WebhooksConfig
+from webhooks.exceptions import WebhookConfigError
+from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
+
+__all__ = ["REPLAYABLE", "Backfill", "backfill", "list_deliveries", "replay"]
+
+# Statuses a bulk replay resends; a single id may be replayed whatever its status.
+REPLAYABLE = ("dead", "failed", "cancelled")
+# Contacts decided per statement, to stay far below the databases' bound-parameter limits.
+_CHUNK = 500
+
+
+def list_deliveries(
+    conn: Connection, *, status: str | None = None, endpoint: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The most recent deliveries, newest first, with their transition's kind and segment."""
+    d, t, s = deliveries.c, transitions.c, segments.c
+    query = (
+        select(
+            d.id,
+            d.endpoint,
+            d.webhook_id,
+            d.status,
+            d.attempts,
+            d.next_attempt_at,
+            d.last_status_code,
+            d.reason,
+            d.created_at,
+            t.kind,
+            t.contact_id,
+            s.key.label("segment"),
+        )
+        .select_from(
+            deliveries.join(transitions, t.id == d.transition_id).join(segments, s.id == t.segment_id)
+        )
+        .order_by(d.id.desc())
+        .limit(limit)
+    )
+    if status:
+        query = query.where(d.status == status)
+    if endpoint:
+        query = query.where(d.endpoint == endpoint)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def replay(
+    conn: Connection,
+    now: datetime,
+    *,
+    delivery_id: int | None = None,
+    since: datetime | None = None,
+    status: str | None = None,
+    endpoint: str | None = None,
+) -> int:
+    """Make deliveries due again with a fresh schedule and the same webhook-id; returns how many."""
+    d = deliveries.c
+    query = update(deliveries).where(d.status != "leased")
+    if delivery_id is not None:
+        query = query.where(d.id == delivery_id)
+    else:
+        query = query.where(d.status.in_([status] if status else REPLAYABLE))
+        if since is not None:
+            query = query.where(d.created_at >= since)
+    if endpoint:
+        query = query.where(d.endpoint == endpoint)
+    result = conn.execute(
+        query.values(status="pending", attempts=0, next_attempt_at=now, reason=None, updated_at=now)
+    )
+    return result.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """What a backfill did."""
+
+    members: int
+    created: int
+    suppressed: int
+    already: int
+    without_transition: int
+
+
+def backfill(
+    conn: Connection, config: WebhooksConfig, endpoint: str, segment: str, now: datetime
+) -> Backfill:
+    """Send the segment's current members to `endpoint` as entries, through the usual caps and consent."""
+    if endpoint not in config.endpoints:
+        raise WebhookConfigError(f"endpoint {endpoint}: not configured: add [webhooks.endpoints.{endpoint}]")
+    target = config.endpoints[endpoint]
+    if not target.wants("segment.entered", segment):
+        raise WebhookConfigError(f"endpoint {endpoint}: does not subscribe to segment.entered of {segment}")
+    segment_id = conn.execute(select(segments.c.id).where(segments.c.key == segment)).scalar_one_or_none()
+    if segment_id is None:
+        raise WebhookConfigError(f"segment {segment}: not found: check the segment key in the configuration")
+    t = transitions.c
+    latest = (
+        select(t.contact_id, func.max(t.id).label("tid"))
+        .where(t.segment_id == segment_id, t.kind == "entered")
+        .group_by(t.contact_id)
+        .subquery()
+    )
+    # A member's entry is its latest `entered` transition; that transition's delivery may already exist.
+    sent = select(deliveries.c.transition_id).where(deliveries.c.endpoint == endpoint)
+    rows = conn.execute(
+        select(memberships.c.contact_id, latest.c.tid, latest.c.tid.in_(sent).label("has"))
+        .select_from(memberships.outerjoin(latest, latest.c.contact_id == memberships.c.contact_id))
+        .where(memberships.c.segment_id == segment_id)
+        .order_by(memberships.c.contact_id)
+    ).all()
+    todo = [TransitionRow(0, r.tid, r.contact_id, "entered", segment) for r in rows if r.tid and not r.has]
+    stats = FanoutStats()
+    created = 0
+    for start in range(0, len(todo), _CHUNK):
+        new_rows = decide_deliveries(conn, {endpoint: target}, todo[start : start + _CHUNK], now, stats)
+        insert_ignore(conn, deliveries, new_rows, ["transition_id", "endpoint"])
+        created += len(new_rows)
+    suppressed = sum(stats.suppressed.values())
+    return Backfill(
+        members=len(rows),
+        created=created - suppressed,
+        suppressed=suppressed,
+        already=sum(1 for r in rows if r.has),
+        without_transition=sum(1 for r in rows if not r.tid),
+    )

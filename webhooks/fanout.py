@@ -1,0 +1,157 @@
+"""Outbox -> deliveries: one delivery per (transition, endpoint), decided and written in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+
+from sync.store.tables import deliveries, outbox, segments, transitions
+from sync.store.upsert import insert_ignore
+from webhooks._tx import write_transaction
+from webhooks.config import EndpointConfig, WebhooksConfig
+from webhooks.eligibility import cap_counts, consenting, suppressed_contacts
+from webhooks.payload import event_type
+
+__all__ = ["FanoutStats", "TransitionRow", "decide_deliveries", "fan_out", "fan_out_batch", "new_webhook_id"]
+
+
+def new_webhook_id() -> str:
+    """A fresh `webhook-id`; it is stored, so it stays the same across retries."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+@dataclass
+class FanoutStats:
+    """What one fan-out pass did."""
+
+    outbox_rows: int = 0
+    deliveries: int = 0
+    suppressed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRow:
+    """An outbox row's transition, as fan-out decides on it."""
+
+    outbox_id: int
+    transition_id: int
+    contact_id: int
+    kind: str
+    segment_key: str
+
+
+def fan_out(
+    engine: Engine, config: WebhooksConfig, now: datetime, *, batch_size: int | None = None
+) -> FanoutStats:
+    """Turn every undispatched outbox row into deliveries, one transaction per batch."""
+    total = FanoutStats()
+    while True:
+        with write_transaction(engine) as conn:
+            stats = fan_out_batch(conn, config, now, batch_size=batch_size or config.batch_size)
+        total.outbox_rows += stats.outbox_rows
+        total.deliveries += stats.deliveries
+        for reason, n in stats.suppressed.items():
+            total.suppressed[reason] += n
+        if stats.outbox_rows < (batch_size or config.batch_size):
+            return total
+
+
+def fan_out_batch(conn: Connection, config: WebhooksConfig, now: datetime, *, batch_size: int) -> FanoutStats:
+    """Dispatch up to `batch_size` outbox rows inside the caller's transaction."""
+    query = (
+        select(outbox.c.id, transitions.c.id, transitions.c.contact_id, transitions.c.kind, segments.c.key)
+        .select_from(
+            outbox.join(transitions, transitions.c.id == outbox.c.transition_id).join(
+                segments, segments.c.id == transitions.c.segment_id
+            )
+        )
+        .where(outbox.c.dispatched_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(batch_size)
+    )
+    if conn.dialect.name == "postgresql":
+        # Several dispatchers share the outbox; each takes rows the others have not locked.
+        query = query.with_for_update(skip_locked=True, of=outbox)
+    rows = [TransitionRow(*r) for r in conn.execute(query)]
+    stats = FanoutStats(outbox_rows=len(rows))
+    if not rows:
+        return stats
+    new_rows = decide_deliveries(conn, config.endpoints, rows, now, stats)
+    insert_ignore(conn, deliveries, new_rows, ["transition_id", "endpoint"])
+    conn.execute(update(outbox).where(outbox.c.id.in_([r.outbox_id for r in rows])).values(dispatched_at=now))
+    stats.deliveries = len(new_rows)
+    return stats
+
+
+def decide_deliveries(
+    conn: Connection,
+    endpoints: Mapping[str, EndpointConfig],
+    rows: list[TransitionRow],
+    now: datetime,
+    stats: FanoutStats,
+) -> list[dict[str, Any]]:
+    """The delivery rows for `rows` at each endpoint that wants them: pending, or suppressed with why."""
+    entering = {r.contact_id for r in rows if r.kind == "entered"}
+    blocked = suppressed_contacts(conn, entering) if entering else set()
+    out: list[dict[str, Any]] = []
+    for name, endpoint in endpoints.items():
+        wanted = [r for r in rows if endpoint.wants(event_type(r.kind), r.segment_key)]
+        if not wanted:
+            continue
+        reasons = _suppressions(conn, name, endpoint, wanted, blocked, now)
+        for row in wanted:
+            reason = reasons.get(row.transition_id)
+            if reason:
+                stats.suppressed[reason.split(":", 1)[0]] += 1
+            out.append(
+                {
+                    "transition_id": row.transition_id,
+                    "endpoint": name,
+                    "webhook_id": new_webhook_id(),
+                    "status": "suppressed" if reason else "pending",
+                    "attempts": 0,
+                    "next_attempt_at": None if reason else now,
+                    "reason": reason,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    return out
+
+
+def _suppressions(
+    conn: Connection,
+    name: str,
+    endpoint: EndpointConfig,
+    rows: list[TransitionRow],
+    blocked: set[int],
+    now: datetime,
+) -> dict[int, str]:
+    """transition id -> why it is not sent; `segment.left` is always sent so consumers stop messaging."""
+    entering = [r for r in rows if r.kind == "entered"]
+    if not entering:
+        return {}
+    contacts = {r.contact_id for r in entering}
+    channel = endpoint.requires_consent
+    allowed = consenting(conn, contacts, channel) if channel else contacts
+    cap = endpoint.parsed_cap
+    counts = cap_counts(conn, name, contacts, cap, now) if cap else {}
+    reasons: dict[int, str] = {}
+    for row in entering:
+        if row.contact_id in blocked:
+            reasons[row.transition_id] = "suppression list: an e-mail or phone of the contact is suppressed"
+        elif row.contact_id not in allowed:
+            reasons[row.transition_id] = f"consent: no opted-in {channel} consent"
+        elif cap is not None:
+            sent = counts.get(row.contact_id, 0)
+            if sent >= cap.limit:
+                reasons[row.transition_id] = f"cap: {endpoint.cap} reached"
+            else:
+                counts[row.contact_id] = sent + 1
+    return reasons

@@ -1,0 +1,142 @@
+"""The body of a delivery: the transition, its segment and the contact fields the endpoint asked for."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from field_mapping.types import Columns, FieldType, from_columns
+from sync.store.tables import contact_identities, field_definitions, field_values
+
+__all__ = [
+    "IDENTITY_FIELDS",
+    "MAX_BODY_BYTES",
+    "TransitionInfo",
+    "contact_fields",
+    "encode_body",
+    "event_type",
+    "ordered_fields",
+    "payload",
+]
+
+MAX_BODY_BYTES = 20_000
+# Longest text value put in a payload, so 30 fields stay under the 20 kB the spec recommends.
+MAX_TEXT = 500
+# Field names answered from the contact's identities rather than its custom fields.
+IDENTITY_FIELDS = ("email", "phone")
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionInfo:
+    """What a payload says about one transition."""
+
+    transition_id: int
+    contact_id: int
+    kind: str
+    occurred_at: datetime
+    reason: str
+    rule_version: str
+    variant: str | None
+    sequence: int
+    segment_key: str
+    segment_name: str
+
+
+def event_type(kind: str) -> str:
+    """`entered` -> `segment.entered`, `left` -> `segment.left`."""
+    return f"segment.{kind}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return value[:MAX_TEXT]
+    return value
+
+
+def payload(info: TransitionInfo, contact: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as a dict, in the shape docs/webhook.schema.json describes."""
+    return {
+        "type": event_type(info.kind),
+        "timestamp": _iso(info.occurred_at),
+        "data": {
+            "segment": {"key": info.segment_key, "name": info.segment_name},
+            "contact": {"id": info.contact_id, **contact},
+            "transition": {
+                "id": info.transition_id,
+                "sequence": info.sequence,
+                "reason": info.reason,
+                "evaluated_at": _iso(info.occurred_at),
+                "variant": info.variant,
+                "rule_version": info.rule_version,
+            },
+        },
+    }
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: these exact bytes are signed and sent."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def contact_fields(
+    conn: Connection, contact_ids: Collection[int], names: Collection[str]
+) -> dict[int, dict[str, Any]]:
+    """Per contact, the requested fields that have a value (identities first, then custom fields)."""
+    found: dict[int, dict[str, Any]] = defaultdict(dict)
+    if not contact_ids or not names:
+        return found
+    ids = sorted(contact_ids)
+    identity_kinds = [n for n in IDENTITY_FIELDS if n in names]
+    if identity_kinds:
+        rows = conn.execute(
+            select(contact_identities.c.contact_id, contact_identities.c.kind, contact_identities.c.value)
+            .where(
+                contact_identities.c.contact_id.in_(ids),
+                contact_identities.c.kind.in_(identity_kinds),
+                contact_identities.c.valid.is_(True),
+            )
+            .order_by(contact_identities.c.first_seen_at, contact_identities.c.id)
+        )
+        for contact_id, kind, value in rows:
+            found[contact_id].setdefault(kind, value)
+    custom = [n for n in names if n not in identity_kinds]
+    if custom:
+        fv, fd = field_values, field_definitions
+        rows = conn.execute(
+            select(
+                fv.c.contact_id,
+                fd.c.name,
+                fd.c.type,
+                fv.c.value_text,
+                fv.c.value_num,
+                fv.c.value_time,
+                fv.c.value_bool,
+            )
+            .join(fd, fd.c.id == fv.c.field_id)
+            .where(fv.c.contact_id.in_(ids), fd.c.name.in_(custom))
+        )
+        for contact_id, name, ftype, *columns in rows:
+            found[contact_id][name] = _json_value(from_columns(FieldType(ftype), Columns(*columns)))
+    return found
+
+
+def ordered_fields(values: Mapping[str, Any], names: Sequence[str] | Iterable[str]) -> dict[str, Any]:
+    """The endpoint's fields in its configured order; fields without a value are null."""
+    return {name: values.get(name) for name in names}

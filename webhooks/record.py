@@ -1,0 +1,153 @@
+"""Recording attempts: the attempt, the delivery's next state and the endpoint breaker, in one transaction."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, update
+
+from sync.store.tables import deliveries, delivery_attempts
+from webhooks.endpoints import Breaker, EndpointState, load_states, save_states
+from webhooks.queue import Job
+from webhooks.retry import (
+    Dead,
+    Decision,
+    Disable,
+    Kind,
+    RetryDecision,
+    Succeeded,
+    classify,
+    decide,
+    parse_retry_after,
+)
+
+__all__ = ["Attempt", "record"]
+
+EXCERPT_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What happened when a job was sent once."""
+
+    job: Job
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: float
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after: str | None = None
+    # Refused before anything was sent (SSRF guard, oversized body): retrying cannot help.
+    refused: bool = False
+
+
+def _decision(attempt: Attempt, rng: random.Random | None) -> Decision:
+    if attempt.refused:
+        return Dead(f"refused: {attempt.error}")
+    return decide(
+        attempt.status_code,
+        attempt.job.attempts + 1,
+        attempt.attempted_at,
+        retry_after=parse_retry_after(attempt.retry_after, attempt.attempted_at),
+        rng=rng,
+    )
+
+
+def _delivery_values(attempt: Attempt, decision: Decision) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "b_id": attempt.job.delivery_id,
+        "b_code": attempt.status_code,
+        "b_next": None,
+        "b_reason": None,
+        "b_at": attempt.attempted_at,
+    }
+    if isinstance(decision, Succeeded):
+        values["b_status"] = "succeeded"
+    elif isinstance(decision, RetryDecision):
+        values |= {"b_status": "failed", "b_next": decision.retry_at, "b_reason": attempt.error}
+    elif isinstance(decision, Disable):
+        # Kept due: it goes out as soon as the endpoint is enabled again.
+        values |= {"b_status": "failed", "b_next": attempt.attempted_at, "b_reason": decision.reason}
+    else:
+        values |= {"b_status": "dead", "b_reason": decision.reason}
+    return values
+
+
+def record(
+    conn: Connection,
+    attempts: Sequence[Attempt],
+    *,
+    worker_id: str,
+    breaker: Breaker,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> list[Decision]:
+    """Store `attempts` and what they decide, inside the caller's transaction; returns the decisions."""
+    if not attempts:
+        return []
+    conn.execute(
+        insert(delivery_attempts),
+        [
+            {
+                "delivery_id": a.job.delivery_id,
+                "attempted_at": a.attempted_at,
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+                "response_excerpt": a.excerpt[:EXCERPT_CHARS] if a.excerpt else None,
+            }
+            for a in attempts
+        ],
+    )
+    decisions = [_decision(a, rng) for a in attempts]
+    d = deliveries.c
+    conn.execute(
+        update(deliveries)
+        # Only the lease holder moves the delivery on; a worker whose lease ran out just leaves its attempt.
+        .where(d.id == bindparam("b_id"), d.status == "leased", d.leased_by == worker_id)
+        .values(
+            status=bindparam("b_status"),
+            attempts=d.attempts + 1,
+            next_attempt_at=bindparam("b_next"),
+            lease_expires_at=None,
+            leased_by=None,
+            last_status_code=bindparam("b_code"),
+            reason=bindparam("b_reason"),
+            updated_at=bindparam("b_at"),
+        ),
+        [_delivery_values(a, dec) for a, dec in zip(attempts, decisions, strict=True)],
+    )
+    _update_endpoints(conn, attempts, decisions, breaker, now)
+    return decisions
+
+
+def _update_endpoints(
+    conn: Connection,
+    attempts: Sequence[Attempt],
+    decisions: Sequence[Decision],
+    breaker: Breaker,
+    now: datetime,
+) -> None:
+    outcomes: dict[str, list[bool | None]] = defaultdict(list)
+    gone: dict[str, str] = {}
+    for attempt, decision in zip(attempts, decisions, strict=True):
+        kind = classify(attempt.status_code) if not attempt.refused else Kind.PERMANENT
+        outcomes[attempt.job.endpoint].append(
+            True if kind is Kind.SUCCESS else False if kind is Kind.RETRYABLE else None
+        )
+        if isinstance(decision, Disable):
+            gone[attempt.job.endpoint] = decision.reason
+    states = load_states(conn, outcomes, lock=True)
+    changed: list[EndpointState] = []
+    for name, results in outcomes.items():
+        state = breaker.after(states[name], results, now)
+        if name in gone and state.disabled_at is None:
+            state = EndpointState(name, now, gone[name], state.consecutive_failures, None)
+        if state != states[name]:
+            changed.append(state)
+    save_states(conn, changed, now)

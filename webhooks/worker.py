@@ -1,0 +1,257 @@
+"""The delivery worker: fan out, claim per endpoint within its limits, send concurrently, record attempts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from webhooks._tx import write_transaction
+from webhooks.config import WebhooksConfig
+from webhooks.endpoints import Breaker, EndpointState, load_states
+from webhooks.fanout import fan_out_batch
+from webhooks.payload import contact_fields, ordered_fields, payload
+from webhooks.queue import Job, any_due, claim, has_due, load_jobs, outbox_waiting
+from webhooks.ratelimit import TokenBucket
+from webhooks.record import Attempt, record
+from webhooks.retry import Dead, Disable, RetryDecision, Succeeded
+from webhooks.sender import Sender
+
+__all__ = ["Clock", "DeliveryWorker", "Hook", "RunStats"]
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+# Called at "claimed" (before sending), "sent" (before recording) and "recorded"; tests raise from it.
+Hook = Callable[[str, Job], None]
+# Finished requests recorded in one transaction at the most.
+RECORD_BATCH = 200
+# How often a busy worker looks again at a disabled endpoint (an operator may enable it).
+DISABLED_RECHECK_SECONDS = 5.0
+
+
+@dataclass
+class RunStats:
+    """What a run of the worker did."""
+
+    fanned_out: int = 0
+    attempts: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def default_worker_id() -> str:
+    """Host and process, so a lease shows who holds it."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}"
+
+
+class DeliveryWorker:
+    """Delivers due deliveries of every configured endpoint; one endpoint's trouble never stalls another."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: WebhooksConfig,
+        senders: Mapping[str, Sender],
+        *,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+        hook: Hook | None = None,
+    ) -> None:
+        self._engine = engine
+        self._config = config
+        self._senders = dict(senders)
+        self.worker_id = worker_id or default_worker_id()
+        self._rng = rng
+        self._hook = hook
+        self._breaker = Breaker(
+            config.circuit_failure_threshold,
+            timedelta(seconds=config.circuit_open_seconds),
+            timedelta(seconds=config.circuit_max_open_seconds),
+        )
+        self._lease = timedelta(seconds=config.lease_seconds)
+        self._buckets = {
+            name: TokenBucket(ep.rate_limit)
+            for name, ep in config.endpoints.items()
+            if ep.rate_limit is not None
+        }
+        self._inflight: dict[str, int] = defaultdict(int)
+        self._tasks: set[asyncio.Task[Attempt]] = set()
+        self._endpoint_of: dict[asyncio.Task[Attempt], str] = {}
+        self._resting: dict[str, datetime] = {}
+
+    async def run(
+        self,
+        clock: Clock,
+        *,
+        forever: bool = False,
+        stop: asyncio.Event | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> RunStats:
+        """Deliver until nothing is due and nothing is in flight (or, with `forever`, until `stop` is set)."""
+        stats = RunStats()
+        poll = self._config.poll_interval_seconds
+        self._resting = {}
+        try:
+            while True:
+                now = clock()
+                stopping = stop is not None and stop.is_set()
+                done = [t for t in self._tasks if t.done()]
+                # Record and claim in batches: a transaction per finished request would cap throughput.
+                if done and (
+                    len(done) == len(self._tasks) or len(done) >= RECORD_BATCH or self._room(done, now)
+                ):
+                    self._record(done, clock(), stats)
+                    done = []
+                launched, throttled = 0, False
+                if not stopping and self._room([], now):
+                    launched, throttled = self._launch(now, stats)
+                pending = {t for t in self._tasks if not t.done()}
+                if pending:
+                    await asyncio.wait(pending, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                elif not launched and not done:
+                    # Stopping lets in-flight sends finish and be recorded, then returns.
+                    if stopping or (not forever and not throttled):
+                        return stats
+                    self._resting = {}  # idle: look at every endpoint again on the next pass
+                    await sleep(poll)
+        finally:
+            await self._abandon()
+
+    def _room(self, done: list[asyncio.Task[Attempt]], now: datetime) -> bool:
+        """True when some endpoint, once `done` is recorded, has a quarter of its concurrency free."""
+        finishing: dict[str, int] = defaultdict(int)
+        for task in done:
+            finishing[self._endpoint_of[task]] += 1
+        return any(
+            endpoint.concurrency - self._inflight[name] + finishing[name] >= max(1, endpoint.concurrency // 4)
+            for name, endpoint in self._config.endpoints.items()
+            if not (name in self._resting and self._resting[name] > now)
+        )
+
+    def _launch(self, now: datetime, stats: RunStats) -> tuple[int, bool]:
+        """Fan out and claim what each endpoint may take now, start sending it; (progress, rate-limited)."""
+        throttled = False
+        wanted = [n for n in self._config.endpoints if not (n in self._resting and self._resting[n] > now)]
+        # Look before locking: a read does not contend with the writers that feed the outbox.
+        with self._engine.connect() as conn:
+            if not outbox_waiting(conn) and not any_due(conn, wanted, now):
+                return 0, False
+        with write_transaction(self._engine) as conn:
+            fanned = fan_out_batch(conn, self._config, now, batch_size=self._config.batch_size)
+            stats.fanned_out += fanned.deliveries
+            states = load_states(conn, self._config.endpoints)
+            # Resting endpoints do not ask for a claim until their circuit half-opens (disabled: a moment).
+            recheck = now + timedelta(seconds=DISABLED_RECHECK_SECONDS)
+            self._resting = {
+                n: (st.circuit_open_until if st.disabled_at is None and st.circuit_open_until else recheck)
+                for n, st in states.items()
+                if st.disabled_at is not None or st.open_at(now)
+            }
+            ids: list[int] = []
+            for name, endpoint in self._config.endpoints.items():
+                budget = self._budget(name, endpoint.concurrency, states[name], now)
+                bucket = self._buckets.get(name)
+                if bucket is not None:
+                    allowed = bucket.available(now)
+                    if allowed < 1 and budget > 0 and has_due(conn, name, now):
+                        throttled = True
+                    budget = min(budget, allowed)
+                got = claim(
+                    conn,
+                    name,
+                    budget,
+                    now,
+                    worker_id=self.worker_id,
+                    lease=self._lease,
+                    ordered=endpoint.per_contact_ordering,
+                )
+                if bucket is not None:
+                    bucket.take(len(got), now)
+                ids.extend(got)
+            jobs = load_jobs(conn, ids)
+            bodies = self._bodies(conn, jobs)
+        for job, body in zip(jobs, bodies, strict=True):
+            self._inflight[job.endpoint] += 1
+            task = asyncio.create_task(self._attempt(job, body, now))
+            self._tasks.add(task)
+            self._endpoint_of[task] = job.endpoint
+        # A full fan-out batch means more outbox rows may be waiting: that is progress too.
+        return len(jobs) + (fanned.outbox_rows >= self._config.batch_size), throttled
+
+    def _budget(self, name: str, concurrency: int, state: EndpointState, now: datetime) -> int:
+        if state.disabled_at is not None or state.open_at(now):
+            return 0
+        free = concurrency - self._inflight[name]
+        if self._breaker.half_open(state):
+            free = min(free, 1 - self._inflight[name])
+        return max(0, min(free, self._config.batch_size))
+
+    def _bodies(self, conn: Connection, jobs: list[Job]) -> list[dict[str, Any]]:
+        names = {n for job in jobs for n in self._config.endpoints[job.endpoint].fields}
+        values = contact_fields(conn, {job.transition.contact_id for job in jobs}, names)
+        return [
+            payload(
+                job.transition,
+                ordered_fields(
+                    values.get(job.transition.contact_id, {}), self._config.endpoints[job.endpoint].fields
+                ),
+            )
+            for job in jobs
+        ]
+
+    async def _attempt(self, job: Job, body: dict[str, Any], now: datetime) -> Attempt:
+        if self._hook is not None:
+            self._hook("claimed", job)
+        return await self._senders[job.endpoint].send(job, body, now)
+
+    def _record(self, finished: list[asyncio.Task[Attempt]], now: datetime, stats: RunStats) -> None:
+        attempts: list[Attempt] = []
+        for task in finished:
+            self._tasks.discard(task)
+            self._inflight[self._endpoint_of.pop(task)] -= 1
+            attempt = task.result()  # a hook's exception ends the run here, like a crash would
+            attempts.append(attempt)
+        for attempt in attempts:
+            if self._hook is not None:
+                self._hook("sent", attempt.job)
+        with write_transaction(self._engine) as conn:
+            decisions = record(
+                conn, attempts, worker_id=self.worker_id, breaker=self._breaker, now=now, rng=self._rng
+            )
+        stats.attempts += len(attempts)
+        for decision in decisions:
+            stats.outcomes[_label(decision)] += 1
+        for attempt in attempts:
+            if self._hook is not None:
+                self._hook("recorded", attempt.job)
+
+    async def aclose(self) -> None:
+        """Close every endpoint's connections."""
+        for sender in self._senders.values():
+            await sender.aclose()
+
+    async def _abandon(self) -> None:
+        """On the way out, stop in-flight sends; their leases run out and another run retries them."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._endpoint_of.clear()
+        self._inflight.clear()
+
+
+def _label(decision: Succeeded | RetryDecision | Dead | Disable) -> str:
+    if isinstance(decision, Succeeded):
+        return "succeeded"
+    if isinstance(decision, RetryDecision):
+        return "retrying"
+    if isinstance(decision, Disable):
+        return "endpoint_disabled"
+    return "dead"
