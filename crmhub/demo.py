@@ -7,6 +7,7 @@ into contacts and fields, a tick changes the sandbox's world, and a second sync 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +24,19 @@ from crmhub.settings import Settings, load_settings
 from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_source_names
 from sync.engine import BatchResult, ProgressCallback, RunReport
 from sync.hubspot_push import PushReport
+from sync.segments.explain import Explainer, Explanation, load_contact
 from sync.store import create_store_engine, upgrade
-from sync.store.tables import contact_identities, contacts, field_definitions, merge_log, quarantine, records
+from sync.store.tables import (
+    contact_identities,
+    contacts,
+    field_definitions,
+    memberships,
+    merge_log,
+    quarantine,
+    records,
+    segments,
+)
+from webhooks import DeliveryWorker, RunStats, build_senders
 
 
 @dataclass
@@ -110,6 +122,58 @@ class Demo:
         """The sandbox's Segment.com calls (identify, track, page), taken in as pushed messages."""
         batch = parse_messages(self.sandbox.world.product_events, received_at=self.sandbox_now())
         return build_sync_engine(self.settings, self.engine).ingest(batch, now=self.sandbox_now())
+
+    def deliver(self) -> RunStats:
+        """Fan the outbox out and deliver until nothing is due, as `crmhub deliver` does.
+
+        Deliveries are stamped and signed with the real clock: the receiver checks their timestamps
+        against it, as any consumer would.
+        """
+        config = self.settings.webhooks
+
+        async def run() -> RunStats:
+            worker = DeliveryWorker(self.engine, config, build_senders(config, os.environ))
+            try:
+                return await worker.run(lambda: datetime.now(UTC))
+            finally:
+                await worker.aclose()
+
+        return asyncio.run(run())
+
+    def received(self) -> dict[str, Any]:
+        """What the sandbox's receiver accepted (signature verified), rejected and saw twice."""
+        state: dict[str, Any] = self.sandbox.receiver.state("demo")
+        return state
+
+    def segment_sizes(self) -> dict[str, int]:
+        """Members per segment key."""
+        sg, m = segments.c, memberships.c
+        query = (
+            select(sg.key, func.count(m.contact_id))
+            .select_from(segments.outerjoin(memberships, m.segment_id == sg.id))
+            .group_by(sg.key)
+        )
+        with self.engine.connect() as conn:
+            return {key: int(n) for key, n in conn.execute(query)}
+
+    def explain_a_member(self) -> tuple[int, str, Explanation] | None:
+        """Why one member of the first segment that has any is in it, by the independent evaluator."""
+        sg, m = segments.c, memberships.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(m.contact_id, sg.key)
+                .join(segments, sg.id == m.segment_id)
+                .order_by(sg.key, m.contact_id)
+            ).first()
+            if row is None:
+                return None
+            data = load_contact(conn, row.contact_id)
+        assert data is not None
+        return (
+            row.contact_id,
+            row.key,
+            Explainer(self.settings.segments, data, now=self.sandbox_now()).segment(row.key),
+        )
 
     def tick(self, days: int) -> dict[str, Any]:
         """Advance the sandbox's world through its control API, as `crmhub sandbox tick` does."""

@@ -23,6 +23,7 @@ from pydantic_settings import (
 from connectors.config import ConnectorsConfig
 from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
+from sync.segments import ScoringConfig, SegmentsConfig
 from webhooks.config import WebhooksConfig
 
 DEFAULT_CONFIG_PATH = Path("crmhub.toml")
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     connectors: ConnectorsConfig = Field(default_factory=ConnectorsConfig)
     field_mapping: FieldMappingConfig = Field(default_factory=FieldMappingConfig)
+    segments: SegmentsConfig = Field(default_factory=dict)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @classmethod
@@ -225,8 +228,8 @@ def _problem(err: Mapping[str, Any]) -> Problem:
     if kind == "literal_error":
         return Problem(path, f"expected {err['ctx']['expected']}, found {_found(err['input'])}")
     if kind == "value_error":
-        text = str(err["ctx"]["error"])
-        return Problem(path, text if text.startswith("expected") else f"expected a valid value, found {text}")
+        # Validators explain themselves ("expected ..., found ...", or "unknown operator ...; did you mean").
+        return Problem(path, str(err["ctx"]["error"]))
     if kind in _SIGNS:
         sign = _SIGNS[kind]
         limit = next(iter(err["ctx"].values()))

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
 from crmhub.settings import ConfigError, Problem, Settings, secret
 from field_mapping.mapper import Mapper
-from sync.engine import SyncEngine
+from sync.engine import Evaluate, SyncEngine
 from sync.fields import load_definitions
 from sync.hubspot_push import PushReport, push_to_hubspot
 from sync.ingest import PageStore
+from sync.segments import EvaluationReport, check_fields, evaluate_segments
+from sync.store import create_store_engine, status
+from sync.store.tables import field_definitions
 
 
 def pull_source_names(settings: Settings, wanted: Sequence[str] | None) -> list[str]:
@@ -82,4 +86,42 @@ def build_sync_engine(settings: Settings, engine: Engine) -> SyncEngine:
     with engine.connect() as conn:
         known = load_definitions(conn)
     mapper = Mapper(settings.field_mapping, known=known)
-    return SyncEngine(engine, PageStore(mapper))
+    return SyncEngine(engine, PageStore(mapper), evaluator(settings))
+
+
+def rule_field_problems(settings: Settings) -> list[Problem]:
+    """Segment and scoring conditions on fields that no mapping rule declares and the store does not hold."""
+    known = {rule.field for rule in settings.field_mapping.rules} | _stored_field_names(settings)
+    found = check_fields(settings.segments, known) + settings.scoring.check_fields(known)
+    fix = "declare it with a [[field_mapping.rules]] entry, or sync first if it is an automatic field"
+    return [Problem(path, f"{message} ({fix})") for path, message in found]
+
+
+def _stored_field_names(settings: Settings) -> set[str]:
+    """Fields the store already holds (automatic ones appear after a first sync); none if unreachable."""
+    engine = create_store_engine(settings.database.url)
+    try:
+        if not status(engine).up_to_date:
+            return set()
+        with engine.connect() as conn:
+            return set(conn.execute(select(field_definitions.c.name)).scalars())
+    except DBAPIError:
+        return set()
+    finally:
+        engine.dispose()
+
+
+def evaluator(settings: Settings) -> Evaluate | None:
+    """Lead scoring and segment evaluation as the configuration asks, or None when nothing is asked."""
+    scoring = settings.scoring
+    if not settings.segments and not (scoring.events or scoring.conditions):
+        return None
+
+    def evaluate(
+        conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
+    ) -> EvaluationReport:
+        return evaluate_segments(
+            conn, settings.segments, now=now, scoring=scoring, run_id=run_id, contact_ids=contact_ids
+        )
+
+    return evaluate

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection, Engine
 
@@ -20,6 +20,9 @@ from connectors import Batch
 from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
+
+if TYPE_CHECKING:
+    from sync.segments import EvaluationReport
 
 
 @dataclass
@@ -32,6 +35,7 @@ class BatchResult:
     problems: int = 0
     widenings: list[str] = field(default_factory=list)
     contacts: set[int] = field(default_factory=set)
+    evaluation: EvaluationReport | None = None
 
 
 class BatchStore(Protocol):
@@ -39,6 +43,15 @@ class BatchStore(Protocol):
 
     def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
         """Store `batch`; the caller commits it with the cursor."""
+
+
+class Evaluate(Protocol):
+    """Recomputes lead scores and segment membership inside the caller's transaction."""
+
+    def __call__(
+        self, conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
+    ) -> EvaluationReport:
+        """Evaluate every segment (only for `contact_ids`, when given); write transitions and outbox rows."""
 
 
 @dataclass
@@ -73,6 +86,7 @@ class RunReport:
     streams: list[StreamReport] = field(default_factory=list)
     contacts: set[int] = field(default_factory=set)
     stopped: bool = False
+    evaluation: EvaluationReport | None = None
 
     @property
     def failed(self) -> list[StreamReport]:
@@ -93,9 +107,10 @@ ProgressCallback = Callable[[StreamReport], None]
 class SyncEngine:
     """Runs syncs against one store with one way of storing pages."""
 
-    def __init__(self, engine: Engine, store_batch: BatchStore) -> None:
+    def __init__(self, engine: Engine, store_batch: BatchStore, evaluate: Evaluate | None = None) -> None:
         self.engine = engine
         self.store_batch = store_batch
+        self.evaluate = evaluate
 
     def run(
         self,
@@ -127,6 +142,9 @@ class SyncEngine:
                 report.streams.append(stream_report)
                 self._pull(stream, stream_report, report, run_id, now, full, on_progress, should_stop)
         with self.engine.begin() as conn:
+            # Segments follow the data on every run, and time-window ones move with `now` alone.
+            if self.evaluate is not None:
+                report.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=None)
             finish_run(
                 conn,
                 run_id,
@@ -140,11 +158,15 @@ class SyncEngine:
     def ingest(self, batch: Batch, *, now: datetime, trigger: str = "push") -> BatchResult:
         """Store one batch pushed to crmhub (Segment.com calls, provider webhooks), with its run record.
 
-        The same page store as a pull, in one transaction: either all of it is stored, or nothing.
+        The same page store as a pull, then segment evaluation for the contacts it touched, in one
+        transaction: either all of it is stored, with its transitions and outbox rows, or nothing.
         """
         with self.engine.begin() as conn:
             run_id = start_run(conn, source=batch.source, trigger=trigger, now=now)
             result = self.store_batch(conn, batch, run_id=run_id, now=now)
+            if self.evaluate is not None and result.contacts:
+                # The contacts the batch touched, at once: the real-time path is this same path.
+                result.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=result.contacts)
             stats = {"records": result.records, "events": result.events, "quarantined": result.quarantined}
             finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)
         return result

@@ -13,6 +13,7 @@ from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_confi
 from crmhub.cli._output import console, emit_json, print_error
 from crmhub.example import example_config_text
 from crmhub.settings import ConfigError, Settings, missing_secrets
+from crmhub.wiring import rule_field_problems
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -36,7 +37,7 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     cli = ctx.ensure_object(CliContext)
     with exit_codes():
         settings = cli.settings()
-        problems = missing_secrets(settings)
+        problems = missing_secrets(settings) + rule_field_problems(settings)
         if problems:
             raise ConfigError(problems, file=cli.path)
     summary = _summary(settings, cli.path)
@@ -47,6 +48,9 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     table.add_row("database", summary["database"])
     for name, source in summary["sources"].items():
         table.add_row(f"source {name}", source)
+    table.add_row("mapping rules", str(summary["mapping_rules"]))
+    table.add_row("segments", ", ".join(summary["segments"]) or "none")
+    table.add_row("webhook endpoints", ", ".join(summary["endpoints"]) or "none")
     console.print(table)
     console.print("[green]configuration is valid[/]")
 
@@ -60,6 +64,9 @@ def _summary(settings: Settings, path: Path) -> dict[str, Any]:
         "config": str(path),
         "database": make_url(settings.database.url).render_as_string(hide_password=True),
         "sources": sources,
+        "mapping_rules": len(settings.field_mapping.rules),
+        "segments": sorted(settings.segments),
+        "endpoints": sorted(settings.webhooks.endpoints),
     }
 
 

@@ -8,13 +8,16 @@ from typing import Annotated
 
 import typer
 from rich.panel import Panel
+from rich.table import Table
 
 from crmhub.cli._context import EXIT_FAILED, exit_codes
 from crmhub.cli._output import console, print_error
+from crmhub.cli.segments import render_explanation
 from crmhub.cli.sync_commands import StreamProgress
 from crmhub.demo import Demo
 from sync.engine import RunReport
 from sync.hubspot_push import PushReport
+from sync.segments import EvaluationReport
 
 
 def demo(
@@ -66,11 +69,15 @@ def _narrate(session: Demo, days: int) -> None:
     for name, ftype in fields.examples:
         console.print(f"  {name:<44} {ftype}")
     _report_push(session.push_hubspot())
-    console.rule(f"3. the sandbox's world moves on {days} day(s)")
+    console.rule("3. segments computed")
+    _segments(session, [first.evaluation, pushed.evaluation])
+    console.rule("4. webhooks delivered to the sandbox's receiver")
+    _webhooks(session)
+    console.rule(f"5. the sandbox's world moves on {days} day(s)")
     changes = session.tick(days)["changes"]
     for what, count in changes.items():
         console.print(f"  {what:<44} {count:>6,}")
-    console.rule(f"4. incremental sync (sandbox clock {session.sandbox_now():%Y-%m-%d %H:%M} UTC)")
+    console.rule(f"6. incremental sync (sandbox clock {session.sandbox_now():%Y-%m-%d %H:%M} UTC)")
     second = _sync(session)
     again = session.fields()
     console.print(
@@ -78,8 +85,56 @@ def _narrate(session: Demo, days: int) -> None:
         f"{sum(s.requests for s in second.streams):,} requests; {again.total - fields.total} new fields"
     )
     _report_push(session.push_hubspot())
+    _segments(session, [second.evaluation])
+    _webhooks(session)
+    _explain(session)
     if first.failed or second.failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _segments(session: Demo, evaluations: list[EvaluationReport | None]) -> None:
+    moved: dict[str, list[int]] = {}
+    for evaluation in evaluations:
+        for result in evaluation.segments if evaluation else []:
+            entered, left = moved.setdefault(result.key, [0, 0])
+            moved[result.key] = [entered + result.entered, left + result.left]
+    table = Table(show_edge=False)
+    for column in ("segment", "members", "entered", "left"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    for key, members in sorted(session.segment_sizes().items()):
+        entered, left = moved.get(key, [0, 0])
+        table.add_row(key, f"{members:,}", f"{entered:,}", f"{left:,}")
+    console.print(table)
+
+
+def _webhooks(session: Demo) -> None:
+    stats = session.deliver()
+    received = session.received()
+    sent = dict(stats.outcomes)
+    types: dict[str, int] = {}
+    for delivery in received["accepted"]:
+        kind = delivery["payload"]["type"]
+        types[kind] = types.get(kind, 0) + 1
+    console.print(
+        f"{stats.fanned_out:,} transitions fanned out; {stats.attempts:,} attempts ({_counts(sent)}); "
+        f"the receiver verified {len(received['accepted']):,} signatures in all ({_counts(types)}), "
+        f"rejected {received['rejected']:,}, saw {received['duplicates']:,} duplicates"
+    )
+
+
+def _explain(session: Demo) -> None:
+    found = session.explain_a_member()
+    if found is None:
+        return
+    contact_id, key, explanation = found
+    console.rule(
+        f"7. why is contact {contact_id} in {key}?  (crmhub explain --contact {contact_id} --segment {key})"
+    )
+    console.print(render_explanation(explanation))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {what}" for what, n in sorted(counts.items())) or "none"
 
 
 def _report_push(pushed: PushReport | None) -> None:

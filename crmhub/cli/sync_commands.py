@@ -95,9 +95,14 @@ class StreamProgress:
 
 
 def _report_json(report: RunReport) -> dict[str, Any]:
+    evaluation = report.evaluation
     return {
         "run_id": report.run_id,
         "status": report.status,
+        "segments": [
+            {"segment": r.key, "mode": r.mode, "entered": r.entered, "left": r.left}
+            for r in (evaluation.segments if evaluation else [])
+        ],
         "contacts_touched": len(report.contacts),
         "streams": [
             {
@@ -136,6 +141,11 @@ def _print_report(report: RunReport) -> None:
         )
     console.print(table)
     console.print(f"{len(report.contacts):,} contacts touched")
+    if report.evaluation is not None:
+        moved = [f"{r.key} +{r.entered} -{r.left}" for r in report.evaluation.segments if r.entered or r.left]
+        console.print(
+            f"segments: {', '.join(moved) or 'no change'}; run `crmhub deliver` to send the webhooks"
+        )
     for s in report.streams:
         if s.fallback_reason:
             console.print(f"[yellow]note[/] {s.source}.{s.stream}: {s.fallback_reason}")

@@ -22,3 +22,11 @@ def test_the_demo_syncs_creates_fields_ticks_and_syncs_incrementally(tmp_path: P
     assert fields > 20
     assert re.search(r"[1-9][\d,]* changed records pulled with \d+ requests; \d+ new fields", out)
     assert (tmp_path / "crmhub.toml").is_file() and (tmp_path / "crmhub.db").is_file()
+    # Segments were filled and every transition reached the receiver with a valid signature.
+    assert re.search(r"customers_not_opted_out\s+│\s+[1-9]", out)
+    verified = [
+        int(n.replace(",", "")) for n in re.findall(r"the receiver verified\s+([\d,]+)\s+signatures", out)
+    ]
+    assert verified and verified[0] > 0 and verified[-1] >= verified[0]
+    assert "rejected 0" in out and "HubSpot: group created" in out
+    assert re.search(r"why is contact \d+ in \w+\?", out)

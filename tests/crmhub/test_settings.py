@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 def _keys(model: type[BaseModel], table: dict[str, Any] | None = None, prefix: str = "") -> set[str]:
     """Dotted keys of `model` (table None) or of `table` read as `model`; entries of a dict table as `*`."""
     keys: set[str] = set()
-    for name, field in model.model_fields.items():
+    for attribute, field in model.model_fields.items():
+        name = field.alias or attribute  # the TOML spelling (`not` for `not_`)
         annotation: Any = field.annotation
         inner = None if table is None else table.get(name, {})
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -70,7 +72,7 @@ def test_every_key_in_the_example_has_a_comment_above_it() -> None:
     explained: set[str] = set()
     lines = example_config_text().splitlines()
     for number, line in enumerate(lines):
-        if "=" in line and not line.startswith(("#", "[")):
+        if re.match(r"[a-z_]+ = ", line):  # a key line, not a continuation of an array
             key = line.split("=", 1)[0].strip()
             assert lines[number - 1].startswith("#") or key in explained, f"no comment above: {line}"
             explained.add(key)

@@ -1,0 +1,342 @@
+"""Rule trees to SQLAlchemy Core boolean expressions over `contacts`, with bound parameters only.
+
+Two strategies give the same answer: `correlated=False` turns each condition into
+`contacts.id IN (SELECT contact_id ...)`, which the database runs once for the whole table (a full
+evaluation); `correlated=True` turns it into a correlated EXISTS or count per contact, cheap when
+only a few changed contacts are evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    exists,
+    extract,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.types import Integer, Text
+
+from field_mapping.types import STORAGE, Column, FieldType
+from sync.segments.config import Comparison, Rule, TimeTest
+from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
+from sync.store.tables import (
+    consent_records,
+    contact_identities,
+    contacts,
+    events,
+    field_definitions,
+    field_values,
+    memberships,
+    segments,
+)
+
+__all__ = ["Catalog", "RuleCompiler", "load_catalog", "property_equals"]
+
+Expr = ColumnElement[bool]
+_CONTACT_TIMES = ("created_at", "last_activity_at")
+_IDENTITIES = ("email", "phone")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What rules refer to by name: field ids and types, segment ids."""
+
+    fields: dict[str, tuple[int, FieldType]]
+    segment_ids: dict[str, int]
+
+
+def load_catalog(conn: Connection) -> Catalog:
+    """Read the field definitions and segment ids the compiler resolves names with."""
+    fields = {
+        row.name: (row.id, FieldType(row.type))
+        for row in conn.execute(
+            select(field_definitions.c.id, field_definitions.c.name, field_definitions.c.type)
+        )
+        if row.type in FieldType._value2member_map_
+    }
+    ids = {row.key: row.id for row in conn.execute(select(segments.c.id, segments.c.key))}
+    return Catalog(fields=fields, segment_ids=ids)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a field's values live: contact-id column, value column, extra filters, storage kind."""
+
+    contact: KeyedColumnElement[Any]
+    value: ColumnElement[Any]
+    where: tuple[Expr, ...]
+    column: Column
+
+
+def property_equals(ev: Any, key: str, wanted: str, dialect: str) -> Expr:
+    """The event's property `key` is a JSON string equal to `wanted` (a number "5" is not "5")."""
+    if dialect == "postgresql":
+        is_text = func.jsonb_typeof(ev.c.properties[key]) == "string"
+    else:
+        # The key is restricted to [A-Za-z0-9_-] by the config, so the quoted path is unambiguous.
+        is_text = func.json_type(ev.c.properties, literal(f'$."{key}"', Text)) == "text"
+    return and_(is_text, ev.c.properties[key].as_string() == literal(wanted, Text))
+
+
+def _compare(expr: ColumnElement[Any], test: Comparison) -> Expr:
+    ops = {
+        "eq": expr.__eq__,
+        "ne": expr.__ne__,
+        "gt": expr.__gt__,
+        "gte": expr.__ge__,
+        "lt": expr.__lt__,
+        "lte": expr.__le__,
+    }
+    return and_(*[ops[op](bound) for op, bound in test.bounds()])
+
+
+class RuleCompiler:
+    """Compiles rules against one catalog, one `now` and one dialect."""
+
+    def __init__(self, catalog: Catalog, *, now: datetime, dialect: str, correlated: bool) -> None:
+        self.catalog = catalog
+        self.now = now
+        self.dialect = dialect
+        self.correlated = correlated
+
+    def compile(self, rule: Rule) -> Expr:
+        """The boolean expression that is true for the contacts matching `rule`."""
+        kind = rule.kind
+        if kind == "all":
+            return and_(*[self.compile(r) for r in rule.children()])
+        if kind == "any":
+            return or_(*[self.compile(r) for r in rule.children()])
+        if kind == "not":
+            return not_(self.compile(rule.children()[0]))
+        if kind == "field":
+            return self._field(rule)
+        if kind == "event":
+            return self._event(rule)
+        if kind == "lead_score":
+            assert rule.lead_score is not None
+            return self._lead_score(rule.lead_score)
+        if kind == "consent":
+            assert rule.consent is not None
+            return self.consented(rule.consent)
+        assert rule.in_segment is not None
+        return self.in_segment(rule.in_segment)
+
+    # --- building blocks ------------------------------------------------------------------------
+
+    def _member(self, contact: KeyedColumnElement[Any], where: Sequence[Expr]) -> Expr:
+        """True for contacts that have a row satisfying `where`."""
+        if self.correlated:
+            return exists().where(contact == contacts.c.id, *where)
+        return contacts.c.id.in_(select(contact).where(*where))
+
+    def consented(self, channel: str) -> Expr:
+        """The contact's latest consent record for `channel` says opted_in (ties broken by id)."""
+        cr = consent_records.alias("cr")
+        later = consent_records.alias("cr_later")
+        newer = exists().where(
+            later.c.contact_id == cr.c.contact_id,
+            later.c.channel == channel,
+            or_(
+                later.c.recorded_at > cr.c.recorded_at,
+                and_(later.c.recorded_at == cr.c.recorded_at, later.c.id > cr.c.id),
+            ),
+        )
+        return self._member(cr.c.contact_id, [cr.c.channel == channel, cr.c.status == "opted_in", ~newer])
+
+    def in_segment(self, key: str) -> Expr:
+        """The contact is a member of segment `key` (evaluated earlier in the same run)."""
+        segment_id = self.catalog.segment_ids.get(key)
+        if segment_id is None:
+            return false()
+        m = memberships.alias("m_dep")
+        return self._member(m.c.contact_id, [m.c.segment_id == segment_id])
+
+    # --- fields ------------------------------------------------------------------------------------
+
+    def _source(self, name: str) -> _Source | None:
+        if name in _CONTACT_TIMES:
+            c2 = contacts.alias("c_own")
+            return _Source(c2.c.id, c2.c[name], (), Column.TIME)
+        if name in _IDENTITIES:
+            ci = contact_identities.alias("ci")
+            return _Source(ci.c.contact_id, ci.c.value, (ci.c.kind == name,), Column.TEXT)
+        found = self.catalog.fields.get(name)
+        if found is None:
+            return None
+        field_id, field_type = found
+        fv = field_values.alias("fv")
+        column = STORAGE[field_type]
+        return _Source(fv.c.contact_id, fv.c[column.value], (fv.c.field_id == field_id,), column)
+
+    def _field(self, rule: Rule) -> Expr:
+        assert rule.field is not None and rule.op is not None
+        source = self._source(rule.field)
+        if source is None:
+            # A field nobody has written yet: no contact has a value, so only `missing` holds.
+            return true() if rule.op == "missing" else false()
+        present = [*source.where, source.value.is_not(None)]
+        if rule.op == "missing":
+            return not_(self._member(source.contact, present))
+        predicate = self._predicate(rule, source)
+        if predicate is None:
+            return false()
+        return self._member(source.contact, [*present, predicate])
+
+    def _predicate(self, rule: Rule, source: _Source) -> Expr | None:
+        """The test on one stored value; None when it can match nothing."""
+        op, value, column = rule.op, source.value, source.column
+        if op == "exists":
+            return true()
+        if op in ("eq", "ne", "in", "not_in"):
+            wanted = [
+                coerce(column, v) for v in (rule.value if isinstance(rule.value, list) else [rule.value])
+            ]
+            known = [v for v in wanted if v is not None]
+            if op == "eq":
+                return value == known[0] if known else None
+            if op == "ne":
+                return value != known[0] if known else true()
+            if op == "in":
+                return value.in_(known) if known else None
+            return value.not_in(known) if known else true()
+        if column is Column.TEXT and op in ("contains", "starts_with", "ends_with"):
+            return self._text(op, value, coerce(column, rule.value))
+        if column in (Column.NUM, Column.TIME) and op in ("gt", "gte", "lt", "lte", "between"):
+            return self._order(op, value, column, rule.value)
+        if column is Column.TIME and op in ("before", "after", "within_last", "more_than_ago", "anniversary"):
+            return self._time(rule, value)
+        return None
+
+    def _text(self, op: str, value: ColumnElement[Any], needle: str) -> Expr:
+        size = literal(len(needle), Integer)
+        text = literal(needle, Text)
+        if op == "contains":
+            # instr/strpos are case-sensitive on both backends, unlike LIKE on SQLite.
+            finder = func.strpos if self.dialect == "postgresql" else func.instr
+            return finder(value, text) > 0
+        if op == "starts_with":
+            return func.substr(value, 1, size) == text
+        return and_(func.length(value) >= size, func.substr(value, func.length(value) - size + 1) == text)
+
+    def _order(self, op: str, value: ColumnElement[Any], column: Column, raw: Any) -> Expr | None:
+        if op == "between":
+            low, high = (coerce(column, v) for v in raw)
+            return None if low is None or high is None else and_(value >= low, value <= high)
+        bound = coerce(column, raw)
+        if bound is None:
+            return None
+        tests: dict[str, Expr] = {
+            "gt": value > bound,
+            "gte": value >= bound,
+            "lt": value < bound,
+            "lte": value <= bound,
+        }
+        return tests[op]
+
+    def _time(self, rule: Rule, value: ColumnElement[Any]) -> Expr:
+        op = rule.op
+        if op == "anniversary":
+            if self.dialect == "postgresql":
+                value = func.timezone("UTC", value)
+            month_day = extract("month", value) * 100 + extract("day", value)
+            return month_day.in_(anniversary_days(self.now, rule.within_days))
+        if op in ("before", "after"):
+            moment = parse_time(rule.value)
+            return value < moment if op == "before" else value > moment
+        since = self.now - parse_duration(str(rule.value))
+        if op == "within_last":
+            return and_(value >= since, value <= self.now)
+        return value < since
+
+    # --- lead score ------------------------------------------------------------------------------------
+
+    def _lead_score(self, test: Comparison) -> Expr:
+        source = self._source("lead_score")
+        # Contacts without a stored score have a score of 0.
+        zero_holds = test.holds(0.0)
+        if source is None:
+            return true() if zero_holds else false()
+        present = [*source.where, source.value.is_not(None)]
+        scored = self._member(source.contact, [*present, _compare(source.value, test)])
+        return or_(scored, not_(self._member(source.contact, present))) if zero_holds else scored
+
+    # --- events ----------------------------------------------------------------------------------------
+
+    def _event_filters(self, ev: Any, rule: Rule) -> list[Expr]:
+        """Name, property filters and window of an event condition, over the events alias `ev`."""
+        where: list[Expr] = [ev.c.name == rule.event]
+        for key, wanted in (rule.where or {}).items():
+            where.append(property_equals(ev, key, wanted, self.dialect))
+        if rule.within is not None:
+            since = self.now - parse_duration(rule.within)
+            where += [ev.c.occurred_at >= since, ev.c.occurred_at <= self.now]
+        return where
+
+    def _event(self, rule: Rule) -> Expr:
+        ev = events.alias("ev")
+        base = self._event_filters(ev, rule)
+        if rule.performed is False:
+            return not_(self._member(ev.c.contact_id, base))
+        parts = [self._count(ev, rule.count, base) if rule.count else self._member(ev.c.contact_id, base)]
+        if rule.first is not None:
+            parts.append(self._occurrence(rule.first, first=True, rule=rule))
+        if rule.last is not None:
+            parts.append(self._occurrence(rule.last, first=False, rule=rule))
+        return and_(*parts)
+
+    def _count(self, ev: Any, test: Comparison, base: list[Expr]) -> Expr:
+        if self.correlated:
+            counted = select(func.count()).where(ev.c.contact_id == contacts.c.id, *base).scalar_subquery()
+            return _compare(counted, test)
+        grouped = select(ev.c.contact_id).where(*base).group_by(ev.c.contact_id)
+        if test.holds(0.0):
+            # Contacts with no occurrence pass too, so exclude those whose count fails instead.
+            return contacts.c.id.not_in(grouped.having(not_(_compare(func.count(), test))))
+        return contacts.c.id.in_(grouped.having(_compare(func.count(), test)))
+
+    def _occurrence(self, test: TimeTest, *, first: bool, rule: Rule) -> Expr:
+        """A test on the first or last matching occurrence, written with EXISTS so it is never NULL."""
+
+        def having(
+            low: datetime | None = None, high: datetime | None = None, *, strict: bool = False
+        ) -> Expr:
+            ev = events.alias("ev_t")
+            where = self._event_filters(ev, rule)
+            at = ev.c.occurred_at
+            if low is not None:
+                where.append(at > low if strict else at >= low)
+            if high is not None:
+                where.append(at < high if strict else at <= high)
+            return self._member(ev.c.contact_id, where)
+
+        op = test.op
+        raw = getattr(test, op)
+        moment = parse_time(raw) if op in ("before", "after") else self.now - parse_duration(raw)
+        assert moment is not None
+        if op in ("before", "more_than_ago"):
+            if first:
+                return having(high=moment, strict=True)
+            return and_(having(), not_(having(low=moment)))
+        if op == "after":
+            if first:
+                return and_(having(), not_(having(high=moment)))
+            return having(low=moment, strict=True)
+        # within_last: the first/last occurrence lies in [now - d, now].
+        in_window = having(low=moment, high=self.now)
+        if first:
+            return and_(in_window, not_(having(high=moment, strict=True)))
+        return and_(in_window, not_(having(low=self.now, strict=True)))

@@ -1,0 +1,119 @@
+"""Small read queries for the commands: segment overview, members, a contact's history, contact lookup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, func, select
+
+from sync.store.tables import contact_identities, contacts, memberships, segments, transitions
+
+__all__ = ["HistoryRow", "MemberRow", "SegmentRow", "find_contact", "history", "members", "overview"]
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One stored segment with its member count and latest transition."""
+
+    key: str
+    name: str
+    members: int
+    last_change: datetime | None
+    last_evaluated_at: datetime | None
+    rule_version: str
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    """One member of a segment."""
+
+    contact_id: int
+    email: str | None
+    entered_at: datetime
+    variant: str | None
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One transition of a contact."""
+
+    contact_seq: int
+    occurred_at: datetime
+    segment: str
+    kind: str
+    reason: str
+    variant: str | None
+    rule_version: str
+
+
+def overview(conn: Connection) -> list[SegmentRow]:
+    """Every stored segment, by key."""
+    counts = (
+        select(memberships.c.segment_id, func.count().label("n"))
+        .group_by(memberships.c.segment_id)
+        .subquery()
+    )
+    latest = (
+        select(transitions.c.segment_id, func.max(transitions.c.occurred_at).label("at"))
+        .group_by(transitions.c.segment_id)
+        .subquery()
+    )
+    query = (
+        select(segments, func.coalesce(counts.c.n, 0).label("n"), latest.c.at)
+        .outerjoin(counts, counts.c.segment_id == segments.c.id)
+        .outerjoin(latest, latest.c.segment_id == segments.c.id)
+        .order_by(segments.c.key)
+    )
+    return [
+        SegmentRow(r.key, r.name, r.n, r.at, r.last_evaluated_at, r.rule_version) for r in conn.execute(query)
+    ]
+
+
+def _email(contact_id: ColumnElement[Any]) -> ScalarSelect[Any]:
+    return (
+        select(func.min(contact_identities.c.value))
+        .where(contact_identities.c.contact_id == contact_id, contact_identities.c.kind == "email")
+        .scalar_subquery()
+    )
+
+
+def members(conn: Connection, key: str, *, limit: int | None = None) -> list[MemberRow] | None:
+    """The members of segment `key` in the order they entered; None if no such segment is stored."""
+    segment_id = conn.execute(select(segments.c.id).where(segments.c.key == key)).scalar()
+    if segment_id is None:
+        return None
+    m = memberships.c
+    query = (
+        select(m.contact_id, _email(m.contact_id).label("email"), m.entered_at, m.variant)
+        .where(m.segment_id == segment_id)
+        .order_by(m.entered_at, m.contact_id)
+        .limit(limit)
+    )
+    return [MemberRow(r.contact_id, r.email, r.entered_at, r.variant) for r in conn.execute(query)]
+
+
+def history(conn: Connection, contact_id: int) -> list[HistoryRow]:
+    """Every transition of the contact, oldest first."""
+    t = transitions.c
+    query = (
+        select(t.contact_seq, t.occurred_at, segments.c.key, t.kind, t.reason, t.variant, t.rule_version)
+        .join(segments, segments.c.id == t.segment_id)
+        .where(t.contact_id == contact_id)
+        .order_by(t.contact_seq, t.id)
+    )
+    return [HistoryRow(*row) for row in conn.execute(query)]
+
+
+def find_contact(conn: Connection, id_or_email: str) -> int | None:
+    """A contact by its numeric id or by an e-mail address (matched lowercase, as identities are stored)."""
+    text = id_or_email.strip()
+    if text.isdigit():
+        return conn.execute(select(contacts.c.id).where(contacts.c.id == int(text))).scalar()
+    found = conn.execute(
+        select(contact_identities.c.contact_id).where(
+            contact_identities.c.kind == "email", contact_identities.c.value == text.lower()
+        )
+    ).scalar()
+    return None if found is None else int(found)

@@ -1,0 +1,300 @@
+"""`[scoring]`: lead-score point rules, computed set-based into the system field `lead_score`.
+
+Score = sum over `[[scoring.events]]` of min(max_points, points x occurrences in the window, each
+occurrence weighted by its decay) + sum over `[[scoring.conditions]]` of points when the condition
+holds. Decay halves an occurrence's weight per elapsed half-life, in whole steps (weight 1 within
+one half-life, 1/2 within two, ... 1/1024 within eleven, then 0), which keeps the SQL portable
+(SQLite has no pow/exp by default). Every non-merged contact gets a row, 0 included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    MetaData,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import Column as SqlColumn
+from sqlalchemy.sql.elements import ColumnElement
+
+from sync.segments.compiler import Catalog, RuleCompiler, property_equals
+from sync.segments.config import Duration, PropertyName, Rule, relative, unknown_fields, walk
+from sync.segments.values import parse_duration
+from sync.store.tables import contacts, events, field_definitions, field_values
+
+__all__ = ["SCORE_FIELD", "ConditionPoints", "EventPoints", "ScoringConfig", "compute_scores", "decay_weight"]
+
+SCORE_FIELD = "lead_score"
+_DECAY_STEPS = 10
+
+
+class EventPoints(BaseModel):
+    """`[[scoring.events]]`: points per occurrence of an event, optionally capped and windowed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: str = Field(min_length=1, max_length=200)
+    where: dict[PropertyName, str] | None = None
+    points: float
+    max_points: float | None = Field(default=None, gt=0)
+    within: Duration | None = None
+
+
+class ConditionPoints(BaseModel):
+    """`[[scoring.conditions]]`: points while a condition (the segment rule syntax) holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    when: Rule
+    points: float
+
+    @field_validator("when")
+    @classmethod
+    def _no_score_or_segment(cls, rule: Rule) -> Rule:
+        for _, node in walk(rule, "when"):
+            if node.lead_score is not None or node.in_segment is not None or node.field == SCORE_FIELD:
+                # Scores are computed before segments and from nothing that depends on the score.
+                raise ValueError("expected no lead_score or in_segment inside a scoring condition, found one")
+        return rule
+
+
+class ScoringConfig(BaseModel):
+    """`[scoring]`: the point rules and an optional decay half-life."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    half_life: Duration | None = None
+    events: list[EventPoints] = Field(default_factory=list)
+    conditions: list[ConditionPoints] = Field(default_factory=list)
+
+    def version(self) -> str:
+        """A stable hash of the rules; a new version rescores every contact."""
+        body = json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    def check_fields(self, known_fields: set[str]) -> list[tuple[str, str]]:
+        """(TOML path, message) for every scoring condition naming a field no mapping rule declares."""
+        nodes = [
+            n for i, c in enumerate(self.conditions) for n in walk(c.when, f"scoring.conditions[{i}].when")
+        ]
+        return unknown_fields(nodes, known_fields)
+
+    def depends_on_time(self) -> bool:
+        """Whether scores change with `now` alone (windows, decay, relative conditions)."""
+        relative_condition = any(relative(n) for c in self.conditions for _, n in walk(c.when, "when"))
+        return bool(self.half_life) or any(e.within for e in self.events) or relative_condition
+
+
+def decay_weight(half_life: str | None, occurred_at: datetime, now: datetime) -> float:
+    """The weight of one occurrence: 1, then halved per whole elapsed half-life, 0 after eleven."""
+    if half_life is None:
+        return 1.0
+    step = parse_duration(half_life)
+    for k in range(_DECAY_STEPS + 1):
+        if occurred_at >= now - step * (k + 1):
+            return 0.5**k
+    return 0.0
+
+
+def _weight(half_life: str | None, at: ColumnElement[Any], now: datetime) -> ColumnElement[Any]:
+    if half_life is None:
+        return literal(1.0, Float)
+    step = parse_duration(half_life)
+    whens = [(at >= now - step * (k + 1), literal(0.5**k, Float)) for k in range(_DECAY_STEPS + 1)]
+    return case(*whens, else_=literal(0.0, Float))
+
+
+@dataclass(frozen=True)
+class ScoreTables:
+    """Scratch tables of one evaluation: the new scores, and the contacts whose score changed."""
+
+    new: Table
+    changed: Table
+
+
+def score_tables(meta: MetaData) -> ScoreTables:
+    """Declare the temporary tables scoring writes into."""
+    new = Table(
+        "_score_new",
+        meta,
+        SqlColumn("contact_id", BigInteger, primary_key=True),
+        SqlColumn("score", Float, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+    changed = Table(
+        "_score_changed", meta, SqlColumn("contact_id", BigInteger, primary_key=True), prefixes=["TEMPORARY"]
+    )
+    return ScoreTables(new, changed)
+
+
+def _score_field(
+    conn: Connection, scoring: ScoringConfig, now: datetime
+) -> tuple[int, datetime | None, bool]:
+    """The lead_score field's id, when it was last scored, and whether the rules changed since."""
+    row = conn.execute(
+        select(field_definitions.c.id, field_definitions.c.options, field_definitions.c.updated_at).where(
+            field_definitions.c.name == SCORE_FIELD
+        )
+    ).first()
+    if row is None:
+        field_id = conn.execute(
+            insert(field_definitions)
+            .values(
+                name=SCORE_FIELD,
+                type="decimal",
+                label="Lead score",
+                origin="system",
+                options={},
+                first_seen_at=now,
+                updated_at=now,
+            )
+            .returning(field_definitions.c.id)
+        ).scalar_one()
+        return field_id, None, True
+    stored = (row.options or {}).get("scoring_version") if isinstance(row.options, dict) else None
+    return row.id, row.updated_at, stored != scoring.version()
+
+
+def compute_scores(
+    conn: Connection,
+    scoring: ScoringConfig,
+    tables: ScoreTables,
+    catalog: Catalog,
+    *,
+    now: datetime,
+    scope: Table | None,
+) -> int:
+    """Rescore (all contacts, or those in `scope`), write changed scores; return how many changed.
+
+    `tables.changed` is left holding the contacts whose score changed, for the segments that follow.
+    """
+    field_id, last_scored, rules_changed = _score_field(conn, scoring, now)
+    full = scope is None and (rules_changed or last_scored is None or scoring.depends_on_time())
+    where: list[ColumnElement[bool]] = [contacts.c.state != "merged"]
+    if scope is not None:
+        where.append(contacts.c.id.in_(select(scope.c.contact_id)))
+    elif not full:
+        where.append(contacts.c.changed_at >= last_scored)
+    dialect = conn.dialect.name
+    # Same choice as for segments (see evaluate.correlated_strategy, not imported to avoid a cycle).
+    correlated = dialect == "sqlite" or not full
+    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated)
+    total: ColumnElement[Any] = literal(0.0, Float)
+    source: Any = contacts
+    if scoring.events and correlated:
+        for rule in scoring.events:
+            total = total + _event_points(rule, scoring.half_life, now, dialect)
+    elif scoring.events:
+        agg = _event_sums(scoring, now, conn.dialect.name, None if full else where)
+        source = contacts.outerjoin(agg, agg.c.contact_id == contacts.c.id)
+        for i, rule in enumerate(scoring.events):
+            points: ColumnElement[Any] = func.coalesce(agg.c[f"r{i}"], literal(0.0, Float))
+            if rule.max_points is not None:
+                points = case((points > rule.max_points, literal(rule.max_points, Float)), else_=points)
+            total = total + points
+    for cond in scoring.conditions:
+        total = total + case((compiler.compile(cond.when), literal(cond.points, Float)), else_=0.0)
+    conn.execute(tables.new.delete())
+    conn.execute(tables.changed.delete())
+    scored = select(contacts.c.id, total).select_from(source).where(*where)
+    conn.execute(insert(tables.new).from_select(["contact_id", "score"], scored))
+    fv = field_values.alias("fv_score")
+    # A join, not a correlated subquery: PostgreSQL planned the latter as a scan per row.
+    joined = tables.new.outerjoin(
+        fv, and_(fv.c.contact_id == tables.new.c.contact_id, fv.c.field_id == field_id)
+    )
+    differs = or_(fv.c.value_num.is_(None), fv.c.value_num != tables.new.c.score)
+    changed = select(tables.new.c.contact_id).select_from(joined).where(differs)
+    conn.execute(insert(tables.changed).from_select(["contact_id"], changed))
+    new_score = select(tables.new.c.score).where(tables.new.c.contact_id == field_values.c.contact_id)
+    conn.execute(
+        update(field_values)
+        .where(
+            field_values.c.field_id == field_id,
+            field_values.c.contact_id.in_(select(tables.changed.c.contact_id)),
+        )
+        .values(value_num=new_score.scalar_subquery(), updated_at=now)
+    )
+    existing = select(fv.c.contact_id).where(fv.c.field_id == field_id)
+    fresh = select(
+        tables.new.c.contact_id,
+        literal(field_id, BigInteger),
+        tables.new.c.score,
+        literal("crmhub"),
+        literal(now, field_values.c.updated_at.type),
+    ).where(
+        tables.new.c.contact_id.in_(select(tables.changed.c.contact_id)),
+        tables.new.c.contact_id.not_in(existing),
+    )
+    conn.execute(
+        insert(field_values).from_select(
+            ["contact_id", "field_id", "value_num", "source", "updated_at"], fresh
+        )
+    )
+    if scope is None:
+        conn.execute(
+            update(field_definitions)
+            .where(field_definitions.c.id == field_id)
+            .values(updated_at=now, options={"scoring_version": scoring.version()})
+        )
+    return int(conn.execute(select(func.count()).select_from(tables.changed)).scalar_one())
+
+
+def _event_sums(
+    scoring: ScoringConfig, now: datetime, dialect: str, only: list[ColumnElement[bool]] | None
+) -> Any:
+    """One pass over the events the rules count: per contact, column r<i> holds rule i's uncapped points."""
+    ev = events.alias("ev_score")
+    tests, sums = [], []
+    for i, rule in enumerate(scoring.events):
+        where = [ev.c.name == rule.event]
+        for key, wanted in (rule.where or {}).items():
+            where.append(property_equals(ev, key, wanted, dialect))
+        if rule.within is not None:
+            where += [ev.c.occurred_at >= now - parse_duration(rule.within), ev.c.occurred_at <= now]
+        test = and_(*where)
+        tests.append(test)
+        weighted = _weight(scoring.half_life, ev.c.occurred_at, now) * rule.points
+        sums.append(func.sum(case((test, weighted), else_=literal(0.0, Float))).label(f"r{i}"))
+    query = select(ev.c.contact_id, *sums).where(or_(*tests)).group_by(ev.c.contact_id)
+    if only is not None:
+        query = query.where(ev.c.contact_id.in_(select(contacts.c.id).where(*only)))
+    return query.subquery("score_events")
+
+
+def _event_points(
+    rule: EventPoints, half_life: str | None, now: datetime, dialect: str
+) -> ColumnElement[Any]:
+    """One rule's capped points for the contact of the outer query, as a correlated subquery."""
+    ev = events.alias("ev_score")
+    where = [ev.c.contact_id == contacts.c.id, ev.c.name == rule.event]
+    for key, wanted in (rule.where or {}).items():
+        where.append(property_equals(ev, key, wanted, dialect))
+    if rule.within is not None:
+        where += [ev.c.occurred_at >= now - parse_duration(rule.within), ev.c.occurred_at <= now]
+    points: ColumnElement[Any] = func.coalesce(
+        func.sum(_weight(half_life, ev.c.occurred_at, now) * rule.points), literal(0.0, Float)
+    )
+    if rule.max_points is not None:
+        # Capped inside the subquery so it runs once; the two-argument min() is SQLite's least().
+        least = func.least if dialect == "postgresql" else func.min
+        points = least(points, literal(rule.max_points, Float))
+    summed = select(points).where(and_(*where)).scalar_subquery()
+    return func.coalesce(summed, literal(0.0, Float))
