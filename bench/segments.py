@@ -236,6 +236,10 @@ def _timed(label: str, action: Callable[[], Any]) -> Any:
     return result
 
 
+def _scratch_file() -> Path:
+    return Path(tempfile.mkdtemp(prefix="crmhub-segments-bench-")) / "segments.db"
+
+
 def main() -> None:
     """Generate, evaluate, print timings and peak memory."""
     parser = argparse.ArgumentParser(
@@ -249,8 +253,7 @@ def main() -> None:
         "--skip-generate", action="store_true", help="reuse the data already in --keep / --database-url"
     )
     args = parser.parse_args()
-    folder = tempfile.mkdtemp(prefix="crmhub-bench-")
-    url = args.database_url or f"sqlite:///{args.keep or Path(folder) / 'bench.db'}"
+    url = args.database_url or f"sqlite:///{args.keep or _scratch_file()}"
     engine = create_store_engine(url)
     upgrade(engine)
     configured = TypeAdapter(SegmentsConfig).validate_python(SEGMENTS)
