@@ -30,7 +30,13 @@ def _config(tmp: Path, url: str, name: str = "hub") -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, **credentials.ENVIRONMENT, "COLUMNS": "160"}
+    # Pull semantics only: a push would change the sandbox's HubSpot contacts after they were pulled.
+    return {
+        **os.environ,
+        **credentials.ENVIRONMENT,
+        "COLUMNS": "160",
+        "CRMHUB_FIELD_MAPPING__HUBSPOT__PUSH": "false",
+    }
 
 
 def _sync(config: Path, *args: str) -> dict[str, Any]:
