@@ -97,14 +97,16 @@ def _check_endpoint(config: WebhooksConfig, endpoint: str | None) -> None:
         )
 
 
+StatusOpt = Annotated[ListStatus | None, typer.Option("--status", help="Only deliveries in this status.")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")]
+
+
 @deliveries_app.callback(invoke_without_command=True)
 def deliveries_default(
     ctx: typer.Context,
-    status: Annotated[
-        ListStatus | None, typer.Option("--status", help="Only deliveries in this status.")
-    ] = None,
+    status: StatusOpt = None,
     endpoint: EndpointOpt = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
+    limit: LimitOpt = 50,
     json: JsonFlag = False,
 ) -> None:
     """List deliveries (the default when no subcommand is given)."""
@@ -115,11 +117,9 @@ def deliveries_default(
 @deliveries_app.command("list")
 def deliveries_list(
     ctx: typer.Context,
-    status: Annotated[
-        ListStatus | None, typer.Option("--status", help="Only deliveries in this status.")
-    ] = None,
+    status: StatusOpt = None,
     endpoint: EndpointOpt = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many, newest first.")] = 50,
+    limit: LimitOpt = 50,
     json: JsonFlag = False,
 ) -> None:
     """List deliveries, newest first."""
