@@ -42,6 +42,9 @@ def _simple_email(value: str) -> bool:
     return len(local) <= 64 and "--" not in domain and domain.rsplit(".", 1)[-1] not in _SPECIAL_TLDS
 
 
+# Each phone is normalized twice per record (its field and its identity hint): the second time is
+# one lookup here instead of stripping and matching it again.
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalize_phone(raw: str, region: str) -> tuple[str, bool]:
     """(E.164 number, valid), reading national numbers in `region`; invalid ones kept stripped, False."""
     value = raw.strip()

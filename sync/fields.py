@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Connection, String, cast, insert, select, update
 
 from field_mapping.model import FieldDefinition, Origin
-from field_mapping.types import STORAGE, Column, FieldType
+from field_mapping.types import STORAGE, Column, FieldType, to_columns
 from sync.store.tables import field_definitions, field_values
-from sync.store.upsert import excluded, upsert
+from sync.store.upsert import Row, write_rows
 
-_VALUE_COLUMNS = [c.value for c in Column]
+_VALUE_COLUMNS = tuple(c.value for c in Column)
+# The columns of a row given to `save_values`, in order.
+VALUE_ROW = ("contact_id", "field_id", *_VALUE_COLUMNS, "source", "updated_at")
+
+# Contacts whose stored values are read per statement.
+_READ_CHUNK = 500
+
+# (contact id, field id, typed value, source, record time) -> a `VALUE_ROW` tuple.
+ValueRow = Callable[[int, int, Any, str, datetime], Row]
+
+
+def _row_builder(ftype: FieldType) -> ValueRow:
+    """The row builder of one field type: a tuple with the value in the type's column."""
+    column = STORAGE[ftype]
+    if column is Column.TEXT:
+        return lambda c, f, v, s, at: (c, f, v, None, None, None, s, at)
+    if column is Column.NUM:
+        return lambda c, f, v, s, at: (c, f, None, v, None, None, s, at)
+    if column is Column.BOOL:
+        return lambda c, f, v, s, at: (c, f, None, None, None, v, s, at)
+    if ftype is FieldType.DATETIME:
+        return lambda c, f, v, s, at: (c, f, None, None, v, None, s, at)
+    # Dates need converting to the stored midnight; to_columns is the one place that knows how.
+    return lambda c, f, v, s, at: (c, f, *to_columns(ftype, v), s, at)
+
+
+# Builders for non-null values, by type; a null value is `null_row`.
+VALUE_ROWS: dict[FieldType, ValueRow] = {ftype: _row_builder(ftype) for ftype in FieldType}
+
+
+def null_row(contact_id: int, field_id: int, source: str, at: datetime) -> Row:
+    """The row of a field the record holds no value for (the stored value is cleared)."""
+    return (contact_id, field_id, None, None, None, None, source, at)
 
 
 def load_definitions(conn: Connection) -> list[FieldDefinition]:
@@ -85,16 +117,56 @@ def _move_values(conn: Connection, field_id: int, old: FieldType, new: FieldType
     )
 
 
-def save_values(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert typed values; a stored value newer than the incoming one is kept ("latest wins")."""
-    if not rows:
-        return
-    new = excluded(conn, field_values)
-    upsert(
+def save_values(conn: Connection, rows: Sequence[Row], *, fresh: Collection[int] = frozenset()) -> None:
+    """Upsert typed values (`VALUE_ROW` tuples); a stored value newer than the incoming one is kept.
+
+    Rows that would change nothing are not written: the values of contacts in `fresh` (created in
+    this transaction) are all new; the others' stored values are read and compared first.
+    """
+    known = {row[0] for row in rows}.difference(fresh)
+    if known:
+        rows = _changes(conn, rows, known)
+    write_rows(
         conn,
         field_values,
+        VALUE_ROW,
         rows,
-        keys=["contact_id", "field_id"],
-        update=[*_VALUE_COLUMNS, "source", "updated_at"],
-        where=new.updated_at >= field_values.c.updated_at,
+        keys=("contact_id", "field_id"),
+        update=(*_VALUE_COLUMNS, "source", "updated_at"),
+        newer="updated_at",
     )
+
+
+def _changes(conn: Connection, rows: Sequence[Row], contact_ids: set[int]) -> list[Row]:
+    """The rows the upsert would change: rewriting a row with its own values still costs every index."""
+    fv = field_values.c
+    held: dict[tuple[int, int], Row] = {}
+    ids = sorted(contact_ids)
+    for start in range(0, len(ids), _READ_CHUNK):
+        stored = conn.execute(
+            select(fv.contact_id, fv.field_id, *(fv[name] for name in VALUE_ROW[2:])).where(
+                fv.contact_id.in_(ids[start : start + _READ_CHUNK])
+            )
+        )
+        held.update(((row[0], row[1]), tuple(row[2:])) for row in stored)
+    changed = []
+    # In row order, as the upsert runs: a later row of the same field is compared with what the
+    # earlier one left, and a row older than what is held is refused by the upsert anyway.
+    for row in rows:
+        if row[0] not in contact_ids:
+            changed.append(row)
+            continue
+        key = (row[0], row[1])
+        value = _comparable(row)
+        current = held.get(key)
+        if current is not None and (current == value or current[-1] > value[-1]):
+            continue
+        held[key] = value
+        changed.append(row)
+    return changed
+
+
+def _comparable(row: Row) -> Row:
+    """A row's value columns as the store gives them back (numbers are stored as floats)."""
+    _, _, text, number, time, flag, source, updated_at = row
+    return (text, None if number is None else float(number), time, flag, source, updated_at)

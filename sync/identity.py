@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, func, insert, select, update
 
 from sync.store.tables import (
     consent_records,
@@ -25,106 +26,150 @@ from sync.store.tables import (
     records,
     transitions,
 )
-from sync.store.upsert import insert_ignore
+from sync.store.upsert import write_rows
 
 Key = tuple[str, str]
 
+# Values per identity lookup; a shorter list is padded by repeating its last value, so one compiled
+# statement serves every lookup (a literal IN list is expanded and named value by value each time).
+_LOOKUP_SLOTS = 100
+_IDENTITY_ROW = ("contact_id", "kind", "value", "valid", "source", "first_seen_at")
+_CONTACT_ROW = ("id", "state", "created_at", "updated_at", "changed_at", "transition_seq")
 
-class _Groups:
-    """Union-find over hint keys and contact ids."""
 
-    def __init__(self) -> None:
-        self.parent: dict[object, object] = {}
+def _find(parent: list[int], item: int) -> int:
+    while parent[item] != item:
+        parent[item] = parent[parent[item]]
+        item = parent[item]
+    return item
 
-    def find(self, node: object) -> object:
-        parent = self.parent.setdefault(node, node)
-        if parent != node:
-            parent = self.parent[node] = self.find(parent)
-        return parent
 
-    def union(self, a: object, b: object) -> None:
-        self.parent[self.find(a)] = self.find(b)
+def _union(parent: list[int], a: int, b: int) -> None:
+    # The smaller item becomes the root, so a group's root is its first item.
+    root_a, root_b = _find(parent, a), _find(parent, b)
+    if root_a != root_b:
+        parent[max(root_a, root_b)] = min(root_a, root_b)
+
+
+def _lookup_statement() -> Select[tuple[str, int]]:
+    ci = contact_identities.c
+    slots: list[BindParameter[str]] = [bindparam(f"v{slot}") for slot in range(_LOOKUP_SLOTS)]
+    return select(ci.value, ci.contact_id).where(ci.kind == bindparam("kind"), ci.value.in_(slots))
+
+
+_LOOKUP = _lookup_statement()
 
 
 def _stored(conn: Connection, keys: Iterable[Key]) -> dict[Key, int]:
+    """The contact of each stored key: one indexed lookup per kind and chunk of values."""
     by_kind: dict[str, list[str]] = defaultdict(list)
     for kind, value in keys:
         by_kind[kind].append(value)
     found: dict[Key, int] = {}
-    ci = contact_identities.c
     for kind, values in by_kind.items():
-        for start in range(0, len(values), 500):
-            rows = conn.execute(
-                select(ci.value, ci.contact_id).where(
-                    ci.kind == kind, ci.value.in_(values[start : start + 500])
-                )
-            )
-            found.update({(kind, value): contact_id for value, contact_id in rows})
+        for start in range(0, len(values), _LOOKUP_SLOTS):
+            chunk = values[start : start + _LOOKUP_SLOTS]
+            chunk += chunk[-1:] * (_LOOKUP_SLOTS - len(chunk))
+            params: dict[str, str] = {f"v{slot}": value for slot, value in enumerate(chunk)}
+            params["kind"] = kind
+            found.update(((kind, value), contact_id) for value, contact_id in conn.execute(_LOOKUP, params))
     return found
+
+
+class Resolution(NamedTuple):
+    """The contact of each item (None for an item with no hints), and which contacts are new."""
+
+    contact_ids: list[int | None]
+    created: frozenset[int]
 
 
 def resolve(
     conn: Connection, hint_sets: Sequence[Mapping[str, str]], *, source: str, now: datetime
 ) -> list[int | None]:
     """The contact id of each normalized hint set (None for an empty one), creating and merging as needed."""
-    keys = {(kind, value) for hints in hint_sets for kind, value in hints.items()}
-    if not keys:
-        return [None] * len(hint_sets)
-    stored = _stored(conn, keys)
-    groups = _Groups()
-    for hints in hint_sets:
-        items = [("key", *item) for item in hints.items()]
-        for item in items[1:]:
-            groups.union(items[0], item)
-    for key, contact_id in stored.items():
-        groups.union(("key", *key), ("contact", contact_id))
+    return resolve_batch(conn, hint_sets, source=source, now=now).contact_ids
 
-    members: dict[object, set[int]] = defaultdict(set)
+
+def resolve_batch(
+    conn: Connection, hint_sets: Sequence[Mapping[str, str]], *, source: str, now: datetime
+) -> Resolution:
+    """As `resolve`, also saying which contacts it created (they have no stored values yet)."""
+    # Union-find over the items: items sharing a key, or holding keys of one stored contact, are one person.
+    parent = list(range(len(hint_sets)))
+    owner: dict[Key, int] = {}  # each key -> the first item holding it
+    for item, hints in enumerate(hint_sets):
+        for key in hints.items():
+            first = owner.setdefault(key, item)
+            if first != item:
+                _union(parent, item, first)
+    if not owner:
+        return Resolution([None] * len(hint_sets), frozenset())
+    stored = _stored(conn, owner)
+    holder: dict[int, int] = {}  # each stored contact -> an item holding one of its keys
     for key, contact_id in stored.items():
-        members[groups.find(("key", *key))].add(contact_id)
-    chosen: dict[object, int] = {}
-    fresh: list[object] = []
-    for root in sorted({groups.find(("key", *key)) for key in keys}, key=str):
-        found = sorted(members.get(root, ()))
-        if not found:
-            fresh.append(root)
+        item = owner[key]
+        first = holder.setdefault(contact_id, item)
+        if first != item:
+            _union(parent, item, first)
+    found: dict[int, set[int]] = defaultdict(set)
+    for contact_id, item in holder.items():
+        found[_find(parent, item)].add(contact_id)
+
+    chosen: dict[int, int] = {}
+    fresh: list[int] = []
+    for item, hints in enumerate(hint_sets):
+        if not hints or _find(parent, item) != item:
+            continue  # no person, or not the first item of its group
+        contact_ids = sorted(found.get(item, ()))
+        if not contact_ids:
+            fresh.append(item)
             continue
-        chosen[root] = found[0]
-        if len(found) > 1:
-            merge(conn, keep=found[0], others=found[1:], reason="shared identity", now=now)
-    chosen.update(zip(fresh, _new_contacts(conn, len(fresh), now), strict=True))
+        chosen[item] = contact_ids[0]
+        if len(contact_ids) > 1:
+            merge(conn, keep=contact_ids[0], others=contact_ids[1:], reason="shared identity", now=now)
+    created = _new_contacts(conn, len(fresh), now)
+    chosen.update(zip(fresh, created, strict=True))
 
-    new_identities = [
-        {
-            "contact_id": chosen[groups.find(("key", kind, value))],
-            "kind": kind,
-            "value": value,
-            "valid": True,
-            "source": source,
-            "first_seen_at": now,
-        }
-        for kind, value in sorted(keys - stored.keys())
+    result: list[int | None] = [
+        chosen[_find(parent, item)] if hints else None for item, hints in enumerate(hint_sets)
     ]
-    insert_ignore(conn, contact_identities, new_identities, keys=["kind", "value"])
-    result: list[int | None] = []
-    for hints in hint_sets:
-        first = next(iter(hints.items()), None)
-        result.append(None if first is None else chosen[groups.find(("key", *first))])
-    touched = {cid for cid in result if cid is not None}
+    new_identities = [
+        (result[item], kind, value, True, source, now)
+        for (kind, value), item in owner.items()
+        if (kind, value) not in stored
+    ]
+    write_rows(conn, contact_identities, _IDENTITY_ROW, new_identities, keys=("kind", "value"))
+    # Contacts created above already carry `now`.
+    touched = set(chosen.values()).difference(created)
     if touched:
         conn.execute(
             update(contacts).where(contacts.c.id.in_(touched)).values(updated_at=now, changed_at=now)
         )
-    return result
+    return Resolution(result, frozenset(created))
 
 
 def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
-    """Create `count` contacts in one statement; ids come back in insertion order."""
+    """Create `count` contacts; their ids, in creation order."""
     if count == 0:
         return []
-    row = {"state": "active", "created_at": now, "updated_at": now, "changed_at": now, "transition_seq": 0}
-    stmt = insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True)
-    return [int(cid) for cid in conn.execute(stmt, [row] * count).scalars()]
+    if conn.dialect.name != "sqlite":
+        row = {
+            "state": "active",
+            "created_at": now,
+            "updated_at": now,
+            "changed_at": now,
+            "transition_seq": 0,
+        }
+        stmt = insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True)
+        return [int(cid) for cid in conn.execute(stmt, [row] * count).scalars()]
+    # SQLite gives a new row the largest id plus one; naming those ids saves a statement per
+    # contact. Safe: SQLite has one writer at a time, a transaction whose snapshot is older than
+    # another's commit is refused its first write (SQLITE_BUSY_SNAPSHOT), and a taken id fails the
+    # primary key: a race ends in an error that rolls the page back, never in a shared contact.
+    last = conn.execute(select(func.max(contacts.c.id))).scalar_one() or 0
+    ids = list(range(last + 1, last + 1 + count))
+    write_rows(conn, contacts, _CONTACT_ROW, [(cid, "active", now, now, now, 0) for cid in ids])
+    return ids
 
 
 def merge(conn: Connection, *, keep: int, others: Sequence[int], reason: str, now: datetime) -> None:

@@ -7,22 +7,38 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy.sql.dml import UpdateBase
 
 from connectors import Batch, ContactEvent
 from field_mapping.identity import identity_hints
 from field_mapping.mapper import Mapper
 from field_mapping.model import IdentityHint, MappedRecord
-from field_mapping.types import to_columns
 from sync.engine import BatchResult
-from sync.fields import save_definitions, save_values
-from sync.identity import resolve
+from sync.fields import VALUE_ROWS, null_row, save_definitions, save_values
+from sync.identity import Resolution, resolve, resolve_batch
 from sync.store.tables import contacts, events, quarantine, records
-from sync.store.upsert import excluded, insert_ignore, upsert
+from sync.store.upsert import Row, execute_rows, write_rows
 
 # Streams about organisations, not people: their records are kept but name no contact.
 NON_PERSON_STREAMS = frozenset({("hubspot", "companies"), ("hubspot", "deals")})
 
 _NO_IDENTITY = "no usable identity: no valid e-mail, phone or external id in the record"
+
+
+_RECORD_ROW = (
+    "source",
+    "stream",
+    "external_id",
+    "updated_at",
+    "deleted",
+    "payload",
+    "stored_at",
+    "run_id",
+    "contact_id",
+)
+_LINK_ROW = ("c", "s", "st", "x")
+_EVENT_ROW = ("contact_id", "name", "occurred_at", "source", "external_id", "properties")
+_ACTIVITY_ROW = ("cid", "at")
 
 
 class PageStore:
@@ -35,11 +51,20 @@ class PageStore:
     def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
         """Store `batch`: records, contacts, values, events; what cannot be used goes to quarantine."""
         result = BatchResult(records=len(batch.records))
-        _store_records(conn, batch, run_id=run_id, now=now)
-        mapped = [self.mapper.map_record(r) for r in batch.records if not r.deleted]
+        map_record = self.mapper.map_record
+        mapped = [map_record(r) for r in batch.records if not r.deleted]
         kept: list[dict[str, Any]] = []
+        # Contacts first, so each raw record is written once, already linked to its contact.
+        resolution = self._resolve(conn, mapped, batch, now)
+        contact_ids = resolution.contact_ids
+        links = {
+            (m.record.source, m.record.stream, m.record.external_id): contact_id
+            for m, contact_id in zip(mapped, contact_ids, strict=True)
+            if contact_id is not None
+        }
+        _store_records(conn, batch, links, run_id=run_id, now=now)
         if mapped:
-            self._store_mapped(conn, mapped, batch, result, kept, run_id=run_id, now=now)
+            self._store_mapped(conn, mapped, resolution, batch, result, kept, run_id=run_id, now=now)
         if batch.events:
             self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
         if kept:
@@ -47,10 +72,17 @@ class PageStore:
         result.quarantined = len(kept)
         return result
 
+    def _resolve(
+        self, conn: Connection, mapped: list[MappedRecord], batch: Batch, now: datetime
+    ) -> Resolution:
+        hint_sets = [_valid(m.identities) for m in mapped]
+        return resolve_batch(conn, hint_sets, source=batch.source, now=now)
+
     def _store_mapped(
         self,
         conn: Connection,
         mapped: list[MappedRecord],
+        resolution: Resolution,
         batch: Batch,
         result: BatchResult,
         kept: list[dict[str, Any]],
@@ -58,51 +90,32 @@ class PageStore:
         run_id: int,
         now: datetime,
     ) -> None:
-        hint_sets = [_valid(m.identities) for m in mapped]
-        contact_ids = resolve(conn, hint_sets, source=batch.source, now=now)
+        contact_ids = resolution.contact_ids
         person_stream = (batch.source, batch.stream) not in NON_PERSON_STREAMS
-        links = []
-        for m, contact_id in zip(mapped, contact_ids, strict=True):
-            if contact_id is not None:
-                links.append(
-                    {"s": m.record.source, "st": m.record.stream, "x": m.record.external_id, "c": contact_id}
-                )
-            elif person_stream:
-                record = m.record
-                payload = dict(record.payload)
-                kept.append(
-                    _quarantined(
-                        record.source, record.stream, record.external_id, _NO_IDENTITY, payload, run_id, now
+        if person_stream:
+            for m, contact_id in zip(mapped, contact_ids, strict=True):
+                if contact_id is None:
+                    r = m.record
+                    payload = dict(r.payload)
+                    kept.append(
+                        _quarantined(r.source, r.stream, r.external_id, _NO_IDENTITY, payload, run_id, now)
                     )
-                )
-        if links:
-            rc = records.c
-            conn.execute(
-                update(records)
-                .where(
-                    rc.source == bindparam("s"),
-                    rc.stream == bindparam("st"),
-                    rc.external_id == bindparam("x"),
-                )
-                .values(contact_id=bindparam("c")),
-                links,
-            )
         if self._field_ids is None or any(m.created or m.widenings for m in mapped):
             self._field_ids = save_definitions(conn, self.mapper.definitions(), now)
         field_ids = self._field_ids
-        values = [
-            {
-                "contact_id": contact_id,
-                "field_id": field_ids[value.field],
-                **to_columns(value.type, value.value)._asdict(),
-                "source": m.record.source,
-                "updated_at": m.record.updated_at,
-            }
-            for m, contact_id in zip(mapped, contact_ids, strict=True)
-            if contact_id is not None
-            for value in m.values.values()
-        ]
-        save_values(conn, values)
+        rows: list[Row] = []
+        append = rows.append
+        for m, contact_id in zip(mapped, contact_ids, strict=True):
+            if contact_id is None:
+                continue
+            source, at = m.record.source, m.record.updated_at
+            for value in m.values.values():
+                field_id = field_ids[value.field]
+                if value.value is None:
+                    append(null_row(contact_id, field_id, source, at))
+                else:
+                    append(VALUE_ROWS[value.type](contact_id, field_id, value.value, source, at))
+        save_values(conn, rows, fresh=resolution.created)
         result.contacts.update(c for c in contact_ids if c is not None)
         result.problems += sum(len(m.problems) for m in mapped)
         result.widenings.extend(str(w) for m in mapped for w in m.widenings)
@@ -120,7 +133,7 @@ class PageStore:
         config = self.mapper.config.identity
         hint_sets = [_valid(identity_hints(e.source, e.identities, config)) for e in batch_events]
         contact_ids = resolve(conn, hint_sets, source=batch_events[0].source, now=now)
-        rows = []
+        rows: list[Row] = []
         latest: dict[int, datetime] = {}
         for event, contact_id in zip(batch_events, contact_ids, strict=True):
             if contact_id is None:
@@ -130,54 +143,79 @@ class PageStore:
                     _quarantined(event.source, "events", event.external_id, reason, payload, run_id, now)
                 )
                 continue
+            properties = event.properties if isinstance(event.properties, dict) else dict(event.properties)
             rows.append(
-                {
-                    "contact_id": contact_id,
-                    "name": event.name,
-                    "occurred_at": event.occurred_at,
-                    "source": event.source,
-                    "external_id": event.external_id,
-                    "properties": dict(event.properties),
-                }
+                (contact_id, event.name, event.occurred_at, event.source, event.external_id, properties)
             )
             latest[contact_id] = max(event.occurred_at, latest.get(contact_id, event.occurred_at))
-        insert_ignore(conn, events, rows, keys=["source", "external_id", "name"])
-        if latest:
-            cc = contacts.c
-            conn.execute(
-                update(contacts)
-                .where(cc.id == bindparam("cid"))
-                .where((cc.last_activity_at.is_(None)) | (cc.last_activity_at < bindparam("at")))
-                .values(last_activity_at=bindparam("at")),
-                [{"cid": cid, "at": at} for cid, at in latest.items()],
-            )
+        write_rows(conn, events, _EVENT_ROW, rows, keys=("source", "external_id", "name"))
+        execute_rows(
+            conn, "last_activity", _last_activity, _ACTIVITY_ROW, [(cid, at) for cid, at in latest.items()]
+        )
         result.events += len(rows)
         result.contacts.update(latest)
 
 
-def _store_records(conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> None:
-    """Upsert the raw records; an older copy never overwrites a newer one."""
+def _last_activity() -> UpdateBase:
+    cc = contacts.c
+    return (
+        update(contacts)
+        .where(cc.id == bindparam("cid"))
+        .where((cc.last_activity_at.is_(None)) | (cc.last_activity_at < bindparam("at")))
+        .values(last_activity_at=bindparam("at"))
+    )
+
+
+def _link() -> UpdateBase:
+    rc = records.c
+    return (
+        update(records)
+        .where(
+            rc.source == bindparam("s"),
+            rc.stream == bindparam("st"),
+            rc.external_id == bindparam("x"),
+            # A record inserted with its contact just now, or already linked to it, is not rewritten.
+            rc.contact_id.is_distinct_from(bindparam("c")),
+        )
+        .values(contact_id=bindparam("c"))
+    )
+
+
+def _store_records(
+    conn: Connection,
+    batch: Batch,
+    links: dict[tuple[str, str, str], int],
+    *,
+    run_id: int,
+    now: datetime,
+) -> None:
+    """Upsert the raw records, an older copy never overwriting a newer one; link each to its contact."""
     rows = [
-        {
-            "source": r.source,
-            "stream": r.stream,
-            "external_id": r.external_id,
-            "updated_at": r.updated_at,
-            "deleted": r.deleted,
-            "payload": dict(r.payload),
-            "stored_at": now,
-            "run_id": run_id,
-        }
+        (
+            r.source,
+            r.stream,
+            r.external_id,
+            r.updated_at,
+            r.deleted,
+            r.payload if isinstance(r.payload, dict) else dict(r.payload),
+            now,
+            run_id,
+            None if r.deleted else links.get((r.source, r.stream, r.external_id)),
+        )
         for r in batch.records
     ]
-    upsert(
+    write_rows(
         conn,
         records,
+        _RECORD_ROW,
         rows,
-        keys=["source", "stream", "external_id"],
-        update=["updated_at", "deleted", "payload", "stored_at", "run_id"],
-        where=excluded(conn, records).updated_at >= records.c.updated_at,
+        keys=("source", "stream", "external_id"),
+        update=("updated_at", "deleted", "payload", "stored_at", "run_id"),
+        newer="updated_at",
     )
+    # Records stored before this page keep their row (and, when newer, their payload); each is
+    # linked to the contact resolved now, as a new one was by the insert.
+    execute_rows(conn, "link", _link, _LINK_ROW, [(contact_id, *key) for key, contact_id in links.items()])
 
 
 def _valid(identities: tuple[IdentityHint, ...]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, event, select
 
 from connectors import Batch, ContactEvent, Record
 from connectors.base import Source, Stream
@@ -236,3 +236,89 @@ def test_a_value_that_does_not_fit_widens_the_field_and_keeps_every_stored_value
         ).all()
     assert field.type == "string"
     assert sorted(stored) == [("1", None), ("unknown", None)]  # the integer moved to the text column
+
+
+def _store(engine: Engine, store: PageStore, *pages: list[Record]) -> None:
+    for page in pages:
+        with engine.begin() as conn:
+            store(conn, Batch("stripe", "customers", page), run_id=_run(conn), now=NOW)
+
+
+def _run(conn: Connection) -> int:
+    from sync.runs import start_run
+
+    return start_run(conn, source="stripe", trigger="test", now=NOW)
+
+
+def _balances(engine: Engine) -> list[tuple[str, float | None, datetime]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(contact_identities.c.value, field_values.c.value_num, field_values.c.updated_at)
+            .join(field_values, field_values.c.contact_id == contact_identities.c.contact_id)
+            .join(field_definitions, field_definitions.c.id == field_values.c.field_id)
+            .where(
+                field_definitions.c.name == "stripe_customer_balance",
+                contact_identities.c.kind == "email",
+            )
+        )
+        return sorted((value, number, at) for value, number, at in rows)
+
+
+def _with(n: int, at: datetime, **changes: Any) -> Record:
+    record = _customer(n)
+    return Record("stripe", "customers", record.external_id, at, {**record.payload, **changes})
+
+
+def test_field_values_follow_the_latest_record_time_not_the_arrival_order(engine: Engine) -> None:
+    store = _page_store()
+    later, earlier = NOW, NOW - timedelta(days=1)
+    _store(engine, store, [_with(1, later, balance=10)], [_with(1, earlier, balance=99)])
+    assert _balances(engine) == [("person1@example.com", 10.0, later)]
+    with engine.connect() as conn:
+        payload = conn.execute(select(records.c.payload)).scalar_one()
+    assert payload["balance"] == 10  # the older copy of the raw record is not stored either
+    _store(engine, store, [_with(1, later + timedelta(hours=1), balance=11)])
+    assert _balances(engine) == [("person1@example.com", 11.0, later + timedelta(hours=1))]
+
+
+def test_within_a_page_the_later_record_wins_a_tie_even_when_it_repeats_the_stored_value(
+    engine: Engine,
+) -> None:
+    store = _page_store()
+    same_person = {"email": "person1@example.com"}
+    _store(engine, store, [_with(1, NOW, balance=5)])
+    # Two customers of one person, same time: the last one of the page wins, as the upsert runs in order.
+    _store(engine, store, [_with(2, NOW, balance=7, **same_person), _with(1, NOW, balance=5)])
+    assert _balances(engine) == [("person1@example.com", 5.0, NOW)]
+    _store(engine, store, [_with(1, NOW, balance=5), _with(2, NOW, balance=7, **same_person)])
+    assert _balances(engine) == [("person1@example.com", 7.0, NOW)]
+
+
+def test_replaying_pages_writes_no_field_value_and_keeps_every_link(engine: Engine) -> None:
+    pages = [[_customer(page * PER_PAGE + i) for i in range(PER_PAGE)] for page in range(2)]
+    _store(engine, _page_store(), *pages)
+    before = _snapshot(engine)
+    with engine.connect() as conn:
+        links = sorted(conn.execute(select(records.c.external_id, records.c.contact_id)).all())
+    written: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO field_values"):
+            written.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        _store(engine, _page_store(), *pages)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert written == []
+    assert _snapshot(engine) == before
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(records.c.external_id, records.c.contact_id)).all()) == links
+    assert all(contact_id is not None for _, contact_id in links)
+
+
+def test_a_value_that_becomes_null_clears_the_stored_one(engine: Engine) -> None:
+    store = _page_store()
+    _store(engine, store, [_with(1, NOW - timedelta(hours=1), balance=3)], [_with(1, NOW, balance=None)])
+    assert _balances(engine) == [("person1@example.com", None, NOW)]

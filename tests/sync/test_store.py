@@ -130,3 +130,35 @@ def test_sqlite_time_text_is_exactly_what_sqlalchemy_stores() -> None:
         datetime(2026, 1, 2, 3, 4, 5, 6, UTC),
     ):
         assert ours(when) == reference(when.astimezone(UTC).replace(tzinfo=None))
+
+
+def test_value_rows_put_each_type_in_the_column_the_registry_names() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from field_mapping.types import FieldType, to_columns
+    from sync.fields import VALUE_ROW, VALUE_ROWS, null_row
+
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    samples = {
+        FieldType.BOOLEAN: True,
+        FieldType.INTEGER: 3,
+        FieldType.DECIMAL: Decimal("9.95"),
+        FieldType.DATETIME: at,
+        FieldType.DATE: date(2026, 1, 2),
+        FieldType.EMAIL: "ada@example.com",
+        FieldType.PHONE: "+14155552671",
+        FieldType.ENUM: "pro",
+        FieldType.STRING: "text",
+    }
+    assert set(samples) == set(FieldType)
+    for ftype, value in samples.items():
+        row = VALUE_ROWS[ftype](1, 2, value, "stripe", at)
+        assert dict(zip(VALUE_ROW, row, strict=True)) == {
+            "contact_id": 1,
+            "field_id": 2,
+            **to_columns(ftype, value)._asdict(),
+            "source": "stripe",
+            "updated_at": at,
+        }
+    assert null_row(1, 2, "stripe", at) == (1, 2, None, None, None, None, "stripe", at)
