@@ -28,7 +28,7 @@ def demo(
         Path | None, typer.Option("--dir", help="Keep the config and the store here (default: a temp dir).")
     ] = None,
 ) -> None:
-    """Start the sandbox, sync every source, show fields and contacts, tick, and sync again."""
+    """The main job on the built-in sandbox: sync, fields, segments, verified webhooks; a tick; again."""
     where = workdir or Path(tempfile.mkdtemp(prefix="crmhub-demo-"))
     session = Demo(where, people=people, seed=seed)
     with exit_codes():
