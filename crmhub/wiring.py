@@ -56,6 +56,14 @@ def build_sources(
     ]
 
 
+def push_problems(settings: Settings) -> list[Problem]:
+    """HubSpot push needs the HubSpot connector: it writes through that connection and its token."""
+    if settings.field_mapping.hubspot.push and not settings.connectors.hubspot.enabled:
+        message = "expected connectors.hubspot.enabled = true (push uses that connection), found false"
+        return [Problem("field_mapping.hubspot.push", message)]
+    return []
+
+
 def hubspot_push(
     settings: Settings,
     engine: Engine,
@@ -67,15 +75,9 @@ def hubspot_push(
     """Push fields and changed values to HubSpot when `[field_mapping.hubspot] push` is on."""
     if not settings.field_mapping.hubspot.push:
         return None
-    if not settings.connectors.hubspot.enabled:
-        raise ConfigError(
-            [
-                Problem(
-                    "field_mapping.hubspot.push",
-                    "expected connectors.hubspot.enabled = true (push uses that connection), found false",
-                )
-            ]
-        )
+    problems = push_problems(settings)
+    if problems:
+        raise ConfigError(problems)
     [source] = build_sources(settings, ["hubspot"], http, environ)
     assert isinstance(source, HubSpotSource)
     return push_to_hubspot(engine, source.api, settings.field_mapping.hubspot, now=now)

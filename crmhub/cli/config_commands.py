@@ -13,7 +13,7 @@ from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_confi
 from crmhub.cli._output import console, emit_json, print_error
 from crmhub.example import example_config_text
 from crmhub.settings import ConfigError, Settings, missing_secrets
-from crmhub.wiring import rule_field_problems
+from crmhub.wiring import push_problems, rule_field_problems
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -37,7 +37,7 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     cli = ctx.ensure_object(CliContext)
     with exit_codes():
         settings = cli.settings()
-        problems = missing_secrets(settings) + rule_field_problems(settings)
+        problems = missing_secrets(settings) + rule_field_problems(settings) + push_problems(settings)
         if problems:
             raise ConfigError(problems, file=cli.path)
     summary = _summary(settings, cli.path)

@@ -110,3 +110,11 @@ def test_unreachable_database_is_a_clear_failure(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "database:" in result.output and "check database.url" in result.output
     assert "Traceback" not in result.output
+
+
+def test_hubspot_push_without_the_hubspot_connector_is_a_located_error(config: Path) -> None:
+    config.write_text(config.read_text() + "[field_mapping.hubspot]\npush = true\n", encoding="utf-8")
+    for command in ("check", "sync"):
+        result = _run("--config", str(config), command)
+        assert result.exit_code == 2
+        assert "field_mapping.hubspot.push: expected connectors.hubspot.enabled = true" in result.output
