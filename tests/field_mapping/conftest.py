@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from connectors.records import Record
+from field_mapping import FieldMappingConfig, FieldType, MappedRecord, Mapper
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 _STRIPE = json.loads((Path(__file__).parent / "stripe_objects.json").read_text(encoding="utf-8"))
@@ -167,3 +168,14 @@ def config_data() -> dict[str, Any]:
         ],
         "auto": {"typeform": {"form_names": {"crmhubNPS": "nps"}}},
     }
+
+
+@pytest.fixture
+def mapper(config_data: dict[str, Any]) -> Mapper:
+    """A mapper over the shared test configuration."""
+    return Mapper(FieldMappingConfig.model_validate(config_data))
+
+
+def typed_values(mapped: MappedRecord) -> dict[str, tuple[FieldType, Any]]:
+    """Each field that got a value, as (type, value)."""
+    return {name: (v.type, v.value) for name, v in mapped.values.items() if v.value is not None}

@@ -6,26 +6,21 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
-from field_mapping import FieldMappingConfig, FieldType, MappedRecord, Mapper, hubspot_declared_types
-from tests.field_mapping.conftest import hubspot_contact, record, segmentio_identify, typeform_response
+from field_mapping import FieldMappingConfig, FieldType, Mapper, hubspot_declared_types
+from tests.field_mapping.conftest import (
+    hubspot_contact,
+    record,
+    segmentio_identify,
+    typed_values,
+    typeform_response,
+)
 
 T = FieldType
 
 
-@pytest.fixture
-def mapper(config_data: dict[str, Any]) -> Mapper:
-    return Mapper(FieldMappingConfig.model_validate(config_data))
-
-
-def _typed(mapped: MappedRecord) -> dict[str, tuple[FieldType, Any]]:
-    return {name: (v.type, v.value) for name, v in mapped.values.items() if v.value is not None}
-
-
 def test_hubspot_contact(mapper: Mapper) -> None:
     mapped = mapper.map_record(record("hubspot", "contacts", hubspot_contact()))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["lifecycle_stage"] == (T.ENUM, "customer")
     assert typed["hubspot_email"] == (T.EMAIL, "jane.doe@example.com")
     assert typed["hubspot_phone"] == (T.PHONE, "+14155552671")
@@ -42,12 +37,12 @@ def test_hubspot_declared_types_win_over_inference(config_data: dict[str, Any]) 
     declared = hubspot_declared_types([{"name": "zip", "type": "string", "fieldType": "text"}])
     mapper = Mapper(FieldMappingConfig.model_validate(config_data), declared={"hubspot.contacts": declared})
     mapped = mapper.map_record(record("hubspot", "contacts", hubspot_contact(zip="02134")))
-    assert _typed(mapped)["hubspot_zip"] == (T.STRING, "02134")
+    assert typed_values(mapped)["hubspot_zip"] == (T.STRING, "02134")
 
 
 def test_typeform_response(mapper: Mapper) -> None:
     mapped = mapper.map_record(record("typeform", "responses", typeform_response()))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["payment_plan"] == (T.ENUM, "pro")
     assert typed["typeform_nps_nps"] == (T.INTEGER, 9)
     assert typed["typeform_nps_consent"] == (T.BOOLEAN, True)
@@ -82,7 +77,7 @@ def test_segmentio_identify(mapper: Mapper) -> None:
         address={"city": "Paris"},
     )
     mapped = mapper.map_record(record("segmentio", "users", message))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["segmentio_email"] == (T.EMAIL, "jane.doe@example.com")
     assert typed["segmentio_first_name"] == (T.STRING, "Jane")
     assert typed["segmentio_plan"] == (T.ENUM, "pro")

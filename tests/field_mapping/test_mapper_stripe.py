@@ -6,23 +6,11 @@ import json
 from collections import OrderedDict
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import pytest
-
-from field_mapping import FieldMappingConfig, FieldType, MappedRecord, Mapper, is_field_name, is_hubspot_name
-from tests.field_mapping.conftest import record, stripe_object
+from field_mapping import FieldType, Mapper, is_field_name, is_hubspot_name
+from tests.field_mapping.conftest import record, stripe_object, typed_values
 
 T = FieldType
-
-
-@pytest.fixture
-def mapper(config_data: dict[str, Any]) -> Mapper:
-    return Mapper(FieldMappingConfig.model_validate(config_data))
-
-
-def _typed(mapped: MappedRecord) -> dict[str, tuple[FieldType, Any]]:
-    return {name: (v.type, v.value) for name, v in mapped.values.items() if v.value is not None}
 
 
 def test_customer(mapper: Mapper) -> None:
@@ -34,7 +22,7 @@ def test_customer(mapper: Mapper) -> None:
         metadata={"tier": "gold", "seats": "12", "beta": "true"},
     )
     mapped = mapper.map_record(record("stripe", "customers", customer))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["stripe_customer_email"] == (T.EMAIL, "jenny.rosen@example.com")
     assert typed["stripe_customer_phone"] == (T.PHONE, "+14155552671")
     assert typed["stripe_customer_name"] == (T.STRING, "Jenny Rosen")
@@ -69,7 +57,7 @@ def test_subscription_rules_and_hoisted_item(mapper: Mapper) -> None:
     subscription = stripe_object("subscription", status="trialing", trial_end=1_800_000_000)
     subscription["items"]["data"][0]["price"]["nickname"] = " Pro Monthly "
     mapped = mapper.map_record(record("stripe", "subscriptions", subscription))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["payment_plan"] == (T.ENUM, "pro monthly")
     assert typed["subscription_status"] == (T.ENUM, "trialing")
     assert typed["mrr"] == (T.DECIMAL, Decimal("20.00"))
@@ -98,7 +86,7 @@ def test_subscription_rules_and_hoisted_item(mapper: Mapper) -> None:
 def test_invoice(mapper: Mapper) -> None:
     invoice = stripe_object("invoice", customer_email="Jenny@Example.com", status="paid")
     mapped = mapper.map_record(record("stripe", "invoices", invoice))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["stripe_invoice_status"] == (T.ENUM, "paid")
     assert typed["stripe_invoice_amount_due"] == (T.INTEGER, 1000)
     assert typed["stripe_invoice_period_end"] == (T.DATETIME, datetime(2009, 2, 13, 23, 31, 30, tzinfo=UTC))
@@ -113,7 +101,7 @@ def test_charge(mapper: Mapper) -> None:
     charge = stripe_object("charge", customer={"id": "cus_9", "object": "customer"})
     charge["billing_details"]["email"] = "JR@example.com"
     mapped = mapper.map_record(record("stripe", "charges", charge))
-    typed = _typed(mapped)
+    typed = typed_values(mapped)
     assert typed["stripe_charge_amount"] == (T.INTEGER, 100)
     assert typed["stripe_charge_payment_method_details_card_brand"] == (T.ENUM, "visa")
     assert typed["stripe_charge_billing_details_name"] == (T.STRING, "Jenny Rosen")
