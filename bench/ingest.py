@@ -54,7 +54,7 @@ def _customer(n: int, rng: random.Random) -> Record:
         "metadata": {"plan": rng.choice(_PLANS), "seats": str(rng.randrange(1, 50))},
         "invoice_settings": {"default_payment_method": None, "footer": None},
     }
-    return Record("stripe", "customers", payload["id"], created, payload)
+    return Record("stripe", "customers", f"cus_{n:08d}", created, payload)
 
 
 def _pages(total: int, size: int, seed: int) -> Iterator[Batch]:

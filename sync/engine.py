@@ -20,6 +20,7 @@ from connectors import Batch
 from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
+from sync.store import write_transaction
 
 if TYPE_CHECKING:
     from sync.segments import EvaluationReport
@@ -128,7 +129,7 @@ class SyncEngine:
         Stops early, at a page boundary, when `should_stop()` turns true.
         """
         only = sources[0].name if len(sources) == 1 else None
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             run_id = start_run(conn, source=only, trigger=trigger, now=now)
         report = RunReport(run_id=run_id)
         for source in sources:
@@ -141,7 +142,7 @@ class SyncEngine:
                 stream_report = StreamReport(source=source.name, stream=stream.name, full=full)
                 report.streams.append(stream_report)
                 self._pull(stream, stream_report, report, run_id, now, full, on_progress, should_stop)
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             # Segments follow the data on every run, and time-window ones move with `now` alone.
             if self.evaluate is not None:
                 report.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=None)
@@ -161,7 +162,7 @@ class SyncEngine:
         The same page store as a pull, then segment evaluation for the contacts it touched, in one
         transaction: either all of it is stored, with its transitions and outbox rows, or nothing.
         """
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             run_id = start_run(conn, source=batch.source, trigger=trigger, now=now)
             result = self.store_batch(conn, batch, run_id=run_id, now=now)
             if self.evaluate is not None and result.contacts:
@@ -187,7 +188,7 @@ class SyncEngine:
             with self.engine.connect() as conn:
                 cursor = None if full else load_cursor(conn, stream.source, stream.name)
             for batch in stream.pull(cursor, now=now, full=full):
-                with self.engine.begin() as conn:
+                with write_transaction(self.engine) as conn:
                     result = self.store_batch(conn, batch, run_id=run_id, now=now)
                     if batch.cursor is not None:
                         save_cursor(conn, batch.source, batch.stream, batch.cursor, run_id=run_id, now=now)

@@ -1,6 +1,6 @@
 """Webhooks: outbound delivery, inbound provider webhooks, the Segment.com destination."""
 
-from webhooks._tx import write_transaction
+from sync.store import write_transaction
 from webhooks.config import Cap, EndpointConfig, WebhooksConfig, parse_cap
 from webhooks.exceptions import SecretError, UnsafeDestinationError, WebhookConfigError, WebhookError
 from webhooks.fanout import FanoutStats, fan_out

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 
+from sync.store import write_transaction
 from sync.store.tables import deliveries, outbox, segments, transitions
 from sync.store.upsert import insert_ignore
-from webhooks._tx import write_transaction
 from webhooks.config import EndpointConfig, WebhooksConfig
 from webhooks.eligibility import cap_counts, consenting, suppressed_contacts
 from webhooks.payload import event_type

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from webhooks._tx import write_transaction
+from sync.store import write_transaction
 from webhooks.config import WebhooksConfig
 from webhooks.endpoints import Breaker, EndpointState, load_states
 from webhooks.fanout import fan_out_batch

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -42,3 +44,18 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
+
+
+# A statement that writes nothing but makes SQLite take the write lock (what BEGIN IMMEDIATE would do).
+# Without it, a transaction that reads and then writes fails at once with "database is locked" when
+# another connection committed in between, instead of waiting on busy_timeout.
+_TAKE_WRITE_LOCK = "UPDATE locks SET name = name WHERE 0"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """`engine.begin()`, holding SQLite's write lock from the start; plain on PostgreSQL."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(_TAKE_WRITE_LOCK)
+        yield conn
