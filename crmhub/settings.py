@@ -21,8 +21,12 @@ from pydantic_settings import (
 )
 
 from connectors.config import ConnectorsConfig
+from crmhub.server.config import ServerConfig
 from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
+from sync.consent import ConsentConfig
+from sync.hygiene import HygieneConfig
+from sync.schedule import SyncConfig
 from sync.segments import ScoringConfig, SegmentsConfig
 from webhooks.config import WebhooksConfig
 
@@ -46,6 +50,10 @@ class Settings(BaseSettings):
     segments: SegmentsConfig = Field(default_factory=dict)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    hygiene: HygieneConfig = Field(default_factory=HygieneConfig)
 
     @classmethod
     def settings_customise_sources(

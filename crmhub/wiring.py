@@ -13,10 +13,13 @@ from sqlalchemy.exc import DBAPIError
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
 from crmhub.settings import ConfigError, Problem, Settings, secret
 from field_mapping.mapper import Mapper
+from sync.consent.config import endpoints_by_channel
 from sync.engine import Evaluate, SyncEngine
 from sync.fields import load_definitions
 from sync.hubspot_push import PushReport, push_to_hubspot
+from sync.hygiene import run_hygiene
 from sync.ingest import PageStore
+from sync.locks import serialize_evaluation
 from sync.segments import EvaluationReport, check_fields, evaluate_segments
 from sync.store import create_store_engine, status
 from sync.store.tables import field_definitions
@@ -88,7 +91,10 @@ def build_sync_engine(settings: Settings, engine: Engine) -> SyncEngine:
     with engine.connect() as conn:
         known = load_definitions(conn)
     mapper = Mapper(settings.field_mapping, known=known)
-    return SyncEngine(engine, PageStore(mapper), evaluator(settings))
+    evaluate = evaluator(settings)
+    channels = endpoints_by_channel({n: e.requires_consent for n, e in settings.webhooks.endpoints.items()})
+    store = PageStore(mapper, consent=settings.consent, evaluate=evaluate, endpoints=channels)
+    return SyncEngine(engine, store, evaluate)
 
 
 def rule_field_problems(settings: Settings) -> list[Problem]:
@@ -122,6 +128,11 @@ def evaluator(settings: Settings) -> Evaluate | None:
     def evaluate(
         conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
     ) -> EvaluationReport:
+        serialize_evaluation(conn)
+        if contact_ids is None and settings.hygiene.enabled:
+            # A whole-store evaluation (the end of a sync, a scheduled re-evaluation) runs the hygiene
+            # policies first, so the segments see this run's dormant and undeliverable flags.
+            run_hygiene(conn, settings.hygiene, now=now)
         return evaluate_segments(
             conn, settings.segments, now=now, scoring=scoring, run_id=run_id, contact_ids=contact_ids
         )

@@ -19,6 +19,8 @@ from sqlalchemy import Connection, Engine
 from connectors import Batch
 from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
+from sync.group_commit import GroupCommit, Pushed
+from sync.inbound import AlreadyReceivedError, claim_events
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
 
@@ -112,6 +114,7 @@ class SyncEngine:
         self.engine = engine
         self.store_batch = store_batch
         self.evaluate = evaluate
+        self._pushed = GroupCommit(self._commit_pushed)
 
     def run(
         self,
@@ -156,21 +159,51 @@ class SyncEngine:
             )
         return report
 
-    def ingest(self, batch: Batch, *, now: datetime, trigger: str = "push") -> BatchResult:
+    def ingest(
+        self, batch: Batch, *, now: datetime, trigger: str = "push", event_ids: Collection[str] = ()
+    ) -> BatchResult:
         """Store one batch pushed to crmhub (Segment.com calls, provider webhooks), with its run record.
 
         The same page store as a pull, then segment evaluation for the contacts it touched, in one
         transaction: either all of it is stored, with its transitions and outbox rows, or nothing.
+        Batches pushed at the same time share that transaction (see sync.group_commit).
+        `event_ids` (the provider's) are claimed in that transaction; when every one was claimed
+        before, `sync.inbound.AlreadyReceivedError` is raised and nothing is stored.
         """
+        return self._pushed.submit(Pushed(batch, now, trigger, event_ids))
+
+    def _commit_pushed(self, group: list[Pushed]) -> None:
+        """Store every batch of `group`, then evaluate the contacts they touched, in one transaction."""
+        now = max(item.now for item in group)
+        sources = {item.batch.source for item in group}
         with write_transaction(self.engine) as conn:
-            run_id = start_run(conn, source=batch.source, trigger=trigger, now=now)
-            result = self.store_batch(conn, batch, run_id=run_id, now=now)
-            if self.evaluate is not None and result.contacts:
-                # The contacts the batch touched, at once: the real-time path is this same path.
-                result.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=result.contacts)
-            stats = {"records": result.records, "events": result.events, "quarantined": result.quarantined}
+            run_id = start_run(
+                conn, source=sources.pop() if len(sources) == 1 else None, trigger=group[0].trigger, now=now
+            )
+            stored: list[tuple[Pushed, BatchResult]] = []
+            for item in group:
+                try:
+                    if item.event_ids:
+                        claim_events(conn, item.batch.source, item.event_ids, now=item.now)
+                except AlreadyReceivedError as exc:
+                    item.error = exc  # wrote nothing: the claim found every id taken
+                    continue
+                stored.append((item, self.store_batch(conn, item.batch, run_id=run_id, now=item.now)))
+            touched = set().union(*(result.contacts for _, result in stored))
+            evaluation = None
+            if self.evaluate is not None and touched:
+                # The contacts the batches touched, at once: the real-time path is this same path.
+                evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=touched)
+            stats = {
+                "batches": len(stored),
+                "records": sum(r.records for _, r in stored),
+                "events": sum(r.events for _, r in stored),
+                "quarantined": sum(r.quarantined for _, r in stored),
+            }
             finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)
-        return result
+        for item, result in stored:
+            result.evaluation = evaluation
+            item.result = result
 
     def _pull(
         self,

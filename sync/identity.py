@@ -19,6 +19,7 @@ from sync.store.tables import (
     consent_records,
     contact_identities,
     contacts,
+    erasure_log,
     events,
     field_values,
     memberships,
@@ -166,7 +167,13 @@ def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
     # contact. Safe: SQLite has one writer at a time, a transaction whose snapshot is older than
     # another's commit is refused its first write (SQLITE_BUSY_SNAPSHOT), and a taken id fails the
     # primary key: a race ends in an error that rolls the page back, never in a shared contact.
-    last = conn.execute(select(func.max(contacts.c.id))).scalar_one() or 0
+    # Numbers of merged and erased contacts count as taken: senders' feedback names them, and a
+    # new person must never answer to one.
+    last = max(
+        conn.execute(select(func.max(contacts.c.id))).scalar_one() or 0,
+        conn.execute(select(func.max(merge_log.c.merged_contact_id))).scalar_one() or 0,
+        conn.execute(select(func.max(erasure_log.c.contact_id))).scalar_one() or 0,
+    )
     ids = list(range(last + 1, last + 1 + count))
     write_rows(conn, contacts, _CONTACT_ROW, [(cid, "active", now, now, now, 0) for cid in ids])
     return ids

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +13,11 @@ from connectors import Batch, ContactEvent
 from field_mapping.identity import identity_hints
 from field_mapping.mapper import Mapper
 from field_mapping.model import IdentityHint, MappedRecord
-from sync.engine import BatchResult
+from sync.consent.config import ConsentConfig
+from sync.consent.sources import apply_page_consent, consent_items
+from sync.engine import BatchResult, Evaluate
 from sync.fields import VALUE_ROWS, null_row, save_definitions, save_values
-from sync.identity import Resolution, resolve, resolve_batch
+from sync.identity import Resolution, resolve_batch
 from sync.store.tables import contacts, events, quarantine, records
 from sync.store.upsert import Row, execute_rows, write_rows
 
@@ -42,10 +44,25 @@ _ACTIVITY_ROW = ("cid", "at")
 
 
 class PageStore:
-    """Stores pages for the sync engine with one mapper, so field types widen across pages."""
+    """Stores pages for the sync engine with one mapper, so field types widen across pages.
 
-    def __init__(self, mapper: Mapper) -> None:
+    `consent` maps source fields to consent records and lists the channels; an opt-out found in a
+    page acts at once, in the page's transaction: `evaluate` re-evaluates those contacts and
+    `endpoints` (channel -> endpoint names requiring it) says whose pending entries to cancel.
+    """
+
+    def __init__(
+        self,
+        mapper: Mapper,
+        *,
+        consent: ConsentConfig | None = None,
+        evaluate: Evaluate | None = None,
+        endpoints: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
         self.mapper = mapper
+        self.consent = consent or ConsentConfig()
+        self.evaluate = evaluate
+        self.endpoints = endpoints
         self._field_ids: dict[str, int] | None = None
 
     def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
@@ -63,10 +80,23 @@ class PageStore:
             if contact_id is not None
         }
         _store_records(conn, batch, links, run_id=run_id, now=now)
+        created = set(resolution.created)
         if mapped:
             self._store_mapped(conn, mapped, resolution, batch, result, kept, run_id=run_id, now=now)
         if batch.events:
-            self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
+            created |= self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
+        # After the values, so an opt-out's re-evaluation sees the page's data.
+        items = consent_items(self.consent, ((m.record, c) for m, c in zip(mapped, contact_ids, strict=True)))
+        apply_page_consent(
+            conn,
+            self.consent,
+            items,
+            created=created,
+            now=now,
+            evaluate=self.evaluate,
+            endpoints=self.endpoints,
+            run_id=run_id,
+        )
         if kept:
             conn.execute(insert(quarantine), kept)
         result.quarantined = len(kept)
@@ -129,10 +159,12 @@ class PageStore:
         *,
         run_id: int,
         now: datetime,
-    ) -> None:
+    ) -> frozenset[int]:
+        """Store the events; returns the contacts they created."""
         config = self.mapper.config.identity
         hint_sets = [_valid(identity_hints(e.source, e.identities, config)) for e in batch_events]
-        contact_ids = resolve(conn, hint_sets, source=batch_events[0].source, now=now)
+        resolution = resolve_batch(conn, hint_sets, source=batch_events[0].source, now=now)
+        contact_ids = resolution.contact_ids
         rows: list[Row] = []
         latest: dict[int, datetime] = {}
         for event, contact_id in zip(batch_events, contact_ids, strict=True):
@@ -154,6 +186,7 @@ class PageStore:
         )
         result.events += len(rows)
         result.contacts.update(latest)
+        return resolution.created
 
 
 def _last_activity() -> UpdateBase:

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
-from sync.store.tables import cursors, sync_runs
+from sync.store.tables import cursors, quarantine, records, sync_runs
 from sync.store.upsert import upsert
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One sync run as recorded."""
+
+    id: int
+    source: str | None
+    trigger: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    stats: dict[str, Any]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """One stream: what it stored, what it quarantined and where its cursor stands."""
+
+    source: str
+    stream: str | None  # None: an enabled source that never stored anything
+    records: int
+    quarantined: int
+    cursor: str | None
+    cursor_updated_at: datetime | None
 
 
 def start_run(conn: Connection, *, source: str | None, trigger: str, now: datetime) -> int:
@@ -55,3 +83,46 @@ def save_cursor(
 def clear_cursors(conn: Connection, source: str) -> None:
     """Forget every cursor of a source, so its next run is a full one."""
     conn.execute(cursors.delete().where(cursors.c.source == source))
+
+
+def recent_runs(conn: Connection, *, limit: int) -> list[RunRow]:
+    """The latest `limit` sync runs, newest first."""
+    query = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)
+    return [RunRow(**row) for row in conn.execute(query).mappings()]
+
+
+def stream_overview(conn: Connection, enabled: Sequence[str]) -> list[StreamRow]:
+    """Every stream that stored or saved a cursor, then each enabled source that never did."""
+    rc, qc, cc = records.c, quarantine.c, cursors.c
+    counts = {
+        (s, st): n
+        for s, st, n in conn.execute(
+            select(rc.source, rc.stream, func.count()).group_by(rc.source, rc.stream)
+        )
+    }
+    held = {
+        (s, st): n
+        for s, st, n in conn.execute(
+            select(qc.source, qc.stream, func.count()).group_by(qc.source, qc.stream)
+        )
+    }
+    saved = {
+        (s, st): (v, at)
+        for s, st, v, at in conn.execute(select(cc.source, cc.stream, cc.value, cc.updated_at))
+    }
+    rows = []
+    for source, stream in sorted(set(counts) | set(saved)):
+        cursor, saved_at = saved.get((source, stream), (None, None))
+        rows.append(
+            StreamRow(
+                source,
+                stream,
+                counts.get((source, stream), 0),
+                held.get((source, stream), 0),
+                cursor,
+                saved_at,
+            )
+        )
+    seen = {source for source, _ in counts} | {source for source, _ in saved}
+    rows.extend(StreamRow(source, None, 0, 0, None, None) for source in enabled if source not in seen)
+    return rows

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from sync.store.tables import deliveries, memberships, segments, transitions
+from sync.store.tables import deliveries, delivery_attempts, memberships, segments, transitions
 from sync.store.upsert import insert_ignore
 from webhooks.config import WebhooksConfig
 from webhooks.exceptions import WebhookConfigError
 from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
 
-__all__ = ["REPLAYABLE", "Backfill", "backfill", "list_deliveries", "replay"]
+__all__ = ["REPLAYABLE", "Backfill", "attempts_of", "backfill", "list_deliveries", "replay"]
 
 # Statuses a bulk replay resends; a single id may be replayed whatever its status.
 REPLAYABLE = ("dead", "failed", "cancelled")
@@ -53,6 +54,21 @@ def list_deliveries(
     if endpoint:
         query = query.where(d.endpoint == endpoint)
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def attempts_of(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Each delivery's attempts, oldest first; a delivery never attempted has none."""
+    a = delivery_attempts.c
+    found: dict[int, list[dict[str, Any]]] = {i: [] for i in delivery_ids}
+    for start in range(0, len(delivery_ids), _CHUNK):
+        query = (
+            select(a.delivery_id, a.attempted_at, a.status_code, a.latency_ms, a.error, a.response_excerpt)
+            .where(a.delivery_id.in_(delivery_ids[start : start + _CHUNK]))
+            .order_by(a.delivery_id, a.id)
+        )
+        for row in conn.execute(query).mappings():
+            found[row["delivery_id"]].append(dict(row))
+    return found
 
 
 def replay(

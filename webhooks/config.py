@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from webhooks.inbound.config import InboundConfig
+
 __all__ = ["Cap", "EndpointConfig", "EventType", "WebhooksConfig", "parse_cap"]
 
 EventType = Literal["segment.entered", "segment.left"]
@@ -123,6 +125,7 @@ class WebhooksConfig(_Strict):
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_open_seconds: float = Field(default=30.0, gt=0)
     circuit_max_open_seconds: float = Field(default=600.0, gt=0)
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
 
     @field_validator("endpoints")
     @classmethod
@@ -143,11 +146,11 @@ class WebhooksConfig(_Strict):
         return self
 
     def secret_envs(self) -> dict[str, str]:
-        """TOML path -> environment variable name, for every endpoint's secrets."""
+        """TOML path -> environment variable name, for endpoint secrets and enabled inbound providers."""
         refs: dict[str, str] = {}
         for name, endpoint in self.endpoints.items():
             for i, env in enumerate(endpoint.secret_envs):
                 refs[f"webhooks.endpoints.{name}.secret_envs[{i}]"] = env
             if endpoint.write_key_env:
                 refs[f"webhooks.endpoints.{name}.write_key_env"] = endpoint.write_key_env
-        return refs
+        return refs | self.inbound.secret_envs()

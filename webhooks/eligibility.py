@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from sync.consent.suppression import identity_hash
 from sync.store.tables import consent_records, contact_identities, deliveries, suppressions, transitions
 from webhooks.config import Cap
 
@@ -28,7 +28,7 @@ def suppressed_contacts(conn: Connection, contact_ids: Collection[int]) -> set[i
             contact_identities.c.kind.in_(("email", "phone")),
         )
     ).all()
-    by_hash = {(kind, hashlib.sha256(value.encode("utf-8")).hexdigest()): cid for cid, kind, value in rows}
+    by_hash = {(kind, identity_hash(value)): cid for cid, kind, value in rows}
     if not by_hash:
         return set()
     listed = conn.execute(

@@ -11,9 +11,20 @@ from collections.abc import Mapping, Sequence
 
 from webhooks.exceptions import SecretError
 
-__all__ = ["SECRET_PREFIX", "decode_secret", "generate_secret", "load_keys", "sign", "signed_headers"]
+__all__ = [
+    "SECRET_PREFIX",
+    "SignatureError",
+    "decode_secret",
+    "generate_secret",
+    "load_keys",
+    "sign",
+    "signed_headers",
+    "verify",
+]
 
 SECRET_PREFIX = "whsec_"
+# How far a signed request's timestamp may lie from our clock, either way (the spec's suggestion).
+TOLERANCE_SECONDS = 300
 _MIN_BYTES, _MAX_BYTES = 24, 64
 
 
@@ -69,3 +80,24 @@ def signed_headers(webhook_id: str, timestamp: int, body: bytes, keys: Sequence[
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(webhook_id, timestamp, body, keys),
     }
+
+
+class SignatureError(Exception):
+    """A signed request that does not verify: the message says which check failed and what to do."""
+
+
+def verify(headers: Mapping[str, str], body: bytes, keys: Sequence[bytes], *, now: float) -> None:
+    """Check Standard Webhooks headers (lower-case names) against `keys`; raise SignatureError if not."""
+    webhook_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+    given = headers.get("webhook-signature", "")
+    if not (webhook_id and stamp and given):
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
+    if not stamp.isdigit() or abs(now - int(stamp)) > TOLERANCE_SECONDS:
+        raise SignatureError(
+            f"webhook-timestamp {stamp[:20]!r} is more than {TOLERANCE_SECONDS} s from our clock: "
+            "sign with the current time, and check the sender's clock"
+        )
+    expected = sign(webhook_id, int(stamp), body, keys).split(" ")
+    offered = [part for part in given.split(" ") if part.startswith("v1,")]
+    if not any(hmac.compare_digest(a, b) for a in offered for b in expected):
+        raise SignatureError("no v1 signature matches: sign id.timestamp.body with the endpoint's secret")

@@ -13,6 +13,7 @@ from connectors.http import Retrier
 from connectors.hubspot.client import HubSpotApi, PropertyDefinition
 from connectors.hubspot.streams import SEARCH_RESULT_CAP, HubSpotStream
 from connectors.ratelimit import TokenBucket
+from connectors.records import Record
 
 __all__ = ["SEARCH_RESULT_CAP", "HubSpotSource", "HubSpotStream", "PropertyDefinition"]
 
@@ -40,6 +41,7 @@ class HubSpotSource(Source):
             search=TokenBucket(config.search_requests_per_second, clock=clock, sleep=retrier.sleep),
         )
         self._definitions: dict[str, list[PropertyDefinition]] = {}
+        self._selected = list(config.properties)
         self._streams = [
             HubSpotStream(
                 self.api,
@@ -54,6 +56,12 @@ class HubSpotSource(Source):
     @property
     def streams(self) -> Sequence[Stream]:
         return self._streams
+
+    def read_contacts(self, ids: Sequence[str]) -> list[Record]:
+        """Contacts by HubSpot id, as the contacts stream would pull them (for webhooks naming only ids)."""
+        return HubSpotStream(
+            self.api, "contacts", properties=self.property_definitions, selected=self._selected
+        ).read(ids)
 
     def property_definitions(self, object_type: str) -> list[PropertyDefinition]:
         """The declared properties of an object type, read from HubSpot once per Source (per run)."""

@@ -157,6 +157,22 @@ class HubSpotApi:
             lambda: api.update(batch_input_simple_public_object_batch_input=batch, _preload_content=False),
         )
 
+    def batch_read(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> Mapping[str, Any]:
+        """`POST /crm/v3/objects/{object_type}/batch/read` by id, <= 100; ids not found are left out."""
+        models = importlib.import_module(f"hubspot.crm.{object_type}")
+        api = getattr(self._client.crm, object_type).batch_api
+        body = models.BatchReadInputSimplePublicObjectId(
+            inputs=[models.SimplePublicObjectId(id=i) for i in ids],
+            properties=list(properties),
+            properties_with_history=[],
+        )
+        return self._call(
+            f"{object_type} batch read",
+            lambda: api.read(batch_read_input_simple_public_object_id=body, _preload_content=False),
+        )
+
     def _create(self, what: str, fn: Callable[[], Any]) -> bool:
         existed = False
 

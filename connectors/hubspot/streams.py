@@ -26,9 +26,10 @@ from connectors.hubspot.client import HubSpotApi, PropertyDefinition
 from connectors.paginators import HubSpotPaginator, require_list
 from connectors.records import Batch, Record
 
-__all__ = ["SEARCH_INDEX_LAG", "SEARCH_RESULT_CAP", "HubSpotStream", "modified_field"]
+__all__ = ["BATCH_READ_LIMIT", "SEARCH_INDEX_LAG", "SEARCH_RESULT_CAP", "HubSpotStream", "modified_field"]
 
 SEARCH_RESULT_CAP = 10_000
+BATCH_READ_LIMIT = 100
 SEARCH_INDEX_LAG = timedelta(seconds=30)
 
 
@@ -129,6 +130,18 @@ class HubSpotStream(Stream):
                         "which search cannot page past: retry later; if it persists, report it"
                     )
                 query_since, paginator, in_query = since, HubSpotPaginator(), 0
+
+    def read(self, ids: Sequence[str]) -> list[Record]:
+        """The current state of the objects with these ids (batch read, 100 per request), as Records."""
+        properties = self.property_names()
+        records: list[Record] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), BATCH_READ_LIMIT):
+            page = self.api.batch_read(self.name, unique[start : start + BATCH_READ_LIMIT], properties)
+            records.extend(
+                self._record(obj, self._stamp(obj)) for obj in require_list(self.source, page, "results")
+            )
+        return records
 
     def _stamp(self, obj: Any) -> int:
         props = obj.get("properties") if isinstance(obj, Mapping) else None

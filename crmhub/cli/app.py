@@ -9,12 +9,16 @@ import typer
 
 from crmhub.cli._context import CliContext
 from crmhub.cli.config_commands import check, init
+from crmhub.cli.consent import consent_app
+from crmhub.cli.contact import contact_app
 from crmhub.cli.db import db_app
 from crmhub.cli.deliveries import deliver_command, deliveries_app, webhooks_app
 from crmhub.cli.demo import demo
 from crmhub.cli.fields import fields
+from crmhub.cli.hygiene import hygiene_app
 from crmhub.cli.sandbox import sandbox_app
 from crmhub.cli.segments import explain_command, history_command, plan_command, segments_app
+from crmhub.cli.serve import serve
 from crmhub.cli.sync_commands import sources, sync
 
 app = typer.Typer(
@@ -41,6 +45,7 @@ def _root(
 app.command()(init)
 app.command()(check)
 app.command()(sync)
+app.command()(serve)
 app.command()(sources)
 app.command()(fields)
 app.add_typer(segments_app, name="segments")
@@ -53,6 +58,9 @@ app.command("deliver")(deliver_command)
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(contact_app, name="contact")
+app.add_typer(consent_app, name="consent")
+app.add_typer(hygiene_app, name="hygiene")
 
 
 def main() -> None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
-from connectors import default_http_client
 from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error
-from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_source_names
+from crmhub.jobs import run_job
+from crmhub.wiring import pull_source_names
 from sync.engine import RunReport, StreamReport
-from sync.store.tables import cursors, quarantine, records, sync_runs
+from sync.runs import recent_runs, stream_overview
+from sync.schedule import Job
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -35,17 +37,29 @@ def sync(
     with exit_codes():
         settings = cli.settings()
         engine = cli.engine(settings)
-        names = pull_source_names(settings, source)
-        with default_http_client(settings.connectors) as http:
-            sources = build_sources(settings, names, http)
-            sync_engine = build_sync_engine(settings, engine)
-            now = datetime.now(UTC)
-            if json:
-                report = sync_engine.run(sources, now=now, full=full)
-            else:
-                with StreamProgress() as progress:
-                    report = sync_engine.run(sources, now=now, full=full, on_progress=progress.update)
-            pushed = hubspot_push(settings, engine, http, now=now)
+        job = Job("sync", "", tuple(pull_source_names(settings, source)))
+        clock = partial(datetime.now, UTC)
+        if json:
+            outcome = run_job(settings, engine, job, clock=clock, trigger="manual", full=full)
+        else:
+            with StreamProgress() as progress:
+                outcome = run_job(
+                    settings,
+                    engine,
+                    job,
+                    clock=clock,
+                    trigger="manual",
+                    full=full,
+                    on_progress=progress.update,
+                )
+    report, pushed = outcome.report, outcome.pushed
+    for lease, holder in outcome.busy.items():
+        print_error(
+            f"{lease}: skipped, another run ({holder}) holds it; wait for it to finish, "
+            f"or see `crmhub sources` for the last run"
+        )
+    if report is None:
+        raise typer.Exit(EXIT_FAILED)
     if json:
         emit_json(_report_json(report) | {"hubspot_push": None if pushed is None else vars(pushed)})
     else:
@@ -55,7 +69,7 @@ def sync(
                 f"hubspot push: {len(pushed.properties_created)} properties created, "
                 f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
             )
-    if report.failed:
+    if report.failed or outcome.busy:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -180,52 +194,22 @@ def sources(ctx: typer.Context, json: JsonFlag = False) -> None:
 
 
 def _source_rows(engine: Engine, enabled: list[str]) -> list[dict[str, Any]]:
-    rc, qc, cc, sr = records.c, quarantine.c, cursors.c, sync_runs.c
     with engine.connect() as conn:
-        counts = dict(
-            ((s, st), n)
-            for s, st, n in conn.execute(
-                select(rc.source, rc.stream, func.count()).group_by(rc.source, rc.stream)
-            )
-        )
-        held = dict(
-            ((s, st), n)
-            for s, st, n in conn.execute(
-                select(qc.source, qc.stream, func.count()).group_by(qc.source, qc.stream)
-            )
-        )
-        saved = {
-            (s, st): (v, at)
-            for s, st, v, at in conn.execute(select(cc.source, cc.stream, cc.value, cc.updated_at))
-        }
-        last = conn.execute(select(sr.id, sr.status, sr.finished_at).order_by(sr.id.desc()).limit(1)).first()
+        streams = stream_overview(conn, enabled)
+        last = next(iter(recent_runs(conn, limit=1)), None)
     last_run = None
     if last is not None and last.finished_at is not None:
         last_run = f"#{last.id} {last.status} {last.finished_at:%Y-%m-%d %H:%M}"
-    rows = []
-    for source, stream in sorted(set(counts) | set(saved)):
-        cursor, saved_at = saved.get((source, stream), (None, None))
-        rows.append(
-            {
-                "stream": f"{source}.{stream}",
-                "records": counts.get((source, stream), 0),
-                "quarantined": held.get((source, stream), 0),
-                "cursor": cursor,
-                "cursor_updated_at": saved_at.isoformat(timespec="seconds") if saved_at else None,
-                "last_run": last_run,
-            }
-        )
-    seen = {source for source, _ in counts} | {source for source, _ in saved}
-    for source in enabled:
-        if source not in seen:
-            rows.append(
-                {
-                    "stream": f"{source} (never synced)",
-                    "records": 0,
-                    "quarantined": 0,
-                    "cursor": None,
-                    "cursor_updated_at": None,
-                    "last_run": None,
-                }
-            )
-    return rows
+    return [
+        {
+            "stream": f"{row.source}.{row.stream}" if row.stream else f"{row.source} (never synced)",
+            "records": row.records,
+            "quarantined": row.quarantined,
+            "cursor": row.cursor,
+            "cursor_updated_at": row.cursor_updated_at.isoformat(timespec="seconds")
+            if row.cursor_updated_at
+            else None,
+            "last_run": last_run if row.stream else None,
+        }
+        for row in streams
+    ]

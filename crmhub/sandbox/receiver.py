@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class Accepted:
     webhook_id: str
     timestamp: int
     payload: Any
+    # Wall-clock arrival (unix seconds), for measuring end-to-end latency.
+    received_at: float = field(default_factory=time.time)
 
     def describe(self) -> dict[str, Any]:
         """The delivery as JSON-ready data."""
@@ -37,6 +40,7 @@ class Accepted:
             "name": self.name,
             "webhook_id": self.webhook_id,
             "timestamp": self.timestamp,
+            "received_at": self.received_at,
             "payload": self.payload,
         }
 

@@ -6,11 +6,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, ScalarSelect, func, select
+from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, func, select
 
 from sync.store.tables import contact_identities, contacts, memberships, segments, transitions
 
-__all__ = ["HistoryRow", "MemberRow", "SegmentRow", "find_contact", "history", "members", "overview"]
+__all__ = [
+    "HistoryRow",
+    "MemberRow",
+    "SegmentRow",
+    "find_contact",
+    "history",
+    "member_page",
+    "members",
+    "overview",
+]
+
+_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -79,19 +90,31 @@ def _email(contact_id: ColumnElement[Any]) -> ScalarSelect[Any]:
     )
 
 
-def members(conn: Connection, key: str, *, limit: int | None = None) -> list[MemberRow] | None:
-    """The members of segment `key` in the order they entered; None if no such segment is stored."""
+def _members(conn: Connection, key: str, query: Select[Any]) -> list[MemberRow] | None:
     segment_id = conn.execute(select(segments.c.id).where(segments.c.key == key)).scalar()
     if segment_id is None:
         return None
     m = memberships.c
-    query = (
-        select(m.contact_id, _email(m.contact_id).label("email"), m.entered_at, m.variant)
-        .where(m.segment_id == segment_id)
-        .order_by(m.entered_at, m.contact_id)
-        .limit(limit)
-    )
-    return [MemberRow(r.contact_id, r.email, r.entered_at, r.variant) for r in conn.execute(query)]
+    query = query.add_columns(m.contact_id, _email(m.contact_id).label("email"), m.entered_at, m.variant)
+    rows = conn.execute(query.where(m.segment_id == segment_id))
+    return [MemberRow(r.contact_id, r.email, r.entered_at, r.variant) for r in rows]
+
+
+def members(conn: Connection, key: str, *, limit: int | None = None) -> list[MemberRow] | None:
+    """The members of segment `key` in the order they entered; None if no such segment is stored."""
+    m = memberships.c
+    return _members(conn, key, select().order_by(m.entered_at, m.contact_id).limit(limit))
+
+
+def member_page(
+    conn: Connection, key: str, *, limit: int, after: int | None = None
+) -> list[MemberRow] | None:
+    """Up to `limit` members of `key` by contact id, after contact `after`; None if no such segment."""
+    m = memberships.c
+    query = select().order_by(m.contact_id).limit(limit)
+    if after is not None:
+        query = query.where(m.contact_id > after)
+    return _members(conn, key, query)
 
 
 def history(conn: Connection, contact_id: int) -> list[HistoryRow]:
@@ -109,8 +132,12 @@ def history(conn: Connection, contact_id: int) -> list[HistoryRow]:
 def find_contact(conn: Connection, id_or_email: str) -> int | None:
     """A contact by its numeric id or by an e-mail address (matched lowercase, as identities are stored)."""
     text = id_or_email.strip()
-    if text.isdigit():
-        return conn.execute(select(contacts.c.id).where(contacts.c.id == int(text))).scalar()
+    if text.isascii() and text.isdigit():
+        # Beyond a 64-bit id no contact exists, and the drivers refuse to bind such a number.
+        number = int(text)
+        if number > _MAX_ID:
+            return None
+        return conn.execute(select(contacts.c.id).where(contacts.c.id == number)).scalar()
     found = conn.execute(
         select(contact_identities.c.contact_id).where(
             contact_identities.c.kind == "email", contact_identities.c.value == text.lower()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -52,10 +54,28 @@ def _configure_sqlite(engine: Engine) -> None:
 _TAKE_WRITE_LOCK = "UPDATE locks SET name = name WHERE 0"
 
 
+# One queue per SQLite engine for the threads of this process. SQLite's busy handler polls with growing
+# sleeps, so many threads waiting on it starve one another past busy_timeout; a lock hands the database
+# to the next writer at once. Other processes still meet at SQLite's own lock.
+_writers: WeakKeyDictionary[Engine, threading.RLock] = WeakKeyDictionary()
+_writers_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.RLock:
+    with _writers_guard:
+        lock = _writers.get(engine)
+        if lock is None:
+            lock = _writers[engine] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """`engine.begin()`, holding SQLite's write lock from the start; plain on PostgreSQL."""
-    with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql(_TAKE_WRITE_LOCK)
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _writer_lock(engine), engine.begin() as conn:
+        conn.exec_driver_sql(_TAKE_WRITE_LOCK)
         yield conn

@@ -184,6 +184,8 @@ merge_log = Table(
     Column("reason", Text, nullable=False),
     Column("identities", Json, nullable=False),
     Column("merged_at", UtcDateTime, nullable=False),
+    # Following a merged contact's id to the kept one (sender feedback, lookups) reads this index.
+    Index(None, "merged_contact_id"),
 )
 
 # --- segments, memberships, transitions, outbox -------------------------------------------------
@@ -318,6 +320,8 @@ erasure_log = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("subject_hash", String(64), nullable=False),
+    # The erased contact's number, never reused for a new contact (SQLite would hand it out again).
+    Column("contact_id", Id),
     Column("erased_at", UtcDateTime, nullable=False),
     Column("counts", Json, nullable=False),
 )

@@ -1,0 +1,99 @@
+"""`crmhub contact show|export|erase ID_OR_EMAIL`: what is held about a person, and erasing it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crmhub.cli._context import EXIT_USAGE, exit_codes
+from crmhub.cli._output import console, emit_json, print_error
+from crmhub.cli.consent import JsonFlag, NowOption, Person, clock, open_store, person
+from sync.privacy import contact_export, erase_contact
+from sync.store import write_transaction
+
+__all__ = ["contact_app"]
+
+contact_app = typer.Typer(help="One person: show or export what is held about them, or erase it.")
+
+_RECENT = 20
+
+
+def _load(ctx: typer.Context, id_or_email: str, recent: int | None) -> dict[str, Any]:
+    with exit_codes(), open_store(ctx) as (settings, engine), engine.connect() as conn:
+        return contact_export(conn, person(conn, settings, id_or_email), recent=recent)
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+@contact_app.command("show")
+def show(ctx: typer.Context, contact: Person, json: JsonFlag = False) -> None:
+    """Fields, identities, the whole consent history, segments and recent transitions of a contact."""
+    data = _load(ctx, contact, _RECENT)
+    if json:
+        emit_json(data)
+        return
+    c = data["contact"]
+    console.print(f"[bold]contact {c['id']}[/] state {c['state']}, created {c['created_at']}")
+    identities = Table("kind", "value", "valid", "source", "first seen", title="identities")
+    for i in data["identities"]:
+        identities.add_row(
+            i["kind"], i["value"], "yes" if i["valid"] else "no", i["source"], i["first_seen_at"]
+        )
+    console.print(identities)
+    fields = Table("field", "value", title="fields")
+    for name, value in data["fields"].items():
+        fields.add_row(name, _text(value))
+    console.print(fields)
+    consent = Table(
+        "recorded", "channel", "status", "source", "proof", title="consent history (oldest first)"
+    )
+    for r in data["consent"]:
+        proof = ", ".join(f"{k}={v}" for k, v in r["proof"].items() if v is not None)
+        consent.add_row(r["recorded_at"], r["channel"], r["status"], r["source"], proof)
+    console.print(consent)
+    segments = Table("segment", "entered", "variant", title="segments")
+    for m in data["memberships"]:
+        segments.add_row(m["segment"], m["entered_at"], _text(m["variant"]))
+    console.print(segments)
+    history = Table("#", "when", "segment", "change", "reason", title=f"latest {_RECENT} transitions")
+    for t in data["transitions"]:
+        history.add_row(str(t["contact_seq"]), t["occurred_at"], t["segment"], t["kind"], t["reason"])
+    console.print(history)
+
+
+@contact_app.command("export")
+def export(ctx: typer.Context, contact: Person) -> None:
+    """Everything held about a contact (records, events, consent, deliveries ...) as JSON on stdout."""
+    emit_json(_load(ctx, contact, None))
+
+
+@contact_app.command("erase")
+def erase(
+    ctx: typer.Context,
+    contact: Person,
+    yes: Annotated[bool, typer.Option("--yes", help="Erase without asking.")] = False,
+    now: NowOption = None,
+    json: JsonFlag = False,
+) -> None:
+    """Delete a contact's data from every table; keep only suppression hashes and an erasure log row."""
+    at: datetime = clock(now)
+    with exit_codes(), open_store(ctx) as (settings, engine):
+        with engine.connect() as conn:
+            contact_id = person(conn, settings, contact)
+        # Asked outside the transaction: SQLite's write lock must not wait on a person typing.
+        if not yes and not typer.confirm(f"Erase contact {contact_id} and everything about it?"):
+            print_error("nothing erased: answer yes, or pass --yes")
+            raise typer.Exit(EXIT_USAGE)
+        with write_transaction(engine) as conn:
+            counts = erase_contact(conn, contact_id, now=at)
+    if json:
+        emit_json({"contact_id": contact_id, "deleted": counts})
+        return
+    deleted = ", ".join(f"{table} {n}" for table, n in counts.items() if n)
+    console.print(f"erased contact {contact_id}: {deleted}")
+    console.print("its e-mails and phones stay on the suppression list (hashed); erase it in the sources too")

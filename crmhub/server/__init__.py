@@ -1,0 +1,1 @@
+"""`crmhub serve`: the HTTP endpoints, the scheduler and the delivery worker in one process."""

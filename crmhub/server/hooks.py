@@ -1,0 +1,118 @@
+"""Webhooks into crmhub: providers' (Stripe, HubSpot, Typeform, Segment.com) and senders' feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from crmhub.server.inbound import answer, read_request
+from crmhub.server.services import Services, services
+from crmhub.wiring import evaluator
+from sync.consent import ConsentError, Feedback, UnknownContactError, apply_feedback
+from sync.store import write_transaction
+from webhooks.exceptions import SecretError
+from webhooks.inbound import PROVIDERS, Provider
+from webhooks.signing import SignatureError, load_keys, verify
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["inbound webhooks"])
+
+_SIGNED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, forged or stale signature; nothing was stored"},
+    404: {"description": "This provider is not enabled (the message names the key that enables it)"},
+    413: {"description": "Body over the size limit; nothing was stored"},
+}
+
+
+@router.post(
+    "/hooks/{provider}",
+    summary="A provider's webhook: verified on the raw body, then stored and evaluated at once",
+    responses={400: {"description": "Malformed body; nothing was stored"}, **_SIGNED},
+)
+async def provider_hook(
+    request: Request,
+    provider: Annotated[str, Path(description=f"One of {', '.join(PROVIDERS)}")],
+    svc: Annotated[Services, Depends(services)],
+) -> JSONResponse:
+    """Stripe (Stripe-Signature), HubSpot (X-HubSpot-Signature-v3), Typeform, Segment.com (X-Signature)."""
+    inbound = await read_request(request)
+    if provider not in PROVIDERS:
+        return JSONResponse(
+            {"error": "unknown_provider", "message": f"no provider {provider!r}: use {', '.join(PROVIDERS)}"},
+            status_code=404,
+        )
+    receiver = svc.receiver()
+    known: Provider = provider
+    response = await run_in_threadpool(receiver.receive, known, inbound, now=svc.clock())
+    return answer(svc, provider, response)
+
+
+@router.post(
+    "/hooks/feedback/{endpoint}",
+    summary="A sender's feedback (unsubscribe, complaint, bounce, invalid number), signed like our webhooks",
+    responses={
+        401: {"description": "Signature does not verify with the endpoint's secret"},
+        404: {"description": "Unknown endpoint or contact"},
+        422: {"description": "Body is not a feedback message"},
+    },
+)
+async def feedback_hook(
+    request: Request,
+    endpoint: str,
+    svc: Annotated[Services, Depends(services)],
+) -> JSONResponse:
+    """Standard Webhooks headers signed with the endpoint's secret; the change applies in one transaction."""
+    inbound = await read_request(request)
+    config = svc.settings.webhooks.endpoints.get(endpoint)
+    if config is None or not config.secret_envs:
+        return _error(404, "unknown_endpoint", f"no webhook endpoint {endpoint!r} with secrets in [webhooks]")
+    try:
+        keys = load_keys(config.secret_envs, svc.environ, where=f"webhooks.endpoints.{endpoint}")
+        verify(inbound.headers, inbound.body, keys, now=svc.clock().timestamp())
+        feedback = Feedback.model_validate_json(inbound.body)
+    except SecretError as exc:
+        return _error(503, "secret_unset", str(exc))
+    except SignatureError as exc:
+        return _error(401, "invalid_signature", f"feedback for {endpoint}: {exc}")
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return _error(422, "invalid_feedback", f"feedback for {endpoint}: {problems}")
+    try:
+        result = await run_in_threadpool(_apply, svc, feedback, endpoint, config.requires_consent)
+    except UnknownContactError as exc:
+        return _error(404, "unknown_contact", str(exc))
+    except ConsentError as exc:
+        return _error(422, "invalid_feedback", str(exc))
+    svc.metrics.inbound.labels(f"feedback:{endpoint}", "200").inc()
+    svc.wake_worker()
+    return JSONResponse({"applied": True, **result})
+
+
+def _apply(svc: Services, feedback: Feedback, endpoint: str, channel: str | None) -> dict[str, Any]:
+    settings = svc.settings
+    same_channel = [
+        name
+        for name, ep in settings.webhooks.endpoints.items()
+        if channel is not None and ep.requires_consent == channel
+    ]
+    with write_transaction(svc.engine) as conn:
+        return apply_feedback(
+            conn,
+            feedback,
+            endpoint=endpoint,
+            channel=channel,
+            now=svc.clock(),
+            evaluate=evaluator(settings),
+            endpoints=same_channel,
+            config=settings.consent,
+            region=settings.field_mapping.identity.default_region,
+        )
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)

@@ -1,0 +1,133 @@
+"""Consent read from synced records by `[[consent.sources]]` rules, and kept out by the suppression list.
+
+Both run inside the page's transaction (pulls and pushed batches alike). A record's statement is
+recorded at the record's time, so re-pulling an old record never outranks a later opt-out; a
+statement already stored is not stored again. An opt-out that becomes the status in force acts as
+`opt_out` does. A contact created by this page whose e-mail or phone is on the suppression list gets
+an opted_out record (source "suppression") for each channel that identity reaches, recorded last, so
+a re-import under a new id, a differently cased e-mail or a differently formatted phone stays out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from connectors import Record
+from sync.consent.actions import unsubscribe
+from sync.consent.config import ConsentConfig, ConsentSource
+from sync.consent.records import ConsentItem, latest_statuses, record_many
+from sync.consent.suppression import suppressed_identities
+
+if TYPE_CHECKING:
+    from sync.engine import Evaluate
+
+__all__ = ["apply_page_consent", "consent_items"]
+
+
+def _path(payload: Mapping[str, Any], path: str) -> Any:
+    value: Any = payload
+    for key in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _answer(payload: Mapping[str, Any], ref: str) -> Any:
+    for answer in payload.get("answers") or ():
+        if isinstance(answer, Mapping) and (answer.get("field") or {}).get("ref") == ref:
+            kind = answer.get("type")
+            return answer.get(kind) if isinstance(kind, str) else None
+    return None
+
+
+def _statement(rule: ConsentSource, record: Record) -> tuple[str, dict[str, Any]] | None:
+    if rule.source != record.source or (rule.stream is not None and rule.stream != record.stream):
+        return None
+    payload = record.payload
+    where: dict[str, Any]
+    if rule.path is not None:
+        raw, where = _path(payload, rule.path), {"path": rule.path}
+    else:
+        assert rule.typeform_ref is not None
+        raw, where = (
+            _answer(payload, rule.typeform_ref),
+            {"form_id": payload.get("form_id"), "field_ref": rule.typeform_ref},
+        )
+    status = rule.status(raw)
+    if status is None:
+        return None
+    proof = {"stream": record.stream, "record_id": record.external_id, **where, "answer": raw}
+    return status, proof
+
+
+def consent_items(config: ConsentConfig, pairs: Iterable[tuple[Record, int | None]]) -> list[ConsentItem]:
+    """The consent statements the rules find in records already resolved to contacts."""
+    if not config.sources:
+        return []
+    items = []
+    for record, contact_id in pairs:
+        if contact_id is None or record.deleted:
+            continue
+        for rule in config.sources:
+            found = _statement(rule, record)
+            if found is not None:
+                status, proof = found
+                items.append(
+                    ConsentItem(contact_id, rule.channel, status, record.source, record.updated_at, proof)
+                )
+    return items
+
+
+def _suppression_items(
+    conn: Connection, config: ConsentConfig, created: Collection[int], now: datetime
+) -> list[ConsentItem]:
+    items = []
+    for contact_id, kinds in sorted(suppressed_identities(conn, created).items()):
+        for kind in sorted(kinds):
+            for channel in config.channels_of(kind):
+                proof = {
+                    "suppressed": kind,
+                    "reason": "an identity of this contact is on the suppression list",
+                }
+                items.append(ConsentItem(contact_id, channel, "opted_out", "suppression", now, proof))
+    return items
+
+
+def apply_page_consent(
+    conn: Connection,
+    config: ConsentConfig,
+    items: Sequence[ConsentItem],
+    *,
+    created: Collection[int],
+    now: datetime,
+    evaluate: Evaluate | None,
+    endpoints: Mapping[str, Collection[str]] | None = None,
+    run_id: int | None = None,
+) -> list[ConsentItem]:
+    """Store the page's statements and suppression copies; act on new opt-outs. Returns what was stored."""
+    all_items = [*items, *_suppression_items(conn, config, created, now)]
+    if not all_items:
+        return []
+    contact_ids = {i.contact_id for i in all_items}
+    channels = {i.channel for i in all_items}
+    before = latest_statuses(conn, contact_ids, channels)
+    stored = record_many(conn, all_items, now=now)
+    if not stored:
+        return []
+    after = latest_statuses(conn, contact_ids, channels)
+    turned: dict[str, set[int]] = {}
+    for (contact_id, channel), status in after.items():
+        if status == "opted_out" and before.get((contact_id, channel)) != "opted_out":
+            turned.setdefault(channel, set()).add(contact_id)
+    for channel, ids in sorted(turned.items()):
+        wanted = (endpoints or {}).get(channel, ())
+        unsubscribe(conn, ids, channel, now=now, evaluate=None, endpoints=wanted, config=config)
+    if evaluate is not None and turned:
+        # One evaluation for every contact that opted out in this page, in the page's transaction.
+        evaluate(conn, now=now, run_id=run_id, contact_ids=sorted(set().union(*turned.values())))
+    return stored

@@ -1,0 +1,178 @@
+"""List hygiene policies run with syncs: undeliverable numbers flagged, duplicates, dormancy, re-confirmation.
+
+Each policy is a few set-based statements in the caller's transaction. `plan` says what each would
+do now; `run_hygiene` does it and records the outcome as a sync run (trigger "hygiene") that
+`last_run` reads back. A month counts as 30 days. Duplicates are merged at ingest by the identity
+rules (shared e-mail, phone or external id, with a merge log); the policy reports those merges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+    update,
+)
+
+from sync.consent.flags import field_id
+from sync.runs import finish_run, start_run
+from sync.store.tables import contact_identities, contacts, field_values, merge_log, sync_runs
+
+__all__ = ["HygieneConfig", "PolicyResult", "last_run", "plan", "run_hygiene"]
+
+_TRIGGER = "hygiene"
+_SOURCE = "crmhub"
+
+
+class HygieneConfig(BaseModel):
+    """`[hygiene]`: which policies run with each sync, and their periods."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    flag_invalid_phones: bool = True
+    dormant_after_months: int = Field(default=6, ge=1, le=120)
+    reconfirm_after_months: int = Field(default=3, ge=1, le=120)
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """One policy: what it is about, how many contacts it would change now, how many it changed."""
+
+    policy: str
+    description: str
+    would: int
+    did: int = 0
+
+
+def _count(conn: Connection, where: ColumnElement[bool]) -> int:
+    return int(conn.execute(select(func.count()).select_from(contacts).where(where)).scalar_one())
+
+
+def _flagged(fid: int, value: bool) -> ColumnElement[bool]:
+    fv = field_values.c
+    return exists().where(fv.contact_id == contacts.c.id, fv.field_id == fid, fv.value_bool.is_(value))
+
+
+def _invalid_phone_unflagged(fid: int) -> ColumnElement[bool]:
+    ci = contact_identities.c
+    has_invalid = exists().where(ci.contact_id == contacts.c.id, ci.kind == "phone", ci.valid.is_(False))
+    has_valid = exists().where(ci.contact_id == contacts.c.id, ci.kind == "phone", ci.valid.is_(True))
+    return and_(has_invalid, not_(has_valid), not_(_flagged(fid, False)))
+
+
+def _quiet_since(cutoff: datetime) -> ColumnElement[bool]:
+    return func.coalesce(contacts.c.last_activity_at, contacts.c.created_at) < cutoff
+
+
+def _policies(
+    conn: Connection, config: HygieneConfig, now: datetime
+) -> tuple[dict[str, ColumnElement[bool]], dict[str, int]]:
+    """The contacts each policy selects now, and the system field ids they use."""
+    ids = {name: field_id(conn, name, now) for name in ("phone_valid", "dormant", "consent_confirmed_at")}
+    dormant_cutoff = now - timedelta(days=30 * config.dormant_after_months)
+    fv = field_values.c
+    stale = exists().where(
+        fv.contact_id == contacts.c.id,
+        fv.field_id == ids["consent_confirmed_at"],
+        fv.value_time < now - timedelta(days=30 * config.reconfirm_after_months),
+    )
+    live = contacts.c.state != "merged"
+    where = {
+        "invalid_phones": and_(live, _invalid_phone_unflagged(ids["phone_valid"])),
+        "dormant": and_(contacts.c.state == "active", _quiet_since(dormant_cutoff)),
+        "revived": and_(contacts.c.state == "dormant", not_(_quiet_since(dormant_cutoff))),
+        "reconfirm": and_(live, stale),
+    }
+    return where, ids
+
+
+_DESCRIPTIONS = {
+    "invalid_phones": "phone numbers senders reported invalid: phone_valid = false",
+    "duplicates": "merged by the identity rules (shared e-mail, phone or external id) since the last run",
+    "dormant": "no engagement for the period: state dormant, field dormant = true",
+    "revived": "dormant contacts with new activity: back to active, field dormant removed",
+    "reconfirm": "no consent confirmation for the period (consent_confirmed_at): for a reminder segment",
+}
+
+
+def _merges_since(conn: Connection, since: datetime | None) -> int:
+    query = select(func.count()).select_from(merge_log)
+    if since is not None:
+        query = query.where(merge_log.c.merged_at > since)
+    return int(conn.execute(query).scalar_one())
+
+
+def plan(conn: Connection, config: HygieneConfig, *, now: datetime) -> list[PolicyResult]:
+    """What each policy would change now (the field definitions it needs are created if missing)."""
+    where, _ = _policies(conn, config, now)
+    previous = last_run(conn)
+    since = datetime.fromisoformat(previous["finished_at"]) if previous else None
+    results = [PolicyResult(name, _DESCRIPTIONS[name], _count(conn, test)) for name, test in where.items()]
+    if not config.flag_invalid_phones:
+        results = [r for r in results if r.policy != "invalid_phones"]
+    results.insert(1, PolicyResult("duplicates", _DESCRIPTIONS["duplicates"], _merges_since(conn, since)))
+    return results
+
+
+def run_hygiene(conn: Connection, config: HygieneConfig, *, now: datetime) -> list[PolicyResult]:
+    """Apply every policy in the caller's transaction, record the run, return what each did."""
+    planned = {r.policy: r for r in plan(conn, config, now=now)}
+    where, ids = _policies(conn, config, now)
+    run_id = start_run(conn, source=None, trigger=_TRIGGER, now=now)
+    did: dict[str, int] = {"duplicates": planned["duplicates"].would, "reconfirm": planned["reconfirm"].would}
+    if config.flag_invalid_phones:
+        did["invalid_phones"] = _flag(conn, where["invalid_phones"], ids["phone_valid"], False, now)
+    did["dormant"] = _flag(conn, where["dormant"], ids["dormant"], True, now)
+    conn.execute(update(contacts).where(where["dormant"]).values(state="dormant", changed_at=now))
+    revived = select(contacts.c.id).where(where["revived"])
+    fv = field_values.c
+    conn.execute(delete(field_values).where(fv.field_id == ids["dormant"], fv.contact_id.in_(revived)))
+    did["revived"] = planned["revived"].would
+    conn.execute(update(contacts).where(where["revived"]).values(state="active", changed_at=now))
+    results = [PolicyResult(r.policy, r.description, r.would, did.get(r.policy, 0)) for r in planned.values()]
+    stats = {"policies": [asdict(r) for r in results]}
+    finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)
+    return results
+
+
+def _flag(conn: Connection, where: ColumnElement[bool], fid: int, value: bool, now: datetime) -> int:
+    """Set a boolean system field for the contacts `where` selects; bump them; count them."""
+    count = _count(conn, where)
+    if count == 0:
+        return 0
+    fv = field_values.c
+    # In this order: the flag written last can change what `where` selects.
+    conn.execute(update(contacts).where(where).values(changed_at=now))
+    chosen = select(contacts.c.id).where(where)
+    conn.execute(delete(field_values).where(fv.field_id == fid, fv.contact_id.in_(chosen)))
+    rows = select(
+        contacts.c.id, literal(fid), literal(value), literal(_SOURCE), literal(now, fv.updated_at.type)
+    ).where(where)
+    names = ["contact_id", "field_id", "value_bool", "source", "updated_at"]
+    conn.execute(insert(field_values).from_select(names, rows))
+    return count
+
+
+def last_run(conn: Connection) -> dict[str, Any] | None:
+    """The latest hygiene run: when it finished and what each policy did."""
+    sr = sync_runs.c
+    row = conn.execute(
+        select(sr.finished_at, sr.stats).where(sr.trigger == _TRIGGER).order_by(sr.id.desc()).limit(1)
+    ).first()
+    if row is None or row.finished_at is None:
+        return None
+    return {"finished_at": row.finished_at.isoformat(), "policies": row.stats.get("policies", [])}

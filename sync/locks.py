@@ -1,0 +1,77 @@
+"""Named leases in the `locks` table, so scheduled runs never overlap, on one host or many.
+
+A lease has a holder and an expiry. Taking it succeeds when nobody holds it, when the last holder's lease
+has expired (a crashed process lets go by itself), or when the caller already holds it (a renewal).
+Everything goes through the database, so the rule holds across processes and, on PostgreSQL, hosts.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sync.store.tables import locks
+
+__all__ = ["acquire", "holder_of", "release", "serialize_evaluation", "take_over"]
+
+
+def acquire(conn: Connection, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the lease `name` for `holder` until `now + ttl`; False when someone else holds it."""
+    expires = now + ttl
+    taken = conn.execute(
+        update(locks)
+        .where(locks.c.name == name, or_(locks.c.holder == holder, locks.c.expires_at <= now))
+        .values(holder=holder, acquired_at=now, expires_at=expires)
+    ).rowcount
+    if taken:
+        return True
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    # RETURNING, not rowcount: psycopg reports no row count for an INSERT that may do nothing.
+    inserted = conn.execute(
+        dialect.insert(locks)
+        .values(name=name, holder=holder, acquired_at=now, expires_at=expires)
+        .on_conflict_do_nothing(index_elements=["name"])
+        .returning(locks.c.name)
+    ).first()
+    return inserted is not None
+
+
+def take_over(conn: Connection, name: str, old: str, new: str, *, now: datetime, ttl: timedelta) -> bool:
+    """Move the lease from `old` (known to be dead) to `new`; False when `old` no longer holds it."""
+    return bool(
+        conn.execute(
+            update(locks)
+            .where(locks.c.name == name, locks.c.holder == old)
+            .values(holder=new, acquired_at=now, expires_at=now + ttl)
+        ).rowcount
+    )
+
+
+def release(conn: Connection, name: str, holder: str) -> None:
+    """Give the lease back, if `holder` still has it."""
+    conn.execute(delete(locks).where(locks.c.name == name, locks.c.holder == holder))
+
+
+def holder_of(conn: Connection, name: str, *, now: datetime) -> str | None:
+    """Who holds `name` now, or None."""
+    return conn.execute(
+        select(locks.c.holder).where(locks.c.name == name, locks.c.expires_at > now)
+    ).scalar_one_or_none()
+
+
+# Any fixed number works; it names "segment evaluation" among the advisory locks of the database.
+_EVALUATION_KEY = zlib.crc32(b"crmhub:segment-evaluation")
+
+
+def serialize_evaluation(conn: Connection) -> None:
+    """Make concurrent segment evaluations take turns, until the transaction ends.
+
+    On SQLite the write lock every writing transaction takes already does this. On PostgreSQL two
+    transactions could read the same old membership and both write the same transition, so they queue
+    on a transaction-scoped advisory lock instead.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVALUATION_KEY})

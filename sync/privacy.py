@@ -1,0 +1,267 @@
+"""What the store holds about one person (show, export) and erasing it, keeping only suppression hashes.
+
+Erasing deletes the contact and every row about it: identities, field values, events, raw records,
+consent history, memberships, transitions with their outbox rows and deliveries, merge log entries;
+unlinked raw records and quarantined payloads that contain one of its e-mails or phones; and the
+person's values from the options seen of enum fields when no other contact holds them. It keeps the
+hashes of its e-mails and phones on the suppression list (so a later import stays opted out) and one
+erasure_log row with counts. No `segment.left` is sent: the consumers' own data must be erased there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Delete, Text, cast, delete, func, insert, or_, select, update
+
+from field_mapping.normalize import normalize_email, normalize_phone
+from field_mapping.types import Columns, FieldType, from_columns
+from sync.consent.actions import current_contact
+from sync.consent.suppression import identity_hash, suppress_values
+from sync.store.tables import (
+    consent_records,
+    contact_identities,
+    contacts,
+    deliveries,
+    delivery_attempts,
+    erasure_log,
+    events,
+    field_definitions,
+    field_values,
+    memberships,
+    merge_log,
+    outbox,
+    quarantine,
+    records,
+    segments,
+    transitions,
+)
+
+__all__ = ["contact_export", "erase_contact", "find_person"]
+
+_RECENT_TRANSITIONS = 50
+
+
+def find_person(conn: Connection, id_or_address: str, *, region: str = "US") -> int | None:
+    """A contact by id (following merges), e-mail (any case) or phone (any format)."""
+    text = id_or_address.strip()
+    if text.isdigit():
+        return current_contact(conn, int(text))
+    if "@" in text:
+        kind, value = "email", normalize_email(text)[0]
+    else:
+        kind, value = "phone", normalize_phone(text, region)[0]
+    ci = contact_identities.c
+    found = conn.execute(select(ci.contact_id).where(ci.kind == kind, ci.value == value)).scalar()
+    return None if found is None else int(found)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
+    return [{k: _json(v) for k, v in row.items()} for row in conn.execute(query).mappings()]
+
+
+def contact_export(conn: Connection, contact_id: int, *, recent: int | None = None) -> dict[str, Any]:
+    """Everything held about the contact as JSON-ready values; `recent` limits the transitions listed."""
+    contact = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().one()
+    fd, fv = field_definitions.c, field_values.c
+    fields = {
+        name: _json(from_columns(FieldType(ftype), Columns(*columns)))
+        for name, ftype, *columns in conn.execute(
+            select(fd.name, fd.type, fv.value_text, fv.value_num, fv.value_time, fv.value_bool)
+            .join(field_definitions, fd.id == fv.field_id)
+            .where(fv.contact_id == contact_id)
+            .order_by(fd.name)
+        )
+    }
+    ci, cr, t = contact_identities.c, consent_records.c, transitions.c
+    transition_query = (
+        select(
+            t.id, segments.c.key.label("segment"), t.kind, t.reason, t.occurred_at, t.contact_seq, t.variant
+        )
+        .join(segments, segments.c.id == t.segment_id)
+        .where(t.contact_id == contact_id)
+        .order_by(t.contact_seq.desc(), t.id.desc())
+        .limit(recent)
+    )
+    return {
+        "contact": {k: _json(v) for k, v in contact.items()},
+        "identities": _rows(
+            conn,
+            select(ci.kind, ci.value, ci.valid, ci.source, ci.first_seen_at)
+            .where(ci.contact_id == contact_id)
+            .order_by(ci.kind, ci.id),
+        ),
+        "fields": fields,
+        "consent": _rows(
+            conn,
+            select(cr.channel, cr.status, cr.source, cr.proof, cr.recorded_at)
+            .where(cr.contact_id == contact_id)
+            .order_by(cr.recorded_at, cr.id),
+        ),
+        "memberships": _rows(
+            conn,
+            select(segments.c.key.label("segment"), memberships.c.entered_at, memberships.c.variant)
+            .join(segments, segments.c.id == memberships.c.segment_id)
+            .where(memberships.c.contact_id == contact_id)
+            .order_by(segments.c.key),
+        ),
+        "transitions": _rows(conn, transition_query),
+        "events": _rows(
+            conn,
+            select(
+                events.c.name,
+                events.c.occurred_at,
+                events.c.source,
+                events.c.external_id,
+                events.c.properties,
+            )
+            .where(events.c.contact_id == contact_id)
+            .order_by(events.c.occurred_at, events.c.id),
+        ),
+        "records": _rows(
+            conn,
+            select(
+                records.c.source,
+                records.c.stream,
+                records.c.external_id,
+                records.c.updated_at,
+                records.c.payload,
+            )
+            .where(records.c.contact_id == contact_id)
+            .order_by(records.c.source, records.c.stream, records.c.external_id),
+        ),
+        "merges": _rows(
+            conn,
+            select(
+                merge_log.c.merged_contact_id,
+                merge_log.c.reason,
+                merge_log.c.identities,
+                merge_log.c.merged_at,
+            )
+            .where(merge_log.c.kept_contact_id == contact_id)
+            .order_by(merge_log.c.id),
+        ),
+        "deliveries": _rows(
+            conn,
+            select(
+                deliveries.c.endpoint,
+                transitions.c.kind,
+                deliveries.c.status,
+                deliveries.c.reason,
+                deliveries.c.created_at,
+            )
+            .join(transitions, transitions.c.id == deliveries.c.transition_id)
+            .where(transitions.c.contact_id == contact_id)
+            .order_by(deliveries.c.id),
+        ),
+    }
+
+
+def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int]:
+    """Delete everything about the contact in the caller's transaction; returns rows deleted per table."""
+    ci = contact_identities.c
+    identities = list(conn.execute(select(ci.kind, ci.value).where(ci.contact_id == contact_id)).tuples())
+    reachable = [(kind, value) for kind, value in identities if kind in ("email", "phone")]
+    suppress_values(conn, reachable, reason="erased", now=now)
+    emails = sorted(v for k, v in reachable if k == "email")
+    subject = (
+        identity_hash(emails[0]) if emails else hashlib.sha256(f"contact:{contact_id}".encode()).hexdigest()
+    )
+    held_text = _text_values(conn, contact_id)
+
+    mine = select(transitions.c.id).where(transitions.c.contact_id == contact_id)
+    its_deliveries = select(deliveries.c.id).where(deliveries.c.transition_id.in_(mine))
+    steps: list[tuple[str, Delete]] = [
+        (
+            "delivery_attempts",
+            delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(its_deliveries)),
+        ),
+        ("deliveries", delete(deliveries).where(deliveries.c.transition_id.in_(mine))),
+        ("outbox", delete(outbox).where(outbox.c.transition_id.in_(mine))),
+        ("transitions", delete(transitions).where(transitions.c.contact_id == contact_id)),
+        ("memberships", delete(memberships).where(memberships.c.contact_id == contact_id)),
+        ("consent_records", delete(consent_records).where(consent_records.c.contact_id == contact_id)),
+        ("field_values", delete(field_values).where(field_values.c.contact_id == contact_id)),
+        ("events", delete(events).where(events.c.contact_id == contact_id)),
+        ("records", delete(records).where(records.c.contact_id == contact_id)),
+        ("merge_log", delete(merge_log).where(merge_log.c.kept_contact_id == contact_id)),
+        ("contact_identities", delete(contact_identities).where(ci.contact_id == contact_id)),
+    ]
+    counts = {table: _count(conn.execute(stmt).rowcount) for table, stmt in steps}
+    # Payloads that name the person without being linked to it: unlinked records and quarantine.
+    needles = [value.lower() for _, value in reachable]
+    if needles:
+        counts["records"] += _count(
+            conn.execute(
+                delete(records).where(records.c.contact_id.is_(None), _mentions(records.c.payload, needles))
+            ).rowcount
+        )
+        counts["quarantine"] = _count(
+            conn.execute(delete(quarantine).where(_mentions(quarantine.c.payload, needles))).rowcount
+        )
+    conn.execute(update(contacts).where(contacts.c.merged_into_id == contact_id).values(merged_into_id=None))
+    counts["contacts"] = _count(conn.execute(delete(contacts).where(contacts.c.id == contact_id)).rowcount)
+    counts["field_options"] = _forget_options(conn, held_text)
+    counts["suppressed"] = len(reachable)
+    conn.execute(
+        insert(erasure_log).values(subject_hash=subject, contact_id=contact_id, erased_at=now, counts=counts)
+    )
+    return counts
+
+
+def _count(rowcount: int | None) -> int:
+    return max(rowcount or 0, 0)
+
+
+def _mentions(column: Any, needles: list[str]) -> Any:
+    text = func.lower(cast(column, Text))
+    return or_(*[text.contains(needle, autoescape=True) for needle in needles])
+
+
+def _text_values(conn: Connection, contact_id: int) -> dict[int, set[str]]:
+    """field id -> the contact's text values of fields that keep the options they have seen."""
+    fv, fd = field_values.c, field_definitions.c
+    held: dict[int, set[str]] = defaultdict(set)
+    query = (
+        select(fv.field_id, fv.value_text)
+        .join(field_definitions, fd.id == fv.field_id)
+        .where(fv.contact_id == contact_id, fv.value_text.is_not(None), fd.options.is_not(None))
+    )
+    for field_id, value in conn.execute(query):
+        held[int(field_id)].add(value)
+    return held
+
+
+def _forget_options(conn: Connection, held: Mapping[int, set[str]]) -> int:
+    """Drop the erased person's values from fields' seen options unless another contact still holds them."""
+    removed = 0
+    fv, fd = field_values.c, field_definitions.c
+    for field_id, values in held.items():
+        still = set(
+            conn.execute(
+                select(fv.value_text)
+                .where(fv.field_id == field_id, fv.value_text.in_(sorted(values)))
+                .distinct()
+            ).scalars()
+        )
+        gone = values - still
+        if not gone:
+            continue
+        options = conn.execute(select(fd.options).where(fd.id == field_id)).scalar() or []
+        kept = [o for o in options if o not in gone]
+        removed += len(options) - len(kept)
+        conn.execute(update(field_definitions).where(fd.id == field_id).values(options=kept or None))
+    return removed

@@ -1,0 +1,274 @@
+"""A migrated store, consent-requiring segments, the sources' consent fields and a fan-out to endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+from sqlalchemy import Connection, Engine, func, select
+
+from connectors import Batch, Record
+from field_mapping.config import FieldMappingConfig
+from field_mapping.mapper import Mapper
+from sync.consent import ConsentConfig, opt_in
+from sync.ingest import PageStore
+from sync.segments import EvaluationReport, SegmentsConfig, evaluate_segments
+from sync.store import create_store_engine, upgrade, write_transaction
+from sync.store.tables import (
+    consent_records,
+    deliveries,
+    memberships,
+    outbox,
+    segments,
+    suppressions,
+    transitions,
+)
+from webhooks import WebhooksConfig
+from webhooks.fanout import fan_out
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+EARLIER = NOW - timedelta(days=30)
+
+SEGMENTS = TypeAdapter(SegmentsConfig).validate_python(
+    {
+        "sms_offers": {
+            "name": "SMS offers",
+            "requires_consent": "sms",
+            "all": [{"field": "email", "op": "exists"}],
+        },
+        "newsletter": {
+            "name": "Newsletter",
+            "requires_consent": "email",
+            "all": [{"field": "email", "op": "exists"}],
+        },
+        "everyone": {"name": "Everyone", "all": [{"field": "email", "op": "exists"}]},
+    }
+)
+CONSENT = ConsentConfig.model_validate(
+    {
+        "sources": [
+            {
+                "source": "hubspot",
+                "stream": "contacts",
+                "path": "properties.hs_email_optout",
+                "channel": "email",
+                "opted_out": ["true"],
+            },
+            {
+                "source": "typeform",
+                "typeform_ref": "consent",
+                "channel": "sms",
+                "opted_in": ["true"],
+                "opted_out": ["false"],
+            },
+        ]
+    }
+)
+WEBHOOKS = WebhooksConfig.model_validate(
+    {
+        "endpoints": {
+            "texter": {
+                "url": "https://texter.example/hook",
+                "secret_envs": ["TEXTER_SECRET"],
+                "messaging": True,
+                "requires_consent": "sms",
+                "segments": ["sms_offers"],
+            },
+            "mailer": {
+                "url": "https://mailer.example/hook",
+                "secret_envs": ["MAILER_SECRET"],
+                "messaging": True,
+                "requires_consent": "email",
+                "segments": ["newsletter"],
+            },
+        }
+    }
+)
+# Channel -> the endpoints that need it, as crmhub builds it from [webhooks].
+ENDPOINTS = {"sms": ["texter"], "email": ["mailer"]}
+
+
+def evaluate(
+    conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
+) -> EvaluationReport:
+    """The segments above, evaluated as crmhub's wiring does."""
+    return evaluate_segments(conn, SEGMENTS, now=now, run_id=run_id, contact_ids=contact_ids)
+
+
+@pytest.fixture
+def engine(empty_store_url: str) -> Iterator[Engine]:
+    eng = create_store_engine(empty_store_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def page_store() -> PageStore:
+    """The page store a sync uses, with consent sources, evaluation and endpoints."""
+    return PageStore(Mapper(FieldMappingConfig()), consent=CONSENT, evaluate=evaluate, endpoints=ENDPOINTS)
+
+
+def store_page(engine: Engine, store: PageStore, *records: Record, now: datetime = NOW) -> None:
+    """Store one page of records in its own transaction, as the sync engine does."""
+    by_stream = {(r.source, r.stream) for r in records}
+    assert len(by_stream) == 1
+    source, stream = next(iter(by_stream))
+    with write_transaction(engine) as conn:
+        store(conn, Batch(source, stream, list(records)), run_id=_run(conn, now), now=now)
+
+
+def _run(conn: Connection, now: datetime) -> int:
+    from sync.runs import start_run
+
+    return start_run(conn, source=None, trigger="manual", now=now)
+
+
+def typeform_response(
+    token: str, *, email: str, phone: str, consent: bool, at: datetime = EARLIER, name: str = "Jane Doe"
+) -> Record:
+    """A Typeform response with e-mail, phone, name and the yes/no consent question."""
+
+    def answer(ref: str, question: str, kind: str, value: Any) -> dict[str, Any]:
+        return {"field": {"id": f"fld_{ref}", "type": question, "ref": ref}, "type": kind, kind: value}
+
+    payload = {
+        "token": token,
+        "response_id": token,
+        "form_id": "crmhubNPS",
+        "submitted_at": at.isoformat(),
+        "hidden": {},
+        "answers": [
+            answer("consent", "yes_no", "boolean", consent),
+            answer("name", "short_text", "text", name),
+            answer("email", "email", "email", email),
+            answer("phone", "phone_number", "phone_number", phone),
+        ],
+    }
+    return Record("typeform", "responses", token, at, payload)
+
+
+def hubspot_contact(hubspot_id: str, *, email: str, optout: str, at: datetime = NOW) -> Record:
+    """A HubSpot contact with `hs_email_optout`."""
+    props = {"email": email, "firstname": "Jane", "lastname": "Doe", "hs_email_optout": optout}
+    payload = {"id": hubspot_id, "properties": props, "updatedAt": at.isoformat()}
+    return Record("hubspot", "contacts", hubspot_id, at, payload)
+
+
+def stripe_customer(customer_id: str, *, email: str, phone: str, at: datetime = NOW) -> Record:
+    """A Stripe customer."""
+    payload = {"id": customer_id, "object": "customer", "email": email, "phone": phone, "name": "Jane Doe"}
+    return Record("stripe", "customers", customer_id, at, payload)
+
+
+def members(conn: Connection, key: str) -> set[int]:
+    """The contact ids in segment `key`."""
+    sid = select(segments.c.id).where(segments.c.key == key).scalar_subquery()
+    return set(
+        conn.execute(select(memberships.c.contact_id).where(memberships.c.segment_id == sid)).scalars()
+    )
+
+
+def left_reasons(conn: Connection, contact_id: int) -> dict[str, str]:
+    """segment key -> the reason of the contact's latest `left` transition."""
+    rows = conn.execute(
+        select(segments.c.key, transitions.c.reason)
+        .join(segments, segments.c.id == transitions.c.segment_id)
+        .where(transitions.c.contact_id == contact_id, transitions.c.kind == "left")
+        .order_by(transitions.c.id)
+    )
+    return dict(rows.tuples().all())
+
+
+def delivery_statuses(conn: Connection, contact_id: int) -> dict[tuple[str, str], str]:
+    """(endpoint, transition kind) -> the delivery status, for the contact's latest transitions."""
+    rows = conn.execute(
+        select(deliveries.c.endpoint, transitions.c.kind, deliveries.c.status)
+        .join(transitions, transitions.c.id == deliveries.c.transition_id)
+        .where(transitions.c.contact_id == contact_id)
+        .order_by(deliveries.c.id)
+    )
+    return {(endpoint, kind): status for endpoint, kind, status in rows}
+
+
+def dispatch(engine: Engine, now: datetime = NOW) -> None:
+    """Turn outbox rows into deliveries, as the delivery worker's dispatcher does."""
+    fan_out(engine, WEBHOOKS, now)
+
+
+LATER = NOW + timedelta(hours=1)
+
+
+@pytest.fixture
+def jane(engine: Engine) -> int:
+    """Jane, opted in to SMS by a form and to e-mail by an API call, in every segment, entries pending."""
+    store = page_store()
+    store_page(
+        engine,
+        store,
+        typeform_response("t1", email="jane.doe@example.com", phone="+14155552671", consent=True),
+    )
+    with write_transaction(engine) as conn:
+        contact_id = int(conn.execute(select(consent_records.c.contact_id)).scalar_one())
+        opt_in(
+            conn,
+            contact_id=contact_id,
+            channel="email",
+            source="api",
+            proof={"by": "test"},
+            now=EARLIER,
+            evaluate=evaluate,
+        )
+    dispatch(engine, EARLIER)
+    with engine.connect() as conn:
+        for key in ("sms_offers", "newsletter", "everyone"):
+            assert members(conn, key) == {contact_id}
+        assert delivery_statuses(conn, contact_id) == {
+            ("texter", "entered"): "pending",
+            ("mailer", "entered"): "pending",
+        }
+    return contact_id
+
+
+def assert_unsubscribed(engine: Engine, contact_id: int, segment: str, endpoint: str, kept: str) -> None:
+    with engine.connect() as conn:
+        assert contact_id not in members(conn, segment)
+        assert contact_id in members(conn, kept)
+        assert left_reasons(conn, contact_id) == {segment: "unsubscribed"}
+        left = select(transitions.c.id).where(
+            transitions.c.contact_id == contact_id, transitions.c.kind == "left"
+        )
+        assert (
+            conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.transition_id.in_(left))
+            ).scalar_one()
+            == 1
+        )
+        assert delivery_statuses(conn, contact_id)[(endpoint, "entered")] == "cancelled"
+        assert conn.execute(select(func.count()).select_from(suppressions)).scalar_one() >= 1
+    dispatch(engine, NOW)
+    with engine.connect() as conn:
+        # The consumer is told to stop: segment.left is delivered even to a consent-requiring endpoint.
+        assert delivery_statuses(conn, contact_id)[(endpoint, "left")] == "pending"
+
+
+def assert_reimport_stays_out(engine: Engine, contact_id: int, segment: str) -> None:
+    store = page_store()
+    # A new external id, the e-mail in capitals, the phone formatted differently, a stale form opt-in.
+    store_page(
+        engine,
+        store,
+        stripe_customer("cus_new", email="  JANE.DOE@EXAMPLE.COM", phone="(415) 555-2671"),
+        now=LATER,
+    )
+    store_page(
+        engine,
+        store,
+        typeform_response("t1", email="Jane.Doe@example.com", phone="415.555.2671", consent=True),
+        now=LATER,
+    )
+    with write_transaction(engine) as conn:
+        evaluate(conn, now=LATER, run_id=None, contact_ids=None)
+        assert members(conn, segment) == set()

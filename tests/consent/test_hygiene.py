@@ -1,0 +1,103 @@
+"""Hygiene policies: dormancy segments can exclude, invalid numbers flagged, bounces; plan versus run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import TypeAdapter
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from sync.consent import Feedback, apply_feedback
+from sync.hygiene import HygieneConfig, last_run, plan, run_hygiene
+from sync.privacy import contact_export
+from sync.segments import SegmentsConfig, evaluate_segments
+from sync.store import write_transaction
+from sync.store.tables import contact_identities, contacts, suppressions
+from tests.consent.conftest import NOW, members
+
+REACHABLE = TypeAdapter(SegmentsConfig).validate_python(
+    {
+        "reachable": {
+            "name": "Reachable",
+            "all": [
+                {"field": "email", "op": "exists"},
+                {"not": {"field": "dormant", "op": "eq", "value": True}},
+            ],
+        }
+    }
+)
+
+
+def _contact(conn: Connection, email: str, *, active_at: datetime, phone: str | None = None) -> int:
+    cid = int(
+        conn.execute(
+            insert(contacts)
+            .values(
+                created_at=active_at, updated_at=active_at, changed_at=active_at, last_activity_at=active_at
+            )
+            .returning(contacts.c.id)
+        ).scalar_one()
+    )
+    ids = [("email", email)] + ([("phone", phone)] if phone else [])
+    for kind, value in ids:
+        row = {"contact_id": cid, "kind": kind, "value": value, "source": "test", "first_seen_at": active_at}
+        conn.execute(insert(contact_identities).values(**row))
+    return cid
+
+
+def _policies(conn: Connection, config: HygieneConfig, now: datetime) -> dict[str, int]:
+    return {p.policy: p.would for p in plan(conn, config, now=now)}
+
+
+def test_a_quiet_contact_turns_dormant_leaves_segments_excluding_it_and_comes_back(engine: Engine) -> None:
+    config = HygieneConfig()
+    with write_transaction(engine) as conn:
+        quiet = _contact(conn, "quiet@example.com", active_at=NOW - timedelta(days=200))
+        busy = _contact(conn, "busy@example.com", active_at=NOW - timedelta(days=20))
+        evaluate_segments(conn, REACHABLE, now=NOW)
+        assert members(conn, "reachable") == {quiet, busy}
+        assert _policies(conn, config, NOW)["dormant"] == 1
+        results = {r.policy: r.did for r in run_hygiene(conn, config, now=NOW)}
+        assert results["dormant"] == 1
+        evaluate_segments(conn, REACHABLE, now=NOW)
+        assert members(conn, "reachable") == {busy}
+        assert conn.execute(select(contacts.c.state).where(contacts.c.id == quiet)).scalar_one() == "dormant"
+        assert _policies(conn, config, NOW)["dormant"] == 0  # done: a second run changes nothing
+
+    later = NOW + timedelta(days=1)
+    with write_transaction(engine) as conn:
+        conn.execute(update(contacts).where(contacts.c.id == quiet).values(last_activity_at=later))
+        assert _policies(conn, config, later)["revived"] == 1
+        run_hygiene(conn, config, now=later)
+        evaluate_segments(conn, REACHABLE, now=later)
+        assert members(conn, "reachable") == {quiet, busy}
+        previous = last_run(conn)
+    assert previous is not None and {p["policy"]: p["did"] for p in previous["policies"]}["revived"] == 1
+
+
+def test_bounces_and_invalid_numbers_are_flagged_and_suppressed(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        cid = _contact(conn, "ann@example.com", active_at=NOW, phone="+14155550000")
+        other = _contact(conn, "bob@example.com", active_at=NOW, phone="+14155550001")
+        conn.execute(
+            update(contact_identities)
+            .where(contact_identities.c.contact_id == other, contact_identities.c.kind == "phone")
+            .values(valid=False)
+        )
+        for kind, given in (
+            ("contact.bounced", {"email": "ANN@example.com"}),
+            ("contact.invalid_number", {"phone": "(415) 555-0000"}),
+        ):
+            body = {"type": kind, "timestamp": "2026-11-23T11:00:00Z", "data": {"contact_id": cid, **given}}
+            apply_feedback(
+                conn, Feedback.model_validate(body), endpoint="mailer", channel=None, now=NOW, evaluate=None
+            )
+        data = contact_export(conn, cid)
+        assert data["fields"] == {"email_deliverable": False, "phone_valid": False}
+        assert {i["kind"]: i["valid"] for i in data["identities"]} == {"email": False, "phone": False}
+        reasons = set(conn.execute(select(suppressions.c.reason)).scalars())
+        assert reasons == {"bounced", "invalid_number"}
+        # Bob's number was found invalid elsewhere: the policy flags it, Ann is already flagged.
+        assert _policies(conn, HygieneConfig(), NOW)["invalid_phones"] == 1
+        run_hygiene(conn, HygieneConfig(), now=NOW)
+        assert contact_export(conn, other)["fields"] == {"phone_valid": False}

@@ -1,0 +1,85 @@
+"""An opt-out through a synced page or sender feedback acts at once, and a re-import does not undo it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from sync.consent import Feedback, UnknownContactError, apply_feedback
+from sync.store import write_transaction
+from sync.store.tables import consent_records
+from tests.consent.conftest import (
+    ENDPOINTS,
+    LATER,
+    NOW,
+    assert_reimport_stays_out,
+    assert_unsubscribed,
+    evaluate,
+    hubspot_contact,
+    page_store,
+    store_page,
+    typeform_response,
+)
+
+
+def test_hubspot_optout_in_a_synced_page_leaves_email_segments_at_once(engine: Engine, jane: int) -> None:
+    store_page(engine, page_store(), hubspot_contact("501", email="Jane.Doe@Example.com", optout="true"))
+    assert_unsubscribed(engine, jane, "newsletter", "mailer", kept="sms_offers")
+    assert_reimport_stays_out(engine, jane, "newsletter")
+
+
+def test_typeform_no_in_a_synced_page_leaves_sms_segments(engine: Engine, jane: int) -> None:
+    later_answer = typeform_response(
+        "t2", email="jane.doe@example.com", phone="+1 415 555 2671", consent=False, at=NOW
+    )
+    store_page(engine, page_store(), later_answer)
+    assert_unsubscribed(engine, jane, "sms_offers", "texter", kept="newsletter")
+    with engine.connect() as conn:
+        proofs = [
+            p
+            for (p,) in conn.execute(
+                select(consent_records.c.proof).where(consent_records.c.channel == "sms")
+            )
+        ]
+    assert {p["record_id"] for p in proofs} == {"t1", "t2"}
+    assert {p["answer"] for p in proofs} == {True, False}
+    assert {p["form_id"] for p in proofs} == {"crmhubNPS"}
+    assert_reimport_stays_out(engine, jane, "sms_offers")
+
+
+def test_sender_feedback_unsubscribe_opts_out_of_the_endpoint_channel(engine: Engine, jane: int) -> None:
+    feedback = Feedback.model_validate(
+        {
+            "type": "contact.unsubscribed",
+            "timestamp": "2026-11-23T11:59:00Z",
+            "data": {"contact_id": jane, "webhook_id": "msg_1"},
+        }
+    )
+    with write_transaction(engine) as conn:
+        result = apply_feedback(
+            conn,
+            feedback,
+            endpoint="texter",
+            channel="sms",
+            now=NOW,
+            evaluate=evaluate,
+            endpoints=ENDPOINTS["sms"],
+        )
+    assert result["status"] == "opted_out" and result["left"] == 1 and result["cancelled"] == 1
+    assert_unsubscribed(engine, jane, "sms_offers", "texter", kept="newsletter")
+    assert_reimport_stays_out(engine, jane, "sms_offers")
+
+
+def test_a_stored_page_is_not_recorded_twice(engine: Engine, jane: int) -> None:
+    again = typeform_response("t1", email="jane.doe@example.com", phone="+14155552671", consent=True)
+    store_page(engine, page_store(), again, now=LATER)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(consent_records)).scalar_one() == 2
+
+
+def test_feedback_for_an_unknown_contact_is_a_clear_error(engine: Engine) -> None:
+    feedback = Feedback.model_validate(
+        {"type": "contact.bounced", "timestamp": "2026-11-23T11:59:00Z", "data": {"contact_id": 999}}
+    )
+    with write_transaction(engine) as conn, pytest.raises(UnknownContactError, match="contact 999"):
+        apply_feedback(conn, feedback, endpoint="mailer", channel="email", now=NOW, evaluate=evaluate)

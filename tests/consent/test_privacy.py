@@ -1,0 +1,123 @@
+"""Export holds everything about a person; erase leaves nothing personal in any table but the hashes."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import JSON, Engine, String, Text, func, select
+
+from sync.consent import identity_hash
+from sync.privacy import contact_export, erase_contact, find_person
+from sync.store import write_transaction
+from sync.store.tables import erasure_log, merge_log, metadata, suppressions
+from tests.consent.conftest import (
+    NOW,
+    dispatch,
+    evaluate,
+    hubspot_contact,
+    members,
+    page_store,
+    store_page,
+    stripe_customer,
+    typeform_response,
+)
+
+EMAIL, PHONE_DIGITS, NAME = "jane.doe@example.com", "4155552671", "jane doe"
+LATER = NOW + timedelta(hours=1)
+
+
+def _merged_jane(engine: Engine) -> int:
+    """Jane known first by phone (Stripe) and by e-mail (HubSpot), then merged by her form answer."""
+    store = page_store()
+    store_page(engine, store, stripe_customer("cus_1", email="", phone="(415) 555-2671"))
+    store_page(engine, store, hubspot_contact("501", email="Jane.Doe@Example.com", optout="false"))
+    store_page(engine, store, typeform_response("t1", email=EMAIL, phone="+1 415 555 2671", consent=True))
+    with write_transaction(engine) as conn:
+        evaluate(conn, now=NOW, run_id=None, contact_ids=None)
+        assert conn.execute(select(func.count()).select_from(merge_log)).scalar_one() == 1
+        found = find_person(conn, "JANE.DOE@example.com")
+    assert found is not None
+    dispatch(engine)
+    return found
+
+
+def _mentions(engine: Engine) -> list[str]:
+    """Every table.column holding the e-mail, the phone's digits or the name, in any case."""
+    hits = []
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for column in table.columns:
+                if not isinstance(column.type, String | Text | JSON) and "JSON" not in repr(column.type):
+                    continue
+                for value in conn.execute(select(column).where(column.is_not(None))).scalars():
+                    text = (json.dumps(value) if not isinstance(value, str) else value).lower()
+                    digits = "".join(ch for ch in text if ch.isdigit())
+                    if EMAIL in text or NAME in text or PHONE_DIGITS in digits:
+                        hits.append(f"{table.name}.{column.name}")
+    return hits
+
+
+def test_export_holds_identities_fields_consent_and_segments(engine: Engine) -> None:
+    jane = _merged_jane(engine)
+    with engine.connect() as conn:
+        data = contact_export(conn, jane)
+        assert find_person(conn, "(415) 555-2671") == jane
+    assert {(i["kind"], i["value"]) for i in data["identities"]} >= {
+        ("email", EMAIL),
+        ("phone", "+14155552671"),
+    }
+    assert [(c["channel"], c["status"], c["source"]) for c in data["consent"]] == [
+        ("sms", "opted_in", "typeform")
+    ]
+    assert data["consent"][0]["proof"]["record_id"] == "t1"
+    assert {m["segment"] for m in data["memberships"]} == {"sms_offers", "everyone"}
+    assert {r["source"] for r in data["records"]} == {"stripe", "hubspot", "typeform"}
+    assert data["merges"] and data["deliveries"]
+    assert "consent_confirmed_at" in data["fields"]
+    json.dumps(data)
+
+
+def test_erase_leaves_nothing_personal_in_any_table(engine: Engine) -> None:
+    jane = _merged_jane(engine)
+    assert _mentions(engine)  # the scan does find her before
+    with write_transaction(engine) as conn:
+        counts = erase_contact(conn, jane, now=NOW)
+    assert counts["contacts"] == 1 and counts["records"] == 3 and counts["consent_records"] == 1
+    assert _mentions(engine) == []
+    with engine.connect() as conn:
+        hashes = set(conn.execute(select(suppressions.c.value_hash)).scalars())
+        assert hashes == {identity_hash(EMAIL), identity_hash("+14155552671")}
+        [log] = conn.execute(select(erasure_log)).mappings()
+        assert log["subject_hash"] == identity_hash(EMAIL)
+
+
+def test_a_reimport_after_erase_is_a_new_contact_kept_out(engine: Engine) -> None:
+    jane = _merged_jane(engine)
+    with write_transaction(engine) as conn:
+        erase_contact(conn, jane, now=NOW)
+    store = page_store()
+    # The old form answer (consent yes) is pulled again, with a new Stripe id, other case and format.
+    store_page(
+        engine,
+        store,
+        typeform_response("t1", email="Jane.Doe@EXAMPLE.com", phone="415-555-2671", consent=True),
+        now=LATER,
+    )
+    store_page(
+        engine,
+        store,
+        stripe_customer("cus_9", email="JANE.DOE@example.com", phone="+1 (415) 555 2671"),
+        now=LATER,
+    )
+    with write_transaction(engine) as conn:
+        evaluate(conn, now=LATER, run_id=None, contact_ids=None)
+        again = find_person(conn, EMAIL)
+        assert again is not None and again != jane
+        assert members(conn, "sms_offers") == set()
+        assert again in members(conn, "everyone")
+        consent = contact_export(conn, again)["consent"]
+    assert {(c["channel"], c["status"]) for c in consent if c["source"] == "suppression"} == {
+        ("email", "opted_out"),
+        ("sms", "opted_out"),
+    }

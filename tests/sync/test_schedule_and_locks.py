@@ -1,0 +1,91 @@
+"""Leases in the store and cron schedules: what keeps scheduled runs from overlapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import Engine
+
+from sync.locks import acquire, holder_of, release, take_over
+from sync.schedule import Job, ScheduleConfig, jobs, next_run
+from sync.store import create_store_engine, upgrade, write_transaction
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TTL = timedelta(minutes=10)
+
+
+@pytest.fixture
+def engine(empty_store_url: str) -> Iterator[Engine]:
+    engine = create_store_engine(empty_store_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_a_lease_is_held_by_one_holder_until_released(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        assert acquire(conn, "sync:stripe", "a", now=NOW, ttl=TTL)
+        assert not acquire(conn, "sync:stripe", "b", now=NOW, ttl=TTL)
+        assert acquire(conn, "sync:hubspot", "b", now=NOW, ttl=TTL)
+        assert holder_of(conn, "sync:stripe", now=NOW) == "a"
+        release(conn, "sync:stripe", "b")  # not b's to give back
+        assert holder_of(conn, "sync:stripe", now=NOW) == "a"
+        release(conn, "sync:stripe", "a")
+        assert holder_of(conn, "sync:stripe", now=NOW) is None
+        assert acquire(conn, "sync:stripe", "b", now=NOW, ttl=TTL)
+
+
+def test_a_lease_renews_for_its_holder_and_expires_for_everyone_else(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        assert acquire(conn, "segments", "a", now=NOW, ttl=TTL)
+        later = NOW + timedelta(minutes=9)
+        assert acquire(conn, "segments", "a", now=later, ttl=TTL)  # renewed until later + TTL
+        assert not acquire(conn, "segments", "b", now=NOW + timedelta(minutes=11), ttl=TTL)
+        assert acquire(conn, "segments", "b", now=later + TTL, ttl=TTL)
+        assert holder_of(conn, "segments", now=later + TTL) == "b"
+
+
+def test_a_dead_holders_lease_moves_only_from_that_holder(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        assert acquire(conn, "sync:typeform", "dead", now=NOW, ttl=TTL)
+        assert not take_over(conn, "sync:typeform", "someone-else", "new", now=NOW, ttl=TTL)
+        assert take_over(conn, "sync:typeform", "dead", "new", now=NOW, ttl=TTL)
+        assert holder_of(conn, "sync:typeform", now=NOW) == "new"
+
+
+def test_jobs_give_a_source_with_its_own_cron_a_job_of_its_own() -> None:
+    config = ScheduleConfig(every="*/15 * * * *", sources={"hubspot": "*/5 * * * *"}, segments="0 * * * *")
+    found = jobs(config, ["stripe", "hubspot", "typeform"])
+    assert found == [
+        Job("sync", "*/15 * * * *", ("stripe", "typeform")),
+        Job("sync:hubspot", "*/5 * * * *", ("hubspot",)),
+        Job("segments", "0 * * * *", (), kind="segments"),
+    ]
+    assert [j.leases for j in found] == [("sync:stripe", "sync:typeform"), ("sync:hubspot",), ("segments",)]
+
+
+def test_no_schedule_means_no_jobs() -> None:
+    assert jobs(ScheduleConfig(), ["stripe"]) == []
+    assert jobs(ScheduleConfig(sources={"hubspot": "* * * * *"}), ["stripe"]) == []
+
+
+def test_next_run_follows_the_cron_expression_including_seconds() -> None:
+    assert next_run("*/15 * * * *", NOW + timedelta(minutes=7)) == NOW + timedelta(minutes=15)
+    assert next_run("* * * * * */10", NOW + timedelta(seconds=1)) == NOW + timedelta(seconds=10)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"every": "every 15 minutes"}, "expected a cron expression"),
+        ({"segments": "61 * * * *"}, "expected a cron expression"),
+        ({"sources": {"salesforce": "* * * * *"}}, "expected a source among stripe, hubspot, typeform"),
+        ({"sources": {"stripe": "nope"}}, "expected a cron expression"),
+    ],
+)
+def test_a_bad_schedule_says_what_was_expected(value: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ScheduleConfig.model_validate(value)
