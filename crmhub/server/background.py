@@ -148,5 +148,5 @@ class WorkerThread:
     async def _nap(self, seconds: float) -> None:
         assert self._wake is not None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.25))
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         self._wake.clear()
