@@ -64,7 +64,8 @@ async def _send(url: str, rate: float, seconds: float, run: str) -> dict[str, fl
     sent: dict[str, float] = {}
     total = int(rate * seconds)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    # No pool timeout: at an offered rate above capacity, requests queue here and their wait is measured.
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120, pool=None)) as client:
 
         async def one(n: int) -> None:
             body = _event(n, run)

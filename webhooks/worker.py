@@ -28,6 +28,7 @@ from webhooks.sender import Sender
 __all__ = ["Clock", "DeliveryWorker", "Hook", "RunStats"]
 
 Clock = Callable[[], datetime]
+Decision = Succeeded | RetryDecision | Dead | Disable
 Sleep = Callable[[float], Awaitable[None]]
 # Called at "claimed" (before sending), "sent" (before recording) and "recorded"; tests raise from it.
 Hook = Callable[[str, Job], None]
@@ -107,16 +108,17 @@ class DeliveryWorker:
                 if done and (
                     len(done) == len(self._tasks) or len(done) >= RECORD_BATCH or self._room(done, now)
                 ):
-                    self._record(done, clock(), stats)
+                    await self._record(done, clock(), stats)
                     done = []
                 launched, throttled = 0, False
                 if not stopping and self._room([], now):
-                    launched, throttled = self._launch(now, stats)
+                    launched, throttled = await self._launch(now, stats)
                 pending = {t for t in self._tasks if not t.done()}
                 if pending:
                     await asyncio.wait(pending, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-                elif not launched and not done:
-                    # Stopping lets in-flight sends finish and be recorded, then returns.
+                elif not launched and not self._tasks:
+                    # A send that finished while the store was being written is still in self._tasks:
+                    # the next pass records it. Stopping lets in-flight sends finish and be recorded.
                     if stopping or (not forever and not throttled):
                         return stats
                     self._resting = {}  # idle: look at every endpoint again on the next pass
@@ -135,14 +137,27 @@ class DeliveryWorker:
             if not (name in self._resting and self._resting[name] > now)
         )
 
-    def _launch(self, now: datetime, stats: RunStats) -> tuple[int, bool]:
+    async def _launch(self, now: datetime, stats: RunStats) -> tuple[int, bool]:
         """Fan out and claim what each endpoint may take now, start sending it; (progress, rate-limited)."""
+        # The store's work runs on a thread: waiting for the write lock must not stop the event loop,
+        # which meanwhile sends, and reads the answers to, what is already in flight.
+        jobs, bodies, full_batch, throttled = await asyncio.to_thread(self._claim, now, stats)
+        for job, body in zip(jobs, bodies, strict=True):
+            self._inflight[job.endpoint] += 1
+            task = asyncio.create_task(self._attempt(job, body, now))
+            self._tasks.add(task)
+            self._endpoint_of[task] = job.endpoint
+        # A full fan-out batch means more outbox rows may be waiting: that is progress too.
+        return len(jobs) + full_batch, throttled
+
+    def _claim(self, now: datetime, stats: RunStats) -> tuple[list[Job], list[dict[str, Any]], bool, bool]:
+        """Fan out, claim within each endpoint's budget: (jobs, bodies, fan-out batch full, throttled)."""
         throttled = False
         wanted = [n for n in self._config.endpoints if not (n in self._resting and self._resting[n] > now)]
         # Look before locking: a read does not contend with the writers that feed the outbox.
         with self._engine.connect() as conn:
             if not outbox_waiting(conn) and not any_due(conn, wanted, now):
-                return 0, False
+                return [], [], False, False
         with write_transaction(self._engine) as conn:
             fanned = fan_out_batch(conn, self._config, now, batch_size=self._config.batch_size)
             stats.fanned_out += fanned.deliveries
@@ -177,13 +192,7 @@ class DeliveryWorker:
                 ids.extend(got)
             jobs = load_jobs(conn, ids)
             bodies = self._bodies(conn, jobs)
-        for job, body in zip(jobs, bodies, strict=True):
-            self._inflight[job.endpoint] += 1
-            task = asyncio.create_task(self._attempt(job, body, now))
-            self._tasks.add(task)
-            self._endpoint_of[task] = job.endpoint
-        # A full fan-out batch means more outbox rows may be waiting: that is progress too.
-        return len(jobs) + (fanned.outbox_rows >= self._config.batch_size), throttled
+        return jobs, bodies, fanned.outbox_rows >= self._config.batch_size, throttled
 
     def _budget(self, name: str, concurrency: int, state: EndpointState, now: datetime) -> int:
         if state.disabled_at is not None or state.open_at(now):
@@ -211,7 +220,7 @@ class DeliveryWorker:
             self._hook("claimed", job)
         return await self._senders[job.endpoint].send(job, body, now)
 
-    def _record(self, finished: list[asyncio.Task[Attempt]], now: datetime, stats: RunStats) -> None:
+    async def _record(self, finished: list[asyncio.Task[Attempt]], now: datetime, stats: RunStats) -> None:
         attempts: list[Attempt] = []
         for task in finished:
             self._tasks.discard(task)
@@ -221,16 +230,22 @@ class DeliveryWorker:
         for attempt in attempts:
             if self._hook is not None:
                 self._hook("sent", attempt.job)
-        with write_transaction(self._engine) as conn:
-            decisions = record(
-                conn, attempts, worker_id=self.worker_id, breaker=self._breaker, now=now, rng=self._rng
-            )
+        decisions = await asyncio.to_thread(self._write, attempts, now)
         stats.attempts += len(attempts)
         for decision in decisions:
             stats.outcomes[_label(decision)] += 1
         for attempt in attempts:
             if self._hook is not None:
                 self._hook("recorded", attempt.job)
+
+    def _write(
+        self, attempts: list[Attempt], now: datetime
+    ) -> list[Succeeded | RetryDecision | Dead | Disable]:
+        """Record `attempts` and what each one decides, in one transaction."""
+        with write_transaction(self._engine) as conn:
+            return record(
+                conn, attempts, worker_id=self.worker_id, breaker=self._breaker, now=now, rng=self._rng
+            )
 
     async def aclose(self) -> None:
         """Close every endpoint's connections."""

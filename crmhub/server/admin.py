@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -461,10 +460,7 @@ def post_sync(svc: Svc, body: Annotated[SyncIn | None, Body()] = None) -> SyncAc
     with svc.engine.connect() as conn:
         now = svc.clock()
         held = {lease: holder_of(conn, lease, now=now) for lease in job.leases}
-    thread = threading.Thread(
-        target=_run_sync, args=(svc, job, wanted.full), name=f"crmhub-api-{job.name}", daemon=True
-    )
-    thread.start()
+    svc.start_thread(_run_sync, svc, job, wanted.full, name=f"crmhub-api-{job.name}")
     return SyncAccepted(
         job=job.name,
         sources=list(job.sources),

@@ -41,6 +41,7 @@ def create_app(services: Services, *, scheduler: bool = True, worker: bool = Tru
             # Stop the scheduler first (its syncs stop at a page boundary), then let deliveries finish.
             services.stopping.set()
             grace = services.settings.server.shutdown_grace_seconds
+            services.join_threads(grace)
             for loop in reversed(loops):
                 loop.stop(grace)
             services.close()

@@ -50,6 +50,7 @@ class Services:
     _receiver: InboundReceiver | None = None
     _http: httpx.Client | None = None
     _build_lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def sync_engine(self) -> SyncEngine:
         """The sync engine for pushed batches, built on first use (its mapper learns fields as they come)."""
@@ -79,6 +80,18 @@ class Services:
                     settings.webhooks.inbound, self.environ, sync_engine, fetch, write_key
                 )
             return self._receiver
+
+    def start_thread(self, target: Callable[..., object], *args: object, name: str) -> None:
+        """Run `target(*args)` on a thread that shutdown waits for (a sync asked for through the API)."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._build_lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def join_threads(self, timeout: float) -> None:
+        """Wait up to `timeout` for the threads of `start_thread`; they stop at a page boundary."""
+        for thread in list(self._threads):
+            thread.join(timeout)
 
     def close(self) -> None:
         """Close the provider connection the receiver holds, and the store's connections."""

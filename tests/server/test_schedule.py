@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import itertools
 import re
+import signal
 import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from crmhub.sandbox import Sandbox, SandboxServer, credentials
 from crmhub.sandbox.config import sandbox_config
 from crmhub.sandbox.harness import ServeProcess
+from sync.store import create_store_engine
+from sync.store.tables import cursors, locks, sync_runs
 
 # Every 2 seconds: a first full sync of the sandbox takes longer, so firings meet a run still going.
 SCHEDULE = """
@@ -80,3 +85,34 @@ def test_a_segments_schedule_fires_on_its_cron_seconds(tmp_path: Path) -> None:
     assert len(starts) >= 2, log
     # Each run starts just after an even second, when its cron expression fires.
     assert all(at.second % 2 == 0 and at.microsecond < 900_000 for at in starts), starts
+
+
+def test_sigterm_stops_a_running_sync_at_a_page_boundary_with_its_cursor_saved(tmp_path: Path) -> None:
+    box = Sandbox(people=400, seed=5)
+    box.add_fault("stripe:latency=250")  # every Stripe page takes a while: the stop lands mid-run
+    with SandboxServer(box) as sandbox:
+        config = tmp_path / "crmhub.toml"
+        text = sandbox_config(sandbox.url, f"sqlite:///{tmp_path / 'crmhub.db'}")
+        config.write_text(text + '\n[sync.schedule]\nevery = "* * * * * */1"\n', encoding="utf-8")
+        process = ServeProcess(config, credentials.ENVIRONMENT, "--no-worker").start()
+        try:
+            deadline = time.monotonic() + 20
+            while "took sync:stripe" not in process.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # a few pages in
+        finally:
+            code = process.stop(timeout=30)
+        log = process.log()
+    assert code in (0, -signal.SIGTERM), log
+    assert "released sync:stripe" in log, log
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'crmhub.db'}")
+    with engine.connect() as conn:
+        statuses = set(
+            conn.execute(select(sync_runs.c.status).where(sync_runs.c.trigger == "schedule")).scalars()
+        )
+        saved = conn.execute(select(func.count()).select_from(cursors)).scalar_one()
+        held = conn.execute(select(func.count()).select_from(locks)).scalar_one()
+    engine.dispose()
+    assert "stopped" in statuses, statuses
+    assert saved >= 1  # what was stored is covered by a cursor, so the next run resumes from there
+    assert held == 0  # every lease was given back on the way out
