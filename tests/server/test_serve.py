@@ -23,6 +23,7 @@ from crmhub.sandbox.webhooks_out import hubspot_signature_v3, stripe_signature, 
 from sync.store import create_store_engine
 from sync.store.tables import contact_identities, contacts, events, inbound_events, records
 from tests.inbound.payloads import stripe_event, typeform_payload
+from webhooks.signing import decode_secret, signed_headers
 
 ADMIN_TOKEN = "admin-token-for-tests"
 
@@ -261,3 +262,58 @@ def test_sigterm_shuts_down_cleanly(sandbox: tuple[Sandbox, str], tmp_path: Path
     assert code in (0, -signal.SIGTERM), log
     assert "crmhub serve: stopped" in log
     assert "Traceback" not in log
+
+
+def _left(box: Sandbox, segment: str, since: float) -> list[dict[str, Any]]:
+    return [
+        row["payload"]
+        for row in box.receiver.state()["accepted"]
+        if row["payload"]["type"] == "segment.left"
+        and row["payload"]["data"]["segment"]["key"] == segment
+        and row["received_at"] >= since
+    ]
+
+
+def _feedback(url: str, body: bytes, secret: str) -> httpx.Response:
+    stamp = int(time.time())
+    headers = signed_headers(f"msg_{stamp}_{len(body)}", stamp, body, [decode_secret(secret)])
+    return httpx.post(f"{url}/hooks/feedback/receiver", content=body, headers=headers, timeout=10)
+
+
+def test_a_stop_reply_from_the_sender_unsubscribes_through_the_feedback_hook(
+    served: ServeProcess, sandbox: tuple[Sandbox, str]
+) -> None:
+    box, _ = sandbox
+    form = typeform_payload("tok_promoter", at=datetime.now(UTC))
+    answers = form["form_response"]["answers"]
+    answers[0]["number"] = 10  # a promoter
+    answers[1]["email"] = "promoter@example.com"
+    consent = {"id": "f3", "type": "yes_no", "ref": "consent"}
+    answers.append({"type": "boolean", "boolean": True, "field": consent})
+    body = json.dumps(form).encode()
+    headers = {"typeform-signature": typeform_signature(body, credentials.TYPEFORM_WEBHOOK_SECRET)}
+    sent = time.time()
+    assert httpx.post(f"{served.url}/hooks/typeform", content=body, headers=headers).status_code == 200
+    _wait_for_entry(box, "sms_promoters", sent)
+    contact_id = _entered(box, "sms_promoters", sent)[0]["payload"]["data"]["contact"]["id"]
+
+    stop = {
+        "type": "contact.unsubscribed",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {"contact_id": contact_id, "channel": "sms", "reason": "STOP"},
+    }
+    raw = json.dumps(stop).encode()
+    forged = _feedback(served.url, raw, "whsec_" + "A" * 40)
+    assert forged.status_code == 401
+    stranger = json.dumps(stop | {"data": {"contact_id": 10**9}}).encode()
+    unknown = _feedback(served.url, stranger, credentials.RECEIVER_SECRET)
+    assert unknown.status_code == 404
+    before = time.time()
+    answer = _feedback(served.url, raw, credentials.RECEIVER_SECRET)
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 15
+    while not _left(box, "sms_promoters", before) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [left] = _left(box, "sms_promoters", before)
+    assert left["data"]["contact"]["id"] == contact_id
+    assert left["data"]["transition"]["reason"] == "unsubscribed"
