@@ -2,13 +2,16 @@
 
 Idempotent: the group and each property are created once (HubSpot's 409 means it exists already),
 each field remembers its HubSpot property, and values are written only for contacts that changed
-since the last push (a cursor in `cursors`), to the HubSpot contacts they came from, 100 per call.
+since the last push (a cursor in `cursors`) and whose properties differ from what the last push wrote
+(a digest per HubSpot contact), to the HubSpot contacts they came from, 100 per call.
 Properties are named `<group>_<field>` so a pull of "all properties" can leave them out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +25,14 @@ from field_mapping.hubspot_properties import group_create, property_create, prop
 from field_mapping.types import Columns, FieldType, from_columns
 from sync.fields import load_definitions
 from sync.runs import load_cursor, save_cursor, start_run
-from sync.store.tables import contact_identities, contacts, field_definitions, field_values
+from sync.store.tables import (
+    contact_identities,
+    contacts,
+    field_definitions,
+    field_values,
+    hubspot_push_state,
+)
+from sync.store.upsert import upsert
 
 BATCH_SIZE = 100  # HubSpot's limit per batch call
 _CURSOR = ("hubspot", "_push")
@@ -80,15 +90,42 @@ def push_to_hubspot(
     with engine.connect() as conn:
         since = load_cursor(conn, *_CURSOR)
         changed = _changed_values(conn, since=datetime.fromisoformat(since) if since else None)
-    inputs = [{"id": hubspot_id, "properties": props} for hubspot_id, props in changed.items() if props]
-    for start in range(0, len(inputs), BATCH_SIZE):
-        api.batch_update("contacts", inputs[start : start + BATCH_SIZE])
+        digests = {hubspot_id: _digest(props) for hubspot_id, props in changed.items() if props}
+        unchanged = _already_pushed(conn, digests)
+    due = [hubspot_id for hubspot_id in digests if hubspot_id not in unchanged]
+    for start in range(0, len(due), BATCH_SIZE):
+        ids = due[start : start + BATCH_SIZE]
+        api.batch_update("contacts", [{"id": i, "properties": changed[i]} for i in ids])
         report.calls += 1
-    report.contacts_updated = len(inputs)
+        # Remembered per batch: a push that fails half-way re-sends only what HubSpot did not get.
+        with engine.begin() as conn:
+            state = [{"hubspot_id": i, "digest": digests[i], "pushed_at": now} for i in ids]
+            upsert(conn, hubspot_push_state, state, keys=["hubspot_id"], update=["digest", "pushed_at"])
+    report.contacts_updated = len(due)
     with engine.begin() as conn:
         run_id = start_run(conn, source="hubspot", trigger="push", now=now)
         save_cursor(conn, *_CURSOR, now.isoformat(), run_id=run_id, now=now)
     return report
+
+
+def _digest(props: Mapping[str, str]) -> str:
+    """A fingerprint of the properties a push would write to one contact."""
+    return hashlib.sha256(json.dumps(props, sort_keys=True).encode()).hexdigest()
+
+
+def _already_pushed(conn: Connection, digests: Mapping[str, str]) -> set[str]:
+    """The HubSpot ids whose last push wrote exactly these properties."""
+    found: set[str] = set()
+    ids = sorted(digests)
+    for start in range(0, len(ids), 500):  # far below the databases' bound-parameter limits
+        chunk = ids[start : start + 500]
+        query = select(hubspot_push_state.c.hubspot_id, hubspot_push_state.c.digest).where(
+            hubspot_push_state.c.hubspot_id.in_(chunk)
+        )
+        found.update(
+            hubspot_id for hubspot_id, digest in conn.execute(query) if digests[hubspot_id] == digest
+        )
+    return found
 
 
 def property_name(group: str, field_name: str) -> str:

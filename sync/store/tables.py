@@ -342,3 +342,14 @@ locks = Table(
     Column("acquired_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
 )
+
+# What the last HubSpot push wrote to each HubSpot contact (a digest of its properties), so a contact
+# whose values did not change is not written again. Without it every push bumps HubSpot's
+# lastmodifieddate, the next pull brings the contact back as changed, and the push repeats forever.
+hubspot_push_state = Table(
+    "hubspot_push_state",
+    metadata,
+    Column("hubspot_id", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("pushed_at", UtcDateTime, nullable=False),
+)

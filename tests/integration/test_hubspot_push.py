@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from connectors import default_http_client
 from crmhub.demo import Demo
-from sync.store.tables import contact_identities, field_definitions, field_values
+from crmhub.wiring import hubspot_push
+from sync.store.tables import contact_identities, contacts, field_definitions, field_values
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +57,16 @@ def test_a_second_push_changes_nothing(pushed: Demo) -> None:
     again = pushed.push_hubspot()
     assert again is not None
     assert (again.group_created, again.properties_created, again.contacts_updated) == (False, [], 0)
+
+
+def test_contacts_that_changed_without_new_values_are_not_pushed_again(pushed: Demo) -> None:
+    pushed.push_hubspot()
+    # What a re-pull after a push does: HubSpot moved lastmodifieddate, so every pushed contact comes
+    # back marked as changed while its crmhub values are the same.
+    later = pushed.sandbox_now() + timedelta(hours=1)
+    with pushed.engine.begin() as conn:
+        conn.execute(update(contacts).values(changed_at=later))
+    with default_http_client(pushed.settings.connectors) as http:
+        again = hubspot_push(pushed.settings, pushed.engine, http, now=later + timedelta(minutes=1))
+    assert again is not None
+    assert again.contacts_updated == 0  # their values are what the last push wrote: no echo
