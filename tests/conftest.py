@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from sync.store import normalize_url
+from sync.store import create_store_engine, normalize_url, upgrade
 
 PG_ENV = "CRMHUB_TEST_DATABASE_URL"
 PG_SKIP_REASON = (
@@ -50,3 +50,12 @@ def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'crmhub.db'}"
     url: str = request.getfixturevalue("fresh_pg_url")
     return url
+
+
+@pytest.fixture
+def engine(empty_store_url: str) -> Iterator[Engine]:
+    """A migrated, empty store on each backend."""
+    store = create_store_engine(empty_store_url)
+    upgrade(store)
+    yield store
+    store.dispose()

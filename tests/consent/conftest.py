@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from field_mapping.mapper import Mapper
 from sync.consent import ConsentConfig, opt_in
 from sync.ingest import PageStore
 from sync.segments import EvaluationReport, SegmentsConfig, evaluate_segments
-from sync.store import create_store_engine, upgrade, write_transaction
+from sync.store import write_transaction
 from sync.store.tables import (
     consent_records,
     deliveries,
@@ -96,14 +96,6 @@ def evaluate(
 ) -> EvaluationReport:
     """The segments above, evaluated as crmhub's wiring does."""
     return evaluate_segments(conn, SEGMENTS, now=now, run_id=run_id, contact_ids=contact_ids)
-
-
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    eng = create_store_engine(empty_store_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def page_store() -> PageStore:

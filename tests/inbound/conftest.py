@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from crmhub.sandbox import credentials
 from crmhub.sandbox.webhooks_out import hubspot_signature_v3, stripe_signature, typeform_signature
 from crmhub.settings import load_settings
 from crmhub.wiring import build_sync_engine
-from sync.store import create_store_engine, upgrade
 from sync.store.tables import contacts, events, inbound_events, outbox, records, segments, transitions
 from webhooks.inbound import (
     HubSpotInboundConfig,
@@ -88,15 +87,6 @@ def entered(engine: Engine) -> list[tuple[str, str]]:
     )
     with engine.connect() as conn:
         return [(row[0], row[1]) for row in conn.execute(query)]
-
-
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    """A migrated, empty store on each backend."""
-    eng = create_store_engine(empty_store_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 class FakeHubSpot:

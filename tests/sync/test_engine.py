@@ -79,14 +79,6 @@ class OneStreamSource(Source):
         return [self._stream]
 
 
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    eng = create_store_engine(empty_store_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-
-
 def _page_store() -> PageStore:
     return PageStore(Mapper(FieldMappingConfig()))
 

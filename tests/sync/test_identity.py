@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import Engine, insert, select
 
 from sync.identity import resolve
-from sync.store import create_store_engine, upgrade
 from sync.store.tables import contact_identities, contacts, events, merge_log
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    eng = create_store_engine(empty_store_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def test_the_same_person_from_four_sources_is_one_contact(engine: Engine) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,18 +10,10 @@ from sqlalchemy import Engine
 
 from sync.locks import acquire, holder_of, release, take_over
 from sync.schedule import Job, ScheduleConfig, jobs, next_run
-from sync.store import create_store_engine, upgrade, write_transaction
+from sync.store import write_transaction
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=10)
-
-
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    engine = create_store_engine(empty_store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_a_lease_is_held_by_one_holder_until_released(engine: Engine) -> None:

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import Connection, Engine, insert, update
 
-from sync.store import create_store_engine, upgrade
 from sync.store.tables import contact_identities, contacts, outbox, segments, transitions
 from webhooks import EndpointConfig, WebhooksConfig, build_senders, generate_secret
 from webhooks.worker import DeliveryWorker
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    """A migrated, empty store on each backend."""
-    eng = create_store_engine(empty_store_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 class Clock:
