@@ -120,9 +120,9 @@ def _stored_field_names(settings: Settings) -> set[str]:
 
 
 def evaluator(settings: Settings) -> Evaluate | None:
-    """Lead scoring and segment evaluation as the configuration asks, or None when nothing is asked."""
+    """Hygiene, lead scoring and segment evaluation as the configuration asks, or None if none is."""
     scoring = settings.scoring
-    if not settings.segments and not (scoring.events or scoring.conditions):
+    if not settings.segments and not (scoring.events or scoring.conditions) and not settings.hygiene.enabled:
         return None
 
     def evaluate(
