@@ -54,8 +54,9 @@ def serve(
         port=port or settings.server.port,
         log_level="info",
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds),
-        # The body is read by crmhub itself, under a hard limit; uvicorn's proxy headers are off so the
-        # URL HubSpot signed is the URL we see, unless the operator runs behind a proxy on purpose.
-        proxy_headers=False,
+        # HubSpot signs the URL it called: behind a TLS-terminating proxy the scheme comes from
+        # X-Forwarded-Proto (the proxy passes Host on), believed only from the proxy's addresses.
+        proxy_headers=settings.server.proxy_headers,
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,
     )
     uvicorn.Server(config).run()

@@ -14,3 +14,5 @@ class ServerConfig(BaseModel):
     port: int = Field(default=8484, ge=1, le=65535)
     admin_token_env: str = "CRMHUB_ADMIN_TOKEN"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    proxy_headers: bool = False
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
