@@ -8,7 +8,9 @@ into contacts and fields, a tick changes the sandbox's world, and a second sync 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,8 @@ from sqlalchemy import Engine, func, select
 from connectors import default_http_client
 from connectors.segmentio import parse_messages
 from crmhub.sandbox import Sandbox, SandboxServer, credentials, sandbox_config
+from crmhub.sandbox.harness import ServeProcess
+from crmhub.sandbox.webhooks_out import stripe_signature
 from crmhub.settings import Settings, load_settings
 from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_source_names
 from sync.engine import BatchResult, ProgressCallback, RunReport
@@ -57,6 +61,16 @@ class StoreSummary:
     identities: int
     merges: int
     quarantined: int
+
+
+@dataclass(frozen=True)
+class RealTime:
+    """What the real-time step saw: the server, the webhook that came out, and how long it took."""
+
+    url: str
+    type: str
+    segment: str
+    seconds: float
 
 
 class Demo:
@@ -139,6 +153,53 @@ class Demo:
                 await worker.aclose()
 
         return asyncio.run(run())
+
+    def realtime(self, timeout: float = 20.0) -> RealTime:
+        """`crmhub serve` on this store; a signed Stripe payment in, until the receiver has its entry.
+
+        The server runs on the real clock, so the payment is dated now and its customer is new: the
+        segment it enters is `paid_last_7_days`, whatever the sandbox's clock says.
+        """
+        customer = f"cus_demo_{int(time.time())}"
+        event = {
+            "id": f"evt_{customer}",
+            "object": "event",
+            "created": int(time.time()),
+            "type": "invoice.paid",
+            "livemode": False,
+            "data": {
+                "object": {
+                    "id": f"in_{customer}",
+                    "object": "invoice",
+                    "customer": customer,
+                    "customer_email": f"{customer}@example.com",
+                    "status": "paid",
+                    "amount_paid": 4900,
+                    "currency": "usd",
+                    "created": int(time.time()),
+                }
+            },
+        }
+        body = json.dumps(event).encode()
+        with ServeProcess(self.config_path, credentials.ENVIRONMENT, "--no-scheduler") as serve:
+            stamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "stripe-signature": stripe_signature(body, credentials.STRIPE_WEBHOOK_SECRET, stamp),
+            }
+            sent = time.time()
+            answer = httpx.post(f"{serve.url}/hooks/stripe", content=body, headers=headers, timeout=10)
+            answer.raise_for_status()
+            deadline = time.monotonic() + timeout
+            email = f"{customer}@example.com"
+            while time.monotonic() < deadline:
+                for row in self.sandbox.receiver.state("demo")["accepted"]:
+                    payload = row["payload"]
+                    if row["received_at"] >= sent and payload["data"]["contact"].get("email") == email:
+                        key = payload["data"]["segment"]["key"]
+                        return RealTime(serve.url, payload["type"], key, row["received_at"] - sent)
+                time.sleep(0.01)
+        raise TimeoutError(f"no webhook for {customer} reached the receiver within {timeout:.0f} s")
 
     def received(self) -> dict[str, Any]:
         """What the sandbox's receiver accepted (signature verified), rejected and saw twice."""

@@ -131,6 +131,13 @@ def _explain(session: Demo) -> None:
         f"7. why is contact {contact_id} in {key}?  (crmhub explain --contact {contact_id} --segment {key})"
     )
     console.print(render_explanation(explanation))
+    console.rule("8. real time: a signed Stripe webhook through `crmhub serve`")
+    seen = session.realtime()
+    console.print(
+        f"`crmhub serve` at {seen.url} verified a signed invoice.paid on POST /hooks/stripe, stored it, "
+        f"evaluated the segments and delivered [bold]{seen.type}[/] ({seen.segment}) to the receiver "
+        f"{seen.seconds * 1000:.0f} ms after the webhook was sent"
+    )
 
 
 def _counts(counts: dict[str, int]) -> str:

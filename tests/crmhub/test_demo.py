@@ -30,3 +30,5 @@ def test_the_demo_syncs_creates_fields_ticks_and_syncs_incrementally(tmp_path: P
     assert verified and verified[0] > 0 and verified[-1] >= verified[0]
     assert "rejected 0" in out and "HubSpot: group created" in out
     assert re.search(r"why is contact \d+ in \w+\?", out)
+    # The real-time step: a signed webhook through a real `crmhub serve` came out as segment.entered.
+    assert re.search(r"delivered\s+segment\.entered\s+\(paid_last_7_days\)\s+to the receiver", out)
