@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import httpx
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
@@ -22,7 +23,10 @@ from sync.ingest import PageStore
 from sync.locks import serialize_evaluation
 from sync.segments import EvaluationReport, check_fields, evaluate_segments
 from sync.store import create_store_engine, status
-from sync.store.tables import field_definitions
+from sync.store.tables import deliveries, field_definitions, memberships, segments
+from webhooks.eligibility import OPEN_STATUSES
+
+T = TypeVar("T")
 
 
 def pull_source_names(settings: Settings, wanted: Sequence[str] | None) -> list[str]:
@@ -107,14 +111,50 @@ def rule_field_problems(settings: Settings) -> list[Problem]:
 
 def _stored_field_names(settings: Settings) -> set[str]:
     """Fields the store already holds (automatic ones appear after a first sync); none if unreachable."""
+    return set(
+        _read_store(settings, lambda conn: list(conn.execute(select(field_definitions.c.name)).scalars()), [])
+    )
+
+
+def leftovers(settings: Settings) -> list[str]:
+    """What the store still holds for segments and endpoints the configuration no longer names."""
+
+    def read(conn: Connection) -> list[str]:
+        notes = []
+        s, m, d = segments.c, memberships.c, deliveries.c
+        held = (
+            select(s.key, func.count(m.contact_id))
+            .outerjoin(memberships, m.segment_id == s.id)
+            .group_by(s.key)
+        )
+        for key, members in conn.execute(held):
+            if key not in settings.segments:
+                notes.append(
+                    f'segment "{key}" is no longer configured; its {members:,} members stay as they were '
+                    "and get no transitions: configure it again, or ignore it"
+                )
+        waiting = select(d.endpoint, func.count()).where(d.status.in_(OPEN_STATUSES)).group_by(d.endpoint)
+        for endpoint, count in conn.execute(waiting):
+            if endpoint not in settings.webhooks.endpoints:
+                notes.append(
+                    f'endpoint "{endpoint}" is no longer configured; {count:,} deliveries wait for it: '
+                    "configure it again to send them, or they stay in `crmhub deliveries list`"
+                )
+        return notes
+
+    return _read_store(settings, read, [])
+
+
+def _read_store(settings: Settings, read: Callable[[Connection], T], default: T) -> T:
+    """`read` on the configured store, or `default` when it is unreachable or not migrated yet."""
     engine = create_store_engine(settings.database.url)
     try:
         if not status(engine).up_to_date:
-            return set()
+            return default
         with engine.connect() as conn:
-            return set(conn.execute(select(field_definitions.c.name)).scalars())
+            return read(conn)
     except DBAPIError:
-        return set()
+        return default
     finally:
         engine.dispose()
 

@@ -13,7 +13,9 @@ from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_confi
 from crmhub.cli._output import console, emit_json, print_error
 from crmhub.example import example_config_text
 from crmhub.settings import ConfigError, Settings, missing_secrets
-from crmhub.wiring import push_problems, rule_field_problems
+from crmhub.wiring import leftovers, pull_source_names, push_problems, rule_field_problems
+from sync.schedule import jobs
+from webhooks.inbound import PROVIDERS
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -40,7 +42,7 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
         problems = missing_secrets(settings) + rule_field_problems(settings) + push_problems(settings)
         if problems:
             raise ConfigError(problems, file=cli.path)
-    summary = _summary(settings, cli.path)
+    summary = _summary(settings, cli.path) | {"notes": leftovers(settings)}
     if json:
         emit_json(summary)
         return
@@ -51,7 +53,11 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     table.add_row("mapping rules", str(summary["mapping_rules"]))
     table.add_row("segments", ", ".join(summary["segments"]) or "none")
     table.add_row("webhook endpoints", ", ".join(summary["endpoints"]) or "none")
+    table.add_row("inbound webhooks", ", ".join(summary["inbound"]) or "none")
+    table.add_row("schedule", "; ".join(summary["schedule"]) or "none (`crmhub serve` only syncs when asked)")
     console.print(table)
+    for note in summary["notes"]:
+        console.print(f"[yellow]note[/] {note}")
     console.print("[green]configuration is valid[/]")
 
 
@@ -67,6 +73,11 @@ def _summary(settings: Settings, path: Path) -> dict[str, Any]:
         "mapping_rules": len(settings.field_mapping.rules),
         "segments": sorted(settings.segments),
         "endpoints": sorted(settings.webhooks.endpoints),
+        "inbound": [name for name in PROVIDERS if getattr(settings.webhooks.inbound, name).enabled],
+        "schedule": [
+            f"{job.name} at {job.cron!r}"
+            for job in jobs(settings.sync.schedule, pull_source_names(settings, None))
+        ],
     }
 
 
