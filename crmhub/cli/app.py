@@ -16,8 +16,9 @@ from crmhub.cli.deliveries import deliver_command, deliveries_app, webhooks_app
 from crmhub.cli.demo import demo
 from crmhub.cli.fields import fields
 from crmhub.cli.hygiene import hygiene_app
+from crmhub.cli.plan import plan
 from crmhub.cli.sandbox import sandbox_app
-from crmhub.cli.segments import explain_command, history_command, plan_command, segments_app
+from crmhub.cli.segments import explain_command, history_command, segments_app
 from crmhub.cli.serve import serve
 from crmhub.cli.sync_commands import sources, sync
 
@@ -50,7 +51,7 @@ app.command()(sources)
 app.command()(fields)
 app.add_typer(segments_app, name="segments")
 app.command("explain")(explain_command)
-app.command("plan")(plan_command)
+app.command("plan")(plan)
 app.command("history")(history_command)
 app.command()(demo)
 app.add_typer(db_app, name="db")

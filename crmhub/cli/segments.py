@@ -197,14 +197,23 @@ def plan_command(ctx: typer.Context, now: NowOption = None, json: JsonFlag = Fal
     at = _clock(now)
     with exit_codes():
         settings, engine = _open(ctx)
-        with engine.connect() as conn:
-            # Everything runs in a transaction that is always rolled back.
-            trans = conn.begin()
-            try:
-                report = evaluate_segments(conn, settings.segments, now=at, scoring=settings.scoring)
-            finally:
-                trans.rollback()
-    rows: list[dict[str, Any]] = [
+        rows = segment_plan(settings, engine, at)
+    if json:
+        emit_json({"now": at.isoformat(), "segments": rows})
+        return
+    print_segment_plan(rows, at)
+
+
+def segment_plan(settings: _SegmentSettings, engine: Engine, at: datetime) -> list[dict[str, Any]]:
+    """Per segment, who would enter and leave at `at`, from an evaluation that is rolled back."""
+    with engine.connect() as conn:
+        # Everything runs in a transaction that is always rolled back.
+        trans = conn.begin()
+        try:
+            report = evaluate_segments(conn, settings.segments, now=at, scoring=settings.scoring)
+        finally:
+            trans.rollback()
+    return [
         {
             "key": s.key,
             "mode": s.mode,
@@ -215,9 +224,10 @@ def plan_command(ctx: typer.Context, now: NowOption = None, json: JsonFlag = Fal
         }
         for s in report.segments
     ]
-    if json:
-        emit_json({"now": at.isoformat(), "segments": rows})
-        return
+
+
+def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:
+    """The segment plan as a table."""
     table = Table(
         "segment", "would enter", "would leave", "examples", title=f"plan at {_when(at)} (nothing written)"
     )
