@@ -1,0 +1,91 @@
+"""What every admin route shares: the bearer token check, the router, ids and time checks."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
+
+from crmhub.server.services import Services, services
+from sync.segments.queries import find_contact
+
+__all__ = ["MAX_ID", "NO_NUL", "ContactRef", "Svc", "not_found", "resolve_contact", "router", "utc"]
+
+# The largest id the stores hold; a larger number in a request is refused (422), never sent to a driver.
+MAX_ID = 2**63 - 1
+# PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 on every backend.
+NO_NUL = r"^[^\x00]*$"
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="AdminToken",
+    description="The token held by the environment variable that `[server] admin_token_env` names.",
+)
+
+
+def require_admin(
+    svc: Annotated[Services, Depends(services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Let the request through only with `Authorization: Bearer <the admin token>`."""
+    env = svc.settings.server.admin_token_env
+    expected = svc.environ.get(env, "")
+    if not expected:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"admin API disabled: environment variable {env} is unset or empty; set it to a long random "
+            f"token (e.g. `export {env}=$(openssl rand -hex 32)`) and restart crmhub serve",
+        )
+    given = credentials.credentials if credentials is not None else ""
+    # compare_digest takes as long whatever the first differing byte: no guessing the token by timing.
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"admin API: send `Authorization: Bearer <token>` with the token in {env}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={
+        401: {"description": "Missing or wrong bearer token."},
+        503: {"description": "The admin token's environment variable is unset."},
+    },
+)
+Svc = Annotated[Services, Depends(services)]
+
+
+def not_found(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, message)
+
+
+def utc(moment: datetime, name: str) -> datetime:
+    try:
+        at = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        at = datetime.min.replace(tzinfo=UTC)
+    # Rules subtract windows of years from the time; the far ends of the calendar would overflow.
+    if not 1900 <= at.year <= 9000:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: expected a year from 1900 to 9000"
+        )
+    return at
+
+
+ContactRef = Annotated[
+    str, Path(max_length=320, pattern=NO_NUL, description="A contact id or an e-mail address it has")
+]
+
+
+def resolve_contact(conn: Connection, contact: str) -> int:
+    found = find_contact(conn, contact)
+    if found is None:
+        raise not_found(f'contact "{contact}" not found: pass a contact id or an e-mail address it has')
+    return found
