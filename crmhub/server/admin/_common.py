@@ -85,6 +85,7 @@ ContactRef = Annotated[
 
 
 def resolve_contact(conn: Connection, contact: str) -> int:
+    """The contact id for an id or e-mail address, or 404 naming what was asked for."""
     found = find_contact(conn, contact)
     if found is None:
         raise not_found(f'contact "{contact}" not found: pass a contact id or an e-mail address it has')
