@@ -1,5 +1,8 @@
 """Rule trees to SQLAlchemy Core boolean expressions over `contacts`, with bound parameters only.
 
+Values derived from `now` (window bounds, anniversary days) are named bound parameters recorded in
+`RuleCompiler.clock`, so a statement built once can run again at another `now` with `clock_params`.
+
 Two strategies give the same answer: `correlated=False` turns each condition into
 `contacts.id IN (SELECT contact_id ...)`, which the database runs once for the whole table (a full
 evaluation); `correlated=True` turns it into a correlated EXISTS or count per contact, cheap when
@@ -8,15 +11,16 @@ only a few changed contacts are evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
+    bindparam,
     exists,
     extract,
     false,
@@ -28,7 +32,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.sql.elements import KeyedColumnElement
-from sqlalchemy.types import Integer, Text
+from sqlalchemy.types import Integer, Text, TypeEngine
 
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.segments.config import Comparison, Rule, TimeTest
@@ -44,11 +48,14 @@ from sync.store.tables import (
     segments,
 )
 
-__all__ = ["Catalog", "RuleCompiler", "load_catalog", "property_equals"]
+__all__ = ["Catalog", "Clock", "RuleCompiler", "clock_params", "load_catalog", "property_equals"]
 
 Expr = ColumnElement[bool]
 _CONTACT_TIMES = ("created_at", "last_activity_at")
 _IDENTITIES = ("email", "phone")
+
+# Bound parameter name -> its value at a given `now`.
+Clock = dict[str, Callable[[datetime], Any]]
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,10 @@ class Catalog:
 
     fields: dict[str, tuple[int, FieldType]]
     segment_ids: dict[str, int]
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """A hashable summary: statements built against an equal catalog can be reused."""
+        return tuple(sorted(self.fields.items())), tuple(sorted(self.segment_ids.items()))
 
 
 def load_catalog(conn: Connection) -> Catalog:
@@ -70,6 +81,11 @@ def load_catalog(conn: Connection) -> Catalog:
     }
     ids = {row.key: row.id for row in conn.execute(select(segments.c.id, segments.c.key))}
     return Catalog(fields=fields, segment_ids=ids)
+
+
+def clock_params(clock: Clock, now: datetime) -> dict[str, Any]:
+    """The values of a compiled rule's `now`-derived parameters at `now`."""
+    return {name: value(now) for name, value in clock.items()}
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,7 @@ class RuleCompiler:
         self.now = now
         self.dialect = dialect
         self.correlated = correlated
+        self.clock: Clock = {}
 
     def compile(self, rule: Rule) -> Expr:
         """The boolean expression that is true for the contacts matching `rule`."""
@@ -136,6 +153,17 @@ class RuleCompiler:
         return self.in_segment(rule.in_segment)
 
     # --- building blocks ------------------------------------------------------------------------
+
+    def ago(self, delta: timedelta, type_: TypeEngine[Any]) -> ColumnElement[Any]:
+        """`now - delta` as a named parameter (names are unique per compiler, so per statement)."""
+        name = f"now_{len(self.clock)}"
+        self.clock[name] = lambda now: now - delta
+        return bindparam(name, self.now - delta, type_=type_)
+
+    def _anniversary(self, within_days: int | None) -> ColumnElement[Any]:
+        name = f"now_{len(self.clock)}"
+        self.clock[name] = lambda now: anniversary_days(now, within_days)
+        return bindparam(name, anniversary_days(self.now, within_days), expanding=True)
 
     def _member(self, contact: KeyedColumnElement[Any], where: Sequence[Expr]) -> Expr:
         """True for contacts that have a row satisfying `where`."""
@@ -253,13 +281,13 @@ class RuleCompiler:
             if self.dialect == "postgresql":
                 value = func.timezone("UTC", value)
             month_day = extract("month", value) * 100 + extract("day", value)
-            return month_day.in_(anniversary_days(self.now, rule.within_days))
+            return month_day.in_(self._anniversary(rule.within_days))
         if op in ("before", "after"):
             moment = parse_time(rule.value)
             return value < moment if op == "before" else value > moment
-        since = self.now - parse_duration(str(rule.value))
+        since = self.ago(parse_duration(str(rule.value)), value.type)
         if op == "within_last":
-            return and_(value >= since, value <= self.now)
+            return and_(value >= since, value <= self.ago(timedelta(0), value.type))
         return value < since
 
     # --- lead score ------------------------------------------------------------------------------------
@@ -282,8 +310,9 @@ class RuleCompiler:
         for key, wanted in (rule.where or {}).items():
             where.append(property_equals(ev, key, wanted, self.dialect))
         if rule.within is not None:
-            since = self.now - parse_duration(rule.within)
-            where += [ev.c.occurred_at >= since, ev.c.occurred_at <= self.now]
+            at = ev.c.occurred_at
+            since = self.ago(parse_duration(rule.within), at.type)
+            where += [at >= since, at <= self.ago(timedelta(0), at.type)]
         return where
 
     def _event(self, rule: Rule) -> Expr:
@@ -311,9 +340,7 @@ class RuleCompiler:
     def _occurrence(self, test: TimeTest, *, first: bool, rule: Rule) -> Expr:
         """A test on the first or last matching occurrence, written with EXISTS so it is never NULL."""
 
-        def having(
-            low: datetime | None = None, high: datetime | None = None, *, strict: bool = False
-        ) -> Expr:
+        def having(low: Any = None, high: Any = None, *, strict: bool = False) -> Expr:
             ev = events.alias("ev_t")
             where = self._event_filters(ev, rule)
             at = ev.c.occurred_at
@@ -325,8 +352,12 @@ class RuleCompiler:
 
         op = test.op
         raw = getattr(test, op)
-        moment = parse_time(raw) if op in ("before", "after") else self.now - parse_duration(raw)
-        assert moment is not None
+        moment: Any
+        if op in ("before", "after"):
+            moment = parse_time(raw)
+            assert moment is not None
+        else:
+            moment = self.ago(parse_duration(raw), events.c.occurred_at.type)
         if op in ("before", "more_than_ago"):
             if first:
                 return having(high=moment, strict=True)
@@ -336,7 +367,8 @@ class RuleCompiler:
                 return and_(having(), not_(having(high=moment)))
             return having(low=moment, strict=True)
         # within_last: the first/last occurrence lies in [now - d, now].
-        in_window = having(low=moment, high=self.now)
+        now = self.ago(timedelta(0), events.c.occurred_at.type)
+        in_window = having(low=moment, high=now)
         if first:
             return and_(in_window, not_(having(high=moment, strict=True)))
-        return and_(in_window, not_(having(low=self.now, strict=True)))
+        return and_(in_window, not_(having(low=now, strict=True)))

@@ -8,6 +8,10 @@ Which contacts a segment re-evaluates:
 - with `contact_ids`, only those contacts (new or changed rules still go in full), and
   `last_evaluated_at` is left alone so the next regular run still sees every change.
 Consent changes and merges must bump `contacts.changed_at`, as every data change does.
+
+A segment's statements are built once per (segment, rule version, catalog, dialect, strategy, scope)
+and kept for the process (`_plan`); `now`, the run id and the reason are bound at execution, so a
+server evaluating a few contacts per webhook neither builds nor compiles them again.
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Dialect,
+    Executable,
     MetaData,
+    String,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -34,9 +43,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.elements import ColumnElement
 
-from sync.segments.compiler import RuleCompiler, load_catalog
+from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
 from sync.segments.config import (
     SegmentConfig,
     dependencies,
@@ -45,13 +55,15 @@ from sync.segments.config import (
     rule_version,
     walk,
 )
-from sync.segments.scoring import ScoringConfig, compute_scores, score_tables
+from sync.segments.scoring import SCORE_FIELD, ScoringConfig, compute_scores, score_tables
 from sync.segments.split import variant_sql
 from sync.store.tables import contacts, memberships, outbox, segments, transitions
 
 __all__ = ["EvaluationReport", "SegmentResult", "analyze_scratch", "correlated_strategy", "evaluate_segments"]
 
 _EXAMPLES = 5
+# Plans kept per process; more means configurations came and went, so start afresh.
+_MAX_PLANS = 1000
 
 
 @dataclass(frozen=True)
@@ -88,14 +100,17 @@ class _Row:
     version_changed: bool
     is_new: bool
     last_evaluated_at: datetime | None
+    version: str
 
 
 class _Scratch:
-    """The temporary tables of a run (dropped at the end; a rollback drops them too).
+    """The temporary tables of a run.
 
-    One instance serves every run: SQLAlchemy's statement cache keys a Table by identity, so tables
-    made afresh for each run would make every statement on them compile again (most of the cost of
-    evaluating a handful of contacts).
+    They are created if missing and kept on the connection after a run over a few contacts (DDL on
+    every webhook cost more than the evaluation's SQL); every user empties a table before filling
+    it. A run that may have filled them with many rows drops them at the end; a rollback drops them
+    too. One instance serves every run: SQLAlchemy's statement cache keys a Table by identity, so
+    tables made afresh for each run would make every statement on them compile again.
     """
 
     def __init__(self) -> None:
@@ -103,16 +118,45 @@ class _Scratch:
         self.scope = Table(
             "_seg_scope",
             self.meta,
-            Column("contact_id", BigInteger, primary_key=True),
+            Column("contact_id", BigInteger, primary_key=True, autoincrement=False),
             prefixes=["TEMPORARY"],
         )
         self.new = Table(
-            "_seg_new", self.meta, Column("contact_id", BigInteger, primary_key=True), prefixes=["TEMPORARY"]
+            "_seg_new",
+            self.meta,
+            Column("contact_id", BigInteger, primary_key=True, autoincrement=False),
+            prefixes=["TEMPORARY"],
         )
         self.scores = score_tables(self.meta)
+        self.clear_scope = self.scope.delete()
+        self.fill_scope = insert(self.scope)
+        self.clear_new = self.new.delete()
+
+    def create(self, conn: Connection, *, scored: bool) -> None:
+        """Create the tables this run uses, unless the connection still has them from an earlier run."""
+        tables = [self.scope, self.new, *((self.scores.new, self.scores.changed) if scored else ())]
+        for table in tables:
+            conn.exec_driver_sql(_ddl(conn.dialect, table, create=True))
+
+    def drop(self, conn: Connection) -> None:
+        """Drop every scratch table, freeing what a large run wrote into them."""
+        for table in self.meta.sorted_tables:
+            conn.exec_driver_sql(_ddl(conn.dialect, table, create=False))
 
 
 _SCRATCH = _Scratch()
+
+
+_DDL: dict[tuple[str, str, bool], str] = {}
+
+
+def _ddl(dialect: Dialect, table: Table, *, create: bool) -> str:
+    """CREATE ... IF NOT EXISTS or DROP ... IF EXISTS for a scratch table, compiled once per dialect."""
+    key = (dialect.name, table.name, create)
+    if key not in _DDL:
+        ddl = CreateTable(table, if_not_exists=True) if create else DropTable(table, if_exists=True)
+        _DDL[key] = str(ddl.compile(dialect=dialect))
+    return _DDL[key]
 
 
 def _upsert_rows(conn: Connection, configured: Mapping[str, SegmentConfig], now: datetime) -> dict[str, _Row]:
@@ -132,12 +176,12 @@ def _upsert_rows(conn: Connection, configured: Mapping[str, SegmentConfig], now:
             new_id = conn.execute(
                 insert(segments).values(key=key, created_at=now, **values).returning(segments.c.id)
             ).scalar_one()
-            rows[key] = _Row(new_id, True, True, None)
+            rows[key] = _Row(new_id, True, True, None, version)
             continue
         changed = old["rule_version"] != version
         if changed or old["name"] != segment.name or old["depends_on_time"] != values["depends_on_time"]:
             conn.execute(update(segments).where(segments.c.id == old["id"]).values(**values))
-        rows[key] = _Row(old["id"], changed, False, old["last_evaluated_at"])
+        rows[key] = _Row(old["id"], changed, False, old["last_evaluated_at"], version)
     return rows
 
 
@@ -164,20 +208,27 @@ def evaluate_segments(
     if now.tzinfo is None:
         raise ValueError("evaluate_segments needs an aware UTC `now`")
     scratch = _SCRATCH
-    scratch.meta.create_all(conn, checkfirst=False)
+    scored = scoring is not None and bool(scoring.events or scoring.conditions)
+    scratch.create(conn, scored=scored)
     ids = sorted(set(contact_ids)) if contact_ids is not None else None
     rows = _upsert_rows(conn, configured, now)
     catalog = load_catalog(conn)
     scores_changed = None
     if ids is not None:
         # In contacts mode the scope is these contacts for scoring and for every segment.
-        _fill(conn, scratch.scope, ids)
-    if scoring is not None and (scoring.events or scoring.conditions):
+        _fill(conn, scratch, ids)
+    if scoring is not None and scored:
         scores_changed = compute_scores(
             conn, scoring, scratch.scores, catalog, now=now, scope=scratch.scope if ids is not None else None
         )
-        catalog = load_catalog(conn)
+        if SCORE_FIELD not in catalog.fields:
+            # Scoring has just declared the field that `lead_score` conditions read.
+            catalog = load_catalog(conn)
+    # Every transition of this run has a higher id; each segment is evaluated once per run.
     run_mark = _last_transition_id(conn)
+    fingerprint = catalog.fingerprint()
+    dialect = conn.dialect.name
+    large = ids is None
     results = []
     for key in evaluation_order(dict(configured)):
         segment, row = configured[key], rows[key]
@@ -185,23 +236,31 @@ def evaluate_segments(
         if not whole and ids is None and depends_on_time(segment):
             whole = True
         mode = "full" if whole else ("contacts" if ids is not None else "incremental")
+        large = large or whole
         if mode == "incremental":
             cutoff = row.last_evaluated_at
             assert cutoff is not None
             if changed_since is not None:
                 cutoff = min(cutoff, changed_since)
             _fill_incremental(conn, scratch, segment, rows, cutoff, run_mark, scores_changed is not None)
-        compiler = RuleCompiler(
-            catalog,
-            now=now,
-            dialect=conn.dialect.name,
-            correlated=correlated_strategy(conn.dialect.name, whole),
+        plan_key = (
+            key,
+            row.version,
+            row.id,
+            dialect,
+            correlated_strategy(dialect, whole),
+            not whole,
+            fingerprint,
         )
-        result = _apply(conn, scratch, key, segment, row, compiler, now=now, run_id=run_id, scoped=not whole)
+        plan = _PLANS.get(plan_key)
+        if plan is None:
+            plan = _PLANS[plan_key] = _plan(scratch, key, segment, row, catalog, now, dialect, whole)
+        result = _apply(conn, scratch, plan, row, now=now, run_id=run_id, mark=run_mark)
         results.append(SegmentResult(key, row.id, mode, *result))
         if mode != "contacts":
             conn.execute(update(segments).where(segments.c.id == row.id).values(last_evaluated_at=now))
-    scratch.meta.drop_all(conn, checkfirst=False)
+    if large:
+        scratch.drop(conn)
     return EvaluationReport(now=now, run_id=run_id, segments=results, scores_changed=scores_changed)
 
 
@@ -229,10 +288,10 @@ def _last_transition_id(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(transitions.c.id), 0))).scalar_one())
 
 
-def _fill(conn: Connection, scope: Table, ids: list[int]) -> None:
-    conn.execute(scope.delete())
+def _fill(conn: Connection, scratch: _Scratch, ids: list[int]) -> None:
+    conn.execute(scratch.clear_scope)
     if ids:
-        conn.execute(insert(scope), [{"contact_id": i} for i in ids])
+        conn.execute(scratch.fill_scope, [{"contact_id": i} for i in ids])
 
 
 def _add(conn: Connection, scope: Table, source: Any) -> None:
@@ -265,30 +324,42 @@ def _fill_incremental(
         _add(conn, scratch.scope, scratch.scores.changed)
 
 
-def _apply(
-    conn: Connection,
+@dataclass(frozen=True)
+class _Plan:
+    """One segment's statements, and the `now`-derived parameters its rule takes."""
+
+    fill: Executable
+    entering: Executable
+    leaving: Executable
+    clock: Clock
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+
+
+def _plan(
     scratch: _Scratch,
     key: str,
     segment: SegmentConfig,
     row: _Row,
-    compiler: RuleCompiler,
-    *,
+    catalog: Catalog,
     now: datetime,
-    run_id: int | None,
-    scoped: bool,
-) -> tuple[int, int, list[int], list[int]]:
-    """Compute the new member set and write the difference; returns counts and examples."""
-    conn.execute(scratch.new.delete())
+    dialect: str,
+    whole: bool,
+) -> _Plan:
+    """Build the statements that compute a segment's new member set and its transitions."""
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole))
     admitted: list[ColumnElement[bool]] = [contacts.c.state != "merged", compiler.compile(segment.rule)]
     if segment.requires_consent:
         admitted.append(compiler.consented(segment.requires_consent))
-    if scoped:
+    if not whole:
         admitted.append(contacts.c.id.in_(select(scratch.scope.c.contact_id)))
-    conn.execute(insert(scratch.new).from_select(["contact_id"], select(contacts.c.id).where(*admitted)))
-    analyze_scratch(conn, scratch.new)
+    fill = insert(scratch.new).from_select(["contact_id"], select(contacts.c.id).where(*admitted))
 
-    mark = _last_transition_id(conn)
-    version = rule_version(segment)
+    at = bindparam("seg_now", type_=transitions.c.occurred_at.type)
+    run = bindparam("seg_run", type_=BigInteger)
     seq = (
         select(contacts.c.transition_seq + 1)
         .where(contacts.c.id == scratch.new.c.contact_id)
@@ -298,12 +369,12 @@ def _apply(
         literal(row.id, BigInteger),
         scratch.new.c.contact_id,
         literal("entered"),
-        literal(now, transitions.c.occurred_at.type),
-        literal("backfill" if row.is_new else "rule"),
-        literal(version),
+        at,
+        bindparam("seg_reason", type_=String),
+        literal(row.version),
         variant_sql(segment, key, scratch.new.c.contact_id),
         seq,
-        literal(run_id, BigInteger),
+        run,
     ).where(
         not_(
             exists().where(
@@ -311,18 +382,6 @@ def _apply(
             )
         )
     )
-    columns = [
-        "segment_id",
-        "contact_id",
-        "kind",
-        "occurred_at",
-        "reason",
-        "rule_version",
-        "variant",
-        "contact_seq",
-        "run_id",
-    ]
-    entered = conn.execute(insert(transitions).from_select(columns, entering)).rowcount
 
     m = memberships.alias("m_old")
     why = case(
@@ -338,66 +397,122 @@ def _apply(
         m.c.segment_id == row.id,
         not_(exists().where(scratch.new.c.contact_id == m.c.contact_id)),
     ]
-    if scoped:
+    if not whole:
         leave_where.append(m.c.contact_id.in_(select(scratch.scope.c.contact_id)))
     leaving = (
         select(
             literal(row.id, BigInteger),
             m.c.contact_id,
             literal("left"),
-            literal(now, transitions.c.occurred_at.type),
+            at,
             why,
-            literal(version),
+            literal(row.version),
             m.c.variant,
             contacts.c.transition_seq + 1,
-            literal(run_id, BigInteger),
+            run,
         )
         .select_from(m.join(contacts, contacts.c.id == m.c.contact_id))
         .where(*leave_where)
     )
-    left = conn.execute(insert(transitions).from_select(columns, leaving)).rowcount
+    return _Plan(
+        fill,
+        insert(transitions).from_select(_TRANSITION_COLUMNS, entering),
+        insert(transitions).from_select(_TRANSITION_COLUMNS, leaving),
+        compiler.clock,
+    )
+
+
+_TRANSITION_COLUMNS = [
+    "segment_id",
+    "contact_id",
+    "kind",
+    "occurred_at",
+    "reason",
+    "rule_version",
+    "variant",
+    "contact_seq",
+    "run_id",
+]
+
+
+def _apply(
+    conn: Connection,
+    scratch: _Scratch,
+    plan: _Plan,
+    row: _Row,
+    *,
+    now: datetime,
+    run_id: int | None,
+    mark: int,
+) -> tuple[int, int, list[int], list[int]]:
+    """Compute the new member set and write the difference; returns counts and examples."""
+    conn.execute(scratch.clear_new)
+    conn.execute(plan.fill, clock_params(plan.clock, now))
+    analyze_scratch(conn, scratch.new)
+    params = {"seg_now": now, "seg_run": run_id, "seg_reason": "backfill" if row.is_new else "rule"}
+    entered = conn.execute(plan.entering, params).rowcount
+    left = conn.execute(plan.leaving, params).rowcount
     if entered == 0 and left == 0:
         # Nothing moved (most segments of an incremental run): skip the bookkeeping statements.
         return 0, 0, [], []
     return _record(conn, row.id, mark, now)
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """The statements that apply one segment's new transitions, for any segment."""
+
+    enter: Executable
+    leave: Executable
+    outbox: Executable
+    sequence: Executable
+    examples: dict[str, Executable]
+    counts: Executable
+
+
+@cache
+def _recording() -> _Recording:
+    t = transitions.c
+    at = bindparam("seg_now", type_=t.occurred_at.type)
+    segment_id = bindparam("seg_id", type_=BigInteger)
+    mine = and_(
+        t.segment_id == segment_id, t.occurred_at == at, t.id > bindparam("seg_mark", type_=BigInteger)
+    )
+    return _Recording(
+        enter=insert(memberships).from_select(
+            ["segment_id", "contact_id", "entered_at", "variant"],
+            select(t.segment_id, t.contact_id, t.occurred_at, t.variant).where(mine, t.kind == "entered"),
+        ),
+        leave=delete(memberships).where(
+            memberships.c.segment_id == segment_id,
+            memberships.c.contact_id.in_(select(t.contact_id).where(mine, t.kind == "left")),
+        ),
+        outbox=insert(outbox).from_select(
+            ["transition_id", "created_at"],
+            select(t.id, bindparam("seg_now", type_=outbox.c.created_at.type)).where(mine),
+        ),
+        sequence=update(contacts)
+        .where(contacts.c.id.in_(select(t.contact_id).where(mine)))
+        .values(transition_seq=contacts.c.transition_seq + 1),
+        examples={
+            kind: select(t.contact_id).where(mine, t.kind == kind).order_by(t.id).limit(_EXAMPLES)
+            for kind in ("entered", "left")
+        },
+        counts=select(t.kind, func.count()).where(mine).group_by(t.kind),
+    )
+
+
 def _record(
     conn: Connection, segment_id: int, mark: int, now: datetime
 ) -> tuple[int, int, list[int], list[int]]:
     """Apply this step's transitions to memberships, contacts' sequence numbers and the outbox."""
-    t = transitions.c
-    mine = and_(t.segment_id == segment_id, t.occurred_at == now, t.id > mark)
-    conn.execute(
-        insert(memberships).from_select(
-            ["segment_id", "contact_id", "entered_at", "variant"],
-            select(t.segment_id, t.contact_id, t.occurred_at, t.variant).where(mine, t.kind == "entered"),
-        )
-    )
-    conn.execute(
-        delete(memberships).where(
-            memberships.c.segment_id == segment_id,
-            memberships.c.contact_id.in_(select(t.contact_id).where(mine, t.kind == "left")),
-        )
-    )
-    conn.execute(
-        insert(outbox).from_select(
-            ["transition_id", "created_at"], select(t.id, literal(now, outbox.c.created_at.type)).where(mine)
-        )
-    )
-    conn.execute(
-        update(contacts)
-        .where(contacts.c.id.in_(select(t.contact_id).where(mine)))
-        .values(transition_seq=contacts.c.transition_seq + 1)
-    )
-    examples = {
-        kind: list(
-            conn.execute(
-                select(t.contact_id).where(mine, t.kind == kind).order_by(t.id).limit(_EXAMPLES)
-            ).scalars()
-        )
-        for kind in ("entered", "left")
-    }
+    r = _recording()
+    params = {"seg_id": segment_id, "seg_now": now, "seg_mark": mark}
+    conn.execute(r.enter, params)
+    conn.execute(r.leave, params)
+    conn.execute(r.outbox, params)
+    conn.execute(r.sequence, params)
+    examples = {kind: list(conn.execute(query, params).scalars()) for kind, query in r.examples.items()}
     # Counted rather than taken from rowcount, which psycopg reports as -1 for INSERT ... SELECT here.
-    counts = dict(conn.execute(select(t.kind, func.count()).where(mine).group_by(t.kind)).tuples().all())
+    counts = dict(conn.execute(r.counts, params).tuples().all())
     return counts.get("entered", 0), counts.get("left", 0), examples["entered"], examples["left"]
