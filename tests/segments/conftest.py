@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, insert, select
 
 from field_mapping.types import STORAGE, FieldType, to_columns
 from sync.segments import SegmentsConfig
-from sync.store import create_store_engine, upgrade
 from sync.store.tables import (
     consent_records,
     contact_identities,
@@ -29,14 +26,6 @@ _segments = TypeAdapter(SegmentsConfig)
 def segments_from(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a `[segments]` table the way settings do."""
     return _segments.validate_python(raw)
-
-
-@pytest.fixture
-def engine(empty_store_url: str) -> Iterator[Engine]:
-    engine = create_store_engine(empty_store_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 class Seeder:
