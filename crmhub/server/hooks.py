@@ -15,7 +15,7 @@ from crmhub.wiring import evaluator
 from sync.consent import ConsentError, Feedback, UnknownContactError, apply_feedback
 from sync.store import write_transaction
 from webhooks.exceptions import SecretError
-from webhooks.inbound import PROVIDERS, Provider
+from webhooks.inbound import PROVIDERS, InboundRequest, Provider
 from webhooks.signing import SignatureError, load_keys, verify
 
 __all__ = ["router"]
@@ -67,7 +67,12 @@ async def feedback_hook(
     svc: Annotated[Services, Depends(services)],
 ) -> JSONResponse:
     """Standard Webhooks headers signed with the endpoint's secret; the change applies in one transaction."""
-    inbound = await read_request(request)
+    response = await _feedback(await read_request(request), endpoint, svc)
+    svc.metrics.observe_ingest(f"feedback:{endpoint}", response.status_code)
+    return response
+
+
+async def _feedback(inbound: InboundRequest, endpoint: str, svc: Services) -> JSONResponse:
     config = svc.settings.webhooks.endpoints.get(endpoint)
     if config is None or not config.secret_envs:
         return _error(404, "unknown_endpoint", f"no webhook endpoint {endpoint!r} with secrets in [webhooks]")
@@ -88,7 +93,6 @@ async def feedback_hook(
         return _error(404, "unknown_contact", str(exc))
     except ConsentError as exc:
         return _error(422, "invalid_feedback", str(exc))
-    svc.metrics.inbound.labels(f"feedback:{endpoint}", "200").inc()
     svc.wake_worker()
     return JSONResponse({"applied": True, **result})
 

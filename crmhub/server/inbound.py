@@ -43,7 +43,8 @@ def too_large() -> JSONResponse:
 
 def answer(svc: Services, source: str, response: InboundResponse) -> JSONResponse:
     """The receiver's answer as a response; counted, and the worker woken when something was stored."""
-    svc.metrics.inbound.labels(source, str(response.status)).inc()
+    stored = response.body.get("records")
+    svc.metrics.observe_ingest(source, response.status, stored if isinstance(stored, int) else 0)
     if response.status < 300:
         svc.wake_worker()
     return JSONResponse(response.body, status_code=response.status, headers=response.headers)

@@ -13,7 +13,6 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from crmhub.jobs import JobOutcome
-from sync.engine import BatchResult
 from sync.segments.queries import overview
 from sync.store.tables import deliveries, outbox, segments, transitions
 from webhooks.eligibility import OPEN_STATUSES
@@ -72,11 +71,11 @@ class Metrics:
             seconds += stream.seconds
         self.sync_seconds.labels(outcome.job).observe(seconds)
 
-    def observe_ingest(self, source: str, result: BatchResult | None, status: int) -> None:
+    def observe_ingest(self, source: str, status: int, records: int = 0) -> None:
         """Count one inbound request and the records it stored."""
         self.inbound.labels(source, str(status)).inc()
-        if result is not None:
-            self.records.labels(source, "push").inc(result.records)
+        if records:
+            self.records.labels(source, "push").inc(records)
 
     def render(self) -> bytes:
         """The text exposition format."""

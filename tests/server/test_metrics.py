@@ -17,7 +17,7 @@ from crmhub.server.app import create_app
 from crmhub.server.metrics import Metrics
 from crmhub.server.services import Services
 from crmhub.settings import Settings
-from sync.engine import BatchResult, RunReport, StreamReport
+from sync.engine import RunReport, StreamReport
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import deliveries, memberships, outbox
 from tests.webhooks.conftest import T0, Clock, add_transition, seed
@@ -113,8 +113,8 @@ def test_runs_count_records_pulled_and_pushed_and_time_the_sync() -> None:
     ]
     metrics.observe_job(JobOutcome("sync", report=RunReport(1, streams=streams)))
     metrics.observe_job(JobOutcome("sync", busy={"sync:stripe": "elsewhere"}))
-    metrics.observe_ingest("segmentio", BatchResult(records=3), 200)
-    metrics.observe_ingest("stripe", None, 401)
+    metrics.observe_ingest("segmentio", 200, records=3)
+    metrics.observe_ingest("stripe", 401)
     samples = _samples(metrics.render().decode())
     assert samples[("crmhub_records_total", (("source", "stripe"), ("trigger", "pull")))] == 42
     assert samples[("crmhub_records_total", (("source", "hubspot"), ("trigger", "pull")))] == 7
@@ -141,7 +141,7 @@ def test_a_store_that_cannot_be_read_still_leaves_the_process_counters(tmp_path:
     unreachable = create_store_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'hub.db'}")
     metrics = Metrics()
     metrics.bind(unreachable, Clock(T0))
-    metrics.observe_ingest("segmentio", BatchResult(records=2), 200)
+    metrics.observe_ingest("segmentio", 200, records=2)
     samples = _samples(metrics.render().decode())
     assert samples[("crmhub_store_up", ())] == 0
     assert samples[("crmhub_records_total", (("source", "segmentio"), ("trigger", "push")))] == 2
