@@ -29,58 +29,27 @@ from sqlalchemy import func, select
 from crmhub.sandbox import Sandbox, SandboxServer, credentials
 from crmhub.sandbox.config import sandbox_config
 from crmhub.sandbox.harness import ServeProcess
-from crmhub.sandbox.webhooks_out import stripe_signature
+from crmhub.sandbox.webhooks_out import invoice_paid, stripe_headers
 from sync.store import create_store_engine
 from sync.store.tables import contact_identities, deliveries, delivery_attempts, transitions
 
 _SECRET = credentials.STRIPE_WEBHOOK_SECRET
 
 
-# Requests that got no 200, by cause; reported with the run's figures.
-failed: list[str] = []
-
-
-def _event(n: int, run: str) -> bytes:
-    now = int(time.time())
-    invoice = {
-        "id": f"in_{run}_{n}",
-        "object": "invoice",
-        "customer": f"cus_{run}_{n}",
-        "customer_email": f"rt.{run}.{n}@example.com",
-        "status": "paid",
-        "amount_paid": 2000,
-        "currency": "usd",
-        "created": now,
-    }
-    event = {
-        "id": f"evt_{run}_{n}",
-        "object": "event",
-        "created": now,
-        "type": "invoice.paid",
-        "data": {"object": invoice},
-        "livemode": False,
-    }
-    return json.dumps(event).encode()
-
-
-async def _send(url: str, rate: float, seconds: float, run: str) -> dict[str, float]:
-    """POST `rate` webhooks per second for `seconds`; the send time of each customer id."""
+async def _send(url: str, rate: float, seconds: float, run: str) -> tuple[dict[str, float], list[str]]:
+    """POST `rate` webhooks per second for `seconds`: each customer id's send time, and the failures."""
     sent: dict[str, float] = {}
+    failed: list[str] = []
     total = int(rate * seconds)
-    failed.clear()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     # No pool timeout: at an offered rate above capacity, requests queue here and their wait is measured.
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120, pool=None)) as client:
 
         async def one(n: int) -> None:
-            body = _event(n, run)
-            headers = {
-                "content-type": "application/json",
-                "stripe-signature": stripe_signature(
-                    body, credentials.STRIPE_WEBHOOK_SECRET, int(time.time())
-                ),
-            }
-            sent[f"cus_{run}_{n}"] = time.time()
+            customer = f"cus_{run}_{n}"
+            body = invoice_paid(customer, f"rt.{run}.{n}@example.com", int(time.time()))
+            headers = stripe_headers(body, int(time.time()))
+            sent[customer] = time.time()
             try:
                 response = await client.post(f"{url}/hooks/stripe", content=body, headers=headers)
             except httpx.TransportError as exc:
@@ -99,7 +68,7 @@ async def _send(url: str, rate: float, seconds: float, run: str) -> dict[str, fl
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(n)))
         await asyncio.gather(*tasks)
-    return sent
+    return sent, failed
 
 
 def _arrivals(database: Path, log: list[tuple[int, float]]) -> dict[str, float]:
@@ -156,7 +125,7 @@ def run(rate: float, seconds: float, concurrency: int, split: bool) -> dict[str,
             with ServeProcess(config, credentials.ENVIRONMENT, *front) as serve:
                 if worker is not None:
                     worker.start()
-                sent = asyncio.run(_send(serve.url, rate, seconds, f"r{int(rate)}x{os.getpid()}"))
+                sent, failed = asyncio.run(_send(serve.url, rate, seconds, f"r{int(rate)}x{os.getpid()}"))
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline and _succeeded(folder / "crmhub.db") < len(sent):
                     time.sleep(0.2)

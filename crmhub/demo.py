@@ -8,7 +8,6 @@ into contacts and fields, a tick changes the sandbox's world, and a second sync 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from connectors import default_http_client
 from connectors.segmentio import parse_messages
 from crmhub.sandbox import Sandbox, SandboxServer, credentials, sandbox_config
 from crmhub.sandbox.harness import ServeProcess
-from crmhub.sandbox.webhooks_out import stripe_signature
+from crmhub.sandbox.webhooks_out import invoice_paid, stripe_headers
 from crmhub.settings import Settings, load_settings
 from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_source_names
 from sync.engine import BatchResult, ProgressCallback, RunReport
@@ -161,37 +160,14 @@ class Demo:
         segment it enters is `paid_last_7_days`, whatever the sandbox's clock says.
         """
         customer = f"cus_demo_{int(time.time())}"
-        event = {
-            "id": f"evt_{customer}",
-            "object": "event",
-            "created": int(time.time()),
-            "type": "invoice.paid",
-            "livemode": False,
-            "data": {
-                "object": {
-                    "id": f"in_{customer}",
-                    "object": "invoice",
-                    "customer": customer,
-                    "customer_email": f"{customer}@example.com",
-                    "status": "paid",
-                    "amount_paid": 4900,
-                    "currency": "usd",
-                    "created": int(time.time()),
-                }
-            },
-        }
-        body = json.dumps(event).encode()
+        email = f"{customer}@example.com"
+        body = invoice_paid(customer, email, int(time.time()))
         with ServeProcess(self.config_path, credentials.ENVIRONMENT, "--no-scheduler") as serve:
-            stamp = int(time.time())
-            headers = {
-                "content-type": "application/json",
-                "stripe-signature": stripe_signature(body, credentials.STRIPE_WEBHOOK_SECRET, stamp),
-            }
+            headers = stripe_headers(body, int(time.time()))
             sent = time.time()
             answer = httpx.post(f"{serve.url}/hooks/stripe", content=body, headers=headers, timeout=10)
             answer.raise_for_status()
             deadline = time.monotonic() + timeout
-            email = f"{customer}@example.com"
             while time.monotonic() < deadline:
                 for row in self.sandbox.receiver.state("demo")["accepted"]:
                     payload = row["payload"]

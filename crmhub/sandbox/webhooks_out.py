@@ -35,6 +35,35 @@ class Outgoing:
     headers: dict[str, str]
 
 
+def invoice_paid(customer: str, email: str, at: int) -> bytes:
+    """A Stripe `invoice.paid` event (unix time `at`) for a customer with an e-mail, as a webhook body."""
+    invoice = {
+        "id": f"in_{customer}",
+        "object": "invoice",
+        "customer": customer,
+        "customer_email": email,
+        "status": "paid",
+        "amount_paid": 4900,
+        "currency": "usd",
+        "created": at,
+    }
+    event = {
+        "id": f"evt_{customer}",
+        "object": "event",
+        "created": at,
+        "type": "invoice.paid",
+        "livemode": False,
+        "data": {"object": invoice},
+    }
+    return _dumps(event)
+
+
+def stripe_headers(body: bytes, timestamp: int) -> dict[str, str]:
+    """The headers Stripe sends with `body`, signed with the sandbox's webhook secret."""
+    signature = stripe_signature(body, credentials.STRIPE_WEBHOOK_SECRET, timestamp)
+    return {"content-type": "application/json", "stripe-signature": signature}
+
+
 def stripe_signature(body: bytes, secret: str, timestamp: int) -> str:
     """`Stripe-Signature`: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()

@@ -19,7 +19,12 @@ from sqlalchemy import func, select
 from crmhub.sandbox import Sandbox, SandboxServer, credentials
 from crmhub.sandbox.config import sandbox_config
 from crmhub.sandbox.harness import ServeProcess
-from crmhub.sandbox.webhooks_out import hubspot_signature_v3, stripe_signature, typeform_signature
+from crmhub.sandbox.webhooks_out import (
+    hubspot_signature_v3,
+    stripe_headers,
+    stripe_signature,
+    typeform_signature,
+)
 from sync.store import create_store_engine
 from sync.store.tables import contact_identities, contacts, events, inbound_events, records
 from tests.inbound.payloads import stripe_event, typeform_payload
@@ -90,9 +95,7 @@ def _wait_for_entry(box: Sandbox, segment: str, since: float, timeout: float = 1
 
 
 def _stripe_request(url: str, body: bytes, *, stamp: int | None = None) -> httpx.Response:
-    stamp = int(time.time()) if stamp is None else stamp
-    signature = stripe_signature(body, credentials.STRIPE_WEBHOOK_SECRET, stamp)
-    headers = {"content-type": "application/json", "stripe-signature": signature}
+    headers = stripe_headers(body, int(time.time()) if stamp is None else stamp)
     return httpx.post(f"{url}/hooks/stripe", content=body, headers=headers, timeout=10)
 
 
