@@ -36,6 +36,7 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.NamedTemporaryFile(prefix="crmhub-serve-", suffix=".log", delete=False)  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
+        self._final: str | None = None
 
     def start(self, timeout: float = 30.0) -> ServeProcess:
         """Launch, then poll readiness; a process that exits first raises with its log."""
@@ -66,7 +67,10 @@ class ServeProcess:
         raise RuntimeError(f"crmhub serve was not ready within {timeout} s:\n{self.log()}")
 
     def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (a graceful shutdown), then SIGKILL after `timeout`; the exit code."""
+        """SIGTERM (a graceful shutdown), then SIGKILL after `timeout`; the exit code.
+
+        The log is kept in memory (`log()` still answers) and its file removed.
+        """
         if self.process is None:
             return 0
         if self.process.poll() is None:
@@ -76,10 +80,16 @@ class ServeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._final is None:
+            self._final = self.log()
+            self._log.close()
+            Path(self._log.name).unlink(missing_ok=True)
         return self.process.returncode
 
     def log(self) -> str:
         """Everything the process printed so far."""
+        if self._final is not None:
+            return self._final
         return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
 
     def __enter__(self) -> ServeProcess:
@@ -89,5 +99,3 @@ class ServeProcess:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
