@@ -1,15 +1,18 @@
 """Delivery benchmark: deliveries/s to a local consumer, and commit-to-receipt latency at a steady load.
 
-Run: `.venv/bin/python bench/deliver.py` (both), or `--only throughput` / `--only latency`.
+Run: `.venv/bin/python bench/deliver.py` (all three), or `--only throughput` / `latency` / `client`.
 The consumer is a minimal asyncio HTTP/1.1 server in a subprocess on 127.0.0.1 that answers 204 and
 notes when each transition arrived; the worker signs every request, goes through the SSRF-guarded
-transport (127.0.0.1 allow-listed) and records every attempt in SQLite.
+transport (127.0.0.1 allow-listed) and records every attempt in SQLite. `client` is the HTTP ceiling:
+a bare httpx.AsyncClient posting a delivery-sized body, through our transport and through httpx's
+default one (httpcore), with no store and no signing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -22,17 +25,20 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from sqlalchemy import Engine, func, insert, select
 
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import contacts, deliveries, delivery_attempts, outbox, segments, transitions
 from webhooks import (
+    AddressPolicy,
     DeliveryWorker,
     EndpointConfig,
     RunStats,
     WebhooksConfig,
     build_senders,
     generate_secret,
+    guarded_transport,
 )
 
 _TRANSITION_ID = re.compile(rb'"transition":\{"id":(\d+)')
@@ -226,6 +232,34 @@ def latency(
     return {"offered_per_second": rate, "transitions": len(committed), "_committed": committed}  # type: ignore[dict-item]
 
 
+async def _bare(url: str, transport: httpx.AsyncBaseTransport, n: int, concurrency: int) -> float:
+    """Requests/s of `concurrency` tasks posting `n` bodies the size of a delivery, nothing else."""
+    body = b'{"type":"segment.entered","data":{"contact":{"email":"c@example.com"}},"pad":"%s"}' % (
+        b"x" * 400
+    )
+    left = n
+
+    async def loop(client: httpx.AsyncClient) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            (await client.post(url, content=body, headers={"webhook-id": "msg_bench"})).raise_for_status()
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(client) for _ in range(concurrency)))
+        return n / (time.perf_counter() - started)
+
+
+def client_ceiling(url: str, n: int, concurrency: int) -> dict[str, float]:
+    """The bare-client ceiling through our pooled transport and through httpcore, one after the other."""
+    loopback = AddressPolicy(allow_networks=(ipaddress.ip_network("127.0.0.1/32"),))
+    pooled = asyncio.run(_bare(url, guarded_transport(loopback, max_connections=concurrency), n, concurrency))
+    limits = httpx.Limits(max_connections=concurrency)
+    httpcore = asyncio.run(_bare(url, httpx.AsyncHTTPTransport(limits=limits), n, concurrency))
+    return {"requests": n, "pooled_per_second": round(pooled), "httpcore_per_second": round(httpcore)}
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     qs = statistics.quantiles(samples, n=100)
     return {
@@ -239,7 +273,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=["throughput", "latency"])
+    parser.add_argument("--only", choices=["throughput", "latency", "client"])
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -251,7 +285,7 @@ def main() -> None:
         return
     results: dict[str, object] = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("throughput", "latency"):
+        for kind in ("throughput", "latency", "client"):
             if args.only and args.only != kind:
                 continue
             port_file, log_file = Path(tmp, f"{kind}.port"), Path(tmp, f"{kind}.log")
@@ -263,6 +297,8 @@ def main() -> None:
                 db = Path(tmp, f"{kind}.db")
                 if kind == "throughput":
                     results[kind] = throughput(db, url, args.deliveries, args.concurrency)
+                elif kind == "client":
+                    results[kind] = client_ceiling(url, args.deliveries, args.concurrency)
                 else:
                     out = latency(db, url, args.rate, args.seconds, args.concurrency)
                     committed = out.pop("_committed")

@@ -16,6 +16,7 @@ and prints the peak resident set size of this process.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -37,17 +38,27 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from field_mapping.types import FieldType
+from sync.fields import create_field, load_fields
 from sync.segments import ScoringConfig, SegmentsConfig, evaluate_segments
 from sync.store import create_store_engine, upgrade
-from sync.store.tables import consent_records, contacts, events, field_definitions, field_values
+from sync.store.field_columns import fields_table, stamp
+from sync.store.tables import consent_records, contacts, events
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-FIELDS = {"city": "string", "age": "integer", "stripe_status": "enum", "role": "enum", "birthday": "date"}
+FIELDS = {
+    "city": FieldType.STRING,
+    "age": FieldType.INTEGER,
+    "stripe_status": FieldType.ENUM,
+    "role": FieldType.ENUM,
+    "birthday": FieldType.DATE,
+}
 CITIES = ["Hamburg", "Berlin", "Lisbon", "Austin", "Osaka", "Lyon", "Munich"]
 ROLES = ["CTO", "VP Engineering", "Engineer", "Marketing", "Founder"]
 STATUSES = ["trialing", "active", "canceled", "past_due"]
@@ -154,6 +165,33 @@ def _pick(n: Any, options: list[str]) -> Any:
     )
 
 
+def _fill_fields(conn: Connection, n_contacts: int) -> None:
+    """Create the five fields and one contact_fields row per contact, each field 90% filled."""
+    fields = {
+        name: create_field(conn, name, ftype, now=NOW, label=name, origin="rule", source="bench")
+        for name, ftype in FIELDS.items()
+    }
+    values: dict[str, Callable[[Any], Any]] = {
+        "city": lambda n: _pick(n, CITIES),
+        "age": lambda n: 18 + (n * 31) % 60,
+        "stripe_status": lambda n: _pick(n // 3, STATUSES),
+        "role": lambda n: _pick(n // 7, ROLES),
+        "birthday": lambda n: _minutes_ago(conn, ((n * 7) % 18000 + 7000) * 1440),
+    }
+    # Every value came from one bench record, as save_values would note it.
+    sources = json.dumps({str(f.id): ["bench", stamp(NOW)] for f in fields.values()})
+    n = _numbers(conn, 1, n_contacts).c.n
+    columns = [case(((n + len(name)) % 10 != 0, make(n)), else_=null()) for name, make in values.items()]
+    rows = select(n, _json(conn, sources), *columns)
+    names = [fields[name].column for name in values]
+    conn.execute(insert(fields_table(names)).from_select(["contact_id", "sources", *names], rows))
+
+
+def _json(conn: Connection, body: str) -> Any:
+    """A JSON constant as the backend's JSON column takes it."""
+    return cast(literal(body), JSONB) if conn.dialect.name == "postgresql" else literal(body)
+
+
 def generate(conn: Connection, n_contacts: int, n_events: int) -> None:
     """Fill an empty store with contacts, field values, consent and events."""
     n = _numbers(conn, 1, n_contacts).c.n
@@ -167,37 +205,10 @@ def generate(conn: Connection, n_contacts: int, n_events: int) -> None:
     conn.execute(
         insert(contacts).from_select(cols, select(n, state, created, touched, touched, active, literal(0)))
     )
-    ids = {}
-    for name, type_ in FIELDS.items():
-        row = {
-            "name": name,
-            "type": type_,
-            "label": name,
-            "origin": "rule",
-            "first_seen_at": NOW,
-            "updated_at": NOW,
-        }
-        ids[name] = conn.execute(
-            insert(field_definitions).values(**row).returning(field_definitions.c.id)
-        ).scalar_one()
-    values: dict[str, tuple[str, Callable[[Any], Any]]] = {
-        "city": ("value_text", lambda n: _pick(n, CITIES)),
-        "age": ("value_num", lambda n: 18 + (n * 31) % 60),
-        "stripe_status": ("value_text", lambda n: _pick(n // 3, STATUSES)),
-        "role": ("value_text", lambda n: _pick(n // 7, ROLES)),
-        "birthday": ("value_time", lambda n: _minutes_ago(conn, ((n * 7) % 18000 + 7000) * 1440)),
-    }
-    for name, (target, make) in values.items():
-        n = _numbers(conn, 1, n_contacts).c.n
-        rows = select(n, literal(ids[name]), make(n), literal("bench"), literal(NOW)).where(
-            (n + len(name)) % 10 != 0
-        )
-        conn.execute(
-            insert(field_values).from_select(["contact_id", "field_id", target, "source", "updated_at"], rows)
-        )
+    _fill_fields(conn, n_contacts)
     n = _numbers(conn, 1, n_contacts).c.n
     consent_cols = ["contact_id", "channel", "status", "source", "proof", "recorded_at"]
-    proof = cast(literal("{}"), JSONB) if conn.dialect.name == "postgresql" else literal("{}")
+    proof = _json(conn, "{}")
     opted = select(
         n, literal("sms"), literal("opted_in"), literal("bench"), proof, _minutes_ago(conn, 5000 + n % 100)
     )
@@ -282,12 +293,9 @@ def main() -> None:
     changed = list(range(7, args.contacts + 1, max(1, args.contacts // 1000)))[:1000]
     later = later + timedelta(minutes=10)
     with engine.begin() as conn:
-        city = select(field_definitions.c.id).where(field_definitions.c.name == "city").scalar_subquery()
-        conn.execute(
-            update(field_values)
-            .where(field_values.c.field_id == city, field_values.c.contact_id.in_(changed))
-            .values(value_text="Hamburg", updated_at=later)
-        )
+        city = load_fields(conn)["city"].column
+        table = fields_table([city])
+        conn.execute(update(table).where(table.c.contact_id.in_(changed)).values({city: "Hamburg"}))
         conn.execute(update(contacts).where(contacts.c.id.in_(changed)).values(changed_at=later))
     with engine.begin() as conn:
         report = _timed(

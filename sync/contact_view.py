@@ -8,17 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, literal, select, tuple_
 
-from field_mapping.types import Columns, FieldType, from_columns
+from sync.fields import load_fields, read_values
 from sync.segments.queries import HistoryRow, history
-from sync.store.tables import (
-    contact_identities,
-    contacts,
-    events,
-    field_definitions,
-    field_values,
-    memberships,
-    segments,
-)
+from sync.store.tables import contact_identities, contacts, events, memberships, segments
 
 __all__ = [
     "ContactEvent",
@@ -84,20 +76,9 @@ def contact_view(conn: Connection, contact_id: int) -> ContactView | None:
     row = conn.execute(select(contacts).where(c.id == contact_id)).mappings().first()
     if row is None:
         return None
-    fd, fv, ci = field_definitions.c, field_values.c, contact_identities.c
-    values = conn.execute(
-        select(fd.name, fd.type, fv.value_text, fv.value_num, fv.value_time, fv.value_bool)
-        .join(field_definitions, fd.id == fv.field_id)
-        .where(fv.contact_id == contact_id)
-        .order_by(fd.name)
-    )
-    # A type this version does not know (written by a newer one) is shown as its stored text.
-    fields = {
-        name: from_columns(FieldType(ftype), Columns(*columns))
-        if ftype in FieldType._value2member_map_
-        else columns[0]
-        for name, ftype, *columns in values
-    }
+    ci = contact_identities.c
+    held = read_values(conn, [contact_id], load_fields(conn)).get(contact_id, {})
+    fields = {name: held[name] for name in sorted(held)}
     identities = [
         IdentityRow(*r)
         for r in conn.execute(

@@ -13,3 +13,7 @@ class StoreUnavailableError(SyncError):
 
 class SchemaOutOfDateError(SyncError):
     """The database schema is behind the code and migrations on start are switched off."""
+
+
+class TooManyFieldsError(SyncError):
+    """The store holds as many field columns as it can; new fields need narrower auto patterns."""

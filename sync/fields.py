@@ -1,51 +1,63 @@
-"""Field definitions and values in the store: definitions only grow, values are typed columns."""
+"""Field definitions and values in the store: definitions only grow, each field is a typed column.
+
+Values live in `contact_fields`, one row per contact and one column per field
+(`sync.store.field_columns`). Each row's `sources` says, per field id, which source wrote the value
+and the time of the record it came from: a value from an older record never replaces a newer one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, time
+from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, ColumnElement, Connection, String, cast, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    Text,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 
 from field_mapping.model import FieldDefinition, Origin
-from field_mapping.types import STORAGE, Column, FieldType, to_columns
-from sync.store.tables import field_definitions, field_values
+from field_mapping.types import STORAGE, Columns, FieldType, from_columns
+from sync.store.field_columns import add_column, column_name, drop_column, fields_table, stamp
+from sync.store.tables import contact_fields, field_definitions
 from sync.store.upsert import Row, write_rows
-
-_VALUE_COLUMNS = tuple(c.value for c in Column)
-# The columns of a row given to `save_values`, in order.
-VALUE_ROW = ("contact_id", "field_id", *_VALUE_COLUMNS, "source", "updated_at")
 
 # Contacts whose stored values are read per statement.
 _READ_CHUNK = 500
 
-# (contact id, field id, typed value, source, record time) -> a `VALUE_ROW` tuple.
-ValueRow = Callable[[int, int, Any, str, datetime], Row]
+
+class StoredField(NamedTuple):
+    """A field as the store keeps it: its id, its current type and the column holding its values."""
+
+    id: int
+    type: FieldType
+    column: str
+
+    @classmethod
+    def of(cls, field_id: int, ftype: str | FieldType) -> StoredField:
+        """The stored field of a definition row's id and type."""
+        ftype = FieldType(ftype)
+        return cls(int(field_id), ftype, column_name(field_id, ftype))
 
 
-def _row_builder(ftype: FieldType) -> ValueRow:
-    """The row builder of one field type: a tuple with the value in the type's column."""
-    column = STORAGE[ftype]
-    if column is Column.TEXT:
-        return lambda c, f, v, s, at: (c, f, v, None, None, None, s, at)
-    if column is Column.NUM:
-        return lambda c, f, v, s, at: (c, f, None, v, None, None, s, at)
-    if column is Column.BOOL:
-        return lambda c, f, v, s, at: (c, f, None, None, None, v, s, at)
-    if ftype is FieldType.DATETIME:
-        return lambda c, f, v, s, at: (c, f, None, None, v, None, s, at)
-    # Dates need converting to the stored midnight; to_columns is the one place that knows how.
-    return lambda c, f, v, s, at: (c, f, *to_columns(ftype, v), s, at)
+# (contact id, field, value as `stored_value` gives it or None, source, record time)
+FieldValue = tuple[int, StoredField, Any, str, datetime]
 
 
-# Builders for non-null values, by type; a null value is `null_row`.
-VALUE_ROWS: dict[FieldType, ValueRow] = {ftype: _row_builder(ftype) for ftype in FieldType}
-
-
-def null_row(contact_id: int, field_id: int, source: str, at: datetime) -> Row:
-    """The row of a field the record holds no value for (the stored value is cleared)."""
-    return (contact_id, field_id, None, None, None, None, source, at)
+def stored_value(ftype: FieldType, value: Any) -> Any:
+    """A typed value as its column holds it: dates as midnight UTC, everything else as it is."""
+    if value is not None and ftype is FieldType.DATE:
+        return datetime.combine(value, time(), tzinfo=UTC)
+    return value
 
 
 def load_definitions(conn: Connection) -> list[FieldDefinition]:
@@ -64,30 +76,38 @@ def load_definitions(conn: Connection) -> list[FieldDefinition]:
     return definitions
 
 
+def load_fields(conn: Connection) -> dict[str, StoredField]:
+    """Every field the store knows, by name, with its column."""
+    fd = field_definitions.c
+    return {
+        name: StoredField.of(fid, ftype)
+        for fid, name, ftype in conn.execute(select(fd.id, fd.name, fd.type))
+        if ftype in FieldType._value2member_map_
+    }
+
+
 def save_definitions(
     conn: Connection, definitions: Iterable[FieldDefinition], now: datetime
-) -> dict[str, int]:
-    """Create new fields and widen changed ones; returns every field's id by name."""
+) -> dict[str, StoredField]:
+    """Create new fields (definition and column) and widen changed ones; returns every field by name."""
     fd = field_definitions.c
     stored = {row.name: row for row in conn.execute(select(fd.id, fd.name, fd.type, fd.options))}
     for definition in definitions:
         options = list(definition.options) or None
         row = stored.get(definition.name)
         if row is None:
-            conn.execute(
-                insert(field_definitions).values(
-                    name=definition.name,
-                    type=definition.type.value,
-                    label=definition.label,
-                    origin=definition.origin.kind,
-                    source=definition.origin.source or None,
-                    path=f"{definition.origin.stream}:{definition.origin.path}"
-                    if definition.origin.stream
-                    else None,
-                    options=options,
-                    first_seen_at=now,
-                    updated_at=now,
-                )
+            create_field(
+                conn,
+                definition.name,
+                definition.type,
+                now=now,
+                label=definition.label,
+                origin=definition.origin.kind,
+                source=definition.origin.source or None,
+                path=f"{definition.origin.stream}:{definition.origin.path}"
+                if definition.origin.stream
+                else None,
+                options=options,
             )
             continue
         if row.type != definition.type.value:
@@ -98,75 +118,219 @@ def save_definitions(
                 .where(fd.id == row.id)
                 .values(type=definition.type.value, options=options, updated_at=now)
             )
-    return {name: int(fid) for fid, name in conn.execute(select(fd.id, fd.name))}
+    return load_fields(conn)
+
+
+def create_field(
+    conn: Connection,
+    name: str,
+    ftype: FieldType,
+    *,
+    now: datetime,
+    label: str,
+    origin: str,
+    source: str | None,
+    path: str | None = None,
+    options: list[Any] | None = None,
+) -> StoredField:
+    """Define a new field and add its column, in the caller's transaction."""
+    stmt = (
+        insert(field_definitions)
+        .values(
+            name=name,
+            type=ftype.value,
+            label=label,
+            origin=origin,
+            source=source,
+            path=path,
+            options=options,
+            first_seen_at=now,
+            updated_at=now,
+        )
+        .returning(field_definitions.c.id)
+    )
+    field_id = int(conn.execute(stmt).scalar_one())
+    return StoredField(field_id, ftype, add_column(conn, field_id, ftype))
 
 
 def _move_values(conn: Connection, field_id: int, old: FieldType, new: FieldType) -> None:
-    """After a widening, move stored values into the new type's column, as text where it changed."""
-    source, target = STORAGE[old], STORAGE[new]
-    if source is target:
-        return
-    fv = field_values.c
-    value: ColumnElement[Any] = fv[source.value]
+    """After a widening that changes the storage kind, move the values into the new column as text."""
+    if STORAGE[old] is STORAGE[new]:
+        return  # integer -> decimal: both are numbers in one float column
+    before = column_name(field_id, old)
+    after = add_column(conn, field_id, new)
+    table = fields_table([before, after])
+    value: Any = table.c[before]
     if old is FieldType.INTEGER:
         value = cast(value, BigInteger)  # the number column is a float: 1 must become "1", not "1.0"
-    conn.execute(
-        update(field_values)
-        .where(fv.field_id == field_id)
-        .values({target.value: cast(value, String), source.value: None})
-    )
+    conn.execute(update(table).values({after: cast(value, String)}))
+    drop_column(conn, before)
 
 
-def save_values(conn: Connection, rows: Sequence[Row], *, fresh: Collection[int] = frozenset()) -> None:
-    """Upsert typed values (`VALUE_ROW` tuples); a stored value newer than the incoming one is kept.
+def save_values(
+    conn: Connection, values: Sequence[FieldValue], *, fresh: Collection[int] = frozenset()
+) -> None:
+    """Write field values; a stored value from a newer record than the incoming one is kept.
 
-    Rows that would change nothing are not written: the values of contacts in `fresh` (created in
-    this transaction) are all new; the others' stored values are read and compared first.
+    Contacts in `fresh` (created in this transaction) hold nothing yet: their rows are inserted
+    whole. The others' stored rows are read first, and only the values that change are written.
     """
-    known = {row[0] for row in rows}.difference(fresh)
-    if known:
-        rows = _changes(conn, rows, known)
-    write_rows(
-        conn,
-        field_values,
-        VALUE_ROW,
-        rows,
-        keys=("contact_id", "field_id"),
-        update=(*_VALUE_COLUMNS, "source", "updated_at"),
-        newer="updated_at",
-    )
-
-
-def _changes(conn: Connection, rows: Sequence[Row], contact_ids: set[int]) -> list[Row]:
-    """The rows the upsert would change: rewriting a row with its own values still costs every index."""
-    fv = field_values.c
-    held: dict[tuple[int, int], Row] = {}
-    ids = sorted(contact_ids)
-    for start in range(0, len(ids), _READ_CHUNK):
-        stored = conn.execute(
-            select(fv.contact_id, fv.field_id, *(fv[name] for name in VALUE_ROW[2:])).where(
-                fv.contact_id.in_(ids[start : start + _READ_CHUNK])
-            )
+    latest = _latest(values)
+    fields = {f.column: f for _, f, _, _, _ in values}
+    keys = {column: str(f.id) for column, f in fields.items()}
+    held = _read_rows(conn, [c for c in latest if c not in fresh], fields.values())
+    every = tuple(sorted(fields))
+    # One statement per set of columns written; fresh contacts share the batch's whole set.
+    shapes: dict[tuple[str, ...], list[Row]] = {}
+    for contact_id, wanted in latest.items():
+        if contact_id in fresh:
+            sources = {keys[c]: [src, when] for c, (_, src, when) in wanted.items()}
+            row = (contact_id, sources, *(wanted[c][0] if c in wanted else None for c in every))
+            shapes.setdefault(every, []).append(row)
+            continue
+        stored, sources = held.get(contact_id, ({}, {}))
+        changed = _changed(wanted, stored, sources, keys)
+        if changed:
+            names = tuple(sorted(changed))
+            shapes.setdefault(names, []).append((contact_id, sources, *(changed[c] for c in names)))
+    for names, rows in shapes.items():
+        write_rows(
+            conn,
+            fields_table(names),  # type: ignore[arg-type]
+            ("contact_id", "sources", *names),
+            rows,
+            keys=("contact_id",),
+            update=("sources", *names),
         )
-        held.update(((row[0], row[1]), tuple(row[2:])) for row in stored)
-    changed = []
-    # In row order, as the upsert runs: a later row of the same field is compared with what the
-    # earlier one left, and a row older than what is held is refused by the upsert anyway.
-    for row in rows:
-        if row[0] not in contact_ids:
-            changed.append(row)
+
+
+# Per contact and column: (value, source, record time as `stamp` text).
+_Wanted = dict[int, dict[str, tuple[Any, str, str]]]
+
+
+def _latest(values: Sequence[FieldValue]) -> _Wanted:
+    """Per contact and column, the value of the latest record (on equal times, the later row)."""
+    latest: _Wanted = {}
+    stamps: dict[datetime, str] = {}  # a record's values share its time: format it once
+    for contact_id, field, value, source, at in values:
+        when = stamps.get(at)
+        if when is None:
+            when = stamps[at] = stamp(at)
+        wanted = latest.setdefault(contact_id, {})
+        before = wanted.get(field.column)
+        if before is None or when >= before[2]:
+            wanted[field.column] = (value, source, when)
+    return latest
+
+
+def _changed(
+    wanted: Mapping[str, tuple[Any, str, str]],
+    stored: Mapping[str, Any],
+    sources: dict[str, list[str]],
+    keys: Mapping[str, str],
+) -> dict[str, Any]:
+    """The columns whose value or provenance changes; updates `sources` to match."""
+    changed: dict[str, Any] = {}
+    for column, (value, source, when) in wanted.items():
+        key = keys[column]
+        before = sources.get(key)
+        if before is not None and before[1] > when:
+            continue  # the stored value came from a newer record
+        if before == [source, when] and _same(stored.get(column), value):
             continue
-        key = (row[0], row[1])
-        value = _comparable(row)
-        current = held.get(key)
-        if current is not None and (current == value or current[-1] > value[-1]):
-            continue
-        held[key] = value
-        changed.append(row)
+        sources[key] = [source, when]
+        changed[column] = value
     return changed
 
 
-def _comparable(row: Row) -> Row:
-    """A row's value columns as the store gives them back (numbers are stored as floats)."""
-    _, _, text, number, time, flag, source, updated_at = row
-    return (text, None if number is None else float(number), time, flag, source, updated_at)
+def _same(stored: Any, value: Any) -> bool:
+    """Whether a stored value equals an incoming one (numbers come back as floats)."""
+    if stored is None or value is None:
+        return stored is value
+    if isinstance(stored, float) and not isinstance(value, bool):
+        return stored == float(value)
+    return bool(stored == value)
+
+
+def _read_rows(
+    conn: Connection, contact_ids: Sequence[int], fields: Iterable[StoredField]
+) -> dict[int, tuple[dict[str, Any], dict[str, list[str]]]]:
+    """Stored values of `fields` and the provenance of the contacts that have a row."""
+    names = sorted({f.column for f in fields})
+    table = fields_table(names)
+    held: dict[int, tuple[dict[str, Any], dict[str, list[str]]]] = {}
+    ids = sorted(contact_ids)
+    for start in range(0, len(ids), _READ_CHUNK):
+        query = select(table.c.contact_id, table.c.sources, *(table.c[n] for n in names)).where(
+            table.c.contact_id.in_(ids[start : start + _READ_CHUNK])
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # nobody changes a row between this read and our write
+        for contact_id, sources, *stored in conn.execute(query):
+            held[contact_id] = (dict(zip(names, stored, strict=True)), dict(sources or {}))
+    return held
+
+
+def read_values(
+    conn: Connection, contact_ids: Collection[int], fields: Mapping[str, StoredField]
+) -> dict[int, dict[str, Any]]:
+    """The typed values (`from_columns`) of `fields` held by each contact, by field name; nulls left out."""
+    names = sorted({f.column for f in fields.values()})
+    table = fields_table(names)
+    by_column = {f.column: (name, f.type) for name, f in fields.items()}
+    found: dict[int, dict[str, Any]] = {}
+    ids = sorted(contact_ids)
+    for start in range(0, len(ids), _READ_CHUNK):
+        query = select(table.c.contact_id, *(table.c[n] for n in names)).where(
+            table.c.contact_id.in_(ids[start : start + _READ_CHUNK])
+        )
+        for contact_id, *stored in conn.execute(query):
+            values = found.setdefault(contact_id, {})
+            for column, raw in zip(names, stored, strict=True):
+                if raw is not None:
+                    name, ftype = by_column[column]
+                    values[name] = from_columns(ftype, Columns(**{STORAGE[ftype].value: raw}))
+    return found
+
+
+def merge_values(conn: Connection, *, keep: int, other: int) -> None:
+    """Give `keep` the values only `other` holds (the kept contact's own values win); drop `other`'s row."""
+    fields = load_fields(conn)
+    by_column = {f.column: f for f in fields.values()}
+    held = _read_rows(conn, [keep, other], fields.values())
+    if other in held:
+        theirs, their_sources = held[other]
+        mine, my_sources = held.get(keep, ({}, {}))
+        moved = {c: v for c, v in theirs.items() if v is not None and mine.get(c) is None}
+        for column in moved:
+            key = str(by_column[column].id)
+            if key in their_sources:
+                my_sources[key] = their_sources[key]
+        if moved:
+            names = tuple(sorted(moved))
+            write_rows(
+                conn,
+                fields_table(names),  # type: ignore[arg-type]
+                ("contact_id", "sources", *names),
+                [(keep, my_sources, *(moved[c] for c in names))],
+                keys=("contact_id",),
+                update=("sources", *names),
+            )
+    conn.execute(delete(contact_fields).where(contact_fields.c.contact_id == other))
+
+
+def clear_values(conn: Connection, field: StoredField, contact_ids: Collection[int]) -> None:
+    """Remove one field's value and its provenance from the contacts (a cleared flag)."""
+    table = fields_table([field.column])
+    key = str(field.id)
+    if conn.dialect.name == "postgresql":
+        sources: Any = table.c.sources.op("-")(literal(key, Text))
+    else:
+        sources = func.json_remove(table.c.sources, literal(f'$."{key}"', Text))
+    ids = sorted(contact_ids)
+    for start in range(0, len(ids), _READ_CHUNK):
+        conn.execute(
+            update(table)
+            .where(table.c.contact_id.in_(ids[start : start + _READ_CHUNK]))
+            .values({field.column: None, "sources": sources})
+        )

@@ -22,16 +22,11 @@ from sqlalchemy import Connection, Engine, select, update
 
 from field_mapping.config import HubSpotPushConfig
 from field_mapping.hubspot_properties import group_create, property_create, property_value, pushable
-from field_mapping.types import Columns, FieldType, from_columns
+from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.fields import load_definitions
 from sync.runs import load_cursor, save_cursor, start_run
-from sync.store.tables import (
-    contact_identities,
-    contacts,
-    field_definitions,
-    field_values,
-    hubspot_push_state,
-)
+from sync.store.field_columns import column_name, fields_table
+from sync.store.tables import contact_identities, contacts, field_definitions, hubspot_push_state
 from sync.store.upsert import upsert
 
 BATCH_SIZE = 100  # HubSpot's limit per batch call
@@ -133,25 +128,43 @@ def property_name(group: str, field_name: str) -> str:
     return f"{group}_{field_name}"[:100]
 
 
+def _pushed_fields(conn: Connection) -> dict[str, tuple[int, FieldType, str]]:
+    """Column -> (field id, type, HubSpot property) of every field pushed to HubSpot."""
+    fd = field_definitions.c
+    query = select(fd.id, fd.type, fd.hubspot_property).where(fd.hubspot_property.is_not(None))
+    return {
+        column_name(fid, FieldType(ftype)): (int(fid), FieldType(ftype), prop)
+        for fid, ftype, prop in conn.execute(query)
+        if ftype in FieldType._value2member_map_
+    }
+
+
 def _changed_values(conn: Connection, *, since: datetime | None) -> dict[str, dict[str, str]]:
-    """HubSpot id -> {property: value} for contacts changed since `since`, over pushed fields only."""
-    c, ci, fd, fv = contacts.c, contact_identities.c, field_definitions.c, field_values.c
+    """HubSpot id -> {property: value} for contacts changed since `since`, over pushed fields only.
+
+    A null value that a record wrote (its provenance is kept) is pushed as empty, clearing HubSpot's.
+    """
+    pushed = _pushed_fields(conn)
+    if not pushed:
+        return {}
+    c, ci = contacts.c, contact_identities.c
+    names = sorted(pushed)
+    row = fields_table(names)
     query = (
-        select(
-            ci.value, fd.hubspot_property, fd.type, fv.value_text, fv.value_num, fv.value_time, fv.value_bool
-        )
+        select(ci.value, row.c.sources, *(row.c[name] for name in names))
         .select_from(
-            contacts.join(contact_identities, ci.contact_id == c.id)
-            .join(field_values, fv.contact_id == c.id)
-            .join(field_definitions, fd.id == fv.field_id)
+            contacts.join(contact_identities, ci.contact_id == c.id).join(row, row.c.contact_id == c.id)
         )
-        .where(ci.kind == "hubspot_contact", fd.hubspot_property.is_not(None), c.state != "merged")
+        .where(ci.kind == "hubspot_contact", c.state != "merged")
     )
     if since is not None:
         query = query.where(c.changed_at > since)
     changed: dict[str, dict[str, str]] = defaultdict(dict)
-    for hubspot_id, prop, ftype, text, num, time, flag in conn.execute(query):
-        kind = FieldType(ftype)
-        value = from_columns(kind, Columns(text, num, time, flag))
-        changed[hubspot_id][prop] = property_value(kind, value)
+    for hubspot_id, sources, *stored in conn.execute(query):
+        for name, raw in zip(names, stored, strict=True):
+            field_id, kind, prop = pushed[name]
+            if raw is None and str(field_id) not in (sources or {}):
+                continue
+            value = from_columns(kind, Columns(**{STORAGE[kind].value: raw}))
+            changed[hubspot_id][prop] = property_value(kind, value)
     return changed

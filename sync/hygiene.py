@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
-    delete,
     exists,
     func,
     insert,
@@ -27,14 +27,16 @@ from sqlalchemy import (
     update,
 )
 
-from sync.consent.flags import field_id
+from sync.consent.flags import system_field
+from sync.fields import StoredField
 from sync.runs import finish_run, start_run
-from sync.store.tables import contact_identities, contacts, field_values, merge_log, sync_runs
+from sync.store.field_columns import fields_table
+from sync.store.tables import contact_identities, contacts, merge_log, sync_runs
+from sync.store.types import Json
 
 __all__ = ["HygieneConfig", "PolicyResult", "last_run", "plan", "run_hygiene"]
 
 _TRIGGER = "hygiene"
-_SOURCE = "crmhub"
 
 
 class HygieneConfig(BaseModel):
@@ -62,16 +64,16 @@ def _count(conn: Connection, where: ColumnElement[bool]) -> int:
     return int(conn.execute(select(func.count()).select_from(contacts).where(where)).scalar_one())
 
 
-def _flagged(fid: int, value: bool) -> ColumnElement[bool]:
-    fv = field_values.c
-    return exists().where(fv.contact_id == contacts.c.id, fv.field_id == fid, fv.value_bool.is_(value))
+def _flagged(field: StoredField, value: bool) -> ColumnElement[bool]:
+    row = fields_table([field.column])
+    return exists().where(row.c.contact_id == contacts.c.id, row.c[field.column].is_(value))
 
 
-def _invalid_phone_unflagged(fid: int) -> ColumnElement[bool]:
+def _invalid_phone_unflagged(field: StoredField) -> ColumnElement[bool]:
     ci = contact_identities.c
     has_invalid = exists().where(ci.contact_id == contacts.c.id, ci.kind == "phone", ci.valid.is_(False))
     has_valid = exists().where(ci.contact_id == contacts.c.id, ci.kind == "phone", ci.valid.is_(True))
-    return and_(has_invalid, not_(has_valid), not_(_flagged(fid, False)))
+    return and_(has_invalid, not_(has_valid), not_(_flagged(field, False)))
 
 
 def _quiet_since(cutoff: datetime) -> ColumnElement[bool]:
@@ -80,24 +82,26 @@ def _quiet_since(cutoff: datetime) -> ColumnElement[bool]:
 
 def _policies(
     conn: Connection, config: HygieneConfig, now: datetime
-) -> tuple[dict[str, ColumnElement[bool]], dict[str, int]]:
-    """The contacts each policy selects now, and the system field ids they use."""
-    ids = {name: field_id(conn, name, now) for name in ("phone_valid", "dormant", "consent_confirmed_at")}
+) -> tuple[dict[str, ColumnElement[bool]], dict[str, StoredField]]:
+    """The contacts each policy selects now, and the system fields they use."""
+    fields = {
+        name: system_field(conn, name, now) for name in ("phone_valid", "dormant", "consent_confirmed_at")
+    }
     dormant_cutoff = now - timedelta(days=30 * config.dormant_after_months)
-    fv = field_values.c
+    confirmed = fields["consent_confirmed_at"].column
+    row = fields_table([confirmed])
     stale = exists().where(
-        fv.contact_id == contacts.c.id,
-        fv.field_id == ids["consent_confirmed_at"],
-        fv.value_time < now - timedelta(days=30 * config.reconfirm_after_months),
+        row.c.contact_id == contacts.c.id,
+        row.c[confirmed] < now - timedelta(days=30 * config.reconfirm_after_months),
     )
     live = contacts.c.state != "merged"
     where = {
-        "invalid_phones": and_(live, _invalid_phone_unflagged(ids["phone_valid"])),
+        "invalid_phones": and_(live, _invalid_phone_unflagged(fields["phone_valid"])),
         "dormant": and_(contacts.c.state == "active", _quiet_since(dormant_cutoff)),
         "revived": and_(contacts.c.state == "dormant", not_(_quiet_since(dormant_cutoff))),
         "reconfirm": and_(live, stale),
     }
-    return where, ids
+    return where, fields
 
 
 _DESCRIPTIONS = {
@@ -131,16 +135,14 @@ def plan(conn: Connection, config: HygieneConfig, *, now: datetime) -> list[Poli
 def run_hygiene(conn: Connection, config: HygieneConfig, *, now: datetime) -> list[PolicyResult]:
     """Apply every policy in the caller's transaction, record the run, return what each did."""
     planned = {r.policy: r for r in plan(conn, config, now=now)}
-    where, ids = _policies(conn, config, now)
+    where, fields = _policies(conn, config, now)
     run_id = start_run(conn, source=None, trigger=_TRIGGER, now=now)
     did: dict[str, int] = {"duplicates": planned["duplicates"].would, "reconfirm": planned["reconfirm"].would}
     if config.flag_invalid_phones:
-        did["invalid_phones"] = _flag(conn, where["invalid_phones"], ids["phone_valid"], False, now)
-    did["dormant"] = _flag(conn, where["dormant"], ids["dormant"], True, now)
+        did["invalid_phones"] = _flag(conn, where["invalid_phones"], fields["phone_valid"], False, now)
+    did["dormant"] = _flag(conn, where["dormant"], fields["dormant"], True, now)
     conn.execute(update(contacts).where(where["dormant"]).values(state="dormant", changed_at=now))
-    revived = select(contacts.c.id).where(where["revived"])
-    fv = field_values.c
-    conn.execute(delete(field_values).where(fv.field_id == ids["dormant"], fv.contact_id.in_(revived)))
+    _set(conn, select(contacts.c.id).where(where["revived"]), fields["dormant"], None)
     did["revived"] = planned["revived"].would
     conn.execute(update(contacts).where(where["revived"]).values(state="active", changed_at=now))
     results = [PolicyResult(r.policy, r.description, r.would, did.get(r.policy, 0)) for r in planned.values()]
@@ -149,22 +151,27 @@ def run_hygiene(conn: Connection, config: HygieneConfig, *, now: datetime) -> li
     return results
 
 
-def _flag(conn: Connection, where: ColumnElement[bool], fid: int, value: bool, now: datetime) -> int:
+def _flag(
+    conn: Connection, where: ColumnElement[bool], field: StoredField, value: bool, now: datetime
+) -> int:
     """Set a boolean system field for the contacts `where` selects; bump them; count them."""
     count = _count(conn, where)
     if count == 0:
         return 0
-    fv = field_values.c
     # In this order: the flag written last can change what `where` selects.
     conn.execute(update(contacts).where(where).values(changed_at=now))
-    chosen = select(contacts.c.id).where(where)
-    conn.execute(delete(field_values).where(fv.field_id == fid, fv.contact_id.in_(chosen)))
-    rows = select(
-        contacts.c.id, literal(fid), literal(value), literal(_SOURCE), literal(now, fv.updated_at.type)
-    ).where(where)
-    names = ["contact_id", "field_id", "value_bool", "source", "updated_at"]
-    conn.execute(insert(field_values).from_select(names, rows))
+    row = fields_table([field.column])
+    has_row = exists().where(row.c.contact_id == contacts.c.id)
+    rowless = select(contacts.c.id, literal({}, Json), literal(value)).where(where, not_(has_row))
+    _set(conn, select(contacts.c.id).where(where), field, value)
+    conn.execute(insert(row).from_select(["contact_id", "sources", field.column], rowless))
     return count
+
+
+def _set(conn: Connection, chosen: Select[Any], field: StoredField, value: bool | None) -> None:
+    """Set one field of the contacts `chosen` selects that have a row already."""
+    row = fields_table([field.column])
+    conn.execute(update(row).where(row.c.contact_id.in_(chosen)).values({field.column: value}))
 
 
 def last_run(conn: Connection) -> dict[str, Any] | None:

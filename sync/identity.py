@@ -15,13 +15,13 @@ from typing import NamedTuple
 
 from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, func, insert, select, update
 
+from sync.fields import merge_values
 from sync.store.tables import (
     consent_records,
     contact_identities,
     contacts,
     erasure_log,
     events,
-    field_values,
     memberships,
     merge_log,
     records,
@@ -194,17 +194,11 @@ def merge(conn: Connection, *, keep: int, others: Sequence[int], reason: str, no
         )
         conn.execute(update(contact_identities).where(ci.contact_id == other).values(contact_id=keep))
         # The kept contact's values win; fields only the merged contact had move over.
-        kept_fields = select(field_values.c.field_id).where(field_values.c.contact_id == keep)
-        conn.execute(
-            update(field_values)
-            .where(field_values.c.contact_id == other, field_values.c.field_id.not_in(kept_fields))
-            .values(contact_id=keep)
-        )
+        merge_values(conn, keep=keep, other=other)
         for table in (events, records, consent_records, transitions):
             conn.execute(update(table).where(table.c.contact_id == other).values(contact_id=keep))
         # Memberships are recomputed for the kept contact on the next evaluation.
         conn.execute(delete(memberships).where(memberships.c.contact_id == other))
-        conn.execute(delete(field_values).where(field_values.c.contact_id == other))
         conn.execute(update(contacts).where(contacts.c.merged_into_id == other).values(merged_into_id=keep))
         conn.execute(delete(contacts).where(contacts.c.id == other))
     conn.execute(update(contacts).where(contacts.c.id == keep).values(updated_at=now, changed_at=now))

@@ -16,7 +16,7 @@ from field_mapping.model import IdentityHint, MappedRecord
 from sync.consent.config import ConsentConfig
 from sync.consent.sources import apply_page_consent, consent_items
 from sync.engine import BatchResult, Evaluate
-from sync.fields import VALUE_ROWS, null_row, save_definitions, save_values
+from sync.fields import FieldValue, StoredField, save_definitions, save_values, stored_value
 from sync.identity import Resolution, resolve_batch
 from sync.store.tables import contacts, events, quarantine, records
 from sync.store.upsert import Row, execute_rows, write_rows
@@ -63,7 +63,7 @@ class PageStore:
         self.consent = consent or ConsentConfig()
         self.evaluate = evaluate
         self.endpoints = endpoints
-        self._field_ids: dict[str, int] | None = None
+        self._fields: dict[str, StoredField] | None = None
 
     def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
         """Store `batch`: records, contacts, values, events; what cannot be used goes to quarantine."""
@@ -130,21 +130,17 @@ class PageStore:
                     kept.append(
                         _quarantined(r.source, r.stream, r.external_id, _NO_IDENTITY, payload, run_id, now)
                     )
-        if self._field_ids is None or any(m.created or m.widenings for m in mapped):
-            self._field_ids = save_definitions(conn, self.mapper.definitions(), now)
-        field_ids = self._field_ids
-        rows: list[Row] = []
+        if self._fields is None or any(m.created or m.widenings for m in mapped):
+            self._fields = save_definitions(conn, self.mapper.definitions(), now)
+        fields = self._fields
+        rows: list[FieldValue] = []
         append = rows.append
         for m, contact_id in zip(mapped, contact_ids, strict=True):
             if contact_id is None:
                 continue
             source, at = m.record.source, m.record.updated_at
             for value in m.values.values():
-                field_id = field_ids[value.field]
-                if value.value is None:
-                    append(null_row(contact_id, field_id, source, at))
-                else:
-                    append(VALUE_ROWS[value.type](contact_id, field_id, value.value, source, at))
+                append((contact_id, fields[value.field], stored_value(value.type, value.value), source, at))
         save_values(conn, rows, fresh=resolution.created)
         result.contacts.update(c for c in contact_ids if c is not None)
         result.problems += sum(len(m.problems) for m in mapped)

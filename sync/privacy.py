@@ -11,7 +11,6 @@ erasure_log row with counts. No `segment.left` is sent: the consumers' own data 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -20,11 +19,14 @@ from typing import Any
 from sqlalchemy import Connection, Delete, Text, cast, delete, func, insert, or_, select, update
 
 from field_mapping.normalize import normalize_email, normalize_phone
-from field_mapping.types import Columns, FieldType, from_columns
+from field_mapping.types import STORAGE, Column, FieldType
 from sync.consent.actions import current_contact
 from sync.consent.suppression import identity_hash, suppress_values
+from sync.fields import StoredField, load_fields, read_values
+from sync.store.field_columns import fields_table
 from sync.store.tables import (
     consent_records,
+    contact_fields,
     contact_identities,
     contacts,
     deliveries,
@@ -32,7 +34,6 @@ from sync.store.tables import (
     erasure_log,
     events,
     field_definitions,
-    field_values,
     memberships,
     merge_log,
     outbox,
@@ -76,16 +77,8 @@ def _rows(conn: Connection, query: Any) -> list[dict[str, Any]]:
 def contact_export(conn: Connection, contact_id: int, *, recent: int | None = None) -> dict[str, Any]:
     """Everything held about the contact as JSON-ready values; `recent` limits the transitions listed."""
     contact = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().one()
-    fd, fv = field_definitions.c, field_values.c
-    fields = {
-        name: _json(from_columns(FieldType(ftype), Columns(*columns)))
-        for name, ftype, *columns in conn.execute(
-            select(fd.name, fd.type, fv.value_text, fv.value_num, fv.value_time, fv.value_bool)
-            .join(field_definitions, fd.id == fv.field_id)
-            .where(fv.contact_id == contact_id)
-            .order_by(fd.name)
-        )
-    }
+    held = read_values(conn, [contact_id], load_fields(conn)).get(contact_id, {})
+    fields = {name: _json(held[name]) for name in sorted(held)}
     ci, cr, t = contact_identities.c, consent_records.c, transitions.c
     transition_query = (
         select(
@@ -194,7 +187,7 @@ def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> dict[s
         ("transitions", delete(transitions).where(transitions.c.contact_id == contact_id)),
         ("memberships", delete(memberships).where(memberships.c.contact_id == contact_id)),
         ("consent_records", delete(consent_records).where(consent_records.c.contact_id == contact_id)),
-        ("field_values", delete(field_values).where(field_values.c.contact_id == contact_id)),
+        ("contact_fields", delete(contact_fields).where(contact_fields.c.contact_id == contact_id)),
         ("events", delete(events).where(events.c.contact_id == contact_id)),
         ("records", delete(records).where(records.c.contact_id == contact_id)),
         ("merge_log", delete(merge_log).where(merge_log.c.kept_contact_id == contact_id)),
@@ -231,37 +224,40 @@ def _mentions(column: Any, needles: list[str]) -> Any:
     return or_(*[text.contains(needle, autoescape=True) for needle in needles])
 
 
-def _text_values(conn: Connection, contact_id: int) -> dict[int, set[str]]:
-    """field id -> the contact's text values of fields that keep the options they have seen."""
-    fv, fd = field_values.c, field_definitions.c
-    held: dict[int, set[str]] = defaultdict(set)
-    query = (
-        select(fv.field_id, fv.value_text)
-        .join(field_definitions, fd.id == fv.field_id)
-        .where(fv.contact_id == contact_id, fv.value_text.is_not(None), fd.options.is_not(None))
-    )
-    for field_id, value in conn.execute(query):
-        held[int(field_id)].add(value)
-    return held
+def _option_fields(conn: Connection) -> list[StoredField]:
+    """Fields that keep the options they have seen and hold text."""
+    fd = field_definitions.c
+    query = select(fd.id, fd.type).where(fd.options.is_not(None))
+    return [
+        StoredField.of(fid, ftype)
+        for fid, ftype in conn.execute(query)
+        if ftype in FieldType._value2member_map_ and STORAGE[FieldType(ftype)] is Column.TEXT
+    ]
 
 
-def _forget_options(conn: Connection, held: Mapping[int, set[str]]) -> int:
+def _text_values(conn: Connection, contact_id: int) -> dict[StoredField, str]:
+    """The contact's text values of fields that keep the options they have seen."""
+    fields = _option_fields(conn)
+    if not fields:
+        return {}
+    row = fields_table([f.column for f in fields])
+    query = select(*(row.c[f.column] for f in fields)).where(row.c.contact_id == contact_id)
+    stored = conn.execute(query).first()
+    if stored is None:
+        return {}
+    return {f: value for f, value in zip(fields, stored, strict=True) if value is not None}
+
+
+def _forget_options(conn: Connection, held: Mapping[StoredField, str]) -> int:
     """Drop the erased person's values from fields' seen options unless another contact still holds them."""
     removed = 0
-    fv, fd = field_values.c, field_definitions.c
-    for field_id, values in held.items():
-        still = set(
-            conn.execute(
-                select(fv.value_text)
-                .where(fv.field_id == field_id, fv.value_text.in_(sorted(values)))
-                .distinct()
-            ).scalars()
-        )
-        gone = values - still
-        if not gone:
+    fd = field_definitions.c
+    for field, value in held.items():
+        column = fields_table([field.column]).c[field.column]
+        if conn.execute(select(column).where(column == value).limit(1)).first() is not None:
             continue
-        options = conn.execute(select(fd.options).where(fd.id == field_id)).scalar() or []
-        kept = [o for o in options if o not in gone]
+        options = conn.execute(select(fd.options).where(fd.id == field.id)).scalar() or []
+        kept = [o for o in options if o != value]
         removed += len(options) - len(kept)
-        conn.execute(update(field_definitions).where(fd.id == field_id).values(options=kept or None))
+        conn.execute(update(field_definitions).where(fd.id == field.id).values(options=kept or None))
     return removed

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, func, select
 
-from sync.store.tables import contacts, field_definitions, field_values
+from field_mapping.types import FieldType
+from sync.store.field_columns import column_name, fields_table
+from sync.store.tables import contacts, field_definitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,25 +28,40 @@ class FieldInfo:
 
 
 def list_fields(conn: Connection, *, source: str | None = None) -> list[FieldInfo]:
-    """Every field (of one source, if given), with how many live contacts hold a value, in one query."""
-    fd, fv = field_definitions.c, field_values.c
-    has_value = or_(
-        fv.value_text.is_not(None),
-        fv.value_num.is_not(None),
-        fv.value_time.is_not(None),
-        fv.value_bool.is_not(None),
-    )
-    live = select(func.count()).select_from(contacts).where(contacts.c.state != "merged").scalar_subquery()
-    filled = func.count(fv.contact_id)
-    query = (
-        select(fd.name, fd.type, fd.label, fd.origin, fd.source, fd.path, fd.first_seen_at, filled, live)
-        .select_from(field_definitions.outerjoin(field_values, and_(fv.field_id == fd.id, has_value)))
-        .group_by(fd.id, fd.name, fd.type, fd.label, fd.origin, fd.source, fd.path, fd.first_seen_at)
-        .order_by(fd.source, fd.name)
-    )
+    """Every field (of one source, if given), with how many live contacts hold a value."""
+    fd = field_definitions.c
+    query = select(fd.id, fd.name, fd.type, fd.label, fd.origin, fd.source, fd.path, fd.first_seen_at)
     if source is not None:
         query = query.where(fd.source == source)
-    return [
-        FieldInfo(name, ftype, label, origin, src, path, first_seen, int(n), (n / total) if total else 0.0)
-        for name, ftype, label, origin, src, path, first_seen, n, total in conn.execute(query)
-    ]
+    rows = conn.execute(query.order_by(fd.source, fd.name)).all()
+    # A type this version does not know has no column here: it shows as empty.
+    columns = {
+        row.id: column_name(row.id, FieldType(row.type))
+        for row in rows
+        if row.type in FieldType._value2member_map_
+    }
+    filled, total = _fill(conn, sorted(set(columns.values())))
+    infos = []
+    for fid, name, ftype, label, origin, src, path, first_seen in rows:
+        n = filled.get(columns.get(fid, ""), 0)
+        infos.append(
+            FieldInfo(name, ftype, label, origin, src, path, first_seen, n, (n / total) if total else 0.0)
+        )
+    return infos
+
+
+def _fill(conn: Connection, names: list[str]) -> tuple[dict[str, int], int]:
+    """Per field column, how many live contacts hold a value; and how many live contacts there are."""
+    live = contacts.c.state != "merged"
+    total = int(conn.execute(select(func.count()).select_from(contacts).where(live)).scalar_one())
+    if not names:
+        return {}, total
+    row = fields_table(names)
+    # One pass over the table counts every column at once.
+    query = (
+        select(*(func.count(row.c[name]) for name in names))
+        .select_from(row.join(contacts, contacts.c.id == row.c.contact_id))
+        .where(live)
+    )
+    counts = conn.execute(query).one()
+    return {name: int(n) for name, n in zip(names, counts, strict=True)}, total

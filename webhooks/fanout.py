@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, select, update
 
 from sync.store import write_transaction
 from sync.store.tables import deliveries, outbox, segments, transitions
+from sync.store.types import UtcDateTime
 from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
 from webhooks.eligibility import cap_counts, consenting, suppressed_contacts
@@ -62,29 +63,36 @@ def fan_out(
             return total
 
 
+# Built once, the batch size bound at run time (see webhooks.queue).
+_UNDISPATCHED = (
+    select(outbox.c.id, transitions.c.id, transitions.c.contact_id, transitions.c.kind, segments.c.key)
+    .select_from(
+        outbox.join(transitions, transitions.c.id == outbox.c.transition_id).join(
+            segments, segments.c.id == transitions.c.segment_id
+        )
+    )
+    .where(outbox.c.dispatched_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit", type_=Integer()))
+    # Several dispatchers share the outbox; each takes rows the others have not locked (SQLite: no-op).
+    .with_for_update(skip_locked=True, of=outbox)
+)
+_DISPATCHED = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(dispatched_at=bindparam("now", type_=UtcDateTime()))
+)
+
+
 def fan_out_batch(conn: Connection, config: WebhooksConfig, now: datetime, *, batch_size: int) -> FanoutStats:
     """Dispatch up to `batch_size` outbox rows inside the caller's transaction."""
-    query = (
-        select(outbox.c.id, transitions.c.id, transitions.c.contact_id, transitions.c.kind, segments.c.key)
-        .select_from(
-            outbox.join(transitions, transitions.c.id == outbox.c.transition_id).join(
-                segments, segments.c.id == transitions.c.segment_id
-            )
-        )
-        .where(outbox.c.dispatched_at.is_(None))
-        .order_by(outbox.c.id)
-        .limit(batch_size)
-    )
-    if conn.dialect.name == "postgresql":
-        # Several dispatchers share the outbox; each takes rows the others have not locked.
-        query = query.with_for_update(skip_locked=True, of=outbox)
-    rows = [TransitionRow(*r) for r in conn.execute(query)]
+    rows = [TransitionRow(*r) for r in conn.execute(_UNDISPATCHED, {"limit": batch_size})]
     stats = FanoutStats(outbox_rows=len(rows))
     if not rows:
         return stats
     new_rows = decide_deliveries(conn, config.endpoints, rows, now, stats)
     insert_ignore(conn, deliveries, new_rows, ["transition_id", "endpoint"])
-    conn.execute(update(outbox).where(outbox.c.id.in_([r.outbox_id for r in rows])).values(dispatched_at=now))
+    conn.execute(_DISPATCHED, {"ids": [r.outbox_id for r in rows], "now": now})
     stats.deliveries = len(new_rows)
     return stats
 

@@ -10,10 +10,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
-from field_mapping.types import Columns, FieldType, from_columns
-from sync.store.tables import contact_identities, field_definitions, field_values
+from sync.fields import load_fields, read_values
+from sync.store.tables import contact_identities
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -31,6 +31,17 @@ MAX_BODY_BYTES = 20_000
 MAX_TEXT = 500
 # Field names answered from the contact's identities rather than its custom fields.
 IDENTITY_FIELDS = ("email", "phone")
+
+# Built once; each batch binds its contacts and kinds (see webhooks.queue).
+_IDENTITIES = (
+    select(contact_identities.c.contact_id, contact_identities.c.kind, contact_identities.c.value)
+    .where(
+        contact_identities.c.contact_id.in_(bindparam("ids", expanding=True)),
+        contact_identities.c.kind.in_(bindparam("kinds", expanding=True)),
+        contact_identities.c.valid.is_(True),
+    )
+    .order_by(contact_identities.c.first_seen_at, contact_identities.c.id)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,35 +116,15 @@ def contact_fields(
     ids = sorted(contact_ids)
     identity_kinds = [n for n in IDENTITY_FIELDS if n in names]
     if identity_kinds:
-        rows = conn.execute(
-            select(contact_identities.c.contact_id, contact_identities.c.kind, contact_identities.c.value)
-            .where(
-                contact_identities.c.contact_id.in_(ids),
-                contact_identities.c.kind.in_(identity_kinds),
-                contact_identities.c.valid.is_(True),
-            )
-            .order_by(contact_identities.c.first_seen_at, contact_identities.c.id)
-        )
-        for contact_id, kind, value in rows:
+        for contact_id, kind, value in conn.execute(_IDENTITIES, {"ids": ids, "kinds": identity_kinds}):
             found[contact_id].setdefault(kind, value)
     custom = [n for n in names if n not in identity_kinds]
-    if custom:
-        fv, fd = field_values, field_definitions
-        rows = conn.execute(
-            select(
-                fv.c.contact_id,
-                fd.c.name,
-                fd.c.type,
-                fv.c.value_text,
-                fv.c.value_num,
-                fv.c.value_time,
-                fv.c.value_bool,
-            )
-            .join(fd, fd.c.id == fv.c.field_id)
-            .where(fv.c.contact_id.in_(ids), fd.c.name.in_(custom))
-        )
-        for contact_id, name, ftype, *columns in rows:
-            found[contact_id][name] = _json_value(from_columns(FieldType(ftype), Columns(*columns)))
+    if not custom:
+        return found
+    fields = {name: field for name, field in load_fields(conn).items() if name in custom}
+    if fields:
+        for contact_id, values in read_values(conn, ids, fields).items():
+            found[contact_id].update((name, _json_value(value)) for name, value in values.items())
     return found
 
 

@@ -1,4 +1,8 @@
-"""The delivery queue in the store: claim with a lease, load what to send, record each attempt."""
+"""The delivery queue in the store: claim with a lease, load what to send.
+
+Every statement is built once, with what changes from call to call bound at run time: building one
+(and computing its cache key) cost more than SQLite took to run it.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    exists,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from sync.store.tables import deliveries, outbox, segments, transitions
+from sync.store.types import UtcDateTime
 from webhooks.eligibility import OPEN_STATUSES
 from webhooks.payload import TransitionInfo
 
-__all__ = ["Job", "any_due", "claim", "has_due", "load_jobs", "outbox_waiting"]
+__all__ = ["Job", "claim", "has_due", "load_jobs", "work_waiting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,26 +44,42 @@ class Job:
     transition: TransitionInfo
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    d = deliveries.c
-    return or_(
-        and_(d.status.in_(("pending", "failed")), d.next_attempt_at <= now),
-        # A lease that ran out means its worker died: the delivery is due again, same webhook-id.
-        and_(d.status == "leased", d.lease_expires_at <= now),
+def _now() -> BindParameter[datetime]:
+    return bindparam("now", type_=UtcDateTime())
+
+
+def _endpoint() -> BindParameter[str]:
+    return bindparam("b_endpoint", type_=String())
+
+
+def _due() -> ColumnElement[bool]:
+    """Due at :now: pending or failed and its time has come, or leased by a worker whose lease ran out."""
+    d, now = deliveries.c, _now()
+    return and_(
+        # Holds for an expired lease too (it was due when claimed, before its lease began), so one range
+        # on ix_deliveries_endpoint_next_attempt_at covers both kinds, in due order.
+        d.next_attempt_at <= now,
+        or_(
+            d.status.in_(("pending", "failed")),
+            # A lease that ran out means its worker died: the delivery is due again, same webhook-id.
+            and_(d.status == "leased", d.lease_expires_at <= now),
+        ),
     )
 
 
 def _earlier_open() -> ColumnElement[bool]:
-    """True when the same contact has an earlier transition still open at the same endpoint."""
+    """True when the same contact has an earlier transition still open at the claimed endpoint."""
     mine, other_t, other_d = (
         transitions.alias("mine"),
         transitions.alias("other_t"),
         deliveries.alias("other_d"),
     )
-    # Nested so the planner walks the contact's few transitions by index, not every open delivery.
+    # Nested so the planner walks the contact's few transitions by index, not every open delivery. The
+    # endpoint is the bound one: the claimed rows all have it, and a reference to the outer row three
+    # levels down would not be correlated (it became a join with every delivery, at any endpoint).
     open_at_endpoint = exists().where(
         other_d.c.transition_id == other_t.c.id,
-        other_d.c.endpoint == deliveries.c.endpoint,
+        other_d.c.endpoint == _endpoint(),
         other_d.c.status.in_(OPEN_STATUSES),
     )
     earlier = exists().where(
@@ -54,6 +88,67 @@ def _earlier_open() -> ColumnElement[bool]:
         open_at_endpoint,
     )
     return exists().where(mine.c.id == deliveries.c.transition_id, earlier)
+
+
+def _claim_statement(ordered: bool) -> ReturningUpdate[tuple[int]]:
+    d = deliveries.c
+    pick = select(d.id).where(d.endpoint == _endpoint(), _due())
+    if ordered:
+        pick = pick.where(~_earlier_open())
+    # Workers on several hosts skip each other's rows instead of waiting on them (SQLite renders none).
+    pick = (
+        pick.order_by(d.next_attempt_at, d.id)
+        .limit(bindparam("limit", type_=Integer()))
+        .with_for_update(skip_locked=True, of=deliveries)
+    )
+    return (
+        update(deliveries)
+        .where(d.id.in_(pick.scalar_subquery()))
+        .values(
+            status="leased",
+            leased_by=bindparam("worker", type_=String()),
+            lease_expires_at=bindparam("expires", type_=UtcDateTime()),
+            updated_at=_now(),
+        )
+        .returning(d.id)
+    )
+
+
+_CLAIM = {ordered: _claim_statement(ordered) for ordered in (True, False)}
+
+_JOBS = (
+    select(
+        deliveries.c.id,
+        deliveries.c.webhook_id,
+        deliveries.c.endpoint,
+        deliveries.c.attempts,
+        transitions.c.id,
+        transitions.c.contact_id,
+        transitions.c.kind,
+        transitions.c.occurred_at,
+        transitions.c.reason,
+        transitions.c.rule_version,
+        transitions.c.variant,
+        transitions.c.contact_seq,
+        segments.c.key,
+        segments.c.name,
+    )
+    .select_from(
+        deliveries.join(transitions, transitions.c.id == deliveries.c.transition_id).join(
+            segments, segments.c.id == transitions.c.segment_id
+        )
+    )
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(deliveries.c.id)
+)
+
+_HAS_DUE = select(deliveries.c.id).where(deliveries.c.endpoint == _endpoint(), _due()).limit(1)
+
+# One round trip for the idle worker's look: an undispatched outbox row, or a due delivery.
+_WORK_WAITING = select(
+    exists().where(outbox.c.dispatched_at.is_(None))
+    | exists().where(deliveries.c.endpoint.in_(bindparam("endpoints", expanding=True)), _due())
+)
 
 
 def claim(
@@ -69,72 +164,23 @@ def claim(
     """Lease up to `limit` due deliveries of `endpoint` to `worker_id`; returns their ids, oldest first."""
     if limit <= 0:
         return []
-    d = deliveries.c
-    pick = select(d.id).where(d.endpoint == endpoint, _due(now))
-    if ordered:
-        pick = pick.where(~_earlier_open())
-    pick = pick.order_by(d.next_attempt_at, d.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        # Workers on several hosts skip each other's rows instead of waiting on them.
-        pick = pick.with_for_update(skip_locked=True, of=deliveries)
-    claimed = conn.execute(
-        update(deliveries)
-        .where(d.id.in_(pick.scalar_subquery()))
-        .values(status="leased", leased_by=worker_id, lease_expires_at=now + lease, updated_at=now)
-        .returning(d.id)
-    )
-    return sorted(row[0] for row in claimed)
+    params = {"b_endpoint": endpoint, "now": now, "limit": limit, "worker": worker_id, "expires": now + lease}
+    return sorted(conn.execute(_CLAIM[ordered], params).scalars())
 
 
 def load_jobs(conn: Connection, ids: Sequence[int]) -> list[Job]:
     """The claimed deliveries with their transitions and segments, in id order."""
     if not ids:
         return []
-    d, t, s = deliveries.c, transitions.c, segments.c
-    rows = conn.execute(
-        select(
-            d.id,
-            d.webhook_id,
-            d.endpoint,
-            d.attempts,
-            t.id,
-            t.contact_id,
-            t.kind,
-            t.occurred_at,
-            t.reason,
-            t.rule_version,
-            t.variant,
-            t.contact_seq,
-            s.key,
-            s.name,
-        )
-        .select_from(
-            deliveries.join(transitions, t.id == d.transition_id).join(segments, s.id == t.segment_id)
-        )
-        .where(d.id.in_(list(ids)))
-        .order_by(d.id)
-    )
+    rows = conn.execute(_JOBS, {"ids": list(ids)})
     return [Job(r[0], r[1], r[2], r[3], TransitionInfo(*r[4:])) for r in rows]
 
 
 def has_due(conn: Connection, endpoint: str, now: datetime) -> bool:
     """True when `endpoint` has a delivery due at `now`."""
-    d = deliveries.c
-    query = select(d.id).where(d.endpoint == endpoint, _due(now)).limit(1)
-    return conn.execute(query).first() is not None
+    return conn.execute(_HAS_DUE, {"b_endpoint": endpoint, "now": now}).first() is not None
 
 
-def any_due(conn: Connection, endpoints: Sequence[str], now: datetime) -> bool:
-    """True when one of `endpoints` has a delivery due at `now`."""
-    if not endpoints:
-        return False
-    d = deliveries.c
-    query = select(d.id).where(d.endpoint.in_(list(endpoints)), _due(now)).limit(1)
-    return conn.execute(query).first() is not None
-
-
-def outbox_waiting(conn: Connection) -> bool:
-    """True when an outbox row waits to be fanned out."""
-    return (
-        conn.execute(select(outbox.c.id).where(outbox.c.dispatched_at.is_(None)).limit(1)).first() is not None
-    )
+def work_waiting(conn: Connection, endpoints: Sequence[str], now: datetime) -> bool:
+    """True when an outbox row waits to be fanned out or one of `endpoints` has a delivery due at `now`."""
+    return bool(conn.execute(_WORK_WAITING, {"endpoints": list(endpoints), "now": now}).scalar_one())

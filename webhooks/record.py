@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, update
 
 from sync.store.tables import deliveries, delivery_attempts
+from sync.store.upsert import write_rows
 from webhooks.endpoints import Breaker, EndpointState, load_states, save_states
 from webhooks.queue import Job
 from webhooks.retry import (
@@ -29,6 +30,29 @@ from webhooks.retry import (
 __all__ = ["Attempt", "record"]
 
 EXCERPT_CHARS = 1000
+
+_ATTEMPT_COLUMNS = ("delivery_id", "attempted_at", "status_code", "latency_ms", "error", "response_excerpt")
+
+# Built once (see webhooks.queue). Only the lease holder moves the delivery on; a worker whose lease
+# ran out just leaves its attempt.
+_MOVE_ON = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.status == "leased",
+        deliveries.c.leased_by == bindparam("b_worker"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempts=deliveries.c.attempts + 1,
+        next_attempt_at=bindparam("b_next"),
+        lease_expires_at=None,
+        leased_by=None,
+        last_status_code=bindparam("b_code"),
+        reason=bindparam("b_reason"),
+        updated_at=bindparam("b_at"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +82,10 @@ def _decision(attempt: Attempt, rng: random.Random | None) -> Decision:
     )
 
 
-def _delivery_values(attempt: Attempt, decision: Decision) -> dict[str, Any]:
+def _delivery_values(attempt: Attempt, decision: Decision, worker_id: str) -> dict[str, Any]:
     values: dict[str, Any] = {
         "b_id": attempt.job.delivery_id,
+        "b_worker": worker_id,
         "b_code": attempt.status_code,
         "b_next": None,
         "b_reason": None,
@@ -90,37 +115,21 @@ def record(
     """Store `attempts` and what they decide, inside the caller's transaction; returns the decisions."""
     if not attempts:
         return []
-    conn.execute(
-        insert(delivery_attempts),
-        [
-            {
-                "delivery_id": a.job.delivery_id,
-                "attempted_at": a.attempted_at,
-                "status_code": a.status_code,
-                "latency_ms": a.latency_ms,
-                "error": a.error,
-                "response_excerpt": a.excerpt[:EXCERPT_CHARS] if a.excerpt else None,
-            }
-            for a in attempts
-        ],
-    )
+    rows = [
+        (
+            a.job.delivery_id,
+            a.attempted_at,
+            a.status_code,
+            a.latency_ms,
+            a.error,
+            a.excerpt[:EXCERPT_CHARS] if a.excerpt else None,
+        )
+        for a in attempts
+    ]
+    write_rows(conn, delivery_attempts, _ATTEMPT_COLUMNS, rows)
     decisions = [_decision(a, rng) for a in attempts]
-    d = deliveries.c
     conn.execute(
-        update(deliveries)
-        # Only the lease holder moves the delivery on; a worker whose lease ran out just leaves its attempt.
-        .where(d.id == bindparam("b_id"), d.status == "leased", d.leased_by == worker_id)
-        .values(
-            status=bindparam("b_status"),
-            attempts=d.attempts + 1,
-            next_attempt_at=bindparam("b_next"),
-            lease_expires_at=None,
-            leased_by=None,
-            last_status_code=bindparam("b_code"),
-            reason=bindparam("b_reason"),
-            updated_at=bindparam("b_at"),
-        ),
-        [_delivery_values(a, dec) for a, dec in zip(attempts, decisions, strict=True)],
+        _MOVE_ON, [_delivery_values(a, dec, worker_id) for a, dec in zip(attempts, decisions, strict=True)]
     )
     _update_endpoints(conn, attempts, decisions, breaker, now)
     return decisions

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
 
-import anyio
-import httpcore
-import httpx
+from webhooks.exceptions import UnsafeDestinationError
+from webhooks.transport import PooledTransport
 
-__all__ = ["AddressPolicy", "RefusedAddressError", "guarded_transport", "refusal"]
+__all__ = ["AddressPolicy", "RefusedAddressError", "allowed_addresses", "guarded_transport", "refusal"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -91,82 +91,35 @@ def refusal(address: str | IPAddress, policy: AddressPolicy) -> str | None:
     return None
 
 
-class RefusedAddressError(httpcore.ConnectError):
+class RefusedAddressError(UnsafeDestinationError):
     """Every address the host resolved to was refused by the SSRF guard."""
 
 
 async def _system_resolver(host: str, port: int) -> Sequence[str]:
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves once, checks every address, then connects to a checked address (no DNS rebinding window)."""
-
-    def __init__(self, policy: AddressPolicy, resolver: Resolver) -> None:
-        self._policy = policy
-        self._resolver = resolver
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        """Connect to the first resolved address the policy allows."""
-        try:
-            addresses = [ipaddress.ip_address(host)]
-        except ValueError:
-            try:
-                addresses = [
-                    ipaddress.ip_address(a.split("%", 1)[0]) for a in await self._resolver(host, port)
-                ]
-            except OSError as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        reasons = [r for r in (refusal(a, self._policy) for a in addresses) if r]
-        allowed = [a for a in addresses if refusal(a, self._policy) is None]
-        if not allowed:
-            raise RefusedAddressError(f"refused to connect to {host}: {'; '.join(reasons) or 'no address'}")
-        error: Exception | None = None
-        for address in allowed:
-            try:
-                return await self._inner.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:
-                error = exc
-        assert error is not None
-        raise error
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        """Unix sockets are never a webhook destination."""
-        raise RefusedAddressError("refused to connect to a unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        """Delegate to anyio."""
-        await self._inner.sleep(seconds)
+async def allowed_addresses(
+    host: str, port: int, policy: AddressPolicy, resolver: Resolver = _system_resolver
+) -> list[str]:
+    """Resolve `host` once and keep the addresses `policy` allows, in resolver order; refuse if none."""
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in await resolver(host, port)]
+    reasons = [r for r in (refusal(a, policy) for a in addresses) if r]
+    allowed = [str(a) for a in addresses if refusal(a, policy) is None]
+    if not allowed:
+        raise RefusedAddressError(f"refused to connect to {host}: {'; '.join(reasons) or 'no address'}")
+    return allowed
 
 
 def guarded_transport(
     policy: AddressPolicy, *, max_connections: int = 10, resolver: Resolver | None = None
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose every connection passes the SSRF guard."""
-    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
-    # httpx does not take a network backend; swap in a pool that uses ours, keeping httpx's error mapping.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+) -> PooledTransport:
+    """An httpx transport whose every connection passes the SSRF guard (connecting to a checked address)."""
+    return PooledTransport(
+        partial(allowed_addresses, policy=policy, resolver=resolver or _system_resolver),
         max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
-        network_backend=_GuardedBackend(policy, resolver or _system_resolver),
     )
-    return transport

@@ -1,4 +1,9 @@
-"""The delivery worker: fan out, claim per endpoint within its limits, send concurrently, record attempts."""
+"""The delivery worker: fan out, claim per endpoint within its limits, send concurrently, record attempts.
+
+Each pass over the store is one transaction on a thread: record what finished, then fan out and claim
+what may go next. Commits cost milliseconds on SQLite, and more once a thread has to win the GIL back
+from the event loop afterwards, so a pass commits once instead of twice.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from webhooks.config import WebhooksConfig
 from webhooks.endpoints import Breaker, EndpointState, load_states
 from webhooks.fanout import fan_out_batch
 from webhooks.payload import contact_fields, ordered_fields, payload
-from webhooks.queue import Job, any_due, claim, has_due, load_jobs, outbox_waiting
+from webhooks.queue import Job, claim, has_due, load_jobs, work_waiting
 from webhooks.ratelimit import TokenBucket
 from webhooks.record import Attempt, record
 from webhooks.retry import Dead, Disable, RetryDecision, Succeeded
@@ -36,6 +41,16 @@ Hook = Callable[[str, Job], None]
 RECORD_BATCH = 200
 # How often a busy worker looks again at a disabled endpoint (an operator may enable it).
 DISABLED_RECHECK_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """What a pass claimed: the jobs and their bodies; a full fan-out batch; an endpoint rate-limited."""
+
+    jobs: list[Job] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    full_batch: bool = False
+    throttled: bool = False
 
 
 @dataclass
@@ -105,14 +120,14 @@ class DeliveryWorker:
                 stopping = stop is not None and stop.is_set()
                 done = [t for t in self._tasks if t.done()]
                 # Record and claim in batches: a transaction per finished request would cap throughput.
-                if done and (
+                recording = bool(done) and (
                     len(done) == len(self._tasks) or len(done) >= RECORD_BATCH or self._room(done, now)
-                ):
-                    await self._record(done, clock(), stats)
-                    done = []
+                )
+                attempts = self._finish(done) if recording else []
+                claim_at = now if not stopping and self._room([], now) else None
                 launched, throttled = 0, False
-                if not stopping and self._room([], now):
-                    launched, throttled = await self._launch(now, stats)
+                if attempts or claim_at:
+                    launched, throttled = await self._pass(attempts, clock(), claim_at, stats)
                 pending = {t for t in self._tasks if not t.done()}
                 if pending:
                     await asyncio.wait(pending, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
@@ -137,62 +152,108 @@ class DeliveryWorker:
             if not (name in self._resting and self._resting[name] > now)
         )
 
-    async def _launch(self, now: datetime, stats: RunStats) -> tuple[int, bool]:
-        """Fan out and claim what each endpoint may take now, start sending it; (progress, rate-limited)."""
+    def _finish(self, finished: list[asyncio.Task[Attempt]]) -> list[Attempt]:
+        """Take finished sends out of flight; their attempts, once the hook has seen them sent."""
+        attempts: list[Attempt] = []
+        for task in finished:
+            self._tasks.discard(task)
+            self._inflight[self._endpoint_of.pop(task)] -= 1
+            attempts.append(task.result())  # a hook's exception ends the run here, like a crash would
+        for attempt in attempts:
+            if self._hook is not None:
+                self._hook("sent", attempt.job)
+        return attempts
+
+    async def _pass(
+        self, attempts: list[Attempt], recorded_at: datetime, claim_at: datetime | None, stats: RunStats
+    ) -> tuple[int, bool]:
+        """Record `attempts`, claim at `claim_at` (if given) and start sending; (progress, rate-limited)."""
         # The store's work runs on a thread: waiting for the write lock must not stop the event loop,
         # which meanwhile sends, and reads the answers to, what is already in flight.
-        jobs, bodies, full_batch, throttled = await asyncio.to_thread(self._claim, now, stats)
-        for job, body in zip(jobs, bodies, strict=True):
+        decisions, claimed = await asyncio.to_thread(self._store, attempts, recorded_at, claim_at, stats)
+        stats.attempts += len(attempts)
+        for decision in decisions:
+            stats.outcomes[_label(decision)] += 1
+        for attempt in attempts:
+            if self._hook is not None:
+                self._hook("recorded", attempt.job)
+        for job, body in zip(claimed.jobs, claimed.bodies, strict=True):
             self._inflight[job.endpoint] += 1
-            task = asyncio.create_task(self._attempt(job, body, now))
+            task = asyncio.create_task(self._attempt(job, body, claim_at or recorded_at))
             self._tasks.add(task)
             self._endpoint_of[task] = job.endpoint
         # A full fan-out batch means more outbox rows may be waiting: that is progress too.
-        return len(jobs) + full_batch, throttled
+        return len(claimed.jobs) + claimed.full_batch, claimed.throttled
 
-    def _claim(self, now: datetime, stats: RunStats) -> tuple[list[Job], list[dict[str, Any]], bool, bool]:
-        """Fan out, claim within each endpoint's budget: (jobs, bodies, fan-out batch full, throttled)."""
-        throttled = False
-        wanted = [n for n in self._config.endpoints if not (n in self._resting and self._resting[n] > now)]
-        # Look before locking: a read does not contend with the writers that feed the outbox.
-        with self._engine.connect() as conn:
-            if not outbox_waiting(conn) and not any_due(conn, wanted, now):
-                return [], [], False, False
+    def _store(
+        self, attempts: list[Attempt], recorded_at: datetime, claim_at: datetime | None, stats: RunStats
+    ) -> tuple[list[Decision], _Claimed]:
+        """One transaction: record `attempts` and what each decides, then fan out and claim at `claim_at`."""
+        if not attempts and (claim_at is None or not self._work_waiting(claim_at)):
+            return [], _Claimed()
+        claimed, failure = _Claimed(), None
         with write_transaction(self._engine) as conn:
-            fanned = fan_out_batch(conn, self._config, now, batch_size=self._config.batch_size)
-            stats.fanned_out += fanned.deliveries
-            states = load_states(conn, self._config.endpoints)
-            # Resting endpoints do not ask for a claim until their circuit half-opens (disabled: a moment).
-            recheck = now + timedelta(seconds=DISABLED_RECHECK_SECONDS)
-            self._resting = {
-                n: (st.circuit_open_until if st.disabled_at is None and st.circuit_open_until else recheck)
-                for n, st in states.items()
-                if st.disabled_at is not None or st.open_at(now)
-            }
-            ids: list[int] = []
-            for name, endpoint in self._config.endpoints.items():
-                budget = self._budget(name, endpoint.concurrency, states[name], now)
-                bucket = self._buckets.get(name)
-                if bucket is not None:
-                    allowed = bucket.available(now)
-                    if allowed < 1 and budget > 0 and has_due(conn, name, now):
-                        throttled = True
-                    budget = min(budget, allowed)
-                got = claim(
-                    conn,
-                    name,
-                    budget,
-                    now,
-                    worker_id=self.worker_id,
-                    lease=self._lease,
-                    ordered=endpoint.per_contact_ordering,
-                )
-                if bucket is not None:
-                    bucket.take(len(got), now)
-                ids.extend(got)
-            jobs = load_jobs(conn, ids)
-            bodies = self._bodies(conn, jobs)
-        return jobs, bodies, fanned.outbox_rows >= self._config.batch_size, throttled
+            decisions = record(
+                conn,
+                attempts,
+                worker_id=self.worker_id,
+                breaker=self._breaker,
+                now=recorded_at,
+                rng=self._rng,
+            )
+            if claim_at is not None:
+                try:
+                    with conn.begin_nested():
+                        claimed = self._claim(conn, claim_at, stats)
+                except Exception as error:
+                    failure = error  # raised once the records are in: a failed claim must not undo them
+        if failure is not None:
+            raise failure
+        return decisions, claimed
+
+    def _work_waiting(self, now: datetime) -> bool:
+        """Look before locking: a read does not contend with the writers that feed the outbox."""
+        wanted = [n for n in self._config.endpoints if not (n in self._resting and self._resting[n] > now)]
+        with self._engine.connect() as conn:
+            return work_waiting(conn, wanted, now)
+
+    def _claim(self, conn: Connection, now: datetime, stats: RunStats) -> _Claimed:
+        """Fan out, then claim what each endpoint's budget allows, with the jobs' bodies."""
+        throttled = False
+        fanned = fan_out_batch(conn, self._config, now, batch_size=self._config.batch_size)
+        stats.fanned_out += fanned.deliveries
+        states = load_states(conn, self._config.endpoints)
+        # Resting endpoints do not ask for a claim until their circuit half-opens (disabled: a moment).
+        recheck = now + timedelta(seconds=DISABLED_RECHECK_SECONDS)
+        self._resting = {
+            n: (st.circuit_open_until if st.disabled_at is None and st.circuit_open_until else recheck)
+            for n, st in states.items()
+            if st.disabled_at is not None or st.open_at(now)
+        }
+        ids: list[int] = []
+        for name, endpoint in self._config.endpoints.items():
+            budget = self._budget(name, endpoint.concurrency, states[name], now)
+            bucket = self._buckets.get(name)
+            if bucket is not None:
+                allowed = bucket.available(now)
+                if allowed < 1 and budget > 0 and has_due(conn, name, now):
+                    throttled = True
+                budget = min(budget, allowed)
+            got = claim(
+                conn,
+                name,
+                budget,
+                now,
+                worker_id=self.worker_id,
+                lease=self._lease,
+                ordered=endpoint.per_contact_ordering,
+            )
+            if bucket is not None:
+                bucket.take(len(got), now)
+            ids.extend(got)
+        jobs = load_jobs(conn, ids)
+        full_batch = fanned.outbox_rows >= self._config.batch_size
+        return _Claimed(jobs, self._bodies(conn, jobs), full_batch, throttled)
 
     def _budget(self, name: str, concurrency: int, state: EndpointState, now: datetime) -> int:
         if state.disabled_at is not None or state.open_at(now):
@@ -219,33 +280,6 @@ class DeliveryWorker:
         if self._hook is not None:
             self._hook("claimed", job)
         return await self._senders[job.endpoint].send(job, body, now)
-
-    async def _record(self, finished: list[asyncio.Task[Attempt]], now: datetime, stats: RunStats) -> None:
-        attempts: list[Attempt] = []
-        for task in finished:
-            self._tasks.discard(task)
-            self._inflight[self._endpoint_of.pop(task)] -= 1
-            attempt = task.result()  # a hook's exception ends the run here, like a crash would
-            attempts.append(attempt)
-        for attempt in attempts:
-            if self._hook is not None:
-                self._hook("sent", attempt.job)
-        decisions = await asyncio.to_thread(self._write, attempts, now)
-        stats.attempts += len(attempts)
-        for decision in decisions:
-            stats.outcomes[_label(decision)] += 1
-        for attempt in attempts:
-            if self._hook is not None:
-                self._hook("recorded", attempt.job)
-
-    def _write(
-        self, attempts: list[Attempt], now: datetime
-    ) -> list[Succeeded | RetryDecision | Dead | Disable]:
-        """Record `attempts` and what each one decides, in one transaction."""
-        with write_transaction(self._engine) as conn:
-            return record(
-                conn, attempts, worker_id=self.worker_id, breaker=self._breaker, now=now, rng=self._rng
-            )
 
     async def aclose(self) -> None:
         """Close every endpoint's connections."""

@@ -58,6 +58,10 @@ def _authenticate(request: Request) -> None:
         raise StripeError(401, f"Invalid API Key provided: {key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}")
 
 
+# Bounds wider than any Unix time in the sandbox's world, for filters that give only one side.
+_NO_TIME = (-(2**62), 2**62)
+
+
 def _limit(params: dict[str, Any]) -> int:
     raw = params.get("limit", "10")
     try:
@@ -70,13 +74,14 @@ def _limit(params: dict[str, Any]) -> int:
     return limit
 
 
-def _created_filter(value: Any, name: str = "created") -> Callable[[int], bool] | None:
+def _created_bounds(value: Any, name: str = "created") -> tuple[int, int] | None:
+    """The inclusive (lowest, highest) `created` a filter allows, or None without a filter."""
     if value is None:
         return None
     try:
         if isinstance(value, str):
             exact = int(value)
-            return lambda t: t == exact
+            return exact, exact
         bounds = {op: int(v) for op, v in value.items()}
     except (TypeError, ValueError, AttributeError):
         raise StripeError(
@@ -87,13 +92,18 @@ def _created_filter(value: Any, name: str = "created") -> Callable[[int], bool] 
         raise StripeError(
             400, f"Received unknown parameter: {name}[{sorted(unknown)[0]}]", "parameter_unknown", name
         )
-    gt, gte, lt, lte = (bounds.get(k) for k in ("gt", "gte", "lt", "lte"))
-    return lambda t: (
-        (gt is None or t > gt)
-        and (gte is None or t >= gte)
-        and (lt is None or t < lt)
-        and (lte is None or t <= lte)
-    )
+    low = max(bounds.get("gte", _NO_TIME[0]), bounds.get("gt", _NO_TIME[0] - 1) + 1)
+    high = min(bounds.get("lte", _NO_TIME[1]), bounds.get("lt", _NO_TIME[1] + 1) - 1)
+    return low, high
+
+
+def _key_range(keys: list[tuple[int, int]], created: tuple[int, int] | None) -> tuple[int, int]:
+    """The slice of a `(created, seq)`-ordered key list whose `created` lies within the bounds."""
+    if created is None:
+        return 0, len(keys)
+    low, high = created
+    # Sequence numbers start at 1, so (t, 0) sorts before every key created at t.
+    return bisect.bisect_left(keys, (low, 0)), bisect.bisect_left(keys, (high + 1, 0))
 
 
 def _expansions(params: dict[str, Any]) -> list[list[str]]:
@@ -208,23 +218,25 @@ class StripeApi:
         self, kind: str, params: dict[str, Any], keep: Callable[[StripeObject], bool] | None
     ) -> Response:
         limit = _limit(params)
-        created = _created_filter(params.get("created"))
+        created = _created_bounds(params.get("created"))
         collection: Collection = self.world.stripe[kind]
         items, keys = collection.items, collection.keys
-        if keep is not None or created is not None:
-            items = [o for o in items if (keep is None or keep(o)) and (created is None or created(o.key[0]))]
+        if keep is not None:
+            items = [o for o in items if keep(o)]
             keys = [o.key for o in items]
+        # The list is ordered by creation time, so a `created` filter is a slice, as on an index.
+        low, high = _key_range(keys, created)
         after, before = params.get("starting_after"), params.get("ending_before")
         if after is not None:
             cursor = self._cursor(collection, after, "starting_after")
-            end = bisect.bisect_left(keys, cursor.key)
-            page, has_more = items[max(0, end - limit) : end], end > limit
+            end = bisect.bisect_left(keys, cursor.key, low, high)
+            page, has_more = items[max(low, end - limit) : end], end - low > limit
         elif before is not None:
             cursor = self._cursor(collection, before, "ending_before")
-            begin = bisect.bisect_right(keys, cursor.key)
-            page, has_more = items[begin : begin + limit], begin + limit < len(items)
+            begin = bisect.bisect_right(keys, cursor.key, low, high)
+            page, has_more = items[begin : min(high, begin + limit)], begin + limit < high
         else:
-            page, has_more = items[max(0, len(items) - limit) :], len(items) > limit
+            page, has_more = items[max(low, high - limit) : high], high - low > limit
         expansions = [p[1:] for p in _expansions(params) if p[0] == "data" and len(p) > 1]
         if expansions:
             bodies = []

@@ -6,14 +6,13 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from field_mapping.types import FieldType
-from sync.fields import VALUE_ROW, VALUE_ROWS
-from sync.store.tables import contacts, field_definitions, field_values
-from sync.store.upsert import write_rows
+from sync.fields import StoredField, clear_values, create_field, save_values, stored_value
+from sync.store.tables import contacts, field_definitions
 
-__all__ = ["SYSTEM_FIELDS", "clear_flag", "field_id", "set_flag"]
+__all__ = ["SYSTEM_FIELDS", "clear_flag", "set_flag", "system_field"]
 
 # name -> (type, label); segments name them like any field (`{ field = "dormant", op = "missing" }`).
 SYSTEM_FIELDS: dict[str, tuple[FieldType, str]] = {
@@ -25,16 +24,14 @@ SYSTEM_FIELDS: dict[str, tuple[FieldType, str]] = {
 _SOURCE = "crmhub"
 
 
-def field_id(conn: Connection, name: str, now: datetime) -> int:
-    """The id of system field `name`, creating its definition on first use."""
+def system_field(conn: Connection, name: str, now: datetime) -> StoredField:
+    """System field `name`, creating its definition and column on first use."""
     fd = field_definitions.c
-    found = conn.execute(select(fd.id).where(fd.name == name)).scalar()
+    found = conn.execute(select(fd.id, fd.type).where(fd.name == name)).first()
     if found is not None:
-        return int(found)
+        return StoredField.of(found.id, found.type)
     ftype, label = SYSTEM_FIELDS[name]
-    row = {"name": name, "type": ftype.value, "label": label, "origin": "system", "source": _SOURCE}
-    stmt = insert(field_definitions).values(**row, first_seen_at=now, updated_at=now).returning(fd.id)
-    return int(conn.execute(stmt).scalar_one())
+    return create_field(conn, name, ftype, now=now, label=label, origin="system", source=_SOURCE)
 
 
 def set_flag(
@@ -46,21 +43,13 @@ def set_flag(
     """
     if not values:
         return
-    fid = field_id(conn, name, now)
-    build = VALUE_ROWS[SYSTEM_FIELDS[name][0]]
+    field = system_field(conn, name, now)
+    # The record time decides which value stays: a time value is its own record time.
     rows = [
-        build(contact_id, fid, value, _SOURCE, value if latest else now)
+        (contact_id, field, stored_value(field.type, value), _SOURCE, value if latest else now)
         for contact_id, value in sorted(values.items())
     ]
-    write_rows(
-        conn,
-        field_values,
-        VALUE_ROW,
-        rows,
-        keys=("contact_id", "field_id"),
-        update=tuple(VALUE_ROW[2:]),
-        newer="updated_at" if latest else None,
-    )
+    save_values(conn, rows)
     _touch(conn, values.keys(), now)
 
 
@@ -68,9 +57,7 @@ def clear_flag(conn: Connection, contact_ids: Collection[int], name: str, *, now
     """Remove system field `name` from the contacts."""
     if not contact_ids:
         return
-    fid = field_id(conn, name, now)
-    fv = field_values.c
-    conn.execute(delete(field_values).where(fv.field_id == fid, fv.contact_id.in_(sorted(contact_ids))))
+    clear_values(conn, system_field(conn, name, now), contact_ids)
     _touch(conn, contact_ids, now)
 
 

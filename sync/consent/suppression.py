@@ -36,25 +36,18 @@ def suppress_contacts(
     """Add the contacts' identities of `kinds` (e-mail, phone) to the list."""
     if not contact_ids or not kinds:
         return 0
-    ci = contact_identities.c
-    pairs = conn.execute(
-        select(ci.kind, ci.value).where(ci.contact_id.in_(sorted(contact_ids)), ci.kind.in_(sorted(kinds)))
-    ).tuples()
-    return suppress_values(conn, list(pairs), reason=reason, now=now)
+    pairs = [(kind, value) for _, kind, value in _identities(conn, contact_ids) if kind in kinds]
+    return suppress_values(conn, pairs, reason=reason, now=now)
 
 
 def suppressed_identities(conn: Connection, contact_ids: Collection[int]) -> dict[int, set[str]]:
     """Per contact, the kinds of its e-mail and phone identities that are on the list."""
     if not contact_ids:
         return {}
-    ci = contact_identities.c
-    rows = conn.execute(
-        select(ci.contact_id, ci.kind, ci.value).where(
-            ci.contact_id.in_(sorted(contact_ids)), ci.kind.in_(("email", "phone"))
-        )
-    ).all()
     by_hash: dict[tuple[str, str], list[int]] = {}
-    for contact_id, kind, value in rows:
+    for contact_id, kind, value in _identities(conn, contact_ids):
+        if kind not in ("email", "phone"):
+            continue
         by_hash.setdefault((kind, identity_hash(value)), []).append(int(contact_id))
     if not by_hash:
         return {}
@@ -68,3 +61,12 @@ def suppressed_identities(conn: Connection, contact_ids: Collection[int]) -> dic
         for contact_id in by_hash.get((kind, digest), ()):
             found.setdefault(contact_id, set()).add(kind)
     return found
+
+
+def _identities(conn: Connection, contact_ids: Collection[int]) -> list[tuple[int, str, str]]:
+    """The contacts' identities (contact, kind, value), found through the contact_id index."""
+    # Filtering on kind in SQL would let SQLite pick the (kind, value) index and read every
+    # e-mail in the store (3.6 ms per page of 100 new contacts at 20,000 contacts, growing).
+    ci = contact_identities.c
+    query = select(ci.contact_id, ci.kind, ci.value).where(ci.contact_id.in_(sorted(contact_ids)))
+    return [(int(c), k, v) for c, k, v in conn.execute(query)]

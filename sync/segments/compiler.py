@@ -6,7 +6,11 @@ Values derived from `now` (window bounds, anniversary days) are named bound para
 Two strategies give the same answer: `correlated=False` turns each condition into
 `contacts.id IN (SELECT contact_id ...)`, which the database runs once for the whole table (a full
 evaluation); `correlated=True` turns it into a correlated EXISTS or count per contact, cheap when
-only a few changed contacts are evaluated.
+only a few changed contacts are evaluated. `scan_fields=True` keeps field conditions (custom fields,
+contact times, identities) as IN (subquery) even when correlated: on SQLite one scan of
+`contact_fields` per condition beat a primary-key seek per contact in a full evaluation (1M
+contacts, 20 segments and scores: 7.5-11 s less per run in six back-to-back pairs), while events
+stay correlated there.
 """
 
 from __future__ import annotations
@@ -37,13 +41,13 @@ from sqlalchemy.types import Integer, Text, TypeEngine
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.segments.config import Comparison, Rule, TimeTest
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
+from sync.store.field_columns import column_name, fields_table
 from sync.store.tables import (
     consent_records,
     contact_identities,
     contacts,
     events,
     field_definitions,
-    field_values,
     memberships,
     segments,
 )
@@ -60,7 +64,7 @@ Clock = dict[str, Callable[[datetime], Any]]
 
 @dataclass(frozen=True)
 class Catalog:
-    """What rules refer to by name: field ids and types, segment ids."""
+    """What rules refer to by name: field ids and types (which name their columns), segment ids."""
 
     fields: dict[str, tuple[int, FieldType]]
     segment_ids: dict[str, int]
@@ -123,11 +127,14 @@ def _compare(expr: ColumnElement[Any], test: Comparison) -> Expr:
 class RuleCompiler:
     """Compiles rules against one catalog, one `now` and one dialect."""
 
-    def __init__(self, catalog: Catalog, *, now: datetime, dialect: str, correlated: bool) -> None:
+    def __init__(
+        self, catalog: Catalog, *, now: datetime, dialect: str, correlated: bool, scan_fields: bool = False
+    ) -> None:
         self.catalog = catalog
         self.now = now
         self.dialect = dialect
         self.correlated = correlated
+        self.scan_fields = scan_fields
         self.clock: Clock = {}
 
     def compile(self, rule: Rule) -> Expr:
@@ -165,9 +172,9 @@ class RuleCompiler:
         self.clock[name] = lambda now: anniversary_days(now, within_days)
         return bindparam(name, anniversary_days(self.now, within_days), expanding=True)
 
-    def _member(self, contact: KeyedColumnElement[Any], where: Sequence[Expr]) -> Expr:
+    def _member(self, contact: KeyedColumnElement[Any], where: Sequence[Expr], *, scan: bool = False) -> Expr:
         """True for contacts that have a row satisfying `where`."""
-        if self.correlated:
+        if self.correlated and not scan:
             return exists().where(contact == contacts.c.id, *where)
         return contacts.c.id.in_(select(contact).where(*where))
 
@@ -206,9 +213,9 @@ class RuleCompiler:
         if found is None:
             return None
         field_id, field_type = found
-        fv = field_values.alias("fv")
-        column = STORAGE[field_type]
-        return _Source(fv.c.contact_id, fv.c[column.value], (fv.c.field_id == field_id,), column)
+        held = column_name(field_id, field_type)
+        cf = fields_table([held]).alias("cf")
+        return _Source(cf.c.contact_id, cf.c[held], (), STORAGE[field_type])
 
     def _field(self, rule: Rule) -> Expr:
         assert rule.field is not None and rule.op is not None
@@ -218,11 +225,11 @@ class RuleCompiler:
             return true() if rule.op == "missing" else false()
         present = [*source.where, source.value.is_not(None)]
         if rule.op == "missing":
-            return not_(self._member(source.contact, present))
+            return not_(self._member(source.contact, present, scan=self.scan_fields))
         predicate = self._predicate(rule, source)
         if predicate is None:
             return false()
-        return self._member(source.contact, [*present, predicate])
+        return self._member(source.contact, [*present, predicate], scan=self.scan_fields)
 
     def _predicate(self, rule: Rule, source: _Source) -> Expr | None:
         """The test on one stored value; None when it can match nothing."""
@@ -299,8 +306,9 @@ class RuleCompiler:
         if source is None:
             return true() if zero_holds else false()
         present = [*source.where, source.value.is_not(None)]
-        scored = self._member(source.contact, [*present, _compare(source.value, test)])
-        return or_(scored, not_(self._member(source.contact, present))) if zero_holds else scored
+        scored = self._member(source.contact, [*present, _compare(source.value, test)], scan=self.scan_fields)
+        unscored = not_(self._member(source.contact, present, scan=self.scan_fields))
+        return or_(scored, unscored) if zero_holds else scored
 
     # --- events ----------------------------------------------------------------------------------------
 

@@ -277,9 +277,10 @@ def analyze_scratch(conn: Connection, table: Table) -> None:
 def correlated_strategy(dialect: str, whole: bool) -> bool:
     """Which SQL strategy to use: correlated for a few contacts, and on SQLite always.
 
-    SQLite walks contacts in id order and seeks the (contact_id, ...) indexes of events and field
-    values, which stays cache-friendly; at 1M contacts that beat IN (subquery) by 1.3-6x per
-    condition (BENCHMARKS.md). PostgreSQL turns IN (subquery) into hash joins over whole tables.
+    SQLite walks contacts in id order and seeks the (contact_id, ...) indexes of events and
+    consent, which stays cache-friendly; at 1M contacts that beat IN (subquery) by 1.3-6x per
+    condition (BENCHMARKS.md). Field conditions are the exception: a whole run scans them
+    (`RuleCompiler(scan_fields=...)`). PostgreSQL turns IN (subquery) into hash joins over whole tables.
     """
     return dialect == "sqlite" or not whole
 
@@ -350,7 +351,9 @@ def _plan(
     """Build the statements that compute a segment's new member set and its transitions."""
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
-    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole))
+    compiler = RuleCompiler(
+        catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole), scan_fields=whole
+    )
     admitted: list[ColumnElement[bool]] = [contacts.c.state != "merged", compiler.compile(segment.rule)]
     if segment.requires_consent:
         admitted.append(compiler.consented(segment.requires_consent))

@@ -15,16 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from field_mapping.types import STORAGE, Column, FieldType
+from sync.fields import load_fields, read_values, stored_value
 from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
-from sync.store.tables import (
-    consent_records,
-    contact_identities,
-    contacts,
-    events,
-    field_definitions,
-    field_values,
-)
+from sync.store.tables import consent_records, contact_identities, contacts, events
 
 __all__ = ["ContactData", "Explainer", "Explanation", "load_contact"]
 
@@ -67,16 +61,9 @@ def load_contact(conn: Connection, contact_id: int) -> ContactData | None:
     row = conn.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
     if row is None:
         return None
-    fd, fv = field_definitions, field_values
-    values: dict[str, tuple[Column, Any]] = {}
-    for f in conn.execute(
-        select(fd.c.name, fd.c.type, fv)
-        .join(fd, fd.c.id == fv.c.field_id)
-        .where(fv.c.contact_id == contact_id)
-    ).mappings():
-        if f["type"] in FieldType._value2member_map_:
-            column = STORAGE[FieldType(f["type"])]
-            values[f["name"]] = (column, f[column.value])
+    fields = load_fields(conn)
+    held = read_values(conn, [contact_id], fields).get(contact_id, {})
+    values = {name: _as_stored(fields[name].type, value) for name, value in held.items()}
     identities: dict[str, list[str]] = {}
     for kind, value in conn.execute(
         select(contact_identities.c.kind, contact_identities.c.value).where(
@@ -92,6 +79,13 @@ def load_contact(conn: Connection, contact_id: int) -> ContactData | None:
     consents = [ConsentRow(r["id"], r["channel"], r["status"], r["recorded_at"]) for r in consent]
     times = {"created_at": row["created_at"], "last_activity_at": row["last_activity_at"]}
     return ContactData(contact_id, row["state"], times, values, identities, evs, consents)
+
+
+def _as_stored(ftype: FieldType, value: Any) -> tuple[Column, Any]:
+    """A typed value as the SQL compiler sees it: numbers as floats, dates as midnight UTC."""
+    column = STORAGE[ftype]
+    # Decimal("0.1") != 0.1 in Python, while SQL compares the stored float with a float literal.
+    return column, float(value) if column is Column.NUM else stored_value(ftype, value)
 
 
 @dataclass

@@ -39,10 +39,13 @@ from sqlalchemy import (
 from sqlalchemy import Column as SqlColumn
 from sqlalchemy.sql.elements import ColumnElement
 
+from field_mapping.types import FieldType
+from sync.fields import StoredField, create_field
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, property_equals
 from sync.segments.config import Duration, PropertyName, Rule, relative, unknown_fields, walk
 from sync.segments.values import parse_duration
-from sync.store.tables import contacts, events, field_definitions, field_values
+from sync.store.field_columns import fields_table
+from sync.store.tables import contacts, events, field_definitions
 
 __all__ = ["SCORE_FIELD", "ConditionPoints", "EventPoints", "ScoringConfig", "compute_scores", "decay_weight"]
 
@@ -153,30 +156,20 @@ def score_tables(meta: MetaData) -> ScoreTables:
 
 def _score_field(
     conn: Connection, scoring: ScoringConfig, now: datetime
-) -> tuple[int, datetime | None, bool]:
-    """The lead_score field's id, when it was last scored, and whether the rules changed since."""
+) -> tuple[StoredField, datetime | None, bool]:
+    """The lead_score field, when it was last scored, and whether the rules changed since."""
+    fd = field_definitions.c
     row = conn.execute(
-        select(field_definitions.c.id, field_definitions.c.options, field_definitions.c.updated_at).where(
-            field_definitions.c.name == SCORE_FIELD
-        )
+        select(fd.id, fd.type, fd.options, fd.updated_at).where(fd.name == SCORE_FIELD)
     ).first()
     if row is None:
-        field_id = conn.execute(
-            insert(field_definitions)
-            .values(
-                name=SCORE_FIELD,
-                type="decimal",
-                label="Lead score",
-                origin="system",
-                options={},
-                first_seen_at=now,
-                updated_at=now,
-            )
-            .returning(field_definitions.c.id)
-        ).scalar_one()
-        return field_id, None, True
+        field = create_field(
+            conn, SCORE_FIELD, FieldType.DECIMAL, now=now, label="Lead score", origin="system", source=None
+        )
+        return field, None, True
+    ftype = FieldType(row.type)
     stored = (row.options or {}).get("scoring_version") if isinstance(row.options, dict) else None
-    return row.id, row.updated_at, stored != scoring.version()
+    return StoredField.of(row.id, ftype), row.updated_at, stored != scoring.version()
 
 
 @dataclass(frozen=True)
@@ -209,25 +202,27 @@ def compute_scores(
 
     `tables.changed` is left holding the contacts whose score changed, for the segments that follow.
     """
-    field_id, last_scored, rules_changed = _score_field(conn, scoring, now)
+    field, last_scored, rules_changed = _score_field(conn, scoring, now)
     full = scope is None and (rules_changed or last_scored is None or scoring.depends_on_time())
     dialect = conn.dialect.name
-    key = (scoring.version(), field_id, dialect, full, tables, scope, catalog.fingerprint())
+    key = (scoring.version(), field.column, dialect, full, tables, scope, catalog.fingerprint())
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        plan = _PLANS[key] = _plan(scoring, tables, catalog, field_id, now, dialect, full=full, scope=scope)
+        plan = _PLANS[key] = _plan(
+            scoring, tables, catalog, field.column, now, dialect, full=full, scope=scope
+        )
     conn.execute(tables.new.delete())
     conn.execute(tables.changed.delete())
     conn.execute(plan.fill, clock_params(plan.clock, now) | {"score_since": last_scored})
     conn.execute(plan.changed)
-    conn.execute(plan.update, {"score_now": now})
-    conn.execute(plan.fresh, {"score_now": now})
+    conn.execute(plan.update)
+    conn.execute(plan.fresh)
     if scope is None:
         conn.execute(
             update(field_definitions)
-            .where(field_definitions.c.id == field_id)
+            .where(field_definitions.c.id == field.id)
             .values(updated_at=now, options={"scoring_version": scoring.version()})
         )
     return int(conn.execute(plan.count).scalar_one())
@@ -237,7 +232,7 @@ def _plan(
     scoring: ScoringConfig,
     tables: ScoreTables,
     catalog: Catalog,
-    field_id: int,
+    held: str,
     now: datetime,
     dialect: str,
     *,
@@ -250,9 +245,9 @@ def _plan(
         where.append(contacts.c.id.in_(select(scope.c.contact_id)))
     elif not full:
         where.append(contacts.c.changed_at >= bindparam("score_since", type_=contacts.c.changed_at.type))
-    # Same choice as for segments (see evaluate.correlated_strategy, not imported to avoid a cycle).
+    # Same choices as for segments (see evaluate.correlated_strategy, not imported to avoid a cycle).
     correlated = dialect == "sqlite" or not full
-    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated)
+    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated, scan_fields=full)
     total: ColumnElement[Any] = literal(0.0, Float)
     source: Any = contacts
     if scoring.events and correlated:
@@ -269,57 +264,41 @@ def _plan(
     for cond in scoring.conditions:
         total = total + case((compiler.compile(cond.when), literal(cond.points, Float)), else_=0.0)
     scored = select(contacts.c.id, total).select_from(source).where(*where)
-    fv = field_values.alias("fv_score")
+    cf = fields_table([held]).alias("cf_score")
     changed: Select[Any]
     if correlated:
-        # A lookup per scored contact: as a join, SQLite first scanned every field value to build a
+        # A lookup per scored contact: as a join, SQLite first scanned every stored row to build a
         # Bloom filter (60 ms at 200,000 contacts for 1,000 scored ones).
-        same = exists().where(
-            fv.c.contact_id == tables.new.c.contact_id,
-            fv.c.field_id == field_id,
-            fv.c.value_num == tables.new.c.score,
-        )
+        same = exists().where(cf.c.contact_id == tables.new.c.contact_id, cf.c[held] == tables.new.c.score)
         changed = select(tables.new.c.contact_id).where(not_(same))
     else:
         # A join, not a correlated subquery: PostgreSQL planned the latter as a scan per row.
-        joined = tables.new.outerjoin(
-            fv, and_(fv.c.contact_id == tables.new.c.contact_id, fv.c.field_id == field_id)
-        )
-        differs = or_(fv.c.value_num.is_(None), fv.c.value_num != tables.new.c.score)
+        joined = tables.new.outerjoin(cf, cf.c.contact_id == tables.new.c.contact_id)
+        differs = or_(cf.c[held].is_(None), cf.c[held] != tables.new.c.score)
         changed = select(tables.new.c.contact_id).select_from(joined).where(differs)
-    at = bindparam("score_now", type_=field_values.c.updated_at.type)
-    new_score = select(tables.new.c.score).where(tables.new.c.contact_id == field_values.c.contact_id)
+    target = fields_table([held])
+    new_score = select(tables.new.c.score).where(tables.new.c.contact_id == target.c.contact_id)
     rescore = (
-        update(field_values)
-        .where(
-            field_values.c.field_id == field_id,
-            field_values.c.contact_id.in_(select(tables.changed.c.contact_id)),
-        )
-        .values(value_num=new_score.scalar_subquery(), updated_at=at)
+        update(target)
+        .where(target.c.contact_id.in_(select(tables.changed.c.contact_id)))
+        .values({held: new_score.scalar_subquery()})
     )
-    # NOT IN (all scored contacts) made SQLite list every lead_score value, whatever the scope.
-    unscored = (
-        not_(exists().where(fv.c.contact_id == tables.new.c.contact_id, fv.c.field_id == field_id))
+    # NOT IN (every contact with a row) made SQLite list every row, whatever the scope.
+    rowless = (
+        not_(exists().where(cf.c.contact_id == tables.new.c.contact_id))
         if correlated
-        else tables.new.c.contact_id.not_in(select(fv.c.contact_id).where(fv.c.field_id == field_id))
+        else tables.new.c.contact_id.not_in(select(cf.c.contact_id))
     )
-    fresh = select(
-        tables.new.c.contact_id,
-        literal(field_id, BigInteger),
-        tables.new.c.score,
-        literal("crmhub"),
-        at,
-    ).where(
+    # Scores are system-written: no provenance, so a new row starts with empty sources.
+    fresh = select(tables.new.c.contact_id, literal({}, target.c.sources.type), tables.new.c.score).where(
         tables.new.c.contact_id.in_(select(tables.changed.c.contact_id)),
-        unscored,
+        rowless,
     )
     return _Plan(
         fill=insert(tables.new).from_select(["contact_id", "score"], scored),
         changed=insert(tables.changed).from_select(["contact_id"], changed),
         update=rescore,
-        fresh=insert(field_values).from_select(
-            ["contact_id", "field_id", "value_num", "source", "updated_at"], fresh
-        ),
+        fresh=insert(target).from_select(["contact_id", "sources", held], fresh),
         count=select(func.count()).select_from(tables.changed),
         clock=compiler.clock,
     )

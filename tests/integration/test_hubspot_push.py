@@ -11,7 +11,9 @@ from sqlalchemy import select, update
 from connectors import default_http_client
 from crmhub.demo import Demo
 from crmhub.wiring import hubspot_push
-from sync.store.tables import contact_identities, contacts, field_definitions, field_values
+from sync.fields import load_fields
+from sync.store.field_columns import fields_table
+from sync.store.tables import contact_identities, contacts
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +39,14 @@ def test_push_creates_the_group_the_properties_and_writes_the_values(pushed: Dem
     assert properties["crmhub_stripe_customer_created"]["type"] == "datetime"
     assert not any(name.startswith("crmhub_hubspot_") for name in properties)  # HubSpot's own stay home
     # A Stripe value of a person HubSpot knows is now on their HubSpot contact.
-    ci, fd, fv = contact_identities.c, field_definitions.c, field_values.c
+    ci = contact_identities.c
     with pushed.engine.connect() as conn:
+        balance = load_fields(conn)["stripe_customer_balance"].column
+        held = fields_table([balance])
         rows = conn.execute(
-            select(ci.value, fv.value_num)
-            .join_from(contact_identities, field_values, fv.contact_id == ci.contact_id)
-            .join(field_definitions, fd.id == fv.field_id)
-            .where(
-                ci.kind == "hubspot_contact", fd.name == "stripe_customer_balance", fv.value_num.is_not(None)
-            )
+            select(ci.value, held.c[balance])
+            .join_from(contact_identities, held, held.c.contact_id == ci.contact_id)
+            .where(ci.kind == "hubspot_contact", held.c[balance].is_not(None))
         ).all()
     assert rows and report.contacts_updated >= len({hubspot_id for hubspot_id, _ in rows})
     for hubspot_id, balance in rows:

@@ -45,6 +45,32 @@ def test_customer_created_filter_and_small_pages(make_client: MakeClient, sandbo
     assert got == [c.data["id"] for c in reversed(customers) if c.data["created"] >= pivot]
 
 
+@pytest.mark.parametrize(
+    ("created", "holds"),
+    [
+        ({"gt": "P"}, lambda t, p: t > p),
+        ({"lt": "P"}, lambda t, p: t < p),
+        ({"lte": "P"}, lambda t, p: t <= p),
+        ({"gte": "Q", "lt": "P"}, lambda t, p: p - 86_400 * 30 <= t < p),
+        ("P", lambda t, p: t == p),
+    ],
+)
+def test_created_bounds_page_the_same_as_filtering_every_object(
+    make_client: MakeClient, sandbox: Sandbox, created: object, holds: Callable[[int, int], bool]
+) -> None:
+    customers = sandbox.world.stripe["customers"].items
+    pivot = customers[len(customers) // 3].data["created"]
+
+    def fill(value: str) -> str:
+        return str(pivot) if value == "P" else str(pivot - 86_400 * 30)
+
+    bound = fill(created) if isinstance(created, str) else {k: fill(v) for k, v in created.items()}  # type: ignore[attr-defined]
+    page = make_client().v1.customers.list(params={"limit": 3, "created": bound})
+    got = [c.id for c in page.auto_paging_iter()]
+    wanted = [c.data["id"] for c in reversed(customers) if holds(c.data["created"], pivot)]
+    assert got == wanted and wanted
+
+
 def test_subscriptions_default_excludes_canceled_and_all_includes_them(
     make_client: MakeClient, sandbox: Sandbox
 ) -> None:

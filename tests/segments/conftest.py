@@ -6,18 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
-from field_mapping.types import STORAGE, FieldType, to_columns
+from field_mapping.types import FieldType, to_columns
+from sync.fields import StoredField, create_field, load_fields
 from sync.segments import SegmentsConfig
-from sync.store.tables import (
-    consent_records,
-    contact_identities,
-    contacts,
-    events,
-    field_definitions,
-    field_values,
-)
+from sync.store.field_columns import fields_table
+from sync.store.tables import consent_records, contact_identities, contacts, events
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 _segments = TypeAdapter(SegmentsConfig)
@@ -28,13 +23,16 @@ def segments_from(raw: dict[str, Any]) -> dict[str, Any]:
     return _segments.validate_python(raw)
 
 
+def stored_scores(conn: Connection) -> dict[int, float]:
+    """Every stored lead score by contact."""
+    held = load_fields(conn)["lead_score"].column
+    table = fields_table([held])
+    query = select(table.c.contact_id, table.c[held]).where(table.c[held].is_not(None))
+    return dict(conn.execute(query).tuples().all())
+
+
 class Seeder:
     """Writes test data straight into the store tables."""
-
-    @staticmethod
-    def values_table() -> Any:
-        """The field values table, for tests that change data behind the engine's back."""
-        return field_values
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -45,36 +43,28 @@ class Seeder:
         return int(self.conn.execute(insert(contacts).values(**values).returning(contacts.c.id)).scalar_one())
 
     def field(self, name: str, type_: str) -> int:
-        found = self.conn.execute(
-            select(field_definitions.c.id).where(field_definitions.c.name == name)
-        ).scalar()
+        return self._field(name, type_).id
+
+    def _field(self, name: str, type_: str) -> StoredField:
+        found = load_fields(self.conn).get(name)
         if found is not None:
-            return int(found)
-        row = {
-            "name": name,
-            "type": type_,
-            "label": name,
-            "origin": "rule",
-            "first_seen_at": NOW,
-            "updated_at": NOW,
-        }
-        return int(
-            self.conn.execute(
-                insert(field_definitions).values(**row).returning(field_definitions.c.id)
-            ).scalar_one()
+            return found
+        return create_field(
+            self.conn, name, FieldType(type_), now=NOW, label=name, origin="rule", source=None
         )
 
     def value(self, contact_id: int, name: str, type_: str, value: Any) -> None:
-        field_id = self.field(name, type_)
-        column = STORAGE[FieldType(type_)].value
-        row = {
-            "contact_id": contact_id,
-            "field_id": field_id,
-            "source": "test",
-            "updated_at": NOW,
-            column: value,
-        }
-        self.conn.execute(insert(field_values).values(**row))
+        held = self._field(name, type_).column
+        table = fields_table([held])
+        set_value = update(table).where(table.c.contact_id == contact_id).values({held: value})
+        if self.conn.execute(set_value).rowcount == 0:
+            self.conn.execute(insert(table).values({"contact_id": contact_id, "sources": {}, held: value}))
+
+    def overwrite(self, name: str, value: Any) -> None:
+        """Set a field for every contact holding a value of it, behind the engine's back."""
+        held = load_fields(self.conn)[name].column
+        table = fields_table([held])
+        self.conn.execute(update(table).where(table.c[held].is_not(None)).values({held: value}))
 
     def event(self, contact_id: int, name: str, at: datetime, **properties: Any) -> None:
         self._event_no += 1
@@ -110,4 +100,4 @@ class Seeder:
         self.conn.execute(insert(contact_identities).values(**row))
 
 
-__all__ = ["NOW", "Seeder", "segments_from", "to_columns"]
+__all__ = ["NOW", "Seeder", "segments_from", "stored_scores", "to_columns"]

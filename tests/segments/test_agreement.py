@@ -183,8 +183,12 @@ def test_sql_and_python_evaluators_agree(engine: Engine) -> None:
             report = evaluate_segments(conn, configured, now=NOW)
             catalog = load_catalog(conn)
             by_sql = []
-            for correlated in (False, True):
-                compiler = RuleCompiler(catalog, now=NOW, dialect=conn.dialect.name, correlated=correlated)
+            # IN (subquery), correlated, and correlated with field conditions scanned (SQLite's full runs).
+            dialect = conn.dialect.name
+            for correlated, scan in ((False, False), (True, False), (True, True)):
+                compiler = RuleCompiler(
+                    catalog, now=NOW, dialect=dialect, correlated=correlated, scan_fields=scan
+                )
                 found = conn.execute(
                     select(contacts.c.id).where(contacts.c.id.in_(ids), compiler.compile(rule))
                 )
@@ -206,5 +210,6 @@ def test_sql_and_python_evaluators_agree(engine: Engine) -> None:
             trans.rollback()
         assert by_sql[0] == by_python, f"set-based SQL disagrees with Python for {raw}"
         assert by_sql[1] == by_python, f"correlated SQL disagrees with Python for {raw}"
+        assert by_sql[2] == by_python, f"correlated SQL with scanned fields disagrees with Python for {raw}"
 
     check()

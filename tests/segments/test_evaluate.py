@@ -107,7 +107,7 @@ def test_incremental_run_only_looks_at_changed_contacts(engine: Engine) -> None:
         s.value(bob, "city", "string", "Berlin")
         evaluate_segments(conn, configured, now=NOW)
         # Data changed behind the engine's back (changed_at not bumped): an incremental run does not see it.
-        conn.execute(update(Seeder.values_table()).values(value_text="Hamburg"))
+        s.overwrite("city", "Hamburg")
         later = NOW + timedelta(hours=1)
         report = evaluate_segments(conn, configured, now=later)
         assert report.segments[0].mode == "incremental" and _members(conn, "hamburg") == {ann}
@@ -181,7 +181,7 @@ def test_in_segment_follows_its_dependency_within_one_run(engine: Engine) -> Non
         s.value(ann, "city", "string", "Hamburg")
         evaluate_segments(conn, configured, now=NOW)
         assert _members(conn, "not_hamburg") == set()
-        conn.execute(update(Seeder.values_table()).values(value_text="Bremen"))
+        s.overwrite("city", "Bremen")
         later = NOW + timedelta(hours=1)
         conn.execute(update(contacts).values(changed_at=later))
         evaluate_segments(conn, configured, now=later)

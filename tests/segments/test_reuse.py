@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, column, func, insert, select, table, update
+from sqlalchemy import Connection, Engine, column, func, insert, select, table
 
 from sync.segments import Rule, RuleCompiler, ScoringConfig, evaluate_segments, load_catalog
 from sync.segments.compiler import clock_params
-from sync.store.tables import contacts, field_definitions, field_values, memberships, segments, transitions
-from tests.segments.conftest import NOW, Seeder, segments_from
+from sync.store.tables import contacts, memberships, segments, transitions
+from tests.segments.conftest import NOW, Seeder, segments_from, stored_scores
 
 CITY = {"hamburg": {"name": "Hamburg", "all": [{"field": "city", "op": "eq", "value": "Hamburg"}]}}
 SCORING = ScoringConfig.model_validate(
@@ -26,12 +26,6 @@ def _members(conn: Connection, key: str) -> set[int]:
     sid = select(segments.c.id).where(segments.c.key == key).scalar_subquery()
     query = select(memberships.c.contact_id).where(memberships.c.segment_id == sid)
     return set(conn.execute(query).scalars())
-
-
-def _scores(conn: Connection) -> dict[int, float]:
-    fid = select(field_definitions.c.id).where(field_definitions.c.name == "lead_score").scalar_subquery()
-    query = select(field_values.c.contact_id, field_values.c.value_num).where(field_values.c.field_id == fid)
-    return dict(conn.execute(query).tuples().all())
 
 
 def test_scratch_tables_kept_on_a_connection_never_leak_stale_rows(engine: Engine) -> None:
@@ -55,9 +49,7 @@ def test_scratch_tables_kept_on_a_connection_never_leak_stale_rows(engine: Engin
             conn.execute(insert(_SCORE_NEW).values(contact_id=bob, score=99.0))
             conn.execute(insert(_SCORE_CHANGED).values(contact_id=bob))
             # And a change a contacts run must not see: bob is not among its contacts.
-            conn.execute(
-                update(field_values).where(field_values.c.contact_id == bob).values(value_text="Hamburg")
-            )
+            Seeder(conn).value(bob, "city", "string", "Hamburg")
         with conn.begin():
             Seeder(conn).value(cy, "city", "string", "Hamburg")
             later = NOW + timedelta(minutes=2)
@@ -66,7 +58,7 @@ def test_scratch_tables_kept_on_a_connection_never_leak_stale_rows(engine: Engin
             assert report.scores_changed == 1
         with conn.begin():
             assert _members(conn, "hamburg") == {ann, cy}
-            assert _scores(conn) == {ann: 5.0, bob: 0.0, cy: 5.0}
+            assert stored_scores(conn) == {ann: 5.0, bob: 0.0, cy: 5.0}
             # A full run from scratch finds only bob's unseen change left to do.
             report = evaluate_segments(conn, configured, now=later, scoring=SCORING, full=True)
             assert (report.transitions, report.segments[0].entered_examples) == (1, [bob])
@@ -162,5 +154,5 @@ def test_kept_scoring_statements_rebind_now_for_decay_and_windows(engine: Engine
         # The first run over these contacts builds the statements; the later ones reuse them.
         for later in (timedelta(minutes=1), timedelta(days=15), timedelta(days=40)):
             evaluate_segments(conn, {}, now=NOW + later, scoring=scoring, contact_ids=[ann])
-            seen.append(_scores(conn)[ann])
+            seen.append(stored_scores(conn)[ann])
         assert seen == [10.0, 5.0, 0.0]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Engine, select, update
 
 from sync.segments import ScoringConfig, evaluate_segments, variant
 from sync.segments.scoring import decay_weight
-from sync.store.tables import contacts, field_definitions, field_values, memberships, transitions
-from tests.segments.conftest import NOW, Seeder, segments_from
+from sync.store.tables import contacts, field_definitions, memberships, transitions
+from tests.segments.conftest import NOW, Seeder, segments_from, stored_scores
 
 SPLIT = {
     "trial": {
@@ -70,12 +70,6 @@ SCORING = ScoringConfig.model_validate(
 )
 
 
-def _scores(conn: Connection) -> dict[int, float]:
-    fid = select(field_definitions.c.id).where(field_definitions.c.name == "lead_score").scalar_subquery()
-    query = select(field_values.c.contact_id, field_values.c.value_num).where(field_values.c.field_id == fid)
-    return dict(conn.execute(query).tuples().all())
-
-
 def test_scores_add_points_caps_windows_decay_and_conditions(engine: Engine) -> None:
     hot = {"hot": {"name": "Hot leads", "all": [{"lead_score": {"gte": 40}}]}}
     with engine.begin() as conn:
@@ -89,7 +83,7 @@ def test_scores_add_points_caps_windows_decay_and_conditions(engine: Engine) -> 
             s.event(ann, "app.used", NOW - timedelta(days=days))
         s.event(gone, "app.used", NOW)
         report = evaluate_segments(conn, segments_from(hot), now=NOW, scoring=SCORING)
-        scores = _scores(conn)
+        scores = stored_scores(conn)
         assert scores == {ann: 41.5, bob: 0.0}
         assert report.scores_changed == 2 and report.segments[0].entered_examples == [ann]
         field = conn.execute(select(field_definitions).where(field_definitions.c.name == "lead_score")).one()
@@ -104,12 +98,12 @@ def test_time_dependent_scores_move_segments_without_new_data(engine: Engine) ->
         s.event(ann, "invoice.paid", NOW)
         s.event(ann, "invoice.paid", NOW - timedelta(days=1))
         evaluate_segments(conn, segments_from(hot), now=NOW, scoring=SCORING)
-        assert _scores(conn)[ann] == 20.0
+        assert stored_scores(conn)[ann] == 20.0
         later = NOW + timedelta(days=29, hours=12)  # one payment has left the 30-day window
         report = evaluate_segments(conn, segments_from(hot), now=later, scoring=SCORING)
         assert report.segments[0].mode == "incremental"
         # The other is 29.5 days old: four whole half-lives, so 10 / 16.
-        assert (report.segments[0].left, _scores(conn)[ann]) == (1, 0.625)
+        assert (report.segments[0].left, stored_scores(conn)[ann]) == (1, 0.625)
 
 
 def test_timeless_scoring_rescores_only_changed_contacts(engine: Engine) -> None:
@@ -122,10 +116,10 @@ def test_timeless_scoring_rescores_only_changed_contacts(engine: Engine) -> None
         s.event(bob, "app.used", NOW)
         conn.execute(update(contacts).where(contacts.c.id == bob).values(changed_at=NOW))
         report = evaluate_segments(conn, {}, now=NOW, scoring=plain)
-        assert report.scores_changed == 1 and _scores(conn) == {ann: 0.0, bob: 2.0}
+        assert report.scores_changed == 1 and stored_scores(conn) == {ann: 0.0, bob: 2.0}
         changed = ScoringConfig.model_validate({"events": [{"event": "app.used", "points": 3}]})
         evaluate_segments(conn, {}, now=NOW + timedelta(hours=1), scoring=changed)
-        assert _scores(conn) == {ann: 3.0, bob: 3.0}
+        assert stored_scores(conn) == {ann: 3.0, bob: 3.0}
 
 
 def test_decay_weight_halves_per_whole_half_life() -> None:

@@ -16,16 +16,18 @@ from connectors.exceptions import PermanentError
 from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
 from sync.engine import BatchResult, SyncEngine
+from sync.fields import load_fields, read_values
 from sync.ingest import PageStore
 from sync.runs import load_cursor
 from sync.store import create_store_engine, upgrade
+from sync.store.field_columns import field_columns, fields_table
 from sync.store.tables import (
+    contact_fields,
     contact_identities,
     contacts,
     cursors,
     events,
     field_definitions,
-    field_values,
     quarantine,
     records,
     sync_runs,
@@ -93,9 +95,27 @@ def _snapshot(engine: Engine) -> dict[str, Any]:
             "contacts": conn.execute(select(contacts.c.id)).all().__len__(),
             "events": sorted(conn.execute(select(events.c.external_id, events.c.name)).all()),
             "fields": sorted(conn.execute(select(field_definitions.c.name, field_definitions.c.type)).all()),
-            "values": conn.execute(select(field_values.c.field_id)).all().__len__(),
+            "values": _values(conn),
             "cursor": conn.execute(select(cursors.c.value)).scalar_one_or_none(),
         }
+
+
+def _values(conn: Connection) -> list[tuple[Any, ...]]:
+    """Every value a record wrote (nulls too) with its provenance, by contact e-mail and field name.
+
+    Keyed by names, not ids: a crashed transaction leaves gaps in PostgreSQL's id sequences.
+    """
+    fields = load_fields(conn)
+    names = {str(field.id): name for name, field in fields.items()}
+    ci = contact_identities.c
+    emails = {c: e for c, e in conn.execute(select(ci.contact_id, ci.value).where(ci.kind == "email"))}
+    rows = conn.execute(select(contact_fields.c.contact_id, contact_fields.c.sources)).all()
+    held = read_values(conn, [contact_id for contact_id, _ in rows], fields)
+    return sorted(
+        (emails[contact_id], names[key], held.get(contact_id, {}).get(names[key]), *provenance)
+        for contact_id, sources in rows
+        for key, provenance in sources.items()
+    )
 
 
 def test_a_run_stores_records_contacts_fields_events_and_the_cursor(engine: Engine) -> None:
@@ -221,13 +241,13 @@ def test_a_value_that_does_not_fit_widens_the_field_and_keeps_every_stored_value
                 field_definitions.c.name == "stripe_customer_balance"
             )
         ).one()
-        stored = conn.execute(
-            select(field_values.c.value_text, field_values.c.value_num).where(
-                field_values.c.field_id == field.id
-            )
-        ).all()
+        text, number = f"f{field.id}_text", f"f{field.id}_num"
+        columns = field_columns(conn)
+        table = fields_table([text])
+        stored = conn.execute(select(table.c[text]).where(table.c[text].is_not(None))).scalars().all()
     assert field.type == "string"
-    assert sorted(stored) == [("1", None), ("unknown", None)]  # the integer moved to the text column
+    assert sorted(stored) == ["1", "unknown"]  # the integer moved to the text column
+    assert text in columns and number not in columns
 
 
 def _store(engine: Engine, store: PageStore, *pages: list[Record]) -> None:
@@ -243,17 +263,20 @@ def _run(conn: Connection) -> int:
 
 
 def _balances(engine: Engine) -> list[tuple[str, float | None, datetime]]:
+    """(e-mail, stored balance, time of the record it came from) of each contact holding one."""
     with engine.connect() as conn:
+        field = load_fields(conn)["stripe_customer_balance"]
+        table = fields_table([field.column])
         rows = conn.execute(
-            select(contact_identities.c.value, field_values.c.value_num, field_values.c.updated_at)
-            .join(field_values, field_values.c.contact_id == contact_identities.c.contact_id)
-            .join(field_definitions, field_definitions.c.id == field_values.c.field_id)
-            .where(
-                field_definitions.c.name == "stripe_customer_balance",
-                contact_identities.c.kind == "email",
-            )
+            select(contact_identities.c.value, table.c[field.column], table.c.sources)
+            .join(table, table.c.contact_id == contact_identities.c.contact_id)
+            .where(contact_identities.c.kind == "email")
         )
-        return sorted((value, number, at) for value, number, at in rows)
+        return sorted(
+            (value, number, datetime.fromisoformat(sources[str(field.id)][1]).replace(tzinfo=UTC))
+            for value, number, sources in rows
+            if str(field.id) in sources
+        )
 
 
 def _with(n: int, at: datetime, **changes: Any) -> Record:
@@ -261,7 +284,7 @@ def _with(n: int, at: datetime, **changes: Any) -> Record:
     return Record("stripe", "customers", record.external_id, at, {**record.payload, **changes})
 
 
-def test_field_values_follow_the_latest_record_time_not_the_arrival_order(engine: Engine) -> None:
+def test_stored_values_follow_the_latest_record_time_not_the_arrival_order(engine: Engine) -> None:
     store = _page_store()
     later, earlier = NOW, NOW - timedelta(days=1)
     _store(engine, store, [_with(1, later, balance=10)], [_with(1, earlier, balance=99)])
@@ -295,7 +318,7 @@ def test_replaying_pages_writes_no_field_value_and_keeps_every_link(engine: Engi
     written: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO field_values"):
+        if statement.startswith(("INSERT INTO contact_fields", "UPDATE contact_fields")):
             written.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)

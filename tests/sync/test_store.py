@@ -132,12 +132,12 @@ def test_sqlite_time_text_is_exactly_what_sqlalchemy_stores() -> None:
         assert ours(when) == reference(when.astimezone(UTC).replace(tzinfo=None))
 
 
-def test_value_rows_put_each_type_in_the_column_the_registry_names() -> None:
+def test_values_go_to_each_types_column_kind_and_come_back_typed(empty_store_url: str) -> None:
     from datetime import date
     from decimal import Decimal
 
-    from field_mapping.types import FieldType, to_columns
-    from sync.fields import VALUE_ROW, VALUE_ROWS, null_row
+    from field_mapping.types import STORAGE, FieldType, to_columns
+    from sync.fields import create_field, read_values, save_values, stored_value
 
     at = datetime(2026, 11, 23, tzinfo=UTC)
     samples = {
@@ -152,13 +152,26 @@ def test_value_rows_put_each_type_in_the_column_the_registry_names() -> None:
         FieldType.STRING: "text",
     }
     assert set(samples) == set(FieldType)
-    for ftype, value in samples.items():
-        row = VALUE_ROWS[ftype](1, 2, value, "stripe", at)
-        assert dict(zip(VALUE_ROW, row, strict=True)) == {
-            "contact_id": 1,
-            "field_id": 2,
-            **to_columns(ftype, value)._asdict(),
-            "source": "stripe",
-            "updated_at": at,
+    kinds = {"value_text": "_text", "value_num": "_num", "value_time": "_time", "value_bool": "_bool"}
+    engine = create_store_engine(empty_store_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(contacts).values(id=1, created_at=at, updated_at=at, changed_at=at))
+        fields = {
+            ftype.value: create_field(
+                conn, ftype.value, ftype, now=at, label="x", origin="rule", source="stripe"
+            )
+            for ftype in samples
         }
-    assert null_row(1, 2, "stripe", at) == (1, 2, None, None, None, None, "stripe", at)
+        for ftype, value in samples.items():
+            field = fields[ftype.value]
+            assert field.column.endswith(kinds[STORAGE[ftype].value])
+            assert stored_value(ftype, value) == getattr(to_columns(ftype, value), STORAGE[ftype].value)
+        save_values(
+            conn,
+            [(1, fields[t.value], stored_value(t, v), "stripe", at) for t, v in samples.items()],
+            fresh={1},
+        )
+    with engine.connect() as conn:
+        assert read_values(conn, [1], fields) == {1: {t.value: v for t, v in samples.items()}}
+    engine.dispose()

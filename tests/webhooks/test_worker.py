@@ -11,16 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from standardwebhooks import Webhook
 
-from sync.store.tables import (
-    deliveries,
-    delivery_attempts,
-    endpoint_states,
-    field_definitions,
-    field_values,
-)
+from field_mapping.types import FieldType
+from sync.fields import create_field, save_values
+from sync.store.tables import deliveries, delivery_attempts, endpoint_states
 from tests.webhooks.conftest import (
     T0,
     Clock,
@@ -147,16 +143,8 @@ def test_the_body_carries_the_requested_fields_and_the_per_contact_sequence(engi
     with engine.begin() as conn:
         sid = add_segment(conn, "vip")
         cid = add_contact(conn, "ada@example.com")
-        fid = conn.execute(
-            insert(field_definitions)
-            .values(name="plan", type="enum", label="Plan", origin="rule", first_seen_at=T0, updated_at=T0)
-            .returning(field_definitions.c.id)
-        ).scalar_one()
-        conn.execute(
-            insert(field_values).values(
-                contact_id=cid, field_id=fid, value_text="gold", source="t", updated_at=T0
-            )
-        )
+        plan = create_field(conn, "plan", FieldType.ENUM, now=T0, label="Plan", origin="rule", source=None)
+        save_values(conn, [(cid, plan, "gold", "t", T0)])
         add_transition(conn, sid, cid, "entered")
         add_transition(conn, sid, cid, "left")
     config = make_config(("sms", endpoint("sms", fields=["email", "plan", "city"])))

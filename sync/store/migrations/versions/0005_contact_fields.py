@@ -1,0 +1,166 @@
+"""contact_fields: field values as one typed column per field instead of key-value rows
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+from field_mapping.types import STORAGE, FieldType
+from sync.store.field_columns import add_column, column_name, stamp
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+_CHUNK = 5_000
+
+
+def upgrade() -> None:
+    """Create contact_fields, a column per defined field, copy every value and its provenance over."""
+    op.create_table(
+        "contact_fields",
+        sa.Column("contact_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "sources", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_contact_fields_contact_id_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("contact_id", name=op.f("pk_contact_fields")),
+    )
+    conn = op.get_bind()
+    conn.exec_driver_sql(
+        # The DISTINCT in a subquery: beside it, PostgreSQL would type the literal as text, not jsonb.
+        "INSERT INTO contact_fields (contact_id, sources)"
+        " SELECT contact_id, '{}' FROM (SELECT DISTINCT contact_id FROM field_values) AS held"
+    )
+    for field_id, ftype in conn.exec_driver_sql("SELECT id, type FROM field_definitions").all():
+        if ftype not in FieldType._value2member_map_:
+            continue
+        name = add_column(conn, field_id, FieldType(ftype))
+        stored = STORAGE[FieldType(ftype)].value
+        conn.execute(
+            sa.text(
+                f"UPDATE contact_fields SET {name} = (SELECT fv.{stored} FROM field_values fv"
+                " WHERE fv.contact_id = contact_fields.contact_id AND fv.field_id = :field_id)"
+            ),
+            {"field_id": field_id},
+        )
+    update = sa.text("UPDATE contact_fields SET sources = :sources WHERE contact_id = :contact_id")
+    if conn.dialect.name == "postgresql":
+        update = update.bindparams(sa.bindparam("sources", type_=sa.dialects.postgresql.JSONB()))
+    for chunk in _provenance(conn):
+        conn.execute(update, chunk)
+    op.drop_table("field_values")
+
+
+def _provenance(conn: Any) -> Iterator[list[dict[str, Any]]]:
+    """Each contact's {field id: [source, record time]}, in chunks of contacts."""
+    rows = conn.execute(
+        sa.select(
+            sa.column("contact_id"),
+            sa.column("field_id"),
+            sa.column("source"),
+            sa.column("updated_at", sa.DateTime(timezone=True)),
+        )
+        .select_from(sa.table("field_values"))
+        .order_by(sa.column("contact_id"))
+    )
+    chunk: list[dict[str, Any]] = []
+    current: int | None = None
+    held: dict[str, list[str]] = {}
+    for contact_id, field_id, source, updated_at in rows:
+        if contact_id != current and current is not None:
+            chunk.append({"contact_id": current, "sources": _encode(conn, held)})
+            held = {}
+            if len(chunk) >= _CHUNK:
+                yield chunk
+                chunk = []
+        current = contact_id
+        held[str(field_id)] = [source, stamp(_aware(updated_at))]
+    if current is not None:
+        chunk.append({"contact_id": current, "sources": _encode(conn, held)})
+    if chunk:
+        yield chunk
+
+
+def _aware(value: Any) -> datetime:
+    """A time as the driver returned it (SQLite: text), as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _encode(conn: Any, held: dict[str, list[str]]) -> Any:
+    return held if conn.dialect.name == "postgresql" else json.dumps(held)
+
+
+def downgrade() -> None:
+    """Back to key-value rows: one field_values row per stored value, then drop contact_fields."""
+    op.create_table(
+        "field_values",
+        sa.Column("contact_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("field_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("value_text", sa.Text(), nullable=True),
+        sa.Column("value_num", sa.Float(), nullable=True),
+        sa.Column("value_time", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("value_bool", sa.Boolean(), nullable=True),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_field_values_contact_id_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["field_id"],
+            ["field_definitions.id"],
+            name=op.f("fk_field_values_field_id_field_definitions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("contact_id", "field_id", name=op.f("pk_field_values")),
+    )
+    conn = op.get_bind()
+    sources = "json_extract(sources, '$.\"{id}\"[{i}]')"
+    if conn.dialect.name == "postgresql":
+        sources = "sources->'{id}'->>{i}"
+    for field_id, ftype in conn.exec_driver_sql("SELECT id, type FROM field_definitions").all():
+        if ftype not in FieldType._value2member_map_:
+            continue
+        name, stored = column_name(field_id, FieldType(ftype)), STORAGE[FieldType(ftype)].value
+        source, at = sources.format(id=field_id, i=0), sources.format(id=field_id, i=1)
+        at_value = (
+            f"CAST(({at}) || '+00:00' AS TIMESTAMPTZ)"
+            if conn.dialect.name == "postgresql"
+            else f"replace({at}, 'T', ' ')"
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO field_values (contact_id, field_id, {stored}, source, updated_at)"
+            f" SELECT contact_id, {int(field_id)}, {name}, COALESCE({source}, 'crmhub'),"
+            f" COALESCE({at_value}, CURRENT_TIMESTAMP) FROM contact_fields WHERE {name} IS NOT NULL"
+        )
+    for column in ("value_text", "value_num", "value_time", "value_bool"):
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            f"ix_field_values_{column}",
+            "field_values",
+            ["field_id", column, "contact_id"],
+            sqlite_where=where,
+            postgresql_where=where,
+        )
+    op.drop_table("contact_fields")

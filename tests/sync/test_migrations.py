@@ -1,0 +1,125 @@
+"""Migration 0005: key-value field rows become typed columns of contact_fields, and back."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, bindparam, column, inspect, select, table, text
+
+from sync.fields import load_fields, read_values
+from sync.store import create_store_engine
+from sync.store.field_columns import stamp
+from sync.store.tables import contact_fields
+from sync.store.types import UtcDateTime
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _sources(conn: Connection, contact_id: int) -> dict[str, list[str]]:
+    cf = contact_fields.c
+    return dict(conn.execute(select(cf.sources).where(cf.contact_id == contact_id)).scalar_one())
+
+
+def _migrate(conn: Connection, revision: str, *, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", "sync.store:migrations")
+    config.attributes["connection"] = conn
+    (command.downgrade if down else command.upgrade)(config, revision)
+
+
+# The key-value table as revision 0004 has it, to write and read it without the current tables.
+_FIELD_VALUES = table(
+    "field_values",
+    column("contact_id"),
+    column("field_id"),
+    column("value_text"),
+    column("value_num"),
+    column("value_time", UtcDateTime()),
+    column("value_bool"),
+    column("source"),
+    column("updated_at", UtcDateTime()),
+)
+_HELD: list[tuple[Any, ...]] = [
+    (1, 1, "gold", None, None, None, "stripe", T0),
+    (1, 2, None, 3.0, None, None, "hubspot", T0 + timedelta(hours=1)),
+    (2, 3, None, None, None, True, "crmhub", T0 + timedelta(microseconds=5)),
+    (2, 4, None, None, datetime(1980, 5, 17, tzinfo=UTC), None, "typeform", T0 - timedelta(days=2)),
+    (2, 2, None, None, None, None, "stripe", T0 - timedelta(days=3)),  # a value a record cleared
+]
+
+
+def test_migration_0005_copies_field_values_with_their_provenance_and_back(empty_store_url: str) -> None:
+    engine = create_store_engine(empty_store_url)
+    try:
+        with engine.begin() as conn:
+            _migrate(conn, "0004")
+            _seed_key_values(conn)
+        with engine.begin() as conn:
+            _migrate(conn, "head")
+        with engine.connect() as conn:
+            assert "field_values" not in _tables(conn)
+            assert read_values(conn, [1, 2, 3], load_fields(conn)) == {
+                1: {"plan": "gold", "seats": 3},
+                2: {"vip": True, "born": date(1980, 5, 17)},
+            }
+            assert _sources(conn, 1) == {
+                "1": ["stripe", stamp(T0)],
+                "2": ["hubspot", stamp(T0 + timedelta(hours=1))],
+            }
+            assert _sources(conn, 2) == {
+                "2": ["stripe", stamp(T0 - timedelta(days=3))],
+                "3": ["crmhub", stamp(T0 + timedelta(microseconds=5))],
+                "4": ["typeform", stamp(T0 - timedelta(days=2))],
+            }
+        with engine.begin() as conn:
+            _migrate(conn, "0004", down=True)
+        with engine.connect() as conn:
+            assert "contact_fields" not in _tables(conn)
+            back = conn.execute(
+                select(_FIELD_VALUES).order_by(_FIELD_VALUES.c.contact_id, _FIELD_VALUES.c.field_id)
+            )
+            # Nulls are not values: the key-value rows that come back are those holding one.
+            held = [row for row in _HELD if any(v is not None for v in row[2:6])]
+            assert [tuple(row) for row in back] == sorted(held, key=lambda row: (row[0], row[1]))
+    finally:
+        engine.dispose()
+
+
+def _seed_key_values(conn: Connection) -> None:
+    """Contacts, definitions and key-value rows written as revision 0004 knows them."""
+    at = bindparam("at", type_=UtcDateTime())
+    conn.execute(
+        text(
+            "INSERT INTO contacts (id, state, created_at, updated_at, changed_at, transition_seq)"
+            " VALUES (:id, 'active', :at, :at, :at, 0)"
+        ).bindparams(at),
+        [{"id": i, "at": T0} for i in (1, 2, 3)],
+    )
+    conn.execute(
+        text(
+            "INSERT INTO field_definitions (id, name, type, label, origin, first_seen_at, updated_at)"
+            " VALUES (:id, :name, :type, :name, 'rule', :at, :at)"
+        ).bindparams(at),
+        [
+            {"id": 1, "name": "plan", "type": "enum", "at": T0},
+            {"id": 2, "name": "seats", "type": "integer", "at": T0},
+            {"id": 3, "name": "vip", "type": "boolean", "at": T0},
+            {"id": 4, "name": "born", "type": "date", "at": T0},
+        ],
+    )
+    names = _FIELD_VALUES.c.keys()
+    conn.execute(
+        text(
+            f"INSERT INTO field_values ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+        ).bindparams(
+            bindparam("value_time", type_=UtcDateTime()), bindparam("updated_at", type_=UtcDateTime())
+        ),
+        [dict(zip(names, row, strict=True)) for row in _HELD],
+    )
+
+
+def _tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
