@@ -49,7 +49,7 @@ from sync.fields import create_field, load_fields
 from sync.segments import ScoringConfig, SegmentsConfig, evaluate_segments
 from sync.store import create_store_engine, upgrade
 from sync.store.field_columns import fields_table, stamp
-from sync.store.tables import consent_records, contacts, events
+from sync.store.tables import consent_records, contacts, events, field_sources
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 FIELDS = {
@@ -178,13 +178,16 @@ def _fill_fields(conn: Connection, n_contacts: int) -> None:
         "role": lambda n: _pick(n // 7, ROLES),
         "birthday": lambda n: _minutes_ago(conn, ((n * 7) % 18000 + 7000) * 1440),
     }
+    n = _numbers(conn, 1, n_contacts).c.n
+    columns = [case(((n + len(name)) % 10 != 0, make(n)), else_=null()) for name, make in values.items()]
+    names = [fields[name].column for name in values]
+    conn.execute(insert(fields_table(names)).from_select(["contact_id", *names], select(n, *columns)))
     # Every value came from one bench record, as save_values would note it.
     sources = json.dumps({str(f.id): ["bench", stamp(NOW)] for f in fields.values()})
     n = _numbers(conn, 1, n_contacts).c.n
-    columns = [case(((n + len(name)) % 10 != 0, make(n)), else_=null()) for name, make in values.items()]
-    rows = select(n, _json(conn, sources), *columns)
-    names = [fields[name].column for name in values]
-    conn.execute(insert(fields_table(names)).from_select(["contact_id", "sources", *names], rows))
+    conn.execute(
+        insert(field_sources).from_select(["contact_id", "sources"], select(n, _json(conn, sources)))
+    )
 
 
 def _json(conn: Connection, body: str) -> Any:

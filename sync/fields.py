@@ -1,8 +1,8 @@
 """Field definitions and values in the store: definitions only grow, each field is a typed column.
 
 Values live in `contact_fields`, one row per contact and one column per field
-(`sync.store.field_columns`). Each row's `sources` says, per field id, which source wrote the value
-and the time of the record it came from: a value from an older record never replaces a newer one.
+(`sync.store.field_columns`). `field_sources` says, per contact and field id, which source wrote the
+value and the time of the record it came from: a value from an older record never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy import (
 from field_mapping.model import FieldDefinition, Origin
 from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.store.field_columns import add_column, column_name, drop_column, fields_table, stamp
-from sync.store.tables import contact_fields, field_definitions
+from sync.store.tables import contact_fields, field_definitions, field_sources
 from sync.store.upsert import Row, write_rows
 
 # Contacts whose stored values are read per statement.
@@ -182,26 +182,43 @@ def save_values(
     every = tuple(sorted(fields))
     # One statement per set of columns written; fresh contacts share the batch's whole set.
     shapes: dict[tuple[str, ...], list[Row]] = {}
+    provenance: list[Row] = []
     for contact_id, wanted in latest.items():
         if contact_id in fresh:
             sources = {keys[c]: [src, when] for c, (_, src, when) in wanted.items()}
-            row = (contact_id, sources, *(wanted[c][0] if c in wanted else None for c in every))
-            shapes.setdefault(every, []).append(row)
+            shapes.setdefault(every, []).append(
+                (contact_id, *(wanted[c][0] if c in wanted else None for c in every))
+            )
+            provenance.append((contact_id, sources))
             continue
         stored, sources = held.get(contact_id, ({}, {}))
         changed = _changed(wanted, stored, sources, keys)
         if changed:
             names = tuple(sorted(changed))
-            shapes.setdefault(names, []).append((contact_id, sources, *(changed[c] for c in names)))
+            shapes.setdefault(names, []).append((contact_id, *(changed[c] for c in names)))
+            provenance.append((contact_id, sources))
     for names, rows in shapes.items():
-        write_rows(
-            conn,
-            fields_table(names),  # type: ignore[arg-type]
-            ("contact_id", "sources", *names),
-            rows,
-            keys=("contact_id",),
-            update=("sources", *names),
-        )
+        _write_values(conn, names, rows)
+    _write_sources(conn, provenance)
+
+
+def _write_values(conn: Connection, names: tuple[str, ...], rows: Sequence[Row]) -> None:
+    """Upsert (contact id, *values) rows into the named columns."""
+    write_rows(
+        conn,
+        fields_table(names),  # type: ignore[arg-type]
+        ("contact_id", *names),
+        rows,
+        keys=("contact_id",),
+        update=names,
+    )
+
+
+def _write_sources(conn: Connection, rows: Sequence[Row]) -> None:
+    """Upsert (contact id, provenance) rows."""
+    write_rows(
+        conn, field_sources, ("contact_id", "sources"), rows, keys=("contact_id",), update=("sources",)
+    )
 
 
 # Per contact and column: (value, source, record time as `stamp` text).
@@ -257,15 +274,19 @@ def _read_rows(
 ) -> dict[int, tuple[dict[str, Any], dict[str, list[str]]]]:
     """Stored values of `fields` and the provenance of the contacts that have a row."""
     names = sorted({f.column for f in fields})
-    table = fields_table(names)
+    table, fs = fields_table(names), field_sources
     held: dict[int, tuple[dict[str, Any], dict[str, list[str]]]] = {}
     ids = sorted(contact_ids)
     for start in range(0, len(ids), _READ_CHUNK):
-        query = select(table.c.contact_id, table.c.sources, *(table.c[n] for n in names)).where(
-            table.c.contact_id.in_(ids[start : start + _READ_CHUNK])
+        query = (
+            select(table.c.contact_id, fs.c.sources, *(table.c[n] for n in names))
+            .select_from(table.outerjoin(fs, fs.c.contact_id == table.c.contact_id))
+            .where(table.c.contact_id.in_(ids[start : start + _READ_CHUNK]))
         )
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # nobody changes a row between this read and our write
+            # Nobody changes a row between this read and our write; every writer of provenance
+            # writes values too, so locking the value rows is enough.
+            query = query.with_for_update(of=table)
         for contact_id, sources, *stored in conn.execute(query):
             held[contact_id] = (dict(zip(names, stored, strict=True)), dict(sources or {}))
     return held
@@ -308,29 +329,22 @@ def merge_values(conn: Connection, *, keep: int, other: int) -> None:
                 my_sources[key] = their_sources[key]
         if moved:
             names = tuple(sorted(moved))
-            write_rows(
-                conn,
-                fields_table(names),  # type: ignore[arg-type]
-                ("contact_id", "sources", *names),
-                [(keep, my_sources, *(moved[c] for c in names))],
-                keys=("contact_id",),
-                update=("sources", *names),
-            )
-    conn.execute(delete(contact_fields).where(contact_fields.c.contact_id == other))
+            _write_values(conn, names, [(keep, *(moved[c] for c in names))])
+            _write_sources(conn, [(keep, my_sources)])
+    for table in (contact_fields, field_sources):
+        conn.execute(delete(table).where(table.c.contact_id == other))
 
 
 def clear_values(conn: Connection, field: StoredField, contact_ids: Collection[int]) -> None:
     """Remove one field's value and its provenance from the contacts (a cleared flag)."""
-    table = fields_table([field.column])
+    table, fs = fields_table([field.column]), field_sources
     key = str(field.id)
     if conn.dialect.name == "postgresql":
-        sources: Any = table.c.sources.op("-")(literal(key, Text))
+        sources: Any = fs.c.sources.op("-")(literal(key, Text))
     else:
-        sources = func.json_remove(table.c.sources, literal(f'$."{key}"', Text))
+        sources = func.json_remove(fs.c.sources, literal(f'$."{key}"', Text))
     ids = sorted(contact_ids)
     for start in range(0, len(ids), _READ_CHUNK):
-        conn.execute(
-            update(table)
-            .where(table.c.contact_id.in_(ids[start : start + _READ_CHUNK]))
-            .values({field.column: None, "sources": sources})
-        )
+        chunk = ids[start : start + _READ_CHUNK]
+        conn.execute(update(table).where(table.c.contact_id.in_(chunk)).values({field.column: None}))
+        conn.execute(update(fs).where(fs.c.contact_id.in_(chunk)).values(sources=sources))

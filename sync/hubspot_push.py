@@ -26,7 +26,13 @@ from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.fields import load_definitions
 from sync.runs import load_cursor, save_cursor, start_run
 from sync.store.field_columns import column_name, fields_table
-from sync.store.tables import contact_identities, contacts, field_definitions, hubspot_push_state
+from sync.store.tables import (
+    contact_identities,
+    contacts,
+    field_definitions,
+    field_sources,
+    hubspot_push_state,
+)
 from sync.store.upsert import upsert
 
 BATCH_SIZE = 100  # HubSpot's limit per batch call
@@ -150,10 +156,13 @@ def _changed_values(conn: Connection, *, since: datetime | None) -> dict[str, di
     c, ci = contacts.c, contact_identities.c
     names = sorted(pushed)
     row = fields_table(names)
+    fs = field_sources.c
     query = (
-        select(ci.value, row.c.sources, *(row.c[name] for name in names))
+        select(ci.value, fs.sources, *(row.c[name] for name in names))
         .select_from(
-            contacts.join(contact_identities, ci.contact_id == c.id).join(row, row.c.contact_id == c.id)
+            contacts.join(contact_identities, ci.contact_id == c.id)
+            .join(row, row.c.contact_id == c.id)
+            .outerjoin(field_sources, fs.contact_id == c.id)
         )
         .where(ci.kind == "hubspot_contact", c.state != "merged")
     )

@@ -32,7 +32,6 @@ from sync.fields import StoredField
 from sync.runs import finish_run, start_run
 from sync.store.field_columns import fields_table
 from sync.store.tables import contact_identities, contacts, merge_log, sync_runs
-from sync.store.types import Json
 
 __all__ = ["HygieneConfig", "PolicyResult", "last_run", "plan", "run_hygiene"]
 
@@ -162,9 +161,9 @@ def _flag(
     conn.execute(update(contacts).where(where).values(changed_at=now))
     row = fields_table([field.column])
     has_row = exists().where(row.c.contact_id == contacts.c.id)
-    rowless = select(contacts.c.id, literal({}, Json), literal(value)).where(where, not_(has_row))
+    rowless = select(contacts.c.id, literal(value)).where(where, not_(has_row))
     _set(conn, select(contacts.c.id).where(where), field, value)
-    conn.execute(insert(row).from_select(["contact_id", "sources", field.column], rowless))
+    conn.execute(insert(row).from_select(["contact_id", field.column], rowless))
     return count
 
 

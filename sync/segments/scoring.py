@@ -289,8 +289,8 @@ def _plan(
         if correlated
         else tables.new.c.contact_id.not_in(select(cf.c.contact_id))
     )
-    # Scores are system-written: no provenance, so a new row starts with empty sources.
-    fresh = select(tables.new.c.contact_id, literal({}, target.c.sources.type), tables.new.c.score).where(
+    # Scores are system-written: they carry no provenance (field_sources).
+    fresh = select(tables.new.c.contact_id, tables.new.c.score).where(
         tables.new.c.contact_id.in_(select(tables.changed.c.contact_id)),
         rowless,
     )
@@ -298,7 +298,7 @@ def _plan(
         fill=insert(tables.new).from_select(["contact_id", "score"], scored),
         changed=insert(tables.changed).from_select(["contact_id"], changed),
         update=rescore,
-        fresh=insert(target).from_select(["contact_id", "sources", held], fresh),
+        fresh=insert(target).from_select(["contact_id", held], fresh),
         count=select(func.count()).select_from(tables.changed),
         clock=compiler.clock,
     )

@@ -23,7 +23,7 @@ from sqlalchemy.types import TypeEngine
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.exceptions import TooManyFieldsError
 from sync.store.tables import contact_fields
-from sync.store.types import Id, Json, UtcDateTime
+from sync.store.types import Id, UtcDateTime
 
 __all__ = [
     "MAX_FIELD_COLUMNS",
@@ -68,13 +68,12 @@ def _table(names: tuple[str, ...]) -> TableClause:
     return table(
         TABLE,
         column("contact_id", Id),
-        column("sources", Json),
         *(column(name, _SQL_TYPES[_BY_KIND[name.rpartition("_")[2]]]) for name in names),
     )
 
 
 def fields_table(names: Iterable[str] = ()) -> TableClause:
-    """`contact_fields` with its fixed columns and the named field columns, typed by their names.
+    """`contact_fields` with its key and the named field columns, typed by their names.
 
     The same names give the same object, so statements built on it are cached like any table's.
     """
@@ -95,7 +94,7 @@ def field_columns(conn: Connection) -> set[str]:
                 {"t": TABLE},
             ).scalars()
         )
-    return {n for n in names if n not in ("contact_id", "sources")}
+    return {n for n in names if n != "contact_id"}
 
 
 def add_column(conn: Connection, field_id: int, ftype: FieldType) -> str:

@@ -133,13 +133,22 @@ field_definitions = Table(
 )
 
 # One row per contact holding any field value. Each field adds its own typed column at run time
-# (`sync.store.field_columns`); `sources` holds, per field id, the source and record time of the
-# stored value, so a value from an older record never overwrites a newer one.
+# (`sync.store.field_columns`); segment conditions scan these rows, so they hold values only.
 contact_fields = Table(
     "contact_fields",
     metadata,
     Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
-    Column("sources", Json, nullable=False, default=dict),
+)
+
+# Per contact, the source and record time of each stored value ({"<field id>": [source, time]}), so
+# a value from an older record never overwrites a newer one. Apart from the values because nothing
+# filters on it: in the same row it doubled the time of a scan of one field column (200,000
+# contacts, 230 bytes of provenance each: 117 -> 57 ms).
+field_sources = Table(
+    "field_sources",
+    metadata,
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("sources", Json, nullable=False),
 )
 
 events = Table(
@@ -258,12 +267,14 @@ deliveries = Table(
     Index(None, "endpoint", "status"),
 )
 
-# The queue: only open deliveries have a next attempt. A claim walks an endpoint's in due order and
-# stops at its batch instead of sorting every due row (12 ms -> 0.2 ms per claim at 20,000 pending).
+# The queue: only open deliveries have a next attempt. A claim walks an endpoint's in due order, id
+# last (PostgreSQL needs it; SQLite has the rowid), and stops at its batch instead of sorting every
+# due row: a claim of 100 at 20,000 pending went from 12 to 0.7 ms on SQLite, 174 to 8 ms on PostgreSQL.
 Index(
     None,
     deliveries.c.endpoint,
     deliveries.c.next_attempt_at,
+    deliveries.c.id,
     sqlite_where=deliveries.c.next_attempt_at.is_not(None),
     postgresql_where=deliveries.c.next_attempt_at.is_not(None),
 )

@@ -58,7 +58,7 @@ class Seeder:
         table = fields_table([held])
         set_value = update(table).where(table.c.contact_id == contact_id).values({held: value})
         if self.conn.execute(set_value).rowcount == 0:
-            self.conn.execute(insert(table).values({"contact_id": contact_id, "sources": {}, held: value}))
+            self.conn.execute(insert(table).values({"contact_id": contact_id, held: value}))
 
     def overwrite(self, name: str, value: Any) -> None:
         """Set a field for every contact holding a value of it, behind the engine's back."""

@@ -22,12 +22,12 @@ from sync.runs import load_cursor
 from sync.store import create_store_engine, upgrade
 from sync.store.field_columns import field_columns, fields_table
 from sync.store.tables import (
-    contact_fields,
     contact_identities,
     contacts,
     cursors,
     events,
     field_definitions,
+    field_sources,
     quarantine,
     records,
     sync_runs,
@@ -109,7 +109,7 @@ def _values(conn: Connection) -> list[tuple[Any, ...]]:
     names = {str(field.id): name for name, field in fields.items()}
     ci = contact_identities.c
     emails = {c: e for c, e in conn.execute(select(ci.contact_id, ci.value).where(ci.kind == "email"))}
-    rows = conn.execute(select(contact_fields.c.contact_id, contact_fields.c.sources)).all()
+    rows = conn.execute(select(field_sources.c.contact_id, field_sources.c.sources)).all()
     held = read_values(conn, [contact_id for contact_id, _ in rows], fields)
     return sorted(
         (emails[contact_id], names[key], held.get(contact_id, {}).get(names[key]), *provenance)
@@ -268,8 +268,9 @@ def _balances(engine: Engine) -> list[tuple[str, float | None, datetime]]:
         field = load_fields(conn)["stripe_customer_balance"]
         table = fields_table([field.column])
         rows = conn.execute(
-            select(contact_identities.c.value, table.c[field.column], table.c.sources)
+            select(contact_identities.c.value, table.c[field.column], field_sources.c.sources)
             .join(table, table.c.contact_id == contact_identities.c.contact_id)
+            .join(field_sources, field_sources.c.contact_id == table.c.contact_id)
             .where(contact_identities.c.kind == "email")
         )
         return sorted(

@@ -25,7 +25,7 @@ from sync.hubspot_push import push_to_hubspot
 from sync.privacy import erase_contact
 from sync.registry import list_fields
 from sync.store.field_columns import field_columns, stamp
-from sync.store.tables import contact_fields, contact_identities, contacts, field_definitions
+from sync.store.tables import contact_fields, contact_identities, contacts, field_definitions, field_sources
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SEATS = FieldDefinition(
@@ -44,8 +44,8 @@ def _field(conn: Connection, name: str, ftype: FieldType) -> StoredField:
 
 
 def _sources(conn: Connection, contact_id: int) -> dict[str, list[str]]:
-    cf = contact_fields.c
-    return dict(conn.execute(select(cf.sources).where(cf.contact_id == contact_id)).scalar_one())
+    fs = field_sources.c
+    return dict(conn.execute(select(fs.sources).where(fs.contact_id == contact_id)).scalar_one())
 
 
 def test_a_value_from_an_older_record_never_replaces_a_newer_one_whatever_its_source(engine: Engine) -> None:

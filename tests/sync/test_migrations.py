@@ -12,15 +12,15 @@ from sqlalchemy import Connection, bindparam, column, inspect, select, table, te
 from sync.fields import load_fields, read_values
 from sync.store import create_store_engine
 from sync.store.field_columns import stamp
-from sync.store.tables import contact_fields
+from sync.store.tables import field_sources
 from sync.store.types import UtcDateTime
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def _sources(conn: Connection, contact_id: int) -> dict[str, list[str]]:
-    cf = contact_fields.c
-    return dict(conn.execute(select(cf.sources).where(cf.contact_id == contact_id)).scalar_one())
+    fs = field_sources.c
+    return dict(conn.execute(select(fs.sources).where(fs.contact_id == contact_id)).scalar_one())
 
 
 def _migrate(conn: Connection, revision: str, *, down: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""contact_fields: field values as one typed column per field instead of key-value rows
+"""contact_fields and field_sources: one typed column per field instead of key-value rows
 
 Revision ID: 0005
 Revises: 0004
@@ -7,7 +7,6 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +16,7 @@ from alembic import op
 
 from field_mapping.types import STORAGE, FieldType
 from sync.store.field_columns import add_column, column_name, stamp
+from sync.store.types import Json
 
 revision = "0005"
 down_revision = "0004"
@@ -24,29 +24,30 @@ branch_labels = None
 depends_on = None
 
 _CHUNK = 5_000
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    """Create contact_fields, a column per defined field, copy every value and its provenance over."""
-    op.create_table(
-        "contact_fields",
-        sa.Column("contact_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column(
-            "sources", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql"), nullable=False
-        ),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contacts.id"],
-            name=op.f("fk_contact_fields_contact_id_contacts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("contact_id", name=op.f("pk_contact_fields")),
-    )
+    """Create both tables, a column per defined field, copy every value and its provenance over."""
+    for name, extra in (
+        ("contact_fields", []),
+        ("field_sources", [sa.Column("sources", Json, nullable=False)]),
+    ):
+        op.create_table(
+            name,
+            sa.Column("contact_id", _ID, nullable=False),
+            *extra,
+            sa.ForeignKeyConstraint(
+                ["contact_id"],
+                ["contacts.id"],
+                name=op.f(f"fk_{name}_contact_id_contacts"),
+                ondelete="CASCADE",
+            ),
+            sa.PrimaryKeyConstraint("contact_id", name=op.f(f"pk_{name}")),
+        )
     conn = op.get_bind()
     conn.exec_driver_sql(
-        # The DISTINCT in a subquery: beside it, PostgreSQL would type the literal as text, not jsonb.
-        "INSERT INTO contact_fields (contact_id, sources)"
-        " SELECT contact_id, '{}' FROM (SELECT DISTINCT contact_id FROM field_values) AS held"
+        "INSERT INTO contact_fields (contact_id) SELECT DISTINCT contact_id FROM field_values"
     )
     for field_id, ftype in conn.exec_driver_sql("SELECT id, type FROM field_definitions").all():
         if ftype not in FieldType._value2member_map_:
@@ -60,11 +61,9 @@ def upgrade() -> None:
             ),
             {"field_id": field_id},
         )
-    update = sa.text("UPDATE contact_fields SET sources = :sources WHERE contact_id = :contact_id")
-    if conn.dialect.name == "postgresql":
-        update = update.bindparams(sa.bindparam("sources", type_=sa.dialects.postgresql.JSONB()))
+    sources = sa.table("field_sources", sa.column("contact_id", _ID), sa.column("sources", Json))
     for chunk in _provenance(conn):
-        conn.execute(update, chunk)
+        conn.execute(sa.insert(sources), chunk)
     op.drop_table("field_values")
 
 
@@ -85,7 +84,7 @@ def _provenance(conn: Any) -> Iterator[list[dict[str, Any]]]:
     held: dict[str, list[str]] = {}
     for contact_id, field_id, source, updated_at in rows:
         if contact_id != current and current is not None:
-            chunk.append({"contact_id": current, "sources": _encode(conn, held)})
+            chunk.append({"contact_id": current, "sources": held})
             held = {}
             if len(chunk) >= _CHUNK:
                 yield chunk
@@ -93,7 +92,7 @@ def _provenance(conn: Any) -> Iterator[list[dict[str, Any]]]:
         current = contact_id
         held[str(field_id)] = [source, stamp(_aware(updated_at))]
     if current is not None:
-        chunk.append({"contact_id": current, "sources": _encode(conn, held)})
+        chunk.append({"contact_id": current, "sources": held})
     if chunk:
         yield chunk
 
@@ -105,16 +104,12 @@ def _aware(value: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _encode(conn: Any, held: dict[str, list[str]]) -> Any:
-    return held if conn.dialect.name == "postgresql" else json.dumps(held)
-
-
 def downgrade() -> None:
-    """Back to key-value rows: one field_values row per stored value, then drop contact_fields."""
+    """Back to key-value rows: one field_values row per stored value, then drop the new tables."""
     op.create_table(
         "field_values",
-        sa.Column("contact_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("field_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("contact_id", _ID, nullable=False),
+        sa.Column("field_id", _ID, nullable=False),
         sa.Column("value_text", sa.Text(), nullable=True),
         sa.Column("value_num", sa.Float(), nullable=True),
         sa.Column("value_time", sa.DateTime(timezone=True), nullable=True),
@@ -136,23 +131,24 @@ def downgrade() -> None:
         sa.PrimaryKeyConstraint("contact_id", "field_id", name=op.f("pk_field_values")),
     )
     conn = op.get_bind()
-    sources = "json_extract(sources, '$.\"{id}\"[{i}]')"
+    sources = "json_extract(fs.sources, '$.\"{id}\"[{i}]')"
     if conn.dialect.name == "postgresql":
-        sources = "sources->'{id}'->>{i}"
+        sources = "fs.sources->'{id}'->>{i}"
     for field_id, ftype in conn.exec_driver_sql("SELECT id, type FROM field_definitions").all():
         if ftype not in FieldType._value2member_map_:
             continue
         name, stored = column_name(field_id, FieldType(ftype)), STORAGE[FieldType(ftype)].value
         source, at = sources.format(id=field_id, i=0), sources.format(id=field_id, i=1)
-        at_value = (
-            f"CAST(({at}) || '+00:00' AS TIMESTAMPTZ)"
-            if conn.dialect.name == "postgresql"
-            else f"replace({at}, 'T', ' ')"
-        )
+        if conn.dialect.name == "postgresql":
+            at_value = f"CAST(({at}) || '+00:00' AS TIMESTAMPTZ)"
+        else:
+            at_value = f"replace({at}, 'T', ' ')"
         conn.exec_driver_sql(
             f"INSERT INTO field_values (contact_id, field_id, {stored}, source, updated_at)"
-            f" SELECT contact_id, {int(field_id)}, {name}, COALESCE({source}, 'crmhub'),"
-            f" COALESCE({at_value}, CURRENT_TIMESTAMP) FROM contact_fields WHERE {name} IS NOT NULL"
+            f" SELECT cf.contact_id, {int(field_id)}, cf.{name}, COALESCE({source}, 'crmhub'),"
+            f" COALESCE({at_value}, CURRENT_TIMESTAMP)"
+            " FROM contact_fields cf LEFT JOIN field_sources fs ON fs.contact_id = cf.contact_id"
+            f" WHERE cf.{name} IS NOT NULL"
         )
     for column in ("value_text", "value_num", "value_time", "value_bool"):
         where = sa.text(f"{column} IS NOT NULL")
@@ -163,4 +159,5 @@ def downgrade() -> None:
             sqlite_where=where,
             postgresql_where=where,
         )
+    op.drop_table("field_sources")
     op.drop_table("contact_fields")

@@ -1,4 +1,4 @@
-"""deliveries: a partial (endpoint, next_attempt_at) index, so a claim walks due deliveries in order
+"""deliveries: a partial (endpoint, next_attempt_at, id) index, so a claim walks due deliveries in order
 
 Revision ID: 0006
 Revises: 0005
@@ -20,9 +20,9 @@ def upgrade() -> None:
     """Index the open deliveries (those with a next attempt) by endpoint and due time."""
     where = sa.text("next_attempt_at IS NOT NULL")
     op.create_index(
-        "ix_deliveries_endpoint_next_attempt_at",
+        "ix_deliveries_endpoint_next_attempt_at_id",
         "deliveries",
-        ["endpoint", "next_attempt_at"],
+        ["endpoint", "next_attempt_at", "id"],
         sqlite_where=where,
         postgresql_where=where,
     )
@@ -30,4 +30,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Drop the due index."""
-    op.drop_index("ix_deliveries_endpoint_next_attempt_at", table_name="deliveries")
+    op.drop_index("ix_deliveries_endpoint_next_attempt_at_id", table_name="deliveries")
