@@ -1,6 +1,7 @@
 """Pull throughput: records/s from the sandbox into the store, next to the raw fetch limit, same run.
 
     .venv/bin/python bench/pull.py --people 135000 --streams stripe.customers
+    .venv/bin/python bench/pull.py --people 20000 --latency-ms 100   # a provider 100 ms away
 
 The sandbox runs in its own process (so its memory is not counted); for each stream the same pages
 are first fetched with a bare httpx loop (no SDK, no parsing beyond JSON, no storing) to give the
@@ -36,7 +37,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_sandbox(people: int, seed: int) -> tuple[subprocess.Popen[bytes], str]:
+def _start_sandbox(people: int, seed: int, latency_ms: int) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     crmhub = Path(sys.executable).with_name("crmhub")
     args = [
@@ -50,6 +51,9 @@ def _start_sandbox(people: int, seed: int) -> tuple[subprocess.Popen[bytes], str
         "--port",
         str(port),
     ]
+    if latency_ms:
+        # Every API answer waits this long, as a provider across the internet would.
+        args += ["--fault", f"stripe:latency={latency_ms}"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 900
@@ -110,16 +114,22 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=135_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--streams", default="stripe.customers", help="comma-separated source.stream list")
+    parser.add_argument(
+        "--latency-ms", type=int, default=0, help="delay every Stripe answer, like a provider far away"
+    )
     args = parser.parse_args()
 
-    proc, url = _start_sandbox(args.people, args.seed)
+    proc, url = _start_sandbox(args.people, args.seed, args.latency_ms)
     try:
         workdir = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
         text = sandbox_config(url, database_url=f"sqlite:///{workdir / 'bench.db'}")
         os.environ.update(credentials.ENVIRONMENT)
         config = workdir / "crmhub.toml"
         config.write_text(text, encoding="utf-8")
-        print(f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}")
+        print(
+            f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}"
+            f" latency={args.latency_ms} ms"
+        )
         print("| stream | records | raw fetch /s | crmhub /s | crmhub / raw | pages only /s | peak RSS MB |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for qualified in args.streams.split(","):

@@ -21,6 +21,7 @@ from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
 from sync.group_commit import GroupCommit, Pushed
 from sync.inbound import AlreadyReceivedError, claim_events
+from sync.prefetch import prefetched
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
 
@@ -220,7 +221,8 @@ class SyncEngine:
         try:
             with self.engine.connect() as conn:
                 cursor = None if full else load_cursor(conn, stream.source, stream.name)
-            for batch in stream.pull(cursor, now=now, full=full):
+            pages = stream.pull(cursor, now=now, full=full)
+            for batch in prefetched(pages, name=f"pull {stream.source}.{stream.name}"):
                 with write_transaction(self.engine) as conn:
                     result = self.store_batch(conn, batch, run_id=run_id, now=now)
                     if batch.cursor is not None:
