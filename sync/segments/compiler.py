@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
     bindparam,
     exists,
@@ -336,14 +337,22 @@ class RuleCompiler:
         return and_(*parts)
 
     def _count(self, ev: Any, test: Comparison, base: list[Expr]) -> Expr:
-        if self.correlated:
-            counted = select(func.count()).where(ev.c.contact_id == contacts.c.id, *base).scalar_subquery()
-            return _compare(counted, test)
+        """The contact's number of matching events passes `test`, counted once per contact."""
         grouped = select(ev.c.contact_id).where(*base).group_by(ev.c.contact_id)
         if test.holds(0.0):
             # Contacts with no occurrence pass too, so exclude those whose count fails instead.
-            return contacts.c.id.not_in(grouped.having(not_(_compare(func.count(), test))))
-        return contacts.c.id.in_(grouped.having(_compare(func.count(), test)))
+            return not_(self._counted(ev, grouped.having(not_(_compare(func.count(), test)))))
+        return self._counted(ev, grouped.having(_compare(func.count(), test)))
+
+    def _counted(self, ev: Any, grouped: Select[Any]) -> Expr:
+        """The contact is among those `grouped` (events grouped by contact, filtered by count) selects.
+
+        Correlated, the group is the contact's own: a scalar count compared with two bounds ran its
+        subquery twice per contact on SQLite.
+        """
+        if self.correlated:
+            return grouped.where(ev.c.contact_id == contacts.c.id).exists()
+        return contacts.c.id.in_(grouped)
 
     def _occurrence(self, test: TimeTest, *, first: bool, rule: Rule) -> Expr:
         """A test on the first or last matching occurrence, written with EXISTS so it is never NULL."""
