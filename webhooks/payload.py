@@ -120,7 +120,7 @@ def contact_fields(
             found[contact_id].setdefault(kind, value)
     custom = [n for n in names if n not in identity_kinds]
     if not custom:
-        return found
+        return found  # most endpoints ask for identities only: no field definitions to read
     fields = {name: field for name, field in load_fields(conn).items() if name in custom}
     if fields:
         for contact_id, values in read_values(conn, ids, fields).items():

@@ -57,7 +57,7 @@ def _due() -> ColumnElement[bool]:
     d, now = deliveries.c, _now()
     return and_(
         # Holds for an expired lease too (it was due when claimed, before its lease began), so one range
-        # on ix_deliveries_endpoint_next_attempt_at covers both kinds, in due order.
+        # on ix_deliveries_endpoint_next_attempt_at_id covers both kinds, in due order.
         d.next_attempt_at <= now,
         or_(
             d.status.in_(("pending", "failed")),
@@ -91,6 +91,7 @@ def _earlier_open() -> ColumnElement[bool]:
 
 
 def _claim_statement(ordered: bool) -> ReturningUpdate[tuple[int]]:
+    """Lease the oldest due deliveries of :b_endpoint, up to :limit; with `ordered`, per-contact order."""
     d = deliveries.c
     pick = select(d.id).where(d.endpoint == _endpoint(), _due())
     if ordered:

@@ -1,8 +1,8 @@
 """The delivery worker: fan out, claim per endpoint within its limits, send concurrently, record attempts.
 
 Each pass over the store is one transaction on a thread: record what finished, then fan out and claim
-what may go next. Commits cost milliseconds on SQLite, and more once a thread has to win the GIL back
-from the event loop afterwards, so a pass commits once instead of twice.
+what may go next. A commit costs 0.5-1 ms on SQLite (far more when it checkpoints the WAL), a tenth of
+a pass of 100 deliveries, so a pass commits once instead of twice.
 """
 
 from __future__ import annotations
@@ -177,13 +177,18 @@ class DeliveryWorker:
         for attempt in attempts:
             if self._hook is not None:
                 self._hook("recorded", attempt.job)
-        for job, body in zip(claimed.jobs, claimed.bodies, strict=True):
-            self._inflight[job.endpoint] += 1
-            task = asyncio.create_task(self._attempt(job, body, claim_at or recorded_at))
-            self._tasks.add(task)
-            self._endpoint_of[task] = job.endpoint
+        if claim_at is not None:
+            self._start(claimed, claim_at)
         # A full fan-out batch means more outbox rows may be waiting: that is progress too.
         return len(claimed.jobs) + claimed.full_batch, claimed.throttled
+
+    def _start(self, claimed: _Claimed, now: datetime) -> None:
+        """Start sending each claimed job."""
+        for job, body in zip(claimed.jobs, claimed.bodies, strict=True):
+            self._inflight[job.endpoint] += 1
+            task = asyncio.create_task(self._attempt(job, body, now))
+            self._tasks.add(task)
+            self._endpoint_of[task] = job.endpoint
 
     def _store(
         self, attempts: list[Attempt], recorded_at: datetime, claim_at: datetime | None, stats: RunStats

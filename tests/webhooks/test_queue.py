@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from sync.store.tables import deliveries
 from tests.webhooks.conftest import T0, Clock, Consumer, endpoint, make_config, make_worker, secrets_for, seed
@@ -31,6 +31,25 @@ def test_a_lease_hides_a_delivery_until_it_expires(engine: Engine) -> None:
         assert _claim(conn, 10, "b", T0 + LEASE) == first
         owners = conn.execute(select(deliveries.c.leased_by).distinct()).scalars().all()
     assert owners == ["b"]
+
+
+def test_a_claim_walks_the_due_index_in_order_instead_of_sorting_every_due_row(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the plan checked is SQLite's; PostgreSQL plans by its statistics")
+    seed(engine, 2)
+    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with engine.begin() as conn:
+        assert len(_claim(conn, 10, "a")) == 2
+    (claim_sql,) = [s for s in statements if s.startswith("UPDATE deliveries")]
+    with engine.connect() as conn:
+        plan = [
+            r[3]
+            for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {claim_sql}", (None,) * claim_sql.count("?"))
+        ]
+    assert any("ix_deliveries_endpoint_next_attempt_at_id" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
 @pytest.mark.postgres

@@ -32,6 +32,7 @@ from tests.webhooks.conftest import (
 )
 from webhooks import SCHEDULE, WebhooksConfig
 from webhooks.endpoints import enable
+from webhooks.queue import load_jobs
 from webhooks.worker import DeliveryWorker
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "webhook.schema.json").read_text())
@@ -332,6 +333,42 @@ def test_per_contact_ordering_holds_a_later_transition_until_the_earlier_succeed
         assert kinds == ["segment.entered", "segment.entered", "segment.left"]
     else:
         assert kinds[:2] == ["segment.entered", "segment.left"]
+
+
+def test_per_contact_ordering_waits_only_on_the_same_endpoint(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid, cid = add_segment(conn), add_contact(conn)
+        add_transition(conn, sid, cid, "entered")
+        add_transition(conn, sid, cid, "left")
+    config = make_config(("broken", endpoint("broken")), ("healthy", endpoint("healthy")))
+    broken, healthy = Consumer(lambda _r: httpx.Response(503)), Consumer()
+    run(make_worker(engine, config, {"broken": broken, "healthy": healthy}, secrets_for(config)), Clock())
+    assert [b["type"] for b in broken.bodies()] == ["segment.entered"], "its left waits for the retry"
+    assert [b["type"] for b in healthy.bodies()] == ["segment.entered", "segment.left"]
+
+
+def test_a_claim_that_fails_leaves_the_finished_attempts_recorded(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(engine, 4)
+    config = make_config(("sms", endpoint("sms", concurrency=2)))
+    consumer = Consumer()
+    worker = make_worker(engine, config, {"sms": consumer}, secrets_for(config))
+    claims = 0
+
+    def load_once(conn: Any, ids: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        if claims > 1:
+            raise RuntimeError("store trouble while claiming")
+        return load_jobs(conn, ids)
+
+    monkeypatch.setattr("webhooks.worker.load_jobs", load_once)
+    with pytest.raises(RuntimeError, match="while claiming"):
+        run(worker, Clock())
+    assert len(consumer.received) == 2
+    assert len(rows(engine, delivery_attempts)) == 2, "recorded in the pass whose claim failed"
+    assert sorted(r["status"] for r in rows(engine)) == ["pending", "pending", "succeeded", "succeeded"]
 
 
 def test_the_circuit_breaker_stops_attempts_then_probes_once(engine: Engine) -> None:

@@ -99,9 +99,8 @@ def _provenance(conn: Any) -> Iterator[list[dict[str, Any]]]:
 
 def _aware(value: Any) -> datetime:
     """A time as the driver returned it (SQLite: text), as an aware UTC datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def downgrade() -> None:
