@@ -60,6 +60,28 @@ def _lookup_statement() -> Select[tuple[str, int]]:
 
 _LOOKUP = _lookup_statement()
 
+# By contact id only: with `kind IN (...)` beside it SQLite picks the (kind, value) index and reads
+# every e-mail or phone in the store (3.6 ms per page of 100 contacts at 20,000, growing with it).
+_OF_CONTACTS = (
+    select(
+        contact_identities.c.contact_id,
+        contact_identities.c.kind,
+        contact_identities.c.value,
+        contact_identities.c.valid,
+    )
+    .where(contact_identities.c.contact_id.in_(bindparam("ids", expanding=True)))
+    .order_by(contact_identities.c.first_seen_at, contact_identities.c.id)
+)
+
+
+def identities_of(
+    conn: Connection, contact_ids: Iterable[int], kinds: Iterable[str]
+) -> list[tuple[int, str, str, bool]]:
+    """The contacts' identities of `kinds` as (contact, kind, value, valid), oldest first."""
+    wanted = set(kinds)
+    rows = conn.execute(_OF_CONTACTS, {"ids": sorted(contact_ids)})
+    return [(int(c), kind, value, bool(valid)) for c, kind, value, valid in rows if kind in wanted]
+
 
 def _stored(conn: Connection, keys: Iterable[Key]) -> dict[Key, int]:
     """The contact of each stored key: one indexed lookup per kind and chunk of values."""

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from field_mapping.types import FieldType
-from sync.store.field_columns import column_name, fields_table
+from sync.fields import StoredField
+from sync.store.field_columns import fields_table
 from sync.store.tables import contacts, field_definitions
 
 
@@ -36,7 +37,7 @@ def list_fields(conn: Connection, *, source: str | None = None) -> list[FieldInf
     rows = conn.execute(query.order_by(fd.source, fd.name)).all()
     # A type this version does not know has no column here: it shows as empty.
     columns = {
-        row.id: column_name(row.id, FieldType(row.type))
+        row.id: StoredField.of(row.id, row.type).column
         for row in rows
         if row.type in FieldType._value2member_map_
     }

@@ -10,10 +10,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 
 from sync.fields import load_fields, read_values
-from sync.store.tables import contact_identities
+from sync.identity import identities_of
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -31,17 +31,6 @@ MAX_BODY_BYTES = 20_000
 MAX_TEXT = 500
 # Field names answered from the contact's identities rather than its custom fields.
 IDENTITY_FIELDS = ("email", "phone")
-
-# Built once; each batch binds its contacts and kinds (see webhooks.queue).
-_IDENTITIES = (
-    select(contact_identities.c.contact_id, contact_identities.c.kind, contact_identities.c.value)
-    .where(
-        contact_identities.c.contact_id.in_(bindparam("ids", expanding=True)),
-        contact_identities.c.kind.in_(bindparam("kinds", expanding=True)),
-        contact_identities.c.valid.is_(True),
-    )
-    .order_by(contact_identities.c.first_seen_at, contact_identities.c.id)
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +105,9 @@ def contact_fields(
     ids = sorted(contact_ids)
     identity_kinds = [n for n in IDENTITY_FIELDS if n in names]
     if identity_kinds:
-        for contact_id, kind, value in conn.execute(_IDENTITIES, {"ids": ids, "kinds": identity_kinds}):
-            found[contact_id].setdefault(kind, value)
+        for contact_id, kind, value, valid in identities_of(conn, ids, identity_kinds):
+            if valid:
+                found[contact_id].setdefault(kind, value)
     custom = [n for n in names if n not in identity_kinds]
     if not custom:
         return found  # most endpoints ask for identities only: no field definitions to read

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, event, insert, select
 
-from sync.identity import resolve
+from sync.identity import identities_of, resolve
 from sync.store.tables import contact_identities, contacts, events, merge_log
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -84,3 +85,39 @@ def test_hostile_identity_values_are_data(engine: Engine) -> None:
         [cid] = resolve(conn, [{"segmentio_user": value}], source="segmentio", now=NOW)
         assert conn.execute(select(contact_identities.c.value)).scalar_one() == value
         assert conn.execute(select(contacts.c.id)).scalar_one() == cid
+
+
+def test_identities_of_contacts_are_found_through_the_contact_index_not_every_email(engine: Engine) -> None:
+    executed: list[tuple[str, Any]] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        executed.append((statement, parameters))
+
+    with engine.begin() as conn:
+        first, second, _ = contact_ids = resolve(
+            conn,
+            [
+                {"email": "a@x.io", "phone": "+14155552671"},
+                {"email": "b@x.io", "stripe_customer": "cus_2"},
+                {"stripe_customer": "cus_3"},
+            ],
+            source="stripe",
+            now=NOW,
+        )
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            # Three contacts or more: with two, SQLite already prefers the contact index.
+            found = identities_of(conn, [c for c in contact_ids if c is not None], ["email", "phone"])
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+    assert sorted(found) == [
+        (first, "email", "a@x.io", True),
+        (first, "phone", "+14155552671", True),
+        (second, "email", "b@x.io", True),
+    ]
+    if engine.dialect.name == "sqlite":
+        # With `kind IN (...)` in SQL, SQLite walked the (kind, value) index: every e-mail in the store.
+        [(sql, parameters)] = executed
+        with engine.connect() as conn:
+            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)]
+        assert any("ix_contact_identities_contact_id" in step for step in plan), plan
