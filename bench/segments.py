@@ -30,11 +30,13 @@ from pydantic import TypeAdapter
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Engine,
     Integer,
     String,
     case,
     cast,
     column,
+    event,
     func,
     insert,
     literal,
@@ -243,10 +245,37 @@ def generate(conn: Connection, n_contacts: int, n_events: int) -> None:
         print(f"  events {high:,}/{n_events:,}", flush=True)
 
 
-def _timed(label: str, action: Callable[[], Any]) -> Any:
+class _Statements:
+    """Times every statement the engine runs, so a step can print its slowest ones (`--top`)."""
+
+    def __init__(self, engine: Engine, top: int) -> None:
+        self.top = top
+        self.times: list[tuple[float, str]] = []
+        if top:
+            event.listen(engine, "before_cursor_execute", self._before)
+            event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.times.append((time.perf_counter() - conn.info.pop("bench_started"), statement))
+
+    def report(self) -> None:
+        """Print the step's slowest statements and forget them."""
+        if self.top:
+            print(f"   {len(self.times)} statements, {sum(t for t, _ in self.times):.2f} s in the database")
+            for seconds, statement in sorted(self.times, reverse=True)[: self.top]:
+                print(f"   {seconds:7.3f} s  {' '.join(statement.split())[:150]}")
+        self.times.clear()
+
+
+def _timed(label: str, action: Callable[[], Any], statements: _Statements | None = None) -> Any:
     start = time.perf_counter()
     result = action()
     print(f"{label}: {time.perf_counter() - start:.2f} s", flush=True)
+    if statements is not None:
+        statements.report()
     return result
 
 
@@ -266,10 +295,12 @@ def main() -> None:
     parser.add_argument(
         "--skip-generate", action="store_true", help="reuse the data already in --keep / --database-url"
     )
+    parser.add_argument("--top", type=int, default=0, help="print each step's N slowest statements")
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{args.keep or _scratch_file()}"
     engine = create_store_engine(url)
     upgrade(engine)
+    statements = _Statements(engine, args.top)
     configured = TypeAdapter(SegmentsConfig).validate_python(SEGMENTS)
     sizes = f"{args.contacts:,} contacts, {args.events:,} events, {len(configured)} segments"
     print(f"{sizes} on {engine.dialect.name}")
@@ -284,11 +315,13 @@ def main() -> None:
             lambda: evaluate_segments(conn, configured, now=NOW, scoring=SCORING),
         )
         print(f"   {report.transitions:,} transitions, {report.scores_changed:,} scores written")
+        statements.times.clear()
     later = NOW + timedelta(minutes=10)
     with engine.begin() as conn:
         report = _timed(
             "2. full re-evaluation, 20 segments + scores",
             lambda: evaluate_segments(conn, configured, now=later, scoring=SCORING, full=True),
+            statements,
         )
         print(f"   {report.transitions:,} transitions, {report.scores_changed:,} scores changed")
         for s in report.segments:
@@ -300,16 +333,19 @@ def main() -> None:
         table = fields_table([city])
         conn.execute(update(table).where(table.c.contact_id.in_(changed)).values({city: "Hamburg"}))
         conn.execute(update(contacts).where(contacts.c.id.in_(changed)).values(changed_at=later))
+    statements.times.clear()
     with engine.begin() as conn:
         report = _timed(
             f"3. incremental, {len(changed):,} changed contacts (contact_ids)",
             lambda: evaluate_segments(conn, configured, now=later, scoring=SCORING, contact_ids=changed),
+            statements,
         )
         print(f"   {report.transitions:,} transitions")
     with engine.begin() as conn:
         report = _timed(
             "4. scheduled run after the change (time-dependent segments and scores in full)",
             lambda: evaluate_segments(conn, configured, now=later, scoring=SCORING),
+            statements,
         )
         modes = Counter(s.mode for s in report.segments)
         print(f"   {report.transitions:,} transitions; segments by mode: {dict(modes)}")

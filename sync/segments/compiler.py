@@ -3,14 +3,21 @@
 Values derived from `now` (window bounds, anniversary days) are named bound parameters recorded in
 `RuleCompiler.clock`, so a statement built once can run again at another `now` with `clock_params`.
 
-Two strategies give the same answer: `correlated=False` turns each condition into
-`contacts.id IN (SELECT contact_id ...)`, which the database runs once for the whole table (a full
-evaluation); `correlated=True` turns it into a correlated EXISTS or count per contact, cheap when
-only a few changed contacts are evaluated. `scan_fields=True` keeps field conditions (custom fields,
-contact times, identities) as IN (subquery) even when correlated: on SQLite one scan of
-`contact_fields` per condition beat a primary-key seek per contact in a full evaluation (1M
-contacts, 20 segments and scores: 7.5-11 s less per run in six back-to-back pairs), while events
-stay correlated there.
+Custom fields and contact times are tested in line, on the contact's own `contacts` row and its one
+`contact_fields` row (`RuleCompiler.source` joins it when a rule reads a field): at 1M contacts on
+SQLite a three-field AND took 0.10 s this way against 0.44 s as one IN (subquery) per field. Each
+test is written `value IS NOT NULL AND ...`, so it is false, never NULL, for a contact without a
+value, and NOT keeps meaning "no value that matches".
+
+The other conditions have two strategies that give the same answer: `correlated=False` turns each
+into `contacts.id IN (SELECT contact_id ...)`, which the database runs once for the whole table (a
+full evaluation); `correlated=True` turns it into a correlated EXISTS or count per contact, cheap
+when only a few changed contacts are evaluated. `scan=True` (SQLite's full runs, which are
+otherwise correlated) scans what a whole run reads more cheaply in one pass: identity conditions,
+and event conditions with a window, as `IN (SELECT contact_id ... GROUP BY contact_id)` over the
+`(name, occurred_at, contact_id)` index (1M contacts, 10M events: "paid in 7 days" 0.68 -> 0.08 s,
+"5 uses in 7 days" 0.81 -> 0.20 s). Events without a window stay correlated there: collecting
+every contact with an `invoice.paid` took 0.9 s against 0.6 s for a seek per contact.
 """
 
 from __future__ import annotations
@@ -95,12 +102,17 @@ def clock_params(clock: Clock, now: datetime) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _Source:
-    """Where a field's values live: contact-id column, value column, extra filters, storage kind."""
+    """Where a field's values live: contact-id column, value column, extra filters, storage kind.
+
+    `inline` sources hold one value per contact on a row the statement itself reads (the contact's
+    own row, or its joined `contact_fields` row), so a test needs no subquery.
+    """
 
     contact: KeyedColumnElement[Any]
     value: ColumnElement[Any]
     where: tuple[Expr, ...]
     column: Column
+    inline: bool = False
 
 
 def property_equals(ev: Any, key: str, wanted: str, dialect: str) -> Expr:
@@ -129,14 +141,26 @@ class RuleCompiler:
     """Compiles rules against one catalog, one `now` and one dialect."""
 
     def __init__(
-        self, catalog: Catalog, *, now: datetime, dialect: str, correlated: bool, scan_fields: bool = False
+        self, catalog: Catalog, *, now: datetime, dialect: str, correlated: bool, scan: bool = False
     ) -> None:
         self.catalog = catalog
         self.now = now
         self.dialect = dialect
         self.correlated = correlated
-        self.scan_fields = scan_fields
+        self.scan = scan
         self.clock: Clock = {}
+        held = sorted(column_name(field_id, ftype) for field_id, ftype in catalog.fields.values())
+        self._fields = fields_table(held).alias("cf")
+        self._reads_fields = False
+
+    def source(self, base: Any = contacts) -> Any:
+        """What the compiled expressions select from: `base`, joined to `contact_fields` if they read it.
+
+        Call it after `compile`; `base` must contain `contacts`.
+        """
+        if not self._reads_fields:
+            return base
+        return base.outerjoin(self._fields, self._fields.c.contact_id == contacts.c.id)
 
     def compile(self, rule: Rule) -> Expr:
         """The boolean expression that is true for the contacts matching `rule`."""
@@ -181,6 +205,18 @@ class RuleCompiler:
 
     def consented(self, channel: str) -> Expr:
         """The contact's latest consent record for `channel` says opted_in (ties broken by id)."""
+        if self.correlated:
+            # One seek to the end of the contact's (contact_id, channel, recorded_at) entries: at 1M
+            # contacts on SQLite 0.85 s, against 1.1 s for "an opt-in with no later record".
+            latest = consent_records.alias("cr")
+            status = (
+                select(latest.c.status)
+                .where(latest.c.contact_id == contacts.c.id, latest.c.channel == channel)
+                .order_by(latest.c.recorded_at.desc(), latest.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            return func.coalesce(status == "opted_in", false())
         cr = consent_records.alias("cr")
         later = consent_records.alias("cr_later")
         newer = exists().where(
@@ -205,8 +241,7 @@ class RuleCompiler:
 
     def _source(self, name: str) -> _Source | None:
         if name in _CONTACT_TIMES:
-            c2 = contacts.alias("c_own")
-            return _Source(c2.c.id, c2.c[name], (), Column.TIME)
+            return _Source(contacts.c.id, contacts.c[name], (), Column.TIME, inline=True)
         if name in _IDENTITIES:
             ci = contact_identities.alias("ci")
             return _Source(ci.c.contact_id, ci.c.value, (ci.c.kind == name,), Column.TEXT)
@@ -214,9 +249,17 @@ class RuleCompiler:
         if found is None:
             return None
         field_id, field_type = found
-        held = column_name(field_id, field_type)
-        cf = fields_table([held]).alias("cf")
-        return _Source(cf.c.contact_id, cf.c[held], (), STORAGE[field_type])
+        self._reads_fields = True
+        cf = self._fields
+        return _Source(
+            cf.c.contact_id, cf.c[column_name(field_id, field_type)], (), STORAGE[field_type], inline=True
+        )
+
+    def _holds(self, source: _Source, where: list[Expr]) -> Expr:
+        """True for contacts with a value of `source` satisfying `where` (which tests it is not null)."""
+        if source.inline:
+            return and_(*where)
+        return self._member(source.contact, where, scan=self.scan)
 
     def _field(self, rule: Rule) -> Expr:
         assert rule.field is not None and rule.op is not None
@@ -226,11 +269,11 @@ class RuleCompiler:
             return true() if rule.op == "missing" else false()
         present = [*source.where, source.value.is_not(None)]
         if rule.op == "missing":
-            return not_(self._member(source.contact, present, scan=self.scan_fields))
+            return not_(self._holds(source, present))
         predicate = self._predicate(rule, source)
         if predicate is None:
             return false()
-        return self._member(source.contact, [*present, predicate], scan=self.scan_fields)
+        return self._holds(source, [*present, predicate])
 
     def _predicate(self, rule: Rule, source: _Source) -> Expr | None:
         """The test on one stored value; None when it can match nothing."""
@@ -307,8 +350,8 @@ class RuleCompiler:
         if source is None:
             return true() if zero_holds else false()
         present = [*source.where, source.value.is_not(None)]
-        scored = self._member(source.contact, [*present, _compare(source.value, test)], scan=self.scan_fields)
-        unscored = not_(self._member(source.contact, present, scan=self.scan_fields))
+        scored = self._holds(source, [*present, _compare(source.value, test)])
+        unscored = not_(self._holds(source, present))
         return or_(scored, unscored) if zero_holds else scored
 
     # --- events ----------------------------------------------------------------------------------------
@@ -324,33 +367,43 @@ class RuleCompiler:
             where += [at >= since, at <= self.ago(timedelta(0), at.type)]
         return where
 
+    def _occurred(self, ev: Any, rule: Rule, where: list[Expr]) -> Expr:
+        """True for contacts with an event of the alias `ev` satisfying `where`."""
+        if self.correlated and self.scan and rule.within is not None:
+            # Grouped, the contact ids come sorted and unique, which IN's lookup table takes cheaply.
+            return contacts.c.id.in_(select(ev.c.contact_id).where(*where).group_by(ev.c.contact_id))
+        return self._member(ev.c.contact_id, where)
+
     def _event(self, rule: Rule) -> Expr:
         ev = events.alias("ev")
         base = self._event_filters(ev, rule)
         if rule.performed is False:
-            return not_(self._member(ev.c.contact_id, base))
-        parts = [self._count(ev, rule.count, base) if rule.count else self._member(ev.c.contact_id, base)]
+            return not_(self._occurred(ev, rule, base))
+        parts = [self._count(ev, rule, base) if rule.count else self._occurred(ev, rule, base)]
         if rule.first is not None:
             parts.append(self._occurrence(rule.first, first=True, rule=rule))
         if rule.last is not None:
             parts.append(self._occurrence(rule.last, first=False, rule=rule))
         return and_(*parts)
 
-    def _count(self, ev: Any, test: Comparison, base: list[Expr]) -> Expr:
-        """The contact's number of matching events passes `test`, counted once per contact."""
+    def _count(self, ev: Any, rule: Rule, base: list[Expr]) -> Expr:
+        """The contact's number of matching events passes the rule's count test, counted once per contact."""
+        test = rule.count
+        assert test is not None
         grouped = select(ev.c.contact_id).where(*base).group_by(ev.c.contact_id)
+        scanned = self.scan and rule.within is not None
         if test.holds(0.0):
             # Contacts with no occurrence pass too, so exclude those whose count fails instead.
-            return not_(self._counted(ev, grouped.having(not_(_compare(func.count(), test)))))
-        return self._counted(ev, grouped.having(_compare(func.count(), test)))
+            return not_(self._counted(ev, grouped.having(not_(_compare(func.count(), test))), scanned))
+        return self._counted(ev, grouped.having(_compare(func.count(), test)), scanned)
 
-    def _counted(self, ev: Any, grouped: Select[Any]) -> Expr:
+    def _counted(self, ev: Any, grouped: Select[Any], scanned: bool) -> Expr:
         """The contact is among those `grouped` (events grouped by contact, filtered by count) selects.
 
         Correlated, the group is the contact's own: a scalar count compared with two bounds ran its
         subquery twice per contact on SQLite.
         """
-        if self.correlated:
+        if self.correlated and not scanned:
             return grouped.where(ev.c.contact_id == contacts.c.id).exists()
         return contacts.c.id.in_(grouped)
 
@@ -365,7 +418,7 @@ class RuleCompiler:
                 where.append(at > low if strict else at >= low)
             if high is not None:
                 where.append(at < high if strict else at <= high)
-            return self._member(ev.c.contact_id, where)
+            return self._occurred(ev, rule, where)
 
         op = test.op
         raw = getattr(test, op)

@@ -59,6 +59,7 @@ from sync.segments.config import (
 from sync.segments.scoring import SCORE_FIELD, ScoringConfig, compute_scores, score_tables
 from sync.segments.split import variant_sql
 from sync.store.tables import contacts, memberships, outbox, segments, transitions
+from sync.store.types import Id
 
 __all__ = ["EvaluationReport", "SegmentResult", "analyze_scratch", "correlated_strategy", "evaluate_segments"]
 
@@ -116,16 +117,17 @@ class _Scratch:
 
     def __init__(self) -> None:
         self.meta = MetaData()
+        # `Id` is INTEGER on SQLite, so the key is the rowid: one b-tree per table, not two.
         self.scope = Table(
             "_seg_scope",
             self.meta,
-            Column("contact_id", BigInteger, primary_key=True, autoincrement=False),
+            Column("contact_id", Id, primary_key=True, autoincrement=False),
             prefixes=["TEMPORARY"],
         )
         self.new = Table(
             "_seg_new",
             self.meta,
-            Column("contact_id", BigInteger, primary_key=True, autoincrement=False),
+            Column("contact_id", Id, primary_key=True, autoincrement=False),
             prefixes=["TEMPORARY"],
         )
         self.scores = score_tables(self.meta)
@@ -280,8 +282,8 @@ def correlated_strategy(dialect: str, whole: bool) -> bool:
 
     SQLite walks contacts in id order and seeks the (contact_id, ...) indexes of events and
     consent, which stays cache-friendly; at 1M contacts that beat IN (subquery) by 1.3-6x per
-    condition (BENCHMARKS.md). Field conditions are the exception: a whole run scans them
-    (`RuleCompiler(scan_fields=...)`). PostgreSQL turns IN (subquery) into hash joins over whole tables.
+    condition (BENCHMARKS.md). Windowed event conditions are the exception: a whole run scans
+    them (`RuleCompiler(scan=...)`). PostgreSQL turns IN (subquery) into hash joins over whole tables.
     """
     return dialect == "sqlite" or not whole
 
@@ -352,14 +354,15 @@ def _plan(
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
     compiler = RuleCompiler(
-        catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole), scan_fields=whole
+        catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole), scan=whole
     )
     admitted: list[ColumnElement[bool]] = [contacts.c.state != "merged", compiler.compile(segment.rule)]
     if segment.requires_consent:
         admitted.append(compiler.consented(segment.requires_consent))
     if not whole:
         admitted.append(contacts.c.id.in_(select(scratch.scope.c.contact_id)))
-    fill = insert(scratch.new).from_select(["contact_id"], select(contacts.c.id).where(*admitted))
+    members = select(contacts.c.id).select_from(compiler.source()).where(*admitted)
+    fill = insert(scratch.new).from_select(["contact_id"], members)
 
     at = bindparam("seg_now", type_=transitions.c.occurred_at.type)
     run = bindparam("seg_run", type_=BigInteger)

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Column as SqlColumn
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Executable,
     Float,
@@ -36,7 +36,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import Column as SqlColumn
 from sqlalchemy.sql.elements import ColumnElement
 
 from field_mapping.types import FieldType
@@ -46,6 +45,7 @@ from sync.segments.config import Duration, PropertyName, Rule, relative, unknown
 from sync.segments.values import parse_duration
 from sync.store.field_columns import fields_table
 from sync.store.tables import contacts, events, field_definitions
+from sync.store.types import Id
 
 __all__ = ["SCORE_FIELD", "ConditionPoints", "EventPoints", "ScoringConfig", "compute_scores", "decay_weight"]
 
@@ -144,12 +144,15 @@ def score_tables(meta: MetaData) -> ScoreTables:
     new = Table(
         "_score_new",
         meta,
-        SqlColumn("contact_id", BigInteger, primary_key=True),
+        SqlColumn("contact_id", Id, primary_key=True, autoincrement=False),
         SqlColumn("score", Float, nullable=False),
         prefixes=["TEMPORARY"],
     )
     changed = Table(
-        "_score_changed", meta, SqlColumn("contact_id", BigInteger, primary_key=True), prefixes=["TEMPORARY"]
+        "_score_changed",
+        meta,
+        SqlColumn("contact_id", Id, primary_key=True, autoincrement=False),
+        prefixes=["TEMPORARY"],
     )
     return ScoreTables(new, changed)
 
@@ -247,9 +250,12 @@ def _plan(
         where.append(contacts.c.changed_at >= bindparam("score_since", type_=contacts.c.changed_at.type))
     # Same choices as for segments (see evaluate.correlated_strategy, not imported to avoid a cycle).
     correlated = dialect == "sqlite" or not full
-    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated, scan_fields=full)
+    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated, scan=full)
     total: ColumnElement[Any] = literal(0.0, Float)
     source: Any = contacts
+    # Correlated on SQLite in full runs too: summing each windowed rule in a grouped pass over the
+    # (name, occurred_at, contact_id) index and joining the sums cost 1.35-1.85 s against 1.45-1.6 s
+    # at 1M contacts (two rules of 30 and 90 days); as one pass with OR, SQLite read every event row.
     if scoring.events and correlated:
         for rule in scoring.events:
             total = total + _event_points(rule, scoring.half_life, compiler)
@@ -263,7 +269,7 @@ def _plan(
             total = total + points
     for cond in scoring.conditions:
         total = total + case((compiler.compile(cond.when), literal(cond.points, Float)), else_=0.0)
-    scored = select(contacts.c.id, total).select_from(source).where(*where)
+    scored = select(contacts.c.id, total).select_from(compiler.source(source)).where(*where)
     cf = fields_table([held]).alias("cf_score")
     changed: Select[Any]
     if correlated:

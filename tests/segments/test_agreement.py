@@ -183,14 +183,13 @@ def test_sql_and_python_evaluators_agree(engine: Engine) -> None:
             report = evaluate_segments(conn, configured, now=NOW)
             catalog = load_catalog(conn)
             by_sql = []
-            # IN (subquery), correlated, and correlated with field conditions scanned (SQLite's full runs).
+            # IN (subquery), correlated, and correlated with windowed events scanned (SQLite's full runs).
             dialect = conn.dialect.name
             for correlated, scan in ((False, False), (True, False), (True, True)):
-                compiler = RuleCompiler(
-                    catalog, now=NOW, dialect=dialect, correlated=correlated, scan_fields=scan
-                )
+                compiler = RuleCompiler(catalog, now=NOW, dialect=dialect, correlated=correlated, scan=scan)
+                test = compiler.compile(rule)
                 found = conn.execute(
-                    select(contacts.c.id).where(contacts.c.id.in_(ids), compiler.compile(rule))
+                    select(contacts.c.id).select_from(compiler.source()).where(contacts.c.id.in_(ids), test)
                 )
                 by_sql.append(sorted(found.scalars()))
             by_python, members = [], []

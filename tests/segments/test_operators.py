@@ -60,7 +60,8 @@ def _match(conn: Connection, names: dict[str, int], raw: dict[str, Any]) -> set[
     answers = []
     for correlated in (False, True):
         compiler = RuleCompiler(catalog, now=NOW, dialect=conn.dialect.name, correlated=correlated)
-        ids = set(conn.execute(select(contacts.c.id).where(compiler.compile(rule))).scalars())
+        test = compiler.compile(rule)
+        ids = set(conn.execute(select(contacts.c.id).select_from(compiler.source()).where(test)).scalars())
         answers.append({n for n, i in names.items() if i in ids})
     python = set()
     for name, cid in names.items():

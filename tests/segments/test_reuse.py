@@ -118,10 +118,14 @@ def test_clock_params_give_what_compiling_at_that_time_gives(engine: Engine) -> 
             for raw in rules:
                 rule = Rule.model_validate(raw)
                 built = RuleCompiler(catalog, now=NOW, dialect=conn.dialect.name, correlated=correlated)
-                query = select(contacts.c.id).where(built.compile(rule))
+                test = built.compile(rule)
+                query = select(contacts.c.id).select_from(built.source()).where(test)
                 for later in (NOW + timedelta(hours=20), NOW + timedelta(days=3)):
                     fresh = RuleCompiler(catalog, now=later, dialect=conn.dialect.name, correlated=correlated)
-                    expected = set(conn.execute(select(contacts.c.id).where(fresh.compile(rule))).scalars())
+                    test = fresh.compile(rule)
+                    expected = set(
+                        conn.execute(select(contacts.c.id).select_from(fresh.source()).where(test)).scalars()
+                    )
                     got = set(conn.execute(query, clock_params(built.clock, later)).scalars())
                     assert got == expected, (raw, correlated, later)
         trans.rollback()

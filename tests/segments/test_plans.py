@@ -1,0 +1,104 @@
+"""How SQLite runs a whole evaluation: the plans that keep 1M contacts within the time the issue sets.
+
+Each test captures the statement that fills a segment's new member set and asks SQLite for its query
+plan; the answers are the same without these plans, only slower (bench/segments.py, BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from sync.segments import evaluate_segments
+from tests.segments.conftest import NOW, Seeder, segments_from
+
+
+def _fill_plan(engine: Engine, raw: dict[str, Any]) -> list[str]:
+    """The query plan of the segment's member-set statement in a run over every contact."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plans")
+    captured: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.startswith("INSERT INTO _seg_new"):
+            captured.append((statement, parameters))
+
+    with engine.connect() as conn, conn.begin() as trans:
+        s = Seeder(conn)
+        ann = s.contact()
+        s.value(ann, "city", "string", "Hamburg")
+        s.value(ann, "age", "integer", 51)
+        s.value(ann, "role", "enum", "CTO")
+        s.event(ann, "invoice.paid", NOW - timedelta(days=1))
+        s.consent(ann, "sms", "opted_in", NOW - timedelta(days=3))
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            evaluate_segments(conn, segments_from({"probe": {"name": "Probe", **raw}}), now=NOW, full=True)
+            [(statement, parameters)] = captured
+            select_part = statement[statement.index("SELECT") :]
+            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {select_part}", parameters)]
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+            trans.rollback()
+    return plan
+
+
+def test_a_windowed_event_condition_reads_only_the_covering_events_index(engine: Engine) -> None:
+    plan = _fill_plan(engine, {"all": [{"event": "invoice.paid", "within": "7d"}]})
+    # A range of one name's events in (name, occurred_at, contact_id): no event row is read.
+    assert any("COVERING INDEX ix_events_name_occurred_at_contact_id" in step for step in plan), plan
+    assert not any("CORRELATED" in step for step in plan), plan
+
+
+def test_an_event_condition_without_a_window_stays_a_seek_per_contact(engine: Engine) -> None:
+    plan = _fill_plan(engine, {"all": [{"event": "invoice.paid", "performed": False}]})
+    assert any("ix_events_contact_id_name_occurred_at" in step for step in plan), plan
+
+
+def test_field_conditions_are_tested_on_one_joined_row(engine: Engine) -> None:
+    rule = {
+        "all": [
+            {"field": "age", "op": "gt", "value": 50},
+            {"field": "city", "op": "eq", "value": "Hamburg"},
+            {
+                "any": [
+                    {"field": "role", "op": "in", "value": ["CTO"]},
+                    {"not": {"field": "role", "op": "missing"}},
+                ]
+            },
+        ]
+    }
+    plan = _fill_plan(engine, rule)
+    # contact_fields read once (scanned, or sought per contact), and no list built per condition.
+    assert len([step for step in plan if "cf" in step.split()]) == 1, plan
+    assert not any("LIST SUBQUERY" in step for step in plan), plan
+
+
+def test_consent_reads_the_latest_record_with_one_seek(engine: Engine) -> None:
+    plan = _fill_plan(engine, {"all": [{"consent": "sms"}]})
+    # One seek to the contact's newest record; "an opt-in with no later one" took a second per record.
+    steps = [step for step in plan if "ix_consent_records_contact_id_channel_recorded_at" in step]
+    assert steps == [
+        "SEARCH cr USING INDEX ix_consent_records_contact_id_channel_recorded_at (contact_id=? AND channel=?)"
+    ], plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_scratch_tables_are_keyed_by_rowid(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's schema")
+    configured = segments_from({"probe": {"name": "Probe", "all": [{"consent": "sms"}]}})
+    with engine.connect() as conn, conn.begin() as trans:
+        ann = Seeder(conn).contact()
+        evaluate_segments(conn, configured, now=NOW)
+        # A run over a few contacts keeps its scratch tables on the connection.
+        evaluate_segments(conn, configured, now=NOW + timedelta(minutes=1), contact_ids=[ann])
+        scratch = conn.exec_driver_sql(
+            "SELECT type, name FROM sqlite_temp_master WHERE name LIKE '%seg%'"
+        ).all()
+        trans.rollback()
+    # An INTEGER key is the rowid; with a BIGINT one SQLite kept a second b-tree per table.
+    assert sorted(scratch) == [("table", "_seg_new"), ("table", "_seg_scope")]
