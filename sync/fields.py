@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, time
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Select,
     String,
     Text,
+    bindparam,
     cast,
     delete,
     func,
@@ -273,23 +276,31 @@ def _read_rows(
     conn: Connection, contact_ids: Sequence[int], fields: Iterable[StoredField]
 ) -> dict[int, tuple[dict[str, Any], dict[str, list[str]]]]:
     """Stored values of `fields` and the provenance of the contacts that have a row."""
-    names = sorted({f.column for f in fields})
-    table, fs = fields_table(names), field_sources
+    names = tuple(sorted({f.column for f in fields}))
+    query = _held_query(names, lock=conn.dialect.name == "postgresql")
     held: dict[int, tuple[dict[str, Any], dict[str, list[str]]]] = {}
     ids = sorted(contact_ids)
     for start in range(0, len(ids), _READ_CHUNK):
-        query = (
-            select(table.c.contact_id, fs.c.sources, *(table.c[n] for n in names))
-            .select_from(table.outerjoin(fs, fs.c.contact_id == table.c.contact_id))
-            .where(table.c.contact_id.in_(ids[start : start + _READ_CHUNK]))
-        )
-        if conn.dialect.name == "postgresql":
-            # Nobody changes a row between this read and our write; every writer of provenance
-            # writes values too, so locking the value rows is enough.
-            query = query.with_for_update(of=table)
-        for contact_id, sources, *stored in conn.execute(query):
+        for contact_id, sources, *stored in conn.execute(query, {"ids": ids[start : start + _READ_CHUNK]}):
             held[contact_id] = (dict(zip(names, stored, strict=True)), dict(sources or {}))
     return held
+
+
+# Built once per set of columns: building and keying a fresh select cost as much as running it.
+@lru_cache(maxsize=1024)
+def _held_query(names: tuple[str, ...], *, lock: bool) -> Select[Any]:
+    """The read of `_read_rows` for the columns `names`, ids bound as `ids`."""
+    table, fs = fields_table(names), field_sources
+    query = (
+        select(table.c.contact_id, fs.c.sources, *(table.c[n] for n in names))
+        .select_from(table.outerjoin(fs, fs.c.contact_id == table.c.contact_id))
+        .where(table.c.contact_id.in_(bindparam("ids", expanding=True)))
+    )
+    if lock:
+        # Nobody changes a row between this read and our write; every writer of provenance
+        # writes values too, so locking the value rows is enough.
+        query = query.with_for_update(of=table)
+    return query
 
 
 def read_values(
