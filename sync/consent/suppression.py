@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from sync.identity import identities_of
 from sync.store.tables import suppressions
@@ -15,6 +15,13 @@ from sync.store.upsert import write_rows
 __all__ = ["identity_hash", "suppress_contacts", "suppress_values", "suppressed_identities"]
 
 _ROW = ("kind", "value_hash", "reason", "created_at")
+
+# One kind at a time, so the lookup walks the (kind, value_hash) index: on the hash alone SQLite
+# read the whole list for every page of new contacts (17.6 ms a page of 75 at 100,000 listed).
+_LISTED = select(suppressions.c.value_hash).where(
+    suppressions.c.kind == bindparam("kind"),
+    suppressions.c.value_hash.in_(bindparam("hashes", expanding=True)),
+)
 
 
 def identity_hash(value: str) -> str:
@@ -48,15 +55,10 @@ def suppressed_identities(conn: Connection, contact_ids: Collection[int]) -> dic
     by_hash: dict[tuple[str, str], list[int]] = {}
     for contact_id, kind, value, _ in identities_of(conn, contact_ids, ("email", "phone")):
         by_hash.setdefault((kind, identity_hash(value)), []).append(int(contact_id))
-    if not by_hash:
-        return {}
-    listed = conn.execute(
-        select(suppressions.c.kind, suppressions.c.value_hash).where(
-            suppressions.c.value_hash.in_(sorted({h for _, h in by_hash}))
-        )
-    ).tuples()
     found: dict[int, set[str]] = {}
-    for kind, digest in listed:
-        for contact_id in by_hash.get((kind, digest), ()):
-            found.setdefault(contact_id, set()).add(kind)
+    for kind in sorted({kind for kind, _ in by_hash}):
+        hashes = sorted(h for k, h in by_hash if k == kind)
+        for digest in conn.execute(_LISTED, {"kind": kind, "hashes": hashes}).scalars():
+            for contact_id in by_hash[(kind, digest)]:
+                found.setdefault(contact_id, set()).add(kind)
     return found
