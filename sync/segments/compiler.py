@@ -33,6 +33,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    column,
     exists,
     extract,
     false,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    table,
     true,
 )
 from sqlalchemy.sql.elements import KeyedColumnElement
@@ -49,7 +51,7 @@ from sqlalchemy.types import Integer, Text, TypeEngine
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.segments.config import Comparison, Rule, TimeTest
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
-from sync.store.field_columns import column_name, fields_table
+from sync.store.field_columns import TABLE, column_name, value_column
 from sync.store.tables import (
     consent_records,
     contact_identities,
@@ -59,6 +61,7 @@ from sync.store.tables import (
     memberships,
     segments,
 )
+from sync.store.types import Id
 
 __all__ = ["Catalog", "Clock", "RuleCompiler", "clock_params", "load_catalog", "property_equals"]
 
@@ -149,16 +152,16 @@ class RuleCompiler:
         self.correlated = correlated
         self.scan = scan
         self.clock: Clock = {}
-        held = sorted(column_name(field_id, ftype) for field_id, ftype in catalog.fields.values())
-        self._fields = fields_table(held).alias("cf")
-        self._reads_fields = False
+        # The contact's contact_fields row, holding only the columns the rules read: a clause with
+        # every field's column cost 9 ms per compiler at 1,000 fields (column proxies), 0.2 ms at 6.
+        self._fields = table(TABLE, column("contact_id", Id))
 
     def source(self, base: Any = contacts) -> Any:
         """What the compiled expressions select from: `base`, joined to `contact_fields` if they read it.
 
         Call it after `compile`; `base` must contain `contacts`.
         """
-        if not self._reads_fields:
+        if len(self._fields.c) == 1:
             return base
         return base.outerjoin(self._fields, self._fields.c.contact_id == contacts.c.id)
 
@@ -249,11 +252,11 @@ class RuleCompiler:
         if found is None:
             return None
         field_id, field_type = found
-        self._reads_fields = True
+        held = column_name(field_id, field_type)
+        if held not in self._fields.c:
+            self._fields.append_column(value_column(held))
         cf = self._fields
-        return _Source(
-            cf.c.contact_id, cf.c[column_name(field_id, field_type)], (), STORAGE[field_type], inline=True
-        )
+        return _Source(cf.c.contact_id, cf.c[held], (), STORAGE[field_type], inline=True)
 
     def _holds(self, source: _Source, where: list[Expr]) -> Expr:
         """True for contacts with a value of `source` satisfying `where` (which tests it is not null)."""

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Boolean, Connection, Float, Text, column, table, text
-from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.expression import ColumnClause, TableClause
 from sqlalchemy.types import TypeEngine
 
 from field_mapping.types import STORAGE, Column, FieldType
@@ -33,6 +33,7 @@ __all__ = [
     "field_columns",
     "fields_table",
     "stamp",
+    "value_column",
 ]
 
 TABLE = contact_fields.name
@@ -63,13 +64,14 @@ def column_name(field_id: int, ftype: FieldType) -> str:
     return f"f{int(field_id)}_{_KIND[STORAGE[ftype]]}"
 
 
+def value_column(name: str) -> ColumnClause[Any]:
+    """A new column clause for the field column `name`, typed by its name (`f12_num` is a float)."""
+    return column(name, _SQL_TYPES[_BY_KIND[name.rpartition("_")[2]]])
+
+
 @lru_cache(maxsize=4096)
 def _table(names: tuple[str, ...]) -> TableClause:
-    return table(
-        TABLE,
-        column("contact_id", Id),
-        *(column(name, _SQL_TYPES[_BY_KIND[name.rpartition("_")[2]]]) for name in names),
-    )
+    return table(TABLE, column("contact_id", Id), *(value_column(name) for name in names))
 
 
 def fields_table(names: Iterable[str] = ()) -> TableClause:

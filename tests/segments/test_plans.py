@@ -73,7 +73,7 @@ def test_field_conditions_are_tested_on_one_joined_row(engine: Engine) -> None:
     }
     plan = _fill_plan(engine, rule)
     # contact_fields read once (scanned, or sought per contact), and no list built per condition.
-    assert len([step for step in plan if "cf" in step.split()]) == 1, plan
+    assert len([step for step in plan if "contact_fields" in step.split()]) == 1, plan
     assert not any("LIST SUBQUERY" in step for step in plan), plan
 
 
