@@ -74,6 +74,19 @@ _OF_CONTACTS = (
 )
 
 
+# Per page, built once: building and keying these statements cost about as much as running them.
+_TOUCH = (
+    update(contacts)
+    .where(contacts.c.id.in_(bindparam("ids", expanding=True)))
+    .values(updated_at=bindparam("now"), changed_at=bindparam("now"))
+)
+_LAST_TAKEN = select(
+    select(func.max(contacts.c.id)).scalar_subquery(),
+    select(func.max(merge_log.c.merged_contact_id)).scalar_subquery(),
+    select(func.max(erasure_log.c.contact_id)).scalar_subquery(),
+)
+
+
 def identities_of(
     conn: Connection, contact_ids: Iterable[int], kinds: Iterable[str]
 ) -> list[tuple[int, str, str, bool]]:
@@ -165,9 +178,7 @@ def resolve_batch(
     # Contacts created above already carry `now`.
     touched = set(chosen.values()).difference(created)
     if touched:
-        conn.execute(
-            update(contacts).where(contacts.c.id.in_(touched)).values(updated_at=now, changed_at=now)
-        )
+        conn.execute(_TOUCH, {"ids": sorted(touched), "now": now})
     return Resolution(result, frozenset(created))
 
 
@@ -191,11 +202,7 @@ def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
     # primary key: a race ends in an error that rolls the page back, never in a shared contact.
     # Numbers of merged and erased contacts count as taken: senders' feedback names them, and a
     # new person must never answer to one.
-    last = max(
-        conn.execute(select(func.max(contacts.c.id))).scalar_one() or 0,
-        conn.execute(select(func.max(merge_log.c.merged_contact_id))).scalar_one() or 0,
-        conn.execute(select(func.max(erasure_log.c.contact_id))).scalar_one() or 0,
-    )
+    last = max(number or 0 for number in conn.execute(_LAST_TAKEN).one())
     ids = list(range(last + 1, last + 1 + count))
     write_rows(conn, contacts, _CONTACT_ROW, [(cid, "active", now, now, now, 0) for cid in ids])
     return ids
