@@ -300,9 +300,9 @@ def _fill(conn: Connection, scratch: _Scratch, ids: list[int]) -> None:
 
 def _add(conn: Connection, scope: Table, source: Any) -> None:
     """Add the contact ids `source` selects to `scope`, skipping those already there."""
-    fresh = (
-        select(source.c.contact_id).distinct().where(source.c.contact_id.not_in(select(scope.c.contact_id)))
-    )
+    # NOT EXISTS, not NOT IN: PostgreSQL plans only the former as an anti-join.
+    held = exists().where(scope.c.contact_id == source.c.contact_id)
+    fresh = select(source.c.contact_id).distinct().where(not_(held))
     conn.execute(insert(scope).from_select(["contact_id"], fresh))
 
 

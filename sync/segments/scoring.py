@@ -289,12 +289,10 @@ def _plan(
         .where(target.c.contact_id.in_(select(tables.changed.c.contact_id)))
         .values({held: new_score.scalar_subquery()})
     )
-    # NOT IN (every contact with a row) made SQLite list every row, whatever the scope.
-    rowless = (
-        not_(exists().where(cf.c.contact_id == tables.new.c.contact_id))
-        if correlated
-        else tables.new.c.contact_id.not_in(select(cf.c.contact_id))
-    )
+    # NOT EXISTS on both: NOT IN (every contact with a row) made SQLite list every row whatever the
+    # scope, and PostgreSQL, which cannot plan NOT IN as an anti-join, scanned the list for each
+    # scored contact once it outgrew work_mem (more than 5 minutes at 1M contacts).
+    rowless = not_(exists().where(cf.c.contact_id == tables.new.c.contact_id))
     # Scores are system-written: they carry no provenance (field_sources).
     fresh = select(tables.new.c.contact_id, tables.new.c.score).where(
         tables.new.c.contact_id.in_(select(tables.changed.c.contact_id)),

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
-from sync.segments import evaluate_segments
+from sync.segments import ScoringConfig, evaluate_segments
 from tests.segments.conftest import NOW, Seeder, segments_from
 
 
@@ -102,3 +102,30 @@ def test_scratch_tables_are_keyed_by_rowid(engine: Engine) -> None:
         trans.rollback()
     # An INTEGER key is the rowid; with a BIGINT one SQLite kept a second b-tree per table.
     assert sorted(scratch) == [("table", "_seg_new"), ("table", "_seg_scope")]
+
+
+def test_new_scores_find_contacts_without_a_row_by_anti_join_on_postgresql(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's query plans")
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        # Asked while the scratch tables exist: a run over every contact drops them at its end.
+        if statement.startswith("INSERT INTO contact_fields"):
+            rows = cursor.connection.execute(f"EXPLAIN {statement}", parameters).fetchall()
+            plans.append("\n".join(row[0] for row in rows))
+
+    scoring = ScoringConfig.model_validate({"events": [{"event": "app.used", "points": 1, "within": "7d"}]})
+    with engine.connect() as conn, conn.begin() as trans:
+        s = Seeder(conn)
+        ann = s.contact()
+        s.event(ann, "app.used", NOW - timedelta(days=1))
+        event.listen(engine, "before_cursor_execute", explain)
+        try:
+            evaluate_segments(conn, {}, now=NOW, scoring=scoring)
+        finally:
+            event.remove(engine, "before_cursor_execute", explain)
+            trans.rollback()
+    [plan] = plans
+    # NOT IN cannot be an anti-join; past work_mem it scanned the list for every scored contact.
+    assert "Anti Join" in plan and "SubPlan" not in plan, plan
