@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -10,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmhub.sandbox import FaultSpecError, Sandbox, SandboxServer, parse_fault, sandbox_config
+from crmhub.sandbox import FaultSpecError, Sandbox, SandboxServer, parse_fault, sandbox_config, start_before
 from crmhub.sandbox.faults import Fault
 from crmhub.sandbox.webhooks_out import Dispatcher
 
@@ -59,6 +61,13 @@ def serve(
         list[str] | None,
         typer.Option(help="Provider webhook target PROVIDER=URL, e.g. stripe=http://... (repeatable)."),
     ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="The sandbox clock's first day, UTC (default: a week ago, so its data is recent).",
+        ),
+    ] = None,
 ) -> None:
     """Serve every look-alike on one port until interrupted."""
     try:
@@ -78,8 +87,10 @@ def serve(
         Dispatcher().configure(targets)
     except ValueError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
+    # The clock is read here, at the edge: crmhub syncs on the real clock, so the sandbox's is recent.
+    first_day = start_before(time.time()) if start is None else int(start.replace(tzinfo=UTC).timestamp())
     with _out.status(f"generating {people} people (seed {seed})..."):
-        sandbox = Sandbox(people=people, seed=seed, faults=faults)
+        sandbox = Sandbox(people=people, seed=seed, start=first_day, faults=faults)
     sandbox.webhooks.configure(targets)
     server = SandboxServer(sandbox, host=host, port=port)
     try:

@@ -13,7 +13,7 @@ from crmhub.sandbox.config import sandbox_config
 from crmhub.sandbox.faults import Fault, FaultSpecError, parse_fault
 from crmhub.sandbox.server import SandboxServer
 from crmhub.sandbox.webhooks_out import hubspot_signature_v3, stripe_signature, typeform_signature
-from crmhub.sandbox.world import EPOCH, World
+from crmhub.sandbox.world import EPOCH, World, start_before
 
 __all__ = [
     "EPOCH",
@@ -26,6 +26,7 @@ __all__ = [
     "hubspot_signature_v3",
     "parse_fault",
     "sandbox_config",
+    "start_before",
     "stripe_signature",
     "typeform_signature",
 ]

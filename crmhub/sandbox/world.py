@@ -12,9 +12,25 @@ from crmhub.sandbox.people import Person, generate_people, messy_email
 from crmhub.sandbox.stripe_store import EVENT_RETENTION_SECONDS, StripeObject, StripeStore, plan_of
 from crmhub.sandbox.typeform_store import FORM_ID, TypeformStore, build_form, iso_seconds
 
-# The sandbox clock starts here (2026-11-01T00:00:00Z) so that data is the same whenever it runs.
+# The sandbox clock starts here (2026-11-01T00:00:00Z) by default, so that data is the same whenever
+# it runs; a sandbox that crmhub syncs on the real clock starts at `start_before(now)` instead.
 EPOCH = 1_793_491_200
 DAY = 86_400
+# How far before the real clock such a sandbox starts: `tick` moves its clock a day at a time, and
+# a week of ticks stays in the past, as a real provider's data always is.
+RECENT_DAYS = 7
+
+
+def start_before(now: float) -> int:
+    """A start `RECENT_DAYS` before the UTC day of `now` (unix seconds): a provider's clock is today.
+
+    crmhub reads the real clock, and Stripe keeps events for 30 days; against a sandbox whose clock
+    stood at EPOCH, every sync from 2026-11-28 on found its events cursor too old and re-listed
+    everything, and time windows ("paid in the last 7 days") held nobody.
+    """
+    return int(now) // DAY * DAY - RECENT_DAYS * DAY
+
+
 SUBSCRIPTION_STATUSES = (
     "active",
     "trialing",

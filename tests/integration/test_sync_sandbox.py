@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from crmhub.sandbox import Sandbox, SandboxServer, credentials, parse_fault, sandbox_config
+from crmhub.sandbox import Sandbox, SandboxServer, credentials, parse_fault, sandbox_config, start_before
 from sync.store import create_store_engine
 from sync.store.tables import contact_identities, field_definitions, records
 
@@ -68,9 +68,14 @@ def _stored(config: Path) -> dict[tuple[str, str, str], Any]:
     return stored
 
 
+def _recent(people: int, seed: int) -> Sandbox:
+    """A sandbox dated as `crmhub sandbox serve` dates it: `crmhub sync` runs on the real clock."""
+    return Sandbox(people=people, seed=seed, start=start_before(time.time()))
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[tuple[Sandbox, str]]:
-    box = Sandbox(people=300, seed=11)
+    box = _recent(300, 11)
     with SandboxServer(box) as server:
         yield box, server.url
 
@@ -114,7 +119,7 @@ def test_a_full_sync_pulls_every_object_then_a_tick_pulls_exactly_what_changed(
 
 
 def test_a_sync_killed_mid_run_and_run_again_matches_an_uninterrupted_one(tmp_path: Path) -> None:
-    box = Sandbox(people=300, seed=23)
+    box = _recent(300, 23)
     with SandboxServer(box) as server:
         reference = _config(tmp_path, server.url, "reference")
         _sync(reference)

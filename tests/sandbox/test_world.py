@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from crmhub.sandbox import World
+from crmhub.sandbox import World, start_before
 from crmhub.sandbox.world import SUBSCRIPTION_STATUSES
 
 
@@ -71,3 +71,13 @@ def test_tick_changes_plans_and_opts_out() -> None:
     assert world.now == 1_793_491_200 + 10 * 86400
     kinds = {n.provider for n in report.notifications}
     assert kinds == {"stripe", "hubspot", "typeform"}
+
+
+def test_a_recent_sandbox_starts_a_week_before_the_real_day_at_midnight() -> None:
+    now = 1_796_204_730  # 2026-12-02T09:45:30Z
+    start = start_before(now)
+    assert start == 1_795_564_800  # 2026-11-25T00:00:00Z
+    world = World(20, seed=1, start=start)
+    world.tick(7)
+    # A week of ticks reaches today's midnight and is still not after the real clock.
+    assert world.now == 1_796_169_600 <= now
