@@ -1,4 +1,4 @@
-"""Migration 0005: key-value field rows become typed columns of contact_fields, and back."""
+"""Migrations that move data: 0005 (field rows to typed columns and back), 0008 (memberships rebuilt)."""
 
 from __future__ import annotations
 
@@ -123,3 +123,49 @@ def _seed_key_values(conn: Connection) -> None:
 
 def _tables(conn: Connection) -> set[str]:
     return set(inspect(conn).get_table_names())
+
+
+def _memberships_ddl(conn: Connection) -> str:
+    return str(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'memberships'").scalar_one())
+
+
+def test_migration_0008_clusters_memberships_on_sqlite_and_keeps_every_row(empty_store_url: str) -> None:
+    engine = create_store_engine(empty_store_url)
+    rows = [(1, 1, "a"), (1, 2, None), (2, 1, "b")]
+    try:
+        with engine.begin() as conn:
+            _migrate(conn, "0007")
+            at = bindparam("at", type_=UtcDateTime())
+            conn.execute(
+                text(
+                    "INSERT INTO contacts (id, state, created_at, updated_at, changed_at, transition_seq)"
+                    " VALUES (:id, 'active', :at, :at, :at, 0)"
+                ).bindparams(at),
+                [{"id": i, "at": T0} for i in (1, 2)],
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO segments (id, key, name, rule, rule_version, depends_on_time, created_at,"
+                    " updated_at) VALUES (:id, :key, :key, '{}', 'v1', false, :at, :at)"
+                ).bindparams(at),
+                [{"id": i, "key": f"s{i}", "at": T0} for i in (1, 2)],
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO memberships (segment_id, contact_id, entered_at, variant)"
+                    " VALUES (:s, :c, :at, :v)"
+                ).bindparams(at),
+                [{"s": s, "c": c, "v": v, "at": T0} for s, c, v in rows],
+            )
+        stored = "SELECT segment_id, contact_id, variant FROM memberships ORDER BY segment_id, contact_id"
+        for revision, down in (("head", False), ("0007", True), ("head", False)):
+            with engine.begin() as conn:
+                _migrate(conn, revision, down=down)
+            with engine.connect() as conn:
+                assert [tuple(r) for r in conn.exec_driver_sql(stored)] == rows
+                indexes = {i["name"] for i in inspect(conn).get_indexes("memberships")}
+                assert indexes == {"ix_memberships_contact_id"}
+                if conn.dialect.name == "sqlite":
+                    assert ("WITHOUT ROWID" in _memberships_ddl(conn)) is not down
+    finally:
+        engine.dispose()
