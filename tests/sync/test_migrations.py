@@ -88,16 +88,21 @@ def test_migration_0005_copies_field_values_with_their_provenance_and_back(empty
         engine.dispose()
 
 
-def _seed_key_values(conn: Connection) -> None:
-    """Contacts, definitions and key-value rows written as revision 0004 knows them."""
-    at = bindparam("at", type_=UtcDateTime())
+def _seed_contacts(conn: Connection, ids: tuple[int, ...]) -> None:
+    """Contacts written without the current tables, as every revision knows them."""
     conn.execute(
         text(
             "INSERT INTO contacts (id, state, created_at, updated_at, changed_at, transition_seq)"
             " VALUES (:id, 'active', :at, :at, :at, 0)"
-        ).bindparams(at),
-        [{"id": i, "at": T0} for i in (1, 2, 3)],
+        ).bindparams(bindparam("at", type_=UtcDateTime())),
+        [{"id": i, "at": T0} for i in ids],
     )
+
+
+def _seed_key_values(conn: Connection) -> None:
+    """Contacts, definitions and key-value rows written as revision 0004 knows them."""
+    at = bindparam("at", type_=UtcDateTime())
+    _seed_contacts(conn, (1, 2, 3))
     conn.execute(
         text(
             "INSERT INTO field_definitions (id, name, type, label, origin, first_seen_at, updated_at)"
@@ -135,14 +140,8 @@ def test_migration_0008_clusters_memberships_on_sqlite_and_keeps_every_row(empty
     try:
         with engine.begin() as conn:
             _migrate(conn, "0007")
+            _seed_contacts(conn, (1, 2))
             at = bindparam("at", type_=UtcDateTime())
-            conn.execute(
-                text(
-                    "INSERT INTO contacts (id, state, created_at, updated_at, changed_at, transition_seq)"
-                    " VALUES (:id, 'active', :at, :at, :at, 0)"
-                ).bindparams(at),
-                [{"id": i, "at": T0} for i in (1, 2)],
-            )
             conn.execute(
                 text(
                     "INSERT INTO segments (id, key, name, rule, rule_version, depends_on_time, created_at,"
