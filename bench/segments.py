@@ -1,7 +1,9 @@
 """Segment evaluation at scale: 20 segments of mixed kinds plus lead scoring over generated data.
 
     PYTHONPATH=. .venv/bin/python bench/segments.py [--contacts 1000000] [--events 10000000]
-        [--database-url postgresql://...] [--keep PATH]
+        [--database-url postgresql://...] [--keep PATH [--skip-generate]] [--top N]
+
+`--top N` prints each measured step's N slowest statements with their time in the database.
 
 Data is generated set-based in the database (a recursive CTE on SQLite, generate_series on
 PostgreSQL): contacts with five typed fields, SMS consent for half of them, events spread over 180
