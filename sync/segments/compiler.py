@@ -380,9 +380,13 @@ class RuleCompiler:
             where += [at >= since, at <= self.ago(timedelta(0), at.type)]
         return where
 
+    def _scanned(self, rule: Rule) -> bool:
+        """Whether a correlated whole run tests this event condition over the set (it has a window)."""
+        return self.correlated and self.scan and rule.within is not None
+
     def _occurred(self, ev: Any, rule: Rule, where: list[Expr]) -> Expr:
         """True for contacts with an event of the alias `ev` satisfying `where`."""
-        if self.correlated and self.scan and rule.within is not None:
+        if self._scanned(rule):
             # Grouped, the contact ids come sorted and unique, which IN's lookup table takes cheaply.
             return self._among(select(ev.c.contact_id).where(*where).group_by(ev.c.contact_id))
         return self._member(ev.c.contact_id, where)
@@ -404,19 +408,18 @@ class RuleCompiler:
         test = rule.count
         assert test is not None
         grouped = select(ev.c.contact_id).where(*base).group_by(ev.c.contact_id)
-        scanned = self.scan and rule.within is not None
         if test.holds(0.0):
             # Contacts with no occurrence pass too, so exclude those whose count fails instead.
-            return not_(self._counted(ev, grouped.having(not_(_compare(func.count(), test))), scanned))
-        return self._counted(ev, grouped.having(_compare(func.count(), test)), scanned)
+            return not_(self._counted(ev, grouped.having(not_(_compare(func.count(), test))), rule))
+        return self._counted(ev, grouped.having(_compare(func.count(), test)), rule)
 
-    def _counted(self, ev: Any, grouped: Select[Any], scanned: bool) -> Expr:
+    def _counted(self, ev: Any, grouped: Select[Any], rule: Rule) -> Expr:
         """The contact is among those `grouped` (events grouped by contact, filtered by count) selects.
 
         Correlated, the group is the contact's own: a scalar count compared with two bounds ran its
         subquery twice per contact on SQLite.
         """
-        if self.correlated and not scanned:
+        if self.correlated and not self._scanned(rule):
             return grouped.where(ev.c.contact_id == contacts.c.id).exists()
         return self._among(grouped)
 
