@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.elements import ColumnElement
 
+from sync.segments.batch import Target, evaluate_batch
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
 from sync.segments.config import (
     SegmentConfig,
@@ -232,12 +233,41 @@ def evaluate_segments(
     fingerprint = catalog.fingerprint()
     dialect = conn.dialect.name
     large = ids is None
+    order = evaluation_order(dict(configured))
+    wholes = {
+        key
+        for key in order
+        if full or _renewed(rows[key]) or (ids is None and depends_on_time(configured[key]))
+    }
+    batched: dict[str, tuple[list[int], list[int]]] = {}
+    if ids:
+        # Contacts mode: every other segment in one pass over the contacts, before any whole run,
+        # which may read the memberships it writes.
+        targets = [Target(k, configured[k], rows[k].id, rows[k].version) for k in order if k not in wholes]
+        versions = tuple((k, rows[k].version) for k in configured)
+        batched = evaluate_batch(
+            conn,
+            scratch.scope,
+            targets,
+            configured,
+            catalog,
+            now=now,
+            run_id=run_id,
+            mark=run_mark,
+            versions=versions,
+        )
     results = []
-    for key in evaluation_order(dict(configured)):
+    for key in order:
         segment, row = configured[key], rows[key]
-        whole = full or row.is_new or row.version_changed or row.last_evaluated_at is None
-        if not whole and ids is None and depends_on_time(segment):
-            whole = True
+        if key in batched:
+            entered, left = batched[key]
+            results.append(
+                SegmentResult(
+                    key, row.id, "contacts", len(entered), len(left), entered[:_EXAMPLES], left[:_EXAMPLES]
+                )
+            )
+            continue
+        whole = key in wholes
         mode = "full" if whole else ("contacts" if ids is not None else "incremental")
         large = large or whole
         if mode == "incremental":
@@ -265,6 +295,11 @@ def evaluate_segments(
     if large:
         scratch.drop(conn)
     return EvaluationReport(now=now, run_id=run_id, segments=results, scores_changed=scores_changed)
+
+
+def _renewed(row: _Row) -> bool:
+    """The segment is new, its rule changed, or it was never evaluated: it needs a whole run."""
+    return row.is_new or row.version_changed or row.last_evaluated_at is None
 
 
 def analyze_scratch(conn: Connection, table: Table) -> None:
@@ -356,9 +391,7 @@ def _plan(
     compiler = RuleCompiler(
         catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole), scan=whole
     )
-    admitted: list[ColumnElement[bool]] = [contacts.c.state != "merged", compiler.compile(segment.rule)]
-    if segment.requires_consent:
-        admitted.append(compiler.consented(segment.requires_consent))
+    admitted = [compiler.qualifies(segment)]
     if not whole:
         admitted.append(contacts.c.id.in_(select(scratch.scope.c.contact_id)))
     members = select(contacts.c.id).select_from(compiler.source()).where(*admitted)
