@@ -148,3 +148,51 @@ def test_not_over_a_set_is_an_anti_join_on_postgresql(engine: Engine, rule: dict
     # NOT IN (subquery) cannot be an anti-join; past work_mem it scanned the list for every contact.
     assert any("Anti Join" in step for step in plan), plan
     assert not any("SubPlan" in step for step in plan), plan
+
+
+def _contacts_run_plans(engine: Engine, raw: dict[str, Any]) -> dict[str, list[str]]:
+    """SQLite's plans for the one-pass rule test and the membership read of a run over given contacts."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plans")
+    wanted = {"rules": "SELECT contacts.id, contacts.state", "held": "SELECT memberships.segment_id"}
+    plans: dict[str, list[str]] = {}
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        for name, prefix in wanted.items():
+            if statement.startswith(prefix):
+                rows = cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                plans[name] = [row[3] for row in rows]
+
+    configured = segments_from({"probe": {"name": "Probe", **raw}})
+    with engine.connect() as conn, conn.begin() as trans:
+        s = Seeder(conn)
+        ann = s.contact()
+        s.event(ann, "invoice.paid", NOW - timedelta(days=1))
+        evaluate_segments(conn, configured, now=NOW)
+        event.listen(engine, "before_cursor_execute", explain)
+        try:
+            evaluate_segments(conn, configured, now=NOW + timedelta(minutes=1), contact_ids=[ann])
+        finally:
+            event.remove(engine, "before_cursor_execute", explain)
+            trans.rollback()
+    return plans
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [{"event": "invoice.paid", "within": "7d"}, {"event": "invoice.paid", "performed": False}],
+)
+def test_a_run_over_given_contacts_tests_events_in_the_covering_index(
+    engine: Engine, rule: dict[str, Any]
+) -> None:
+    plans = _contacts_run_plans(engine, {"all": [rule]})
+    # EXISTS (SELECT *) made SQLite read the row of every matching event, a random page each.
+    steps = [step for step in plans["rules"] if "SEARCH ev" in step]
+    assert steps and all("COVERING INDEX ix_events_contact_id_name_occurred_at" in step for step in steps), (
+        plans
+    )
+
+
+def test_a_run_over_given_contacts_reads_memberships_from_the_contact_index_alone(engine: Engine) -> None:
+    plans = _contacts_run_plans(engine, {"all": [{"event": "invoice.paid", "within": "7d"}]})
+    assert any("COVERING INDEX ix_memberships_contact_id" in step for step in plans["held"]), plans
