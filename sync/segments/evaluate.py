@@ -6,7 +6,9 @@ Which contacts a segment re-evaluates:
   `changed_since`), plus those whose membership of a segment it names with `in_segment` changed in
   this run, plus (for rules on `lead_score`) those whose score changed in this run;
 - with `contact_ids`, only those contacts (new or changed rules still go in full), and
-  `last_evaluated_at` is left alone so the next regular run still sees every change.
+  `last_evaluated_at` is left alone so the next regular run still sees every change. Those
+  segments are tested together in one pass over the contacts (`sync/segments/batch.py`) before
+  any whole run.
 Consent changes and merges must bump `contacts.changed_at`, as every data change does.
 
 A segment's statements are built once per (segment, rule version, catalog, dialect, strategy, scope)
