@@ -20,7 +20,6 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Executable,
-    Row,
     Select,
     Table,
     and_,
@@ -128,7 +127,7 @@ def _writes(scope: Table) -> _Writes:
     )
 
 
-def _why(row: Row[Any], segment: SegmentConfig, channels: tuple[str, ...]) -> str:
+def _why(row: tuple[Any, ...], segment: SegmentConfig, channels: tuple[str, ...]) -> str:
     """The reason a member left, as the set-based path words it."""
     if row[1] == "merged":
         return "merged"
@@ -178,9 +177,10 @@ def evaluate_batch(
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
         plan = _PLANS[key] = _plan(scope, targets, configured, catalog, now, conn.dialect.name)
-    rows = conn.execute(plan.query, clock_params(plan.clock, now)).all()
+    # Plain tuples: the loop below indexes 20,000 cells for 1,000 contacts, and Row indexing is slower.
+    rows = [tuple(row) for row in conn.execute(plan.query, clock_params(plan.clock, now)).tuples()]
     writes = _writes(scope)
-    held = {(segment_id, contact_id) for segment_id, contact_id in conn.execute(writes.held)}
+    held = {(segment_id, contact_id) for segment_id, contact_id in conn.execute(writes.held).tuples()}
     first = 3 + len(plan.channels)
     numbers: dict[int, int] = {}
     written: list[dict[str, Any]] = []
@@ -190,10 +190,11 @@ def evaluate_batch(
     for i, target in enumerate(targets):
         entered: list[int] = []
         left: list[int] = []
+        column, segment_id = first + i, target.segment_id
         for row in rows:
             contact_id = row[0]
-            inside = bool(row[first + i])
-            if inside == ((target.segment_id, contact_id) in held):
+            inside = bool(row[column])
+            if inside == ((segment_id, contact_id) in held):
                 continue
             numbers[contact_id] = numbers.get(contact_id, row[2]) + 1
             if inside:
