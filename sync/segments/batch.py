@@ -42,6 +42,8 @@ __all__ = ["Target", "evaluate_batch"]
 
 # Plans kept per process; more means configurations came and went, so start afresh.
 _MAX_PLANS = 100
+# The pass's leading columns: contact id, state, transition_seq; consent columns, then rule columns.
+_LEADING = 3
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def _why(row: tuple[Any, ...], segment: SegmentConfig, channels: tuple[str, ...]
     """The reason a member left, as the set-based path words it."""
     if row[1] == "merged":
         return "merged"
-    if segment.requires_consent and not row[3 + channels.index(segment.requires_consent)]:
+    if segment.requires_consent and not row[_LEADING + channels.index(segment.requires_consent)]:
         return "unsubscribed"
     return "rule"
 
@@ -181,7 +183,7 @@ def evaluate_batch(
     rows = [tuple(row) for row in conn.execute(plan.query, clock_params(plan.clock, now)).tuples()]
     writes = _writes(scope)
     held = {(segment_id, contact_id) for segment_id, contact_id in conn.execute(writes.held).tuples()}
-    first = 3 + len(plan.channels)
+    first = _LEADING + len(plan.channels)
     numbers: dict[int, int] = {}
     written: list[dict[str, Any]] = []
     joined: list[dict[str, Any]] = []
@@ -202,7 +204,7 @@ def evaluate_batch(
                 entered.append(contact_id)
                 joined.append(
                     {
-                        "segment_id": target.segment_id,
+                        "segment_id": segment_id,
                         "contact_id": contact_id,
                         "entered_at": now,
                         "variant": chosen,
@@ -212,11 +214,11 @@ def evaluate_batch(
             else:
                 chosen = None  # the held one, read below
                 left.append(contact_id)
-                parted.append({"b_segment": target.segment_id, "b_contact": contact_id})
+                parted.append({"b_segment": segment_id, "b_contact": contact_id})
                 kind, reason = "left", _why(row, target.segment, plan.channels)
             written.append(
                 {
-                    "segment_id": target.segment_id,
+                    "segment_id": segment_id,
                     "contact_id": contact_id,
                     "kind": kind,
                     "occurred_at": now,

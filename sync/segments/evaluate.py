@@ -242,7 +242,7 @@ def evaluate_segments(
         if full or _renewed(rows[key]) or (ids is None and depends_on_time(configured[key]))
     }
     batched: dict[str, tuple[list[int], list[int]]] = {}
-    if ids:
+    if ids is not None:
         # Contacts mode: every other segment in one pass over the contacts, before any whole run,
         # which may read the memberships it writes.
         targets = [Target(k, configured[k], rows[k].id, rows[k].version) for k in order if k not in wholes]
@@ -270,7 +270,8 @@ def evaluate_segments(
             )
             continue
         whole = key in wholes
-        mode = "full" if whole else ("contacts" if ids is not None else "incremental")
+        # Contacts mode sent every segment but the whole ones through the pass above.
+        mode = "full" if whole else "incremental"
         large = large or whole
         if mode == "incremental":
             cutoff = row.last_evaluated_at
@@ -292,8 +293,7 @@ def evaluate_segments(
             plan = _PLANS[plan_key] = _plan(scratch, key, segment, row, catalog, now, dialect, whole)
         result = _apply(conn, scratch, plan, row, now=now, run_id=run_id, mark=run_mark)
         results.append(SegmentResult(key, row.id, mode, *result))
-        if mode != "contacts":
-            conn.execute(update(segments).where(segments.c.id == row.id).values(last_evaluated_at=now))
+        conn.execute(update(segments).where(segments.c.id == row.id).values(last_evaluated_at=now))
     if large:
         scratch.drop(conn)
     return EvaluationReport(now=now, run_id=run_id, segments=results, scores_changed=scores_changed)
