@@ -4,7 +4,13 @@ Cursor (JSON), one of two phases:
 
 * ``{"phase": "backfill", "started": T0, "seen": [evt ids], "after": ID|null}`` -- a list walk
   (newest first) of the objects created at or before T0, resumed with ``starting_after=ID``
-  (exclusive). Saved after each page; the last page saves the events cursor below with
+  (exclusive). Saved after each page; the last page saves the history cursor below, and the
+  history follows in the same run.
+* ``{"phase": "history", "since": T0, "seen": [evt ids], "after": ID|null}`` -- the events of the 30
+  days Stripe keeps, up to T0, walked newest first and resumed like the list: they become contact
+  events only (`invoice.paid` of last week is what "paid in the last 7 days" needs on the first
+  sync), as the list already gave each object's state at T0. Stored events are skipped by their id,
+  so a page walked twice changes nothing. The last page saves the events cursor below with
   ``since = T0`` and the same ``seen``.
 * ``{"phase": "events", "since": T, "seen": [evt ids]}`` -- events with ``created >= T`` (inclusive),
   minus the ids in ``seen`` (the events at second T already stored: several share a second).
@@ -113,6 +119,8 @@ class StripeStream(Stream):
             raise unreadable_cursor(self.source, self.name, cursor) from exc
         if phase == "backfill":
             yield from self._backfill(since, seen, after, reason=None)
+        elif phase == "history":
+            yield from self._history(since, seen, after)
         elif since < int((now - EVENTS_RETENTION + _RETENTION_MARGIN).timestamp()):
             reason = (
                 f"stripe.{self.name}: cursor is older than the 30 days of events Stripe keeps: "
@@ -143,7 +151,12 @@ class StripeStream(Stream):
             paginator.update(page)
             records = [object_record(self.name, obj, seen_at=listed_at) for obj in objects]
             if paginator.finished:
-                state: dict[str, Any] = {"phase": "events", "since": started, "seen": sorted(seen)}
+                state: dict[str, Any] = {
+                    "phase": "history",
+                    "since": started,
+                    "seen": sorted(seen),
+                    "after": None,
+                }
             else:
                 state = {
                     "phase": "backfill",
@@ -161,6 +174,27 @@ class StripeStream(Stream):
                 fallback_reason=reason,
             )
             reason = None
+        yield from self._history(started, seen, None)
+
+    def _history(self, until: int, seen: set[str], after: str | None) -> Iterator[Batch]:
+        """The kept events up to `until`, newest first, as contact events; then the events cursor."""
+        paginator = StripePaginator(after)
+        params = {"limit": self.page_size, "created": {"lte": until}, **self.kind.event_params}
+        while not paginator.finished:
+            page = self.api.get("/v1/events", {**params, **paginator.params()})
+            events = [validate_event(e) for e in require_list(self.source, page, "data")]
+            paginator.update(page)
+            state: dict[str, Any] = {"phase": "events", "since": until, "seen": sorted(seen)}
+            if not paginator.finished:
+                state = {"phase": "history", "since": until, "seen": sorted(seen), "after": paginator.token}
+            yield Batch(
+                source=self.source,
+                stream=self.name,
+                events=self._contact_events(self._mine(events)),
+                cursor=encode_cursor(state),
+                requests=self.api.retrier.take_attempts(),
+                full=True,
+            )
 
     def _sweep(self, since: int) -> tuple[list[Mapping[str, Any]], bool]:
         """Every event since `since`, oldest first, at most MAX_BUFFERED_EVENTS; True if cut short."""
@@ -203,13 +237,20 @@ class StripeStream(Stream):
     def _events_batch(
         self, chunk: list[Mapping[str, Any]], since: int, seen: set[str], requests: int
     ) -> Batch:
-        mine = [e for e in chunk if e["data"]["object"].get("object") == self.kind.object]
-        contact_events: list[ContactEvent] = [ce for ce in (stripe_event(e) for e in mine) if ce is not None]
+        mine = self._mine(chunk)
         return Batch(
             source=self.source,
             stream=self.name,
             records=_last_per_object([event_record(self.name, e) for e in mine]),
-            events=contact_events,
+            events=self._contact_events(mine),
             cursor=encode_cursor({"phase": "events", "since": since, "seen": sorted(seen)}),
             requests=requests,
         )
+
+    def _mine(self, events: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The events about this stream's kind of object."""
+        return [e for e in events if e["data"]["object"].get("object") == self.kind.object]
+
+    def _contact_events(self, events: list[Mapping[str, Any]]) -> list[ContactEvent]:
+        """The events as things people did; events naming no one are left out."""
+        return [ce for ce in (stripe_event(e) for e in events) if ce is not None]

@@ -54,15 +54,57 @@ def _pull(stream: Stream, cursor: str | None, **kw: object) -> list[Batch]:
 
 def test_backfill_pages_to_the_end_then_switches_to_events(fake: FakeStripe, sleep: FakeSleep) -> None:
     batches = _pull(_stream(fake, sleep), None)
-    assert [len(b.records) for b in batches] == [3, 3, 1]
+    # Three pages of the list, then one page of the (empty) event history.
+    assert [len(b.records) for b in batches] == [3, 3, 1, 0]
     assert [r.external_id for b in batches for r in b.records] == [f"cus_{n:03d}" for n in range(6, -1, -1)]
     # The first page also asks Stripe for its newest event (none here, so our clock is used).
-    assert all(b.full for b in batches) and [b.requests for b in batches] == [2, 1, 1]
+    assert all(b.full for b in batches) and [b.requests for b in batches] == [2, 1, 1, 1]
     assert fake.requests[0].url.path == "/v1/events" and fake.requests[0].url.params["limit"] == "1"
+    assert json.loads(batches[-2].cursor or "") == {
+        "phase": "history",
+        "since": NOW_TS,
+        "seen": [],
+        "after": None,
+    }
     assert json.loads(batches[-1].cursor or "") == {"phase": "events", "since": NOW_TS, "seen": []}
     assert json.loads(batches[0].cursor or "")["after"] == "cus_004"
     assert fake.requests[2].url.params["starting_after"] == "cus_004"
     assert fake.requests[1].url.params["created[lte]"] == str(NOW_TS)
+
+
+def test_the_first_sync_takes_the_kept_event_history_as_contact_events(
+    fake: FakeStripe, sleep: FakeSleep
+) -> None:
+    # Stripe keeps 30 days of events: last week's invoice.paid is what "paid in 7 days" needs at once.
+    for n in range(5):
+        fake.event("customer.updated", _customer(n, 1, f"old{n}@x.io"), NOW_TS - 86_400 * (n + 1))
+    fake.event("invoice.paid", {"id": "in_1", "object": "invoice", "customer": "cus_001"}, NOW_TS - 50)
+    stream = _stream(fake, sleep, page_size=2)
+    whole = _pull(stream, None)
+    history = [b for b in whole if b.events]
+    assert [e.name for b in history for e in b.events] == ["customer.updated"] * 5
+    assert [e.identities["stripe_customer"] for b in history for e in b.events] == [
+        f"cus_{n:03d}" for n in range(5)
+    ]
+    # Contact events only: the list gave each customer's state, older copies must not replace it.
+    assert all(not b.records for b in history)
+    history_requests = [
+        r for r in fake.requests if r.url.params.get("created[lte]") and "types[0]" in r.url.params
+    ]
+    assert len(history_requests) == 3 and all(
+        r.url.params["created[lte]"] == str(NOW_TS - 50) for r in history_requests
+    )
+    # The history resumes from any of its saved cursors and then hands over to the events phase.
+    assert json.loads(whole[-1].cursor or "") == {
+        "phase": "events",
+        "since": NOW_TS - 50,
+        "seen": ["evt_0005"],
+    }
+    events = [(e.external_id, e.name) for b in whole for e in b.events]
+    for k, batch in enumerate(whole[:-1]):
+        again = whole[: k + 1] + _pull(stream, batch.cursor)
+        assert [(e.external_id, e.name) for b in again for e in b.events] == events
+        assert keys(again) == keys(whole)
 
 
 def test_the_events_cursor_starts_at_stripes_clock_not_ours(fake: FakeStripe, sleep: FakeSleep) -> None:
@@ -173,7 +215,7 @@ def test_a_cursor_older_than_30_days_falls_back_to_a_full_list(
     assert all(b.full for b in batches)
     assert len(keys(batches)) == 7
     assert "older than the 30 days" in caplog.text
-    assert [r.url.path for r in fake.requests[1:]] == ["/v1/customers"] * 3
+    assert [r.url.path for r in fake.requests[1:]] == ["/v1/customers"] * 3 + ["/v1/events"]
 
 
 def test_full_ignores_the_cursor(fake: FakeStripe, sleep: FakeSleep) -> None:
@@ -187,7 +229,7 @@ def test_resume_from_any_saved_cursor_matches_an_uninterrupted_backfill(
 ) -> None:
     stream = _stream(fake, sleep, page_size=2)
     whole, resumed = resume_everywhere(lambda c: _pull(stream, c), None)
-    assert len(resumed) == 3
+    assert len(resumed) == 4  # four list pages, then the history's one
     for run in resumed:
         assert keys(run) == keys(whole)
 
