@@ -10,13 +10,22 @@ from connectors.base import from_epoch
 from connectors.exceptions import MalformedPageError
 from connectors.records import ContactEvent, Record
 
-__all__ = ["DELETING_EVENTS", "event_record", "identities", "object_record", "stripe_event", "validate_event"]
+__all__ = [
+    "DELETING_EVENTS",
+    "event_record",
+    "identities",
+    "object_record",
+    "paid_invoice_event",
+    "stripe_event",
+    "validate_event",
+]
 
 # Only these mean the object is gone; `customer.subscription.deleted` is a cancellation (status canceled).
 DELETING_EVENTS = frozenset({"customer.deleted", "invoice.deleted"})
 
 # Copied into ContactEvent.properties when present, so segment rules need not dig in payloads.
 _EVENT_PROPERTIES = ("amount", "amount_paid", "amount_due", "currency", "status", "total")
+_PAID = "invoice.paid"
 
 
 def _customer_id(obj: Mapping[str, Any]) -> str | None:
@@ -106,6 +115,26 @@ def event_record(stream: str, event: Mapping[str, Any]) -> Record:
 def stripe_event(event: Mapping[str, Any]) -> ContactEvent | None:
     """The event as something a person did (`invoice.paid`, ...); None when it names no one."""
     obj = event["data"]["object"]
+    # An invoice is paid once: keyed by the invoice, the payment is one event however it was
+    # learnt (the invoice list, the event history, a webhook).
+    key = obj["id"] if event["type"] == _PAID else event["id"]
+    return _contact_event(obj, str(event["type"]), str(key), event["created"])
+
+
+def paid_invoice_event(invoice: Mapping[str, Any]) -> ContactEvent | None:
+    """A listed paid invoice as its `invoice.paid` at `status_transitions.paid_at`; None if unpaid.
+
+    Stripe keeps events for 30 days; the invoice list goes back to the first invoice, so payments
+    older than the event history still count for "no payment in a year" and lead scores.
+    """
+    transitions = invoice.get("status_transitions")
+    paid_at = transitions.get("paid_at") if isinstance(transitions, Mapping) else None
+    if invoice.get("status") != "paid" or not isinstance(paid_at, int):
+        return None
+    return _contact_event(invoice, _PAID, str(invoice["id"]), paid_at)
+
+
+def _contact_event(obj: Mapping[str, Any], name: str, key: str, created: int) -> ContactEvent | None:
     who = identities(obj)
     if not who:
         return None
@@ -113,9 +142,9 @@ def stripe_event(event: Mapping[str, Any]) -> ContactEvent | None:
     properties.update({k: obj[k] for k in _EVENT_PROPERTIES if obj.get(k) is not None})
     return ContactEvent(
         source="stripe",
-        name=str(event["type"]),
-        external_id=str(event["id"]),
-        occurred_at=from_epoch(event["created"]),
+        name=name,
+        external_id=key,
+        occurred_at=from_epoch(created),
         identities=who,
         properties=properties,
     )

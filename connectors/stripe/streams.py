@@ -5,7 +5,9 @@ Cursor (JSON), one of two phases:
 * ``{"phase": "backfill", "started": T0, "seen": [evt ids], "after": ID|null}`` -- a list walk
   (newest first) of the objects created at or before T0, resumed with ``starting_after=ID``
   (exclusive). Saved after each page; the last page saves the history cursor below, and the
-  history follows in the same run.
+  history follows in the same run. A listed paid invoice also gives its `invoice.paid` (at
+  `status_transitions.paid_at`, keyed by the invoice), so payments older than the event history
+  count too.
 * ``{"phase": "history", "since": T0, "seen": [evt ids], "after": ID|null}`` -- the events of the 30
   days Stripe keeps, up to T0, walked newest first and resumed like the list: they become contact
   events only (`invoice.paid` of last week is what "paid in the last 7 days" needs on the first
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +41,13 @@ from connectors.exceptions import PermanentError
 from connectors.paginators import StripePaginator, require_list
 from connectors.records import Batch, ContactEvent, Record
 from connectors.stripe.client import StripeApi
-from connectors.stripe.mapping import event_record, object_record, stripe_event, validate_event
+from connectors.stripe.mapping import (
+    event_record,
+    object_record,
+    paid_invoice_event,
+    stripe_event,
+    validate_event,
+)
 
 __all__ = ["EVENTS_RETENTION", "KINDS", "MAX_BUFFERED_EVENTS", "StripeKind", "StripeStream"]
 
@@ -56,13 +64,14 @@ MAX_BUFFERED_EVENTS = 10_000
 
 @dataclass(frozen=True)
 class StripeKind:
-    """What a Stripe stream lists and which events update it."""
+    """What a Stripe stream lists, which events update it, and what a listed object says happened."""
 
     name: str
     path: str
     object: str
     list_params: Mapping[str, Any] = field(default_factory=dict)
     event_params: Mapping[str, Any] = field(default_factory=dict)
+    listed_event: Callable[[Mapping[str, Any]], ContactEvent | None] | None = None
 
 
 KINDS: dict[str, StripeKind] = {
@@ -79,7 +88,13 @@ KINDS: dict[str, StripeKind] = {
         list_params={"status": "all", "expand": ["data.items.data.price.product"]},
         event_params={"type": "customer.subscription.*"},
     ),
-    "invoices": StripeKind("invoices", "/v1/invoices", "invoice", event_params={"type": "invoice.*"}),
+    "invoices": StripeKind(
+        "invoices",
+        "/v1/invoices",
+        "invoice",
+        event_params={"type": "invoice.*"},
+        listed_event=paid_invoice_event,
+    ),
     "charges": StripeKind("charges", "/v1/charges", "charge", event_params={"type": "charge.*"}),
 }
 
@@ -150,6 +165,8 @@ class StripeStream(Stream):
             objects = require_list(self.source, page, "data")
             paginator.update(page)
             records = [object_record(self.name, obj, seen_at=listed_at) for obj in objects]
+            listed = self.kind.listed_event
+            events = [] if listed is None else [e for e in map(listed, objects) if e is not None]
             if paginator.finished:
                 state: dict[str, Any] = {
                     "phase": "history",
@@ -168,6 +185,7 @@ class StripeStream(Stream):
                 source=self.source,
                 stream=self.name,
                 records=records,
+                events=events,
                 cursor=encode_cursor(state),
                 requests=self.api.retrier.take_attempts(),
                 full=True,

@@ -196,13 +196,44 @@ def test_invoice_events_become_contact_events_with_email(fake: FakeStripe, sleep
     batches = _pull(stream, json.dumps({"phase": "events", "since": NOW_TS, "seen": []}))
     assert fake.requests[0].url.params["type"] == "invoice.*"
     [event] = [e for b in batches for e in b.events]
+    # Keyed by the invoice: an invoice is paid once, however crmhub learns of it.
     assert (event.name, event.external_id, event.identities) == (
         "invoice.paid",
-        "evt_0000",
+        "in_1",
         {"stripe_customer": "cus_001", "email": "c1@x.io"},
     )
     assert event.properties["amount_paid"] == 900
     assert [r.external_id for b in batches for r in b.records] == ["in_1"]
+
+
+def test_listed_paid_invoices_are_payments_older_than_the_event_history(
+    fake: FakeStripe, sleep: FakeSleep
+) -> None:
+    year_ago = NOW_TS - 300 * 86_400
+    for n, status, paid_at in [(1, "paid", year_ago), (2, "open", None), (3, "paid", NOW_TS - 86_400)]:
+        invoice = {
+            "id": f"in_{n}",
+            "object": "invoice",
+            "created": (paid_at or NOW_TS) - 60,
+            "customer": f"cus_00{n}",
+            "status": status,
+            "status_transitions": {"paid_at": paid_at},
+        }
+        fake.add("invoices", invoice)
+    # The recent payment is in the kept event history as well: it stays one event.
+    fake.event("invoice.paid", fake.objects["invoices"][2], NOW_TS - 86_400)
+    batches = _pull(_stream(fake, sleep, "invoices"), None)
+    paid = sorted((e.external_id, e.occurred_at, e.name) for b in batches for e in b.events)
+    assert paid == [
+        ("in_1", datetime.fromtimestamp(year_ago, UTC), "invoice.paid"),
+        ("in_3", datetime.fromtimestamp(NOW_TS - 86_400, UTC), "invoice.paid"),
+        ("in_3", datetime.fromtimestamp(NOW_TS - 86_400, UTC), "invoice.paid"),
+    ]
+    # The store keeps one event per (source, external id, name), so in_3 is one payment there.
+    assert {(e.source, e.external_id, e.name) for b in batches for e in b.events} == {
+        ("stripe", "in_1", "invoice.paid"),
+        ("stripe", "in_3", "invoice.paid"),
+    }
 
 
 def test_a_cursor_older_than_30_days_falls_back_to_a_full_list(
