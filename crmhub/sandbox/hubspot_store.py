@@ -49,6 +49,8 @@ _BUILTIN: dict[str, list[tuple[str, str, str, str]]] = {
         ("lastname", "Last Name", "string", "text"),
         ("phone", "Phone Number", "string", "phonenumber"),
         ("company", "Company Name", "string", "text"),
+        ("city", "City", "string", "text"),
+        ("jobtitle", "Job Title", "string", "text"),
         ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio"),
         ("hs_email_optout", "Opted out of all email", "bool", "booleancheckbox"),
         ("user_id", "Product user id", "string", "text"),
