@@ -5,8 +5,10 @@
 
 The sandbox runs in its own process (so its memory is not counted); for each stream the same pages
 are first fetched with a bare httpx loop (no SDK, no parsing beyond JSON, no storing) to give the
-raw fetch limit, then pulled end to end by crmhub into a fresh SQLite store. Peak memory is this
-process's maximum resident set size.
+raw fetch limit, then pulled end to end by crmhub into a fresh SQLite store. That first sync also
+walks the event history Stripe keeps (30 days) for contact events, which the raw loop does not:
+its events and requests are printed beside the records. Peak memory is this process's maximum
+resident set size.
 """
 
 from __future__ import annotations
@@ -86,8 +88,11 @@ def _raw_stripe(url: str, resource_name: str) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-def _crmhub(config: Path, source: str, stream: str) -> tuple[int, float, float]:
-    """The same stream pulled by crmhub into a fresh store: (records, seconds of the run, of the stream)."""
+def _crmhub(config: Path, source: str, stream: str) -> tuple[int, float, float, int, int]:
+    """The same stream pulled by crmhub into a fresh store.
+
+    Returns (records, seconds of the run, seconds of the stream, contact events, requests).
+    """
     settings = load_settings(config)
     engine = create_store_engine(settings.database.url)
     upgrade(engine)
@@ -103,7 +108,7 @@ def _crmhub(config: Path, source: str, stream: str) -> tuple[int, float, float]:
     if result.error:
         sys.exit(f"{source}.{stream} failed: {result.error}")
     # The run also evaluates segments once at its end; the stream's own time is its pages alone.
-    return result.records, seconds, result.seconds
+    return result.records, seconds, result.seconds, result.events, result.requests
 
 
 def main() -> None:
@@ -130,12 +135,15 @@ def main() -> None:
             f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}"
             f" latency={args.latency_ms} ms"
         )
-        print("| stream | records | raw fetch /s | crmhub /s | crmhub / raw | pages only /s | peak RSS MB |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "| stream | records | contact events | requests | raw fetch /s | crmhub /s | crmhub / raw "
+            "| pages only /s | peak RSS MB |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for qualified in args.streams.split(","):
             source, stream = qualified.split(".")
             raw_n, raw_s = _raw_stripe(url, stream) if source == "stripe" else (0, 0.0)
-            n, seconds, pulling = _crmhub(config, source, stream)
+            n, seconds, pulling, events, requests = _crmhub(config, source, stream)
             for leftover in workdir.glob("bench.db*"):
                 leftover.unlink()
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -144,7 +152,10 @@ def main() -> None:
             ratio = f"{rate / raw_rate:.0%}" if raw_rate else "n/a"
             raw_text = f"{raw_rate:,.0f}" if raw_rate else "n/a"
             pages = f"{n / pulling:,.0f}" if pulling else "n/a"
-            print(f"| {qualified} | {n:,} | {raw_text} | {rate:,.0f} | {ratio} | {pages} | {peak:,.0f} |")
+            print(
+                f"| {qualified} | {n:,} | {events:,} | {requests:,} | {raw_text} | {rate:,.0f} | {ratio} "
+                f"| {pages} | {peak:,.0f} |"
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -117,6 +117,8 @@ class StripeApi:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        # Events never change once made: each filter's matches are kept until the list or the clock moves.
+        self._matching_events: dict[tuple[Any, ...], tuple[list[StripeObject], list[tuple[int, int]]]] = {}
 
     def register(self, router: Router) -> None:
         """Add every Stripe route to `router`."""
@@ -222,8 +224,7 @@ class StripeApi:
         collection: Collection = self.world.stripe[kind]
         items, keys = collection.items, collection.keys
         if keep is not None:
-            items = [o for o in items if keep(o)]
-            keys = [o.key for o in items]
+            items, keys = self._kept(kind, params, collection, keep)
         # The list is ordered by creation time, so a `created` filter is a slice, as on an index.
         low, high = _key_range(keys, created)
         after, before = params.get("starting_after"), params.get("ending_before")
@@ -259,6 +260,24 @@ class StripeApi:
             )
         )
         return Response(200, body)
+
+    def _kept(
+        self, kind: str, params: dict[str, Any], collection: Collection, keep: Callable[[StripeObject], bool]
+    ) -> tuple[list[StripeObject], list[tuple[int, int]]]:
+        """The objects `keep` admits and their keys; for events, reused while nothing changed.
+
+        Filtering every event on every page made a paged walk of one type quadratic in the events held.
+        """
+        key = (params.get("type"), repr(params.get("types")), collection.version, self.world.now)
+        if kind == "events" and key in self._matching_events:
+            return self._matching_events[key]
+        items = [o for o in collection.items if keep(o)]
+        kept = items, [o.key for o in items]
+        if kind == "events":
+            if len(self._matching_events) > 32:
+                self._matching_events.clear()
+            self._matching_events[key] = kept
+        return kept
 
     def _cursor(self, collection: Collection, object_id: str, param: str) -> StripeObject:
         found = collection.by_id.get(object_id)

@@ -50,9 +50,12 @@ class Collection:
         self.items: list[StripeObject] = []
         self.keys: list[tuple[int, int]] = []
         self.by_id: dict[str, StripeObject] = {}
+        # Bumped on every insert and removal, so filtered copies of the list know when they are stale.
+        self.version = 0
 
     def add(self, obj: StripeObject) -> None:
         """Insert keeping the order; new objects are usually the newest so this is an append."""
+        self.version += 1
         at = bisect.bisect(self.keys, obj.key)
         self.items.insert(at, obj)
         self.keys.insert(at, obj.key)
@@ -62,6 +65,7 @@ class Collection:
         """Take an object out of the list (deleted customers are no longer listed)."""
         obj = self.by_id.pop(object_id, None)
         if obj is not None:
+            self.version += 1
             at = bisect.bisect_left(self.keys, obj.key)
             del self.items[at]
             del self.keys[at]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, event, insert, select
 
-from sync.identity import identities_of, resolve
+from sync.identity import _LAST_TAKEN, identities_of, resolve
 from sync.store.tables import contact_identities, contacts, events, merge_log
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -121,3 +122,14 @@ def test_identities_of_contacts_are_found_through_the_contact_index_not_every_em
         with engine.connect() as conn:
             plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)]
         assert any("ix_contact_identities_contact_id" in step for step in plan), plan
+
+
+def test_the_highest_taken_number_is_read_from_indexes_not_by_scanning_logs(engine: Engine) -> None:
+    # Asked on every page that creates contacts: without an index the erasure log is read whole.
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans over empty tables scan whatever the indexes; the plan is SQLite's")
+    with engine.connect() as conn:
+        sql = str(_LAST_TAKEN.compile(dialect=conn.dialect))
+        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+    assert "SEARCH merge_log USING COVERING INDEX ix_merge_log_merged_contact_id" in plan, plan
+    assert "SEARCH erasure_log USING COVERING INDEX ix_erasure_log_contact_id" in plan, plan
