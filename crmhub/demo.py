@@ -28,6 +28,7 @@ from crmhub.wiring import build_sources, build_sync_engine, hubspot_push, pull_s
 from sync.engine import BatchResult, ProgressCallback, RunReport
 from sync.hubspot_push import PushReport
 from sync.segments.explain import Explainer, Explanation, load_contact
+from sync.segments.queries import last_transition_id, moved
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import (
     contact_identities,
@@ -192,6 +193,16 @@ class Demo:
         )
         with self.engine.connect() as conn:
             return {key: int(n) for key, n in conn.execute(query)}
+
+    def last_transition(self) -> int:
+        """The id of the newest transition (0 for none): a mark to count what a step moves."""
+        with self.engine.connect() as conn:
+            return last_transition_id(conn)
+
+    def moved_since(self, mark: int) -> dict[str, tuple[int, int]]:
+        """Per segment key, the (entered, left) transitions written after `mark`."""
+        with self.engine.connect() as conn:
+            return moved(conn, after_id=mark)
 
     def explain_a_member(self) -> tuple[int, str, Explanation] | None:
         """Why one member of the first segment that has any is in it, by the independent evaluator."""

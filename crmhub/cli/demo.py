@@ -17,7 +17,6 @@ from crmhub.cli.sync_commands import StreamProgress
 from crmhub.demo import Demo
 from sync.engine import RunReport
 from sync.hubspot_push import PushReport
-from sync.segments import EvaluationReport
 
 
 def demo(
@@ -48,6 +47,7 @@ def _narrate(session: Demo, days: int) -> None:
         )
     )
     console.rule(f"1. first sync (sandbox clock {session.sandbox_now():%Y-%m-%d %H:%M} UTC)")
+    mark = session.last_transition()
     first = _sync(session)
     pushed = session.push_segmentio()
     console.print(
@@ -70,7 +70,7 @@ def _narrate(session: Demo, days: int) -> None:
         console.print(f"  {name:<44} {ftype}")
     _report_push(session.push_hubspot())
     console.rule("3. segments computed")
-    _segments(session, [first.evaluation, pushed.evaluation])
+    _segments(session, mark)
     console.rule("4. webhooks delivered to the sandbox's receiver")
     _webhooks(session)
     console.rule(f"5. the sandbox's world moves on {days} day(s)")
@@ -78,6 +78,7 @@ def _narrate(session: Demo, days: int) -> None:
     for what, count in changes.items():
         console.print(f"  {what:<44} {count:>6,}")
     console.rule(f"6. incremental sync (sandbox clock {session.sandbox_now():%Y-%m-%d %H:%M} UTC)")
+    mark = session.last_transition()
     second = _sync(session)
     again = session.fields()
     console.print(
@@ -85,24 +86,21 @@ def _narrate(session: Demo, days: int) -> None:
         f"{sum(s.requests for s in second.streams):,} requests; {again.total - fields.total} new fields"
     )
     _report_push(session.push_hubspot())
-    _segments(session, [second.evaluation])
+    _segments(session, mark)
     _webhooks(session)
     _explain(session)
     if first.failed or second.failed:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _segments(session: Demo, evaluations: list[EvaluationReport | None]) -> None:
-    moved: dict[str, list[int]] = {}
-    for evaluation in evaluations:
-        for result in evaluation.segments if evaluation else []:
-            entered, left = moved.setdefault(result.key, [0, 0])
-            moved[result.key] = [entered + result.entered, left + result.left]
+def _segments(session: Demo, mark: int) -> None:
+    """Each segment's members, and who entered and left since the transition `mark`."""
+    moved = session.moved_since(mark)
     table = Table(show_edge=False)
     for column in ("segment", "members", "entered", "left"):
         table.add_column(column, justify="left" if column == "segment" else "right")
     for key, members in sorted(session.segment_sizes().items()):
-        entered, left = moved.get(key, [0, 0])
+        entered, left = moved.get(key, (0, 0))
         table.add_row(key, f"{members:,}", f"{entered:,}", f"{left:,}")
     console.print(table)
 

@@ -18,6 +18,7 @@ from crmhub.wiring import pull_source_names
 from sync.engine import RunReport, StreamReport
 from sync.runs import recent_runs, stream_overview
 from sync.schedule import Job
+from sync.segments.queries import moved
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -60,10 +61,12 @@ def sync(
         )
     if report is None:
         raise typer.Exit(EXIT_FAILED)
+    with engine.connect() as conn:
+        counts = moved(conn, run_id=report.run_id)
     if json:
-        emit_json(_report_json(report) | {"hubspot_push": None if pushed is None else vars(pushed)})
+        emit_json(_report_json(report, counts) | {"hubspot_push": None if pushed is None else vars(pushed)})
     else:
-        _print_report(report)
+        _print_report(report, counts)
         if pushed is not None:
             console.print(
                 f"hubspot push: {len(pushed.properties_created)} properties created, "
@@ -108,14 +111,16 @@ class StreamProgress:
         self.progress.update(task, records=s.records, pages=s.pages, rate=s.rate, note=note)
 
 
-def _report_json(report: RunReport) -> dict[str, Any]:
+def _report_json(report: RunReport, counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """The run as JSON; `counts` is each segment's (entered, left) over the whole run."""
     evaluation = report.evaluation
     return {
         "run_id": report.run_id,
         "status": report.status,
         "segments": [
-            {"segment": r.key, "mode": r.mode, "entered": r.entered, "left": r.left}
+            {"segment": r.key, "mode": r.mode, "entered": n[0], "left": n[1]}
             for r in (evaluation.segments if evaluation else [])
+            for n in [counts.get(r.key, (0, 0))]
         ],
         "contacts_touched": len(report.contacts),
         "streams": [
@@ -138,7 +143,7 @@ def _report_json(report: RunReport) -> dict[str, Any]:
     }
 
 
-def _print_report(report: RunReport) -> None:
+def _print_report(report: RunReport, counts: dict[str, tuple[int, int]]) -> None:
     table = Table(title=f"sync run {report.run_id}: {report.status}")
     for column in ("stream", "records", "events", "quarantined", "requests", "seconds", "mode"):
         table.add_column(column, justify="left" if column in ("stream", "mode") else "right")
@@ -156,9 +161,9 @@ def _print_report(report: RunReport) -> None:
     console.print(table)
     console.print(f"{len(report.contacts):,} contacts touched")
     if report.evaluation is not None:
-        moved = [f"{r.key} +{r.entered} -{r.left}" for r in report.evaluation.segments if r.entered or r.left]
+        changes = [f"{key} +{entered} -{left}" for key, (entered, left) in sorted(counts.items())]
         console.print(
-            f"segments: {', '.join(moved) or 'no change'}; run `crmhub deliver` to send the webhooks"
+            f"segments: {', '.join(changes) or 'no change'}; run `crmhub deliver` to send the webhooks"
         )
     for s in report.streams:
         if s.fallback_reason:

@@ -129,6 +129,33 @@ def history(conn: Connection, contact_id: int) -> list[HistoryRow]:
     return [HistoryRow(*row) for row in conn.execute(query)]
 
 
+def moved(conn: Connection, *, after_id: int = 0, run_id: int | None = None) -> dict[str, tuple[int, int]]:
+    """Per segment key, how many entered and left: transitions after `after_id`, of `run_id` if given.
+
+    Read from the store, so a run's every evaluation counts: an opt-out in a page re-evaluates its
+    contacts at once, and a segment's first evaluation may happen there, mid-sync.
+    """
+    t = transitions.c
+    query = (
+        select(segments.c.key, t.kind, func.count())
+        .select_from(transitions.join(segments, segments.c.id == t.segment_id))
+        .where(t.id > after_id)
+        .group_by(segments.c.key, t.kind)
+    )
+    if run_id is not None:
+        query = query.where(t.run_id == run_id)
+    counts: dict[str, tuple[int, int]] = {}
+    for key, kind, n in conn.execute(query):
+        entered, left = counts.get(key, (0, 0))
+        counts[key] = (entered + int(n), left) if kind == "entered" else (entered, left + int(n))
+    return counts
+
+
+def last_transition_id(conn: Connection) -> int:
+    """The newest transition's id (0 for none): a mark for `moved`."""
+    return int(conn.execute(select(func.max(transitions.c.id))).scalar() or 0)
+
+
 def find_contact(conn: Connection, id_or_email: str) -> int | None:
     """A contact by its numeric id or by an e-mail address (matched lowercase, as identities are stored)."""
     text = id_or_email.strip()

@@ -24,6 +24,11 @@ def test_the_demo_syncs_creates_fields_ticks_and_syncs_incrementally(tmp_path: P
     assert (tmp_path / "crmhub.toml").is_file() and (tmp_path / "crmhub.db").is_file()
     # Segments were filled and every transition reached the receiver with a valid signature.
     assert re.search(r"customers_not_opted_out\s+│\s+[1-9]", out)
+    # After the first sync every member entered in it, also where an opt-out in a page gave a
+    # segment its first evaluation mid-sync.
+    first_table = out.split("3. segments computed", 1)[1].split("4. webhooks", 1)[0]
+    rows = re.findall(r"(\w+)\s+│\s+([\d,]+)\s+│\s+([\d,]+)\s+│\s+([\d,]+)", first_table)
+    assert rows and all(members == entered and left == "0" for _, members, entered, left in rows), rows
     verified = [
         int(n.replace(",", "")) for n in re.findall(r"the receiver verified\s+([\d,]+)\s+signatures", out)
     ]
