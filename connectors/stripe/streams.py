@@ -1,6 +1,6 @@
 """Stripe streams: a backfill through the list endpoints, then updates through `/v1/events`.
 
-Cursor (JSON), one of two phases:
+Cursor (JSON), one of three phases:
 
 * ``{"phase": "backfill", "started": T0, "seen": [evt ids], "after": ID|null}`` -- a list walk
   (newest first) of the objects created at or before T0, resumed with ``starting_after=ID``

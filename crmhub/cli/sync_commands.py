@@ -118,9 +118,9 @@ def _report_json(report: RunReport, counts: dict[str, tuple[int, int]]) -> dict[
         "run_id": report.run_id,
         "status": report.status,
         "segments": [
-            {"segment": r.key, "mode": r.mode, "entered": n[0], "left": n[1]}
+            {"segment": r.key, "mode": r.mode, "entered": entered, "left": left}
             for r in (evaluation.segments if evaluation else [])
-            for n in [counts.get(r.key, (0, 0))]
+            for entered, left in (counts.get(r.key, (0, 0)),)
         ],
         "contacts_touched": len(report.contacts),
         "streams": [

@@ -112,6 +112,14 @@ def _expansions(params: dict[str, Any]) -> list[list[str]]:
     return [p.split(".") for p in paths]
 
 
+def _filtered(
+    collection: Collection, keep: Callable[[StripeObject], bool]
+) -> tuple[list[StripeObject], list[tuple[int, int]]]:
+    """The objects `keep` admits, in order, and their keys."""
+    items = [o for o in collection.items if keep(o)]
+    return items, [o.key for o in items]
+
+
 class StripeApi:
     """Handlers bound to one `World`."""
 
@@ -268,15 +276,14 @@ class StripeApi:
 
         Filtering every event on every page made a paged walk of one type quadratic in the events held.
         """
+        if kind != "events":
+            return _filtered(collection, keep)
         key = (params.get("type"), repr(params.get("types")), collection.version, self.world.now)
-        if kind == "events" and key in self._matching_events:
-            return self._matching_events[key]
-        items = [o for o in collection.items if keep(o)]
-        kept = items, [o.key for o in items]
-        if kind == "events":
+        kept = self._matching_events.get(key)
+        if kept is None:
             if len(self._matching_events) > 32:
                 self._matching_events.clear()
-            self._matching_events[key] = kept
+            kept = self._matching_events[key] = _filtered(collection, keep)
         return kept
 
     def _cursor(self, collection: Collection, object_id: str, param: str) -> StripeObject:

@@ -118,12 +118,10 @@ LEADERS = [
 ]
 
 
-def _set_leaders(example_world: World, url: str) -> dict[str, int]:
+def _set_leaders(world: World, url: str) -> dict[str, int]:
     """Create HubSpot's custom `age` property, give chosen contacts the LEADERS values; role -> HubSpot id."""
     headers = {"Authorization": f"Bearer {credentials.HUBSPOT_ACCESS_TOKEN}"}
-    ids = sorted(
-        example_world.contact_of[p.index] for p in example_world.people if p.email_valid and p.in_hubspot
-    )
+    ids = sorted(world.contact_of[p.index] for p in world.people if p.email_valid and p.in_hubspot)
     chosen = dict(zip([role for role, *_ in LEADERS], ids[:: max(1, len(ids) // 6)], strict=False))
     with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
         created = client.post(
@@ -267,22 +265,29 @@ def test_nps_detractors_are_those_who_answered_0_to_6(example: Example) -> None:
     assert not {example.respondent(u) for u in others} & members
 
 
-def _last_activity(world: World, person_index: int) -> int | None:
-    """The time of the person's latest contact event: Stripe events and payments, forms, product events."""
-    person = world.people[person_index]
-    times: list[int] = []
-    customer = world.customer_of.get(person_index)
-    if customer is not None:
-        times += _paid_at(world).get(customer, [])
-        for event in world.stripe["events"].items:
-            obj = event.data["data"]["object"]
-            if customer in (obj.get("customer"), obj.get("id")):
-                times.append(int(event.data["created"]))
-    times += [r.submitted_at for r in _submitted(world).get(person.user_id, []) if r.submitted_at]
+def _last_activities(world: World) -> dict[str, int]:
+    """Each user id's latest contact event: Stripe events and payments, forms, product events."""
+    latest: dict[str, int] = {}
+
+    def saw(user: str, at: int) -> None:
+        latest[user] = max(at, latest.get(user, at))
+
+    user_of = {world.customer_of[p.index]: p.user_id for p in world.people if p.index in world.customer_of}
+    for customer, times in _paid_at(world).items():
+        for at in times:
+            saw(user_of[customer], at)
+    for event in world.stripe["events"].items:
+        obj = event.data["data"]["object"]
+        for customer in {obj.get("customer"), obj.get("id")} & user_of.keys():
+            saw(user_of[customer], int(event.data["created"]))
+    for user, responses in _submitted(world).items():
+        for response in responses:
+            saw(user, int(response.submitted_at or 0))
     for message in world.product_events:
-        if message["userId"] == person.user_id and message["type"] in ("track", "page"):
-            times.append(int(datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00")).timestamp()))
-    return max(times, default=None)
+        if message["type"] in ("track", "page"):
+            sent = datetime.fromisoformat(message["timestamp"].replace("Z", "+00:00"))
+            saw(message["userId"], int(sent.timestamp()))
+    return latest
 
 
 def test_trial_users_inactive_for_30_days(example: Example) -> None:
@@ -292,11 +297,12 @@ def test_trial_users_inactive_for_30_days(example: Example) -> None:
     }
     inactive: set[str] = set()
     active: set[str] = set()
+    activity = _last_activities(world)
     for person in world.people:
         customer = world.customer_of.get(person.index)
         if customer is None or customer not in trialing or person.user_id in example.pushed.values():
             continue
-        last = _last_activity(world, person.index)
+        last = activity.get(person.user_id)
         if last is not None and last < now - 30 * DAY - MARGIN:
             inactive.add(customer)
         elif last is not None and last > now - 30 * DAY + MARGIN:
