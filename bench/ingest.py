@@ -29,6 +29,7 @@ from pathlib import Path
 from sql_floor import SqlFloor
 
 from connectors import Batch, Record
+from crmhub.runtime import tune_garbage_collector
 from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
 from sync.ingest import PageStore
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-sqlite3 replay")
     args = parser.parse_args()
+    tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
 
     store_file = Path(tempfile.mkdtemp(prefix="crmhub-ingest-")) / "ingest.db"
     engine = create_store_engine(args.database_url or f"sqlite:///{store_file}")

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from connectors import build_source
+from crmhub.runtime import tune_garbage_collector
 from crmhub.sandbox import credentials, sandbox_config
 from crmhub.settings import load_settings, secret
 from crmhub.wiring import build_sync_engine
@@ -123,6 +124,7 @@ def main() -> None:
         "--latency-ms", type=int, default=0, help="delay every Stripe answer, like a provider far away"
     )
     args = parser.parse_args()
+    tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
 
     proc, url = _start_sandbox(args.people, args.seed, args.latency_ms)
     try:

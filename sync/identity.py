@@ -113,10 +113,12 @@ def _stored(conn: Connection, keys: Iterable[Key]) -> dict[Key, int]:
 
 
 class Resolution(NamedTuple):
-    """The contact of each item (None for an item with no hints), and which contacts are new."""
+    """Each item's contact (None for an item with no hints), the new contacts and their identities."""
 
     contact_ids: list[int | None]
     created: frozenset[int]
+    # (contact, kind, value) of every identity the new contacts were created with.
+    created_identities: tuple[tuple[int, str, str], ...] = ()
 
 
 def resolve(
@@ -176,10 +178,15 @@ def resolve_batch(
     ]
     write_rows(conn, contact_identities, _IDENTITY_ROW, new_identities, keys=("kind", "value"))
     # Contacts created above already carry `now`.
-    touched = set(chosen.values()).difference(created)
+    new = frozenset(created)
+    touched = set(chosen.values()).difference(new)
     if touched:
         conn.execute(_TOUCH, {"ids": sorted(touched), "now": now})
-    return Resolution(result, frozenset(created))
+    # A new contact's identities are all new rows: its group held no stored key.
+    theirs = tuple(
+        (cid, kind, value) for cid, kind, value, *_ in new_identities if cid is not None and cid in new
+    )
+    return Resolution(result, new, theirs)
 
 
 def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:

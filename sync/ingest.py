@@ -38,7 +38,6 @@ _RECORD_ROW = (
     "run_id",
     "contact_id",
 )
-_LINK_ROW = ("c", "s", "st", "x")
 _EVENT_ROW = ("contact_id", "name", "occurred_at", "source", "external_id", "properties")
 _ACTIVITY_ROW = ("cid", "at")
 
@@ -80,18 +79,18 @@ class PageStore:
             if contact_id is not None
         }
         _store_records(conn, batch, links, run_id=run_id, now=now)
-        created = set(resolution.created)
+        created = list(resolution.created_identities)
         if mapped:
             self._store_mapped(conn, mapped, resolution, batch, result, kept, run_id=run_id, now=now)
         if batch.events:
-            created |= self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
+            created += self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
         # After the values, so an opt-out's re-evaluation sees the page's data.
         items = consent_items(self.consent, ((m.record, c) for m, c in zip(mapped, contact_ids, strict=True)))
         apply_page_consent(
             conn,
             self.consent,
             items,
-            created=created,
+            created_identities=created,
             now=now,
             evaluate=self.evaluate,
             endpoints=self.endpoints,
@@ -155,8 +154,8 @@ class PageStore:
         *,
         run_id: int,
         now: datetime,
-    ) -> frozenset[int]:
-        """Store the events; returns the contacts they created."""
+    ) -> tuple[tuple[int, str, str], ...]:
+        """Store the events; returns the identities of the contacts they created."""
         config = self.mapper.config.identity
         hint_sets = [_valid(identity_hints(e.source, e.identities, config)) for e in batch_events]
         resolution = resolve_batch(conn, hint_sets, source=batch_events[0].source, now=now)
@@ -182,7 +181,7 @@ class PageStore:
         )
         result.events += len(rows)
         result.contacts.update(latest)
-        return resolution.created
+        return resolution.created_identities
 
 
 def _last_activity() -> UpdateBase:
@@ -195,21 +194,6 @@ def _last_activity() -> UpdateBase:
     )
 
 
-def _link() -> UpdateBase:
-    rc = records.c
-    return (
-        update(records)
-        .where(
-            rc.source == bindparam("s"),
-            rc.stream == bindparam("st"),
-            rc.external_id == bindparam("x"),
-            # A record inserted with its contact just now, or already linked to it, is not rewritten.
-            rc.contact_id.is_distinct_from(bindparam("c")),
-        )
-        .values(contact_id=bindparam("c"))
-    )
-
-
 def _store_records(
     conn: Connection,
     batch: Batch,
@@ -218,7 +202,11 @@ def _store_records(
     run_id: int,
     now: datetime,
 ) -> None:
-    """Upsert the raw records, an older copy never overwriting a newer one; link each to its contact."""
+    """Upsert the raw records, an older copy never overwriting a newer one; link each to its contact.
+
+    A record stored before this page keeps its row (and, when newer, its payload) and is linked to
+    the contact resolved now; a deleted or unidentified one keeps the link it had.
+    """
     rows = [
         (
             r.source,
@@ -241,10 +229,8 @@ def _store_records(
         keys=("source", "stream", "external_id"),
         update=("updated_at", "deleted", "payload", "stored_at", "run_id"),
         newer="updated_at",
+        fill=("contact_id",),
     )
-    # Records stored before this page keep their row (and, when newer, their payload); each is
-    # linked to the contact resolved now, as a new one was by the insert.
-    execute_rows(conn, "link", _link, _LINK_ROW, [(contact_id, *key) for key, contact_id in links.items()])
 
 
 def _valid(identities: tuple[IdentityHint, ...]) -> dict[str, str]:

@@ -21,6 +21,7 @@ from crmhub.cli.sandbox import sandbox_app
 from crmhub.cli.segments import explain_command, history_command, segments_app
 from crmhub.cli.serve import serve
 from crmhub.cli.sync_commands import sources, sync
+from crmhub.runtime import tune_garbage_collector
 
 app = typer.Typer(
     name="crmhub",
@@ -66,4 +67,5 @@ app.add_typer(hygiene_app, name="hygiene")
 
 def main() -> None:
     """Console-script entry point."""
+    tune_garbage_collector()
     app()

@@ -20,7 +20,7 @@ from connectors import Record
 from sync.consent.actions import unsubscribe
 from sync.consent.config import ConsentConfig, ConsentSource
 from sync.consent.records import ConsentItem, latest_statuses, record_many
-from sync.consent.suppression import suppressed_identities
+from sync.consent.suppression import listed_kinds
 
 if TYPE_CHECKING:
     from sync.engine import Evaluate
@@ -84,10 +84,10 @@ def consent_items(config: ConsentConfig, pairs: Iterable[tuple[Record, int | Non
 
 
 def _suppression_items(
-    conn: Connection, config: ConsentConfig, created: Collection[int], now: datetime
+    conn: Connection, config: ConsentConfig, created: Iterable[tuple[int, str, str]], now: datetime
 ) -> list[ConsentItem]:
     items = []
-    for contact_id, kinds in sorted(suppressed_identities(conn, created).items()):
+    for contact_id, kinds in sorted(listed_kinds(conn, created).items()):
         for kind in sorted(kinds):
             for channel in config.channels_of(kind):
                 proof = {
@@ -103,14 +103,17 @@ def apply_page_consent(
     config: ConsentConfig,
     items: Sequence[ConsentItem],
     *,
-    created: Collection[int],
+    created_identities: Iterable[tuple[int, str, str]],
     now: datetime,
     evaluate: Evaluate | None,
     endpoints: Mapping[str, Collection[str]] | None = None,
     run_id: int | None = None,
 ) -> list[ConsentItem]:
-    """Store the page's statements and suppression copies; act on new opt-outs. Returns what was stored."""
-    all_items = [*items, *_suppression_items(conn, config, created, now)]
+    """Store the page's statements and suppression copies; act on new opt-outs. Returns what was stored.
+
+    `created_identities` are the (contact, kind, value) identities of the contacts the page created.
+    """
+    all_items = [*items, *_suppression_items(conn, config, created_identities, now)]
     if not all_items:
         return []
     contact_ids = {i.contact_id for i in all_items}

@@ -12,7 +12,7 @@ from sync.identity import identities_of
 from sync.store.tables import suppressions
 from sync.store.upsert import write_rows
 
-__all__ = ["identity_hash", "suppress_contacts", "suppress_values", "suppressed_identities"]
+__all__ = ["identity_hash", "listed_kinds", "suppress_contacts", "suppress_values", "suppressed_identities"]
 
 _ROW = ("kind", "value_hash", "reason", "created_at")
 
@@ -52,9 +52,16 @@ def suppressed_identities(conn: Connection, contact_ids: Collection[int]) -> dic
     """Per contact, the kinds of its e-mail and phone identities that are on the list."""
     if not contact_ids:
         return {}
+    found = identities_of(conn, contact_ids, ("email", "phone"))
+    return listed_kinds(conn, ((contact_id, kind, value) for contact_id, kind, value, _ in found))
+
+
+def listed_kinds(conn: Connection, identities: Iterable[tuple[int, str, str]]) -> dict[int, set[str]]:
+    """Of (contact, kind, value) identities, per contact the kinds whose e-mail or phone is listed."""
     by_hash: dict[tuple[str, str], list[int]] = {}
-    for contact_id, kind, value, _ in identities_of(conn, contact_ids, ("email", "phone")):
-        by_hash.setdefault((kind, identity_hash(value)), []).append(int(contact_id))
+    for contact_id, kind, value in identities:
+        if kind in ("email", "phone"):
+            by_hash.setdefault((kind, identity_hash(value)), []).append(contact_id)
     found: dict[int, set[str]] = {}
     for kind in sorted({kind for kind, _ in by_hash}):
         hashes = sorted(h for k, h in by_hash if k == kind)

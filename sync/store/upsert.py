@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Sequence
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Boolean, ColumnElement, Connection, Table
+from sqlalchemy import Boolean, ColumnElement, Connection, Table, case, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -66,14 +66,16 @@ def write_rows(
     keys: tuple[str, ...] = (),
     update: tuple[str, ...] = (),
     newer: str | None = None,
+    fill: tuple[str, ...] = (),
 ) -> None:
     """Insert `rows` (tuples in `names` order); on a `keys` conflict skip, or set `update` unless older."""
-    # `newer` names the column that decides "older": the stored row is kept when the incoming one's
-    # value is lower (latest wins); without it, `update` columns are always overwritten.
+    # `newer` names the column that decides "older": the stored values are kept when the incoming
+    # row's is lower (latest wins); without it, `update` columns are always overwritten. `fill`
+    # columns take any incoming value that is not null, older or not (a link, not the data).
     if not rows:
         return
-    key = ("write", table, keys, update, newer)
-    execute_rows(conn, key, lambda: _write_statement(conn, table, keys, update, newer), names, rows)
+    key = ("write", table, keys, update, newer, fill)
+    execute_rows(conn, key, lambda: _write_statement(conn, table, keys, update, newer, fill), names, rows)
 
 
 def insert_ignore(
@@ -124,14 +126,26 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 
 def _write_statement(
-    conn: Connection, table: Table, keys: tuple[str, ...], update: tuple[str, ...], newer: str | None
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    update: tuple[str, ...],
+    newer: str | None,
+    fill: tuple[str, ...],
 ) -> UpdateBase:
     stmt = _insert(conn, table)
-    if keys and update:
-        where = None if newer is None else stmt.excluded[newer] >= table.c[newer]
-        return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-            index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}, where=where
-        )
+    incoming = stmt.excluded
+    if keys and (update or fill):
+        # SET expressions read the stored row as it was, so `newer` compares old with incoming.
+        not_older = None if newer is None else incoming[newer] >= table.c[newer]
+        values: dict[str, Any] = {
+            name: incoming[name]
+            if not_older is None
+            else case((not_older, incoming[name]), else_=table.c[name])
+            for name in update
+        }
+        values.update({name: func.coalesce(incoming[name], table.c[name]) for name in fill})
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=values)  # type: ignore[no-any-return]
     if keys:
         return stmt.on_conflict_do_nothing(index_elements=list(keys))  # type: ignore[no-any-return]
     return stmt  # type: ignore[no-any-return]

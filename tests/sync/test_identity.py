@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, insert, select
 
-from sync.identity import _LAST_TAKEN, identities_of, resolve
+from sync.consent.suppression import listed_kinds, suppress_values, suppressed_identities
+from sync.identity import _LAST_TAKEN, identities_of, resolve, resolve_batch
 from sync.store.tables import contact_identities, contacts, events, merge_log
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -52,6 +53,34 @@ def test_items_of_one_batch_that_share_a_hint_become_one_contact(engine: Engine)
             now=NOW,
         )
     assert ids[0] == ids[1] != ids[2] and ids[3] is None
+
+
+def test_a_batch_names_the_identities_its_new_contacts_were_created_with(engine: Engine) -> None:
+    with engine.begin() as conn:
+        [old] = resolve(conn, [{"email": "old@x.io"}], source="stripe", now=NOW)
+        resolution = resolve_batch(
+            conn,
+            [
+                {"email": "old@x.io", "phone": "+14155552671"},  # joins the stored contact
+                {"email": "new@x.io", "stripe_customer": "cus_1"},
+                {"stripe_customer": "cus_1", "phone": "+14155552672"},  # the same new person
+            ],
+            source="stripe",
+            now=NOW,
+        )
+        first, new, same = resolution.contact_ids
+        assert first == old and new == same and new is not None and new != old
+        assert resolution.created == {new}
+        # The phone that joined the stored contact is a new identity, but not of a new contact.
+        assert sorted(resolution.created_identities) == [
+            (new, "email", "new@x.io"),
+            (new, "phone", "+14155552672"),
+            (new, "stripe_customer", "cus_1"),
+        ]
+        # The suppression check of new contacts reads these instead of the store: same answer.
+        suppress_values(conn, [("phone", "+14155552672"), ("email", "old@x.io")], reason="t", now=NOW)
+        assert listed_kinds(conn, resolution.created_identities) == {new: {"phone"}}
+        assert suppressed_identities(conn, [new]) == {new: {"phone"}}
 
 
 def test_a_record_linking_two_contacts_merges_them_with_a_log(engine: Engine) -> None:
