@@ -182,7 +182,9 @@ def test_payments_stored_under_event_ids_are_keyed_by_their_invoice_once(empty_s
     upgrade(engine, "0009")
     at = datetime(2026, 11, 1, tzinfo=UTC)
 
-    def paid(row_id: int, key: str, invoice: str, contact: int = 1, name: str = "invoice.paid") -> dict:
+    def paid(
+        row_id: int, key: str, invoice: str, contact: int = 1, name: str = "invoice.paid"
+    ) -> dict[str, object]:
         props = {"object": "invoice", "object_id": invoice}
         return {
             "id": row_id,
