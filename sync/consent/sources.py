@@ -84,10 +84,10 @@ def consent_items(config: ConsentConfig, pairs: Iterable[tuple[Record, int | Non
 
 
 def _suppression_items(
-    conn: Connection, config: ConsentConfig, created: Iterable[tuple[int, str, str]], now: datetime
+    conn: Connection, config: ConsentConfig, identities: Iterable[tuple[int, str, str]], now: datetime
 ) -> list[ConsentItem]:
     items = []
-    for contact_id, kinds in sorted(listed_kinds(conn, created).items()):
+    for contact_id, kinds in sorted(listed_kinds(conn, identities).items()):
         for kind in sorted(kinds):
             for channel in config.channels_of(kind):
                 proof = {

@@ -35,12 +35,12 @@ def _config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> SchemaStatus:
-    """Apply every pending migration (up to `revision`); running it again changes nothing."""
+def upgrade(engine: Engine) -> SchemaStatus:
+    """Apply every pending migration; running it again changes nothing."""
     config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        command.upgrade(config, "head")
     return status(engine)
 
 

@@ -334,6 +334,24 @@ def test_replaying_pages_writes_no_field_value_and_keeps_every_link(engine: Engi
     assert all(contact_id is not None for _, contact_id in links)
 
 
+def test_an_older_copy_that_names_its_person_links_the_stored_record_and_keeps_its_data(
+    engine: Engine,
+) -> None:
+    store = _page_store()
+    # Stored first with nothing that identifies anyone: kept, linked to no contact.
+    _store(
+        engine, store, [Record("stripe", "customers", "cus_1", NOW, {"object": "customer", "balance": 10})]
+    )
+    _store(engine, store, [_with(1, NOW - timedelta(hours=1), balance=99)])
+    with engine.connect() as conn:
+        linked, payload = conn.execute(select(records.c.contact_id, records.c.payload)).one()
+        person = conn.execute(
+            select(contact_identities.c.contact_id).where(contact_identities.c.value == "cus_1")
+        ).scalar_one()
+    assert linked == person
+    assert payload["balance"] == 10  # the stored copy is newer: its data stays
+
+
 def test_a_value_that_becomes_null_clears_the_stored_one(engine: Engine) -> None:
     store = _page_store()
     _store(engine, store, [_with(1, NOW - timedelta(hours=1), balance=3)], [_with(1, NOW, balance=None)])

@@ -1,4 +1,5 @@
-"""Migrations that move data: 0005 (field rows to typed columns and back), 0008 (memberships rebuilt)."""
+"""Migrations that move data: 0005 (field rows to typed columns and back), 0008 (memberships rebuilt),
+0010 (payments keyed by invoice)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, bindparam, column, inspect, select, table, text
+from sqlalchemy import Connection, bindparam, column, insert, inspect, select, table, text
 
 from sync.fields import load_fields, read_values
 from sync.store import create_store_engine
 from sync.store.field_columns import stamp
-from sync.store.tables import field_sources
+from sync.store.tables import contacts, events, field_sources
 from sync.store.types import UtcDateTime
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -168,3 +169,54 @@ def test_migration_0008_clusters_memberships_on_sqlite_and_keeps_every_row(empty
                     assert ("WITHOUT ROWID" in _memberships_ddl(conn)) is not down
     finally:
         engine.dispose()
+
+
+def test_payments_stored_under_event_ids_are_keyed_by_their_invoice_once(empty_store_url: str) -> None:
+    engine = create_store_engine(empty_store_url)
+    with engine.begin() as conn:
+        _migrate(conn, "0009")
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def paid(
+        row_id: int, key: str, invoice: str, contact: int = 1, name: str = "invoice.paid"
+    ) -> dict[str, object]:
+        props = {"object": "invoice", "object_id": invoice}
+        return {
+            "id": row_id,
+            "contact_id": contact,
+            "name": name,
+            "occurred_at": at,
+            "source": "stripe",
+            "external_id": key,
+            "properties": props,
+        }
+
+    with engine.begin() as conn:
+        conn.execute(
+            insert(contacts),
+            [{"id": c, "created_at": at, "updated_at": at, "changed_at": at} for c in (1, 2)],
+        )
+        conn.execute(
+            insert(events),
+            [
+                paid(1, "evt_a", "in_a"),  # old key only: re-keyed
+                paid(2, "evt_b1", "in_b"),  # the same payment twice under old keys: one kept
+                paid(3, "evt_b2", "in_b"),
+                paid(4, "evt_c", "in_c", contact=2),  # already stored under the new key too
+                paid(5, "in_c", "in_c", contact=2),
+                paid(6, "evt_d", "in_d", name="invoice.payment_failed"),  # not a payment: untouched
+            ],
+        )
+    with engine.begin() as conn:
+        _migrate(conn, "head")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(events.c.id, events.c.external_id, events.c.name).order_by(events.c.id)
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        (1, "in_a", "invoice.paid"),
+        (2, "in_b", "invoice.paid"),
+        (5, "in_c", "invoice.paid"),
+        (6, "evt_d", "invoice.payment_failed"),
+    ]

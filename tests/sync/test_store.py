@@ -12,7 +12,7 @@ from sqlalchemy.exc import StatementError
 
 from sync.exceptions import SchemaOutOfDateError
 from sync.store import create_store_engine, ensure_schema, normalize_url, status, upgrade
-from sync.store.tables import contacts, events, metadata
+from sync.store.tables import contacts, metadata
 
 
 def _schema(url: str) -> dict[str, list[str]]:
@@ -175,52 +175,3 @@ def test_values_go_to_each_types_column_kind_and_come_back_typed(empty_store_url
     with engine.connect() as conn:
         assert read_values(conn, [1], fields) == {1: {t.value: v for t, v in samples.items()}}
     engine.dispose()
-
-
-def test_payments_stored_under_event_ids_are_keyed_by_their_invoice_once(empty_store_url: str) -> None:
-    engine = create_store_engine(empty_store_url)
-    upgrade(engine, "0009")
-    at = datetime(2026, 11, 1, tzinfo=UTC)
-
-    def paid(
-        row_id: int, key: str, invoice: str, contact: int = 1, name: str = "invoice.paid"
-    ) -> dict[str, object]:
-        props = {"object": "invoice", "object_id": invoice}
-        return {
-            "id": row_id,
-            "contact_id": contact,
-            "name": name,
-            "occurred_at": at,
-            "source": "stripe",
-            "external_id": key,
-            "properties": props,
-        }
-
-    with engine.begin() as conn:
-        conn.execute(
-            insert(contacts),
-            [{"id": c, "created_at": at, "updated_at": at, "changed_at": at} for c in (1, 2)],
-        )
-        conn.execute(
-            insert(events),
-            [
-                paid(1, "evt_a", "in_a"),  # old key only: re-keyed
-                paid(2, "evt_b1", "in_b"),  # the same payment twice under old keys: one kept
-                paid(3, "evt_b2", "in_b"),
-                paid(4, "evt_c", "in_c", contact=2),  # already stored under the new key too
-                paid(5, "in_c", "in_c", contact=2),
-                paid(6, "evt_d", "in_d", name="invoice.payment_failed"),  # not a payment: untouched
-            ],
-        )
-    upgrade(engine)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(events.c.id, events.c.external_id, events.c.name).order_by(events.c.id)
-        ).all()
-    engine.dispose()
-    assert [tuple(r) for r in rows] == [
-        (1, "in_a", "invoice.paid"),
-        (2, "in_b", "invoice.paid"),
-        (5, "in_c", "invoice.paid"),
-        (6, "evt_d", "invoice.payment_failed"),
-    ]
