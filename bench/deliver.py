@@ -92,8 +92,8 @@ async def _serve(port_file: Path, log_file: Path) -> None:
 # --- the producer and the worker ----------------------------------------------------------------
 
 
-def _store(path: Path) -> tuple[Engine, int]:
-    engine = create_store_engine(f"sqlite:///{path}")
+def _store(path: Path, checkpoint_thread: bool) -> tuple[Engine, int]:
+    engine = create_store_engine(f"sqlite:///{path}", checkpoint_thread=checkpoint_thread)
     upgrade(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -162,9 +162,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def throughput(db: Path, url: str, n: int, concurrency: int) -> dict[str, float]:
+def throughput(db: Path, url: str, n: int, concurrency: int, checkpoint_thread: bool) -> dict[str, float]:
     """Deliver `n` queued transitions as fast as possible."""
-    engine, sid = _store(db)
+    engine, sid = _store(db, checkpoint_thread)
     _produce(engine, sid, n)
     worker = _worker(engine, url, concurrency)
 
@@ -199,10 +199,16 @@ def _succeeded(engine: Engine) -> int:
 
 
 def latency(
-    db: Path, url: str, rate: int, seconds: float, concurrency: int, drain_seconds: float = 300.0
+    db: Path,
+    url: str,
+    rate: int,
+    seconds: float,
+    concurrency: int,
+    checkpoint_thread: bool,
+    drain_seconds: float = 300.0,
 ) -> dict[str, float]:
     """Offer `rate` transitions/s for `seconds` while the worker runs; commit times by transition id."""
-    engine, sid = _store(db)
+    engine, sid = _store(db, checkpoint_thread)
     worker = _worker(engine, url, concurrency)
     committed: dict[int, float] = {}
     stop = asyncio.Event()
@@ -278,12 +284,18 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument(
+        "--no-checkpoint-thread",
+        action="store_true",
+        help="commits checkpoint the WAL themselves, as before sync/store/checkpoint.py (a baseline)",
+    )
     parser.add_argument("--serve", nargs=2, metavar=("PORT_FILE", "LOG_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(Path(args.serve[0]), Path(args.serve[1])))
         return
-    results: dict[str, object] = {"cpus": os.cpu_count()}
+    threaded = not args.no_checkpoint_thread
+    results: dict[str, object] = {"cpus": os.cpu_count(), "checkpoint_thread": threaded}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("throughput", "latency", "client"):
             if args.only and args.only != kind:
@@ -296,11 +308,11 @@ def main() -> None:
                 url = f"http://127.0.0.1:{port_file.read_text()}/hook"
                 db = Path(tmp, f"{kind}.db")
                 if kind == "throughput":
-                    results[kind] = throughput(db, url, args.deliveries, args.concurrency)
+                    results[kind] = throughput(db, url, args.deliveries, args.concurrency, threaded)
                 elif kind == "client":
                     results[kind] = client_ceiling(url, args.deliveries, args.concurrency)
                 else:
-                    out = latency(db, url, args.rate, args.seconds, args.concurrency)
+                    out = latency(db, url, args.rate, args.seconds, args.concurrency, threaded)
                     committed = out.pop("_committed")
             finally:
                 server.terminate()

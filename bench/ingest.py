@@ -79,16 +79,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--no-floor", action="store_true", help="skip the bare-sqlite3 replay")
+    parser.add_argument(
+        "--no-checkpoint-thread",
+        action="store_true",
+        help="commits checkpoint the WAL themselves, as before sync/store/checkpoint.py (a baseline)",
+    )
     args = parser.parse_args()
     tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
 
     store_file = Path(tempfile.mkdtemp(prefix="crmhub-ingest-")) / "ingest.db"
-    engine = create_store_engine(args.database_url or f"sqlite:///{store_file}")
+    threaded = not args.no_checkpoint_thread
+    engine = create_store_engine(args.database_url or f"sqlite:///{store_file}", checkpoint_thread=threaded)
     upgrade(engine)
     store = PageStore(Mapper(FieldMappingConfig()))
     with engine.begin() as conn:
         run_id = start_run(conn, source="stripe", trigger="bench", now=NOW)
-    floor = None if args.no_floor or args.database_url else SqlFloor(engine, store_file)
+    floor = (
+        None
+        if args.no_floor or args.database_url
+        else SqlFloor(engine, store_file, checkpoint_thread=threaded)
+    )
     load_before = os.getloadavg()[0]
     seconds = cpu = 0.0
     for batch in _pages(args.records, args.page_size, args.seed):
@@ -108,7 +118,10 @@ def main() -> None:
         floor_text = f"{args.records / floor.seconds:,.0f} ({seconds / floor.seconds:.1f}x)"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     today = f"{datetime.now(UTC):%Y-%m-%d}"
-    where = f"{engine.dialect.name}, page size {args.page_size}, {os.cpu_count()} CPUs"
+    checkpoints = "on a thread" if threaded else "in commits"
+    where = (
+        f"{engine.dialect.name}, page size {args.page_size}, checkpoints {checkpoints}, {os.cpu_count()} CPUs"
+    )
     print(f"# bench/ingest.py {today}, {where}")
     print(
         "| records | seconds | records/s | CPU µs/record | SQL floor records/s (crmhub's time / floor's) "

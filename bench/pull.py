@@ -89,13 +89,15 @@ def _raw_stripe(url: str, resource_name: str) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-def _crmhub(config: Path, source: str, stream: str) -> tuple[int, float, float, int, int]:
+def _crmhub(
+    config: Path, source: str, stream: str, checkpoint_thread: bool
+) -> tuple[int, float, float, int, int]:
     """The same stream pulled by crmhub into a fresh store.
 
     Returns (records, seconds of the run, seconds of the stream, contact events, requests).
     """
     settings = load_settings(config)
-    engine = create_store_engine(settings.database.url)
+    engine = create_store_engine(settings.database.url, checkpoint_thread=checkpoint_thread)
     upgrade(engine)
     sync = build_sync_engine(settings, engine)
     key = secret(settings, f"connectors.{source}.api_key_env")
@@ -123,8 +125,14 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=int, default=0, help="delay every Stripe answer, like a provider far away"
     )
+    parser.add_argument(
+        "--no-checkpoint-thread",
+        action="store_true",
+        help="commits checkpoint the WAL themselves, as before sync/store/checkpoint.py (a baseline)",
+    )
     args = parser.parse_args()
     tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
+    threaded = not args.no_checkpoint_thread
 
     proc, url = _start_sandbox(args.people, args.seed, args.latency_ms)
     try:
@@ -133,9 +141,10 @@ def main() -> None:
         os.environ.update(credentials.ENVIRONMENT)
         config = workdir / "crmhub.toml"
         config.write_text(text, encoding="utf-8")
+        checkpoints = "on a thread" if threaded else "in commits"
         print(
             f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}"
-            f" latency={args.latency_ms} ms"
+            f" latency={args.latency_ms} ms, checkpoints {checkpoints}"
         )
         print(
             "| stream | records | contact events | requests | raw fetch /s | crmhub /s | crmhub / raw "
@@ -145,7 +154,7 @@ def main() -> None:
         for qualified in args.streams.split(","):
             source, stream = qualified.split(".")
             raw_n, raw_s = _raw_stripe(url, stream) if source == "stripe" else (0, 0.0)
-            n, seconds, pulling, events, requests = _crmhub(config, source, stream)
+            n, seconds, pulling, events, requests = _crmhub(config, source, stream, threaded)
             for leftover in workdir.glob("bench.db*"):
                 leftover.unlink()
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

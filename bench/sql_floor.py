@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from sync.store.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
+
 __all__ = ["SqlFloor"]
 
 Statement = tuple[str, Any, bool]  # SQL, parameters, executemany
@@ -28,11 +30,15 @@ Statement = tuple[str, Any, bool]  # SQL, parameters, executemany
 _PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "cache_size=-65536")
 
 
-def _replay(pipe: Pipe, path: str) -> None:
+def _replay(pipe: Pipe, path: str, checkpoint_thread: bool) -> None:
     """Child: run each page's statements in one transaction; answer each page with its seconds."""
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in _PRAGMAS:
         db.execute(f"PRAGMA {pragma}")
+    # Checkpoints arranged as crmhub's engine arranges them (sync/store/engine.py).
+    checkpointer = Checkpointer(Path(path)) if checkpoint_thread else None
+    if checkpointer is not None:
+        db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     while True:
         page: list[Statement] | None = pipe.recv()
         if page is None:
@@ -46,13 +52,17 @@ def _replay(pipe: Pipe, path: str) -> None:
                 db.execute(sql, params).fetchall()
         db.execute("COMMIT")
         pipe.send(time.perf_counter() - started)
+        if checkpointer is not None:
+            checkpointer.notify()
+    if checkpointer is not None:
+        checkpointer.close()
     db.close()
 
 
 class SqlFloor:
     """Captures what `engine` executes per page and replays it in a child; sums the child's time."""
 
-    def __init__(self, engine: Engine, store_file: Path) -> None:
+    def __init__(self, engine: Engine, store_file: Path, *, checkpoint_thread: bool = True) -> None:
         # The replay starts from a copy of the store as it is now: migrated, with the run row.
         engine.dispose()
         copy = store_file.with_name(f"{store_file.stem}-floor.db")
@@ -62,7 +72,7 @@ class SqlFloor:
         self._capturing = False
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self._child = context.Process(target=_replay, args=(child, str(copy)), daemon=True)
+        self._child = context.Process(target=_replay, args=(child, str(copy), checkpoint_thread), daemon=True)
         self._child.start()
         event.listen(engine, "before_cursor_execute", self._capture)
 

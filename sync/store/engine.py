@@ -6,13 +6,16 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, finalize
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from sync.store import checkpoint
 
 
 def normalize_url(url: str) -> str:
@@ -40,13 +43,44 @@ def to_json(value: Any) -> str:
     return text.decode("ascii") if text.isascii() else json.dumps(value)
 
 
-def create_store_engine(url: str, **kwargs: Any) -> Engine:
-    """Create the engine for `url`, with SQLite set up for concurrent readers and real transactions."""
+def create_store_engine(url: str, *, checkpoint_thread: bool = True, **kwargs: Any) -> Engine:
+    """Create the engine for `url`, with SQLite set up for concurrent readers and real transactions.
+
+    On a SQLite file, `checkpoint_thread` moves most WAL checkpointing off the commits
+    (`sync.store.checkpoint`).
+    """
     kwargs.setdefault("json_serializer", to_json)
     engine = create_engine(normalize_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+        if checkpoint_thread:
+            _checkpoint_on_a_thread(engine)
     return engine
+
+
+_checkpointers: WeakKeyDictionary[Engine, checkpoint.Checkpointer] = WeakKeyDictionary()
+
+
+def checkpointer_of(engine: Engine) -> checkpoint.Checkpointer | None:
+    """The thread that checkpoints `engine`'s SQLite file, if it has one."""
+    return _checkpointers.get(engine)
+
+
+def _checkpoint_on_a_thread(engine: Engine) -> None:
+    database = engine.url.database
+    if not database or database == ":memory:" or engine.url.query.get("uri"):
+        return  # in memory, or a URI whose options the thread's own connection would not share
+    checkpointer = _checkpointers[engine] = checkpoint.Checkpointer(Path(database).resolve())
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={checkpoint.AUTOCHECKPOINT_PAGES}")
+
+    @event.listens_for(engine, "commit")
+    def _on_commit(_connection: Any) -> None:
+        checkpointer.notify()
+
+    finalize(engine, checkpointer.close, wait=False)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -1,0 +1,108 @@
+"""WAL checkpoints on a thread: commits reach the database file, the WAL stays bounded."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from sync.store import checkpoint
+from sync.store.engine import checkpointer_of, create_store_engine
+
+
+def _rows_in_database_file(path: Path) -> int:
+    """Rows of `t` in the database file itself, ignoring the WAL (immutable: no -wal, no -shm)."""
+    db = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(db.execute("SELECT count(*) FROM t").fetchone()[0])
+    except sqlite3.OperationalError:  # the table itself is not copied back yet
+        return 0
+    finally:
+        db.close()
+
+
+def _write(engine: Engine, transactions: int, rows: int) -> None:
+    for _ in range(transactions):
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO t (body) VALUES (:body)"), [{"body": "x" * 1000} for _ in range(rows)]
+            )
+
+
+def _engine(path: Path, **kwargs: bool) -> Engine:
+    engine = create_store_engine(f"sqlite:///{path}", **kwargs)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"))
+    return engine
+
+
+def test_commits_reach_the_database_file_without_a_commit_checkpointing(tmp_path: Path) -> None:
+    """A few commits, far below any automatic checkpoint, are copied back by the thread."""
+    path = tmp_path / "store.db"
+    engine = _engine(path)
+    with engine.connect():  # an open connection: closing the last one would checkpoint too
+        _write(engine, transactions=5, rows=20)
+        deadline = time.monotonic() + 10
+        while _rows_in_database_file(path) < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _rows_in_database_file(path) == 100
+        found = checkpointer_of(engine)
+        assert found is not None and found.passes >= 1
+    engine.dispose()
+
+
+def test_without_the_thread_commits_stay_in_the_wal(tmp_path: Path) -> None:
+    """The control for the test above: the same commits, no thread, nothing in the file."""
+    path = tmp_path / "store.db"
+    engine = _engine(path, checkpoint_thread=False)
+    with engine.connect():
+        _write(engine, transactions=5, rows=20)
+        time.sleep(2 * checkpoint.PASS_INTERVAL_SECONDS)
+        assert _rows_in_database_file(path) == 0
+        assert checkpointer_of(engine) is None
+    engine.dispose()
+
+
+def test_the_wal_stays_bounded_beside_a_steady_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passes never copy everything while a writer keeps going; the commits' own checkpoint ends the WAL."""
+    monkeypatch.setattr(checkpoint, "AUTOCHECKPOINT_PAGES", 200)
+    path = tmp_path / "store.db"
+    engine = _engine(path)
+    with engine.connect():
+        _write(engine, transactions=200, rows=30)  # about 1,600 pages of 4 KiB, eight times the limit
+        wal_pages = (path.with_name("store.db-wal")).stat().st_size / 4096
+    engine.dispose()
+    assert wal_pages < 200 + 50  # the limit plus one transaction's pages
+
+
+def test_a_thread_ends_when_idle_and_comes_back_with_the_next_commit(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    sqlite3.connect(path).execute("PRAGMA journal_mode=WAL").fetchall()
+    checkpointer = checkpoint.Checkpointer(path, interval=0.01, idle=0.05)
+    checkpointer.notify()
+    assert checkpointer.running
+    deadline = time.monotonic() + 5
+    while checkpointer.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not checkpointer.running and checkpointer.passes == 1
+    checkpointer.notify()
+    assert checkpointer.running
+    while checkpointer.passes < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    checkpointer.close()
+    assert not checkpointer.running and checkpointer.passes == 2
+
+
+def test_a_removed_database_is_not_created_again(tmp_path: Path) -> None:
+    path = tmp_path / "gone.db"
+    checkpointer = checkpoint.Checkpointer(path, interval=0.01)
+    checkpointer.notify()
+    checkpointer.close()
+    assert not path.exists()
+    checkpointer.notify()  # closed: ignored
+    assert not checkpointer.running
