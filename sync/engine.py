@@ -24,6 +24,7 @@ from sync.inbound import AlreadyReceivedError, claim_events
 from sync.prefetch import prefetched
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
+from sync.store.statistics import refresh_statistics
 
 if TYPE_CHECKING:
     from sync.segments import EvaluationReport
@@ -147,6 +148,7 @@ class SyncEngine:
                 report.streams.append(stream_report)
                 self._pull(stream, stream_report, report, run_id, now, full, on_progress, should_stop)
         with write_transaction(self.engine) as conn:
+            refresh_statistics(conn, rows_written=sum(s.records for s in report.streams))
             # Segments follow the data on every run, and time-window ones move with `now` alone.
             if self.evaluate is not None:
                 report.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=None)
