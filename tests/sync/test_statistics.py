@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from connectors import Batch, Record
-from connectors.base import Source, Stream
+from connectors.base import Stream
 from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
 from sync.engine import SyncEngine
 from sync.ingest import PageStore
 from sync.store import create_store_engine, upgrade
 from sync.store.statistics import refresh_statistics
+from tests.sync.test_engine import OneStreamSource
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -44,17 +45,6 @@ class Customers(Stream):
         yield Batch("stripe", "customers", recs, cursor=str(self.first + self.count))
 
 
-class Stripe(Source):
-    name = "stripe"
-
-    def __init__(self, stream: Stream) -> None:
-        self._stream = stream
-
-    @property
-    def streams(self) -> list[Stream]:
-        return [self._stream]
-
-
 def _estimated_rows(engine: Engine, table: str) -> float:
     with engine.connect() as conn:
         return float(
@@ -62,25 +52,16 @@ def _estimated_rows(engine: Engine, table: str) -> float:
         )
 
 
-@pytest.fixture
-def pg_engine(fresh_pg_url: str) -> Iterator[Engine]:
-    """A migrated, empty store on PostgreSQL."""
-    engine = create_store_engine(fresh_pg_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
 @pytest.mark.postgres
-def test_a_backfill_is_analyzed_and_a_small_run_after_it_is_not(pg_engine: Engine) -> None:
-    engine = pg_engine
+@pytest.mark.parametrize("empty_store_url", ["postgresql"], indirect=True)
+def test_a_backfill_is_analyzed_and_a_small_run_after_it_is_not(engine: Engine) -> None:
     sync = SyncEngine(engine, PageStore(Mapper(FieldMappingConfig())))
     assert _estimated_rows(engine, "records") == -1  # never analyzed (autovacuum is off on CI's server)
-    sync.run([Stripe(Customers(0, 300))], now=NOW)
+    sync.run([OneStreamSource(Customers(0, 300))], now=NOW)
     assert _estimated_rows(engine, "records") == 300
     assert _estimated_rows(engine, "contact_identities") == 600  # e-mail and Stripe id per customer
     # 20 more records: under 50 + 10% of 300, as autovacuum would wait too.
-    sync.run([Stripe(Customers(300, 20))], now=NOW)
+    sync.run([OneStreamSource(Customers(300, 20))], now=NOW)
     assert _estimated_rows(engine, "records") == 300
 
 
