@@ -1,9 +1,10 @@
 """Pushing crmhub's fields to HubSpot: a property group, one contact property per field, values in batches.
 
-Idempotent: the group and each property are created once (HubSpot's 409 means it exists already),
-each field remembers its HubSpot property, and values are written only for contacts that changed
-since the last push (a cursor in `cursors`) and whose properties differ from what the last push wrote
-(a digest per HubSpot contact), to the HubSpot contacts they came from, 100 per call.
+Idempotent: the group and each property are created once, properties 100 per call (HubSpot's 409
+means it exists already), each field remembers its HubSpot property, and values are written only
+for contacts that changed since the last push (a cursor in `cursors`) and whose properties differ
+from what the last push wrote (a digest per HubSpot contact), to the HubSpot contacts they came
+from, 100 per call.
 Properties are named `<group>_<field>` so a pull of "all properties" can leave them out.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from field_mapping.config import HubSpotPushConfig
 from field_mapping.hubspot_properties import group_create, property_create, property_value, pushable
@@ -45,8 +46,8 @@ class HubSpotWriter(Protocol):
     def create_property_group(self, object_type: str, body: Mapping[str, Any]) -> bool:
         """Create a group; False if it existed."""
 
-    def create_property(self, object_type: str, body: Mapping[str, Any]) -> bool:
-        """Create a property; False if it existed."""
+    def create_properties(self, object_type: str, bodies: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Create up to BATCH_SIZE properties; the names created (not those that existed)."""
 
     def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         """Write properties of objects known by id."""
@@ -72,21 +73,24 @@ def push_to_hubspot(
         definitions = {d.name: d for d in pushable(load_definitions(conn))}
         rows = conn.execute(select(field_definitions.c.name, field_definitions.c.hubspot_property))
         named: dict[str, str | None] = {name: prop for name, prop in rows}
-    for name, definition in definitions.items():
-        if named.get(name):
-            continue
-        internal = property_name(config.group_name, name)
-        body = property_create(dataclasses.replace(definition, name=internal), config.group_name)
-        if api.create_property("contacts", body):
-            report.properties_created.append(internal)
+    missing = [name for name in definitions if not named.get(name)]
+    for start in range(0, len(missing), BATCH_SIZE):
+        bodies = {
+            name: property_create(
+                dataclasses.replace(definitions[name], name=property_name(config.group_name, name)),
+                config.group_name,
+            )
+            for name in missing[start : start + BATCH_SIZE]
+        }
+        report.properties_created += api.create_properties("contacts", list(bodies.values()))
         report.calls += 1
         with engine.begin() as conn:
             conn.execute(
                 update(field_definitions)
-                .where(field_definitions.c.name == name)
-                .values(hubspot_property=internal)
+                .where(field_definitions.c.name == bindparam("field"))
+                .values(hubspot_property=bindparam("property")),
+                [{"field": name, "property": body["name"]} for name, body in bodies.items()],
             )
-        named[name] = internal
 
     with engine.connect() as conn:
         since = load_cursor(conn, *_CURSOR)

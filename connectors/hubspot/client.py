@@ -10,7 +10,12 @@ from typing import Any
 
 import httpx
 from hubspot import HubSpot
-from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
+from hubspot.crm.properties import (
+    BatchInputPropertyCreate,
+    OptionInput,
+    PropertyCreate,
+    PropertyGroupCreate,
+)
 
 from connectors.exceptions import MalformedPageError
 from connectors.http import Retrier, error_for_status, error_for_transport, parse_retry_after
@@ -122,26 +127,39 @@ class HubSpotApi:
     def create_property(self, object_type: str, body: Mapping[str, Any]) -> bool:
         """Create a property; False when one of that name already exists (HubSpot answers 409)."""
         api = self._client.crm.properties.core_api
-        options = [
-            OptionInput(
-                label=o["label"], value=o["value"], display_order=o["displayOrder"], hidden=o["hidden"]
-            )
-            for o in body.get("options") or []
-        ]
-        prop = PropertyCreate(
-            name=body["name"],
-            label=body["label"],
-            type=body["type"],
-            field_type=body["fieldType"],
-            group_name=body["groupName"],
-            description=body.get("description"),
-            form_field=body.get("formField", False),
-            options=options or None,
-        )
+        prop = _property_create(body)
         return self._create(
             f"{object_type} property {body['name']}",
             lambda: api.create(object_type=object_type, property_create=prop, _preload_content=False),
         )
+
+    def create_properties(self, object_type: str, bodies: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Create up to 100 properties in one call; returns the names created, not those that existed.
+
+        HubSpot's answer to a batch holding a taken name is not pinned down (a 207 listing the
+        refused, or the whole batch refused), so whatever the batch did not create is created one
+        at a time, where 409 means it exists and any other refusal names the property.
+        """
+        api = self._client.crm.properties.batch_api
+        batch = BatchInputPropertyCreate(inputs=[_property_create(body) for body in bodies])
+        answer = self._call(
+            f"{object_type} properties batch create",
+            lambda: _refused_as_empty(
+                lambda: api.create(
+                    object_type=object_type, batch_input_property_create=batch, _preload_content=False
+                )
+            ),
+        )
+        results = answer.get("results")
+        created = (
+            {str(r.get("name")) for r in results if isinstance(r, Mapping)}
+            if isinstance(results, list)
+            else set()
+        )
+        for body in bodies:
+            if body["name"] not in created and self.create_property(object_type, body):
+                created.add(body["name"])
+        return [body["name"] for body in bodies if body["name"] in created]
 
     def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         """`POST /crm/v3/objects/{object_type}/batch/update`: properties of objects known by id, <= 100."""
@@ -225,6 +243,34 @@ class _EmptyResponse:
     """Stands in for the SDK's response when HubSpot answered 409 to a create."""
 
     data = b"{}"
+
+
+def _refused_as_empty(fn: Callable[[], Any]) -> Any:
+    """`fn()`, with HubSpot refusing the request (400 or 409) answered as an empty response."""
+    try:
+        return fn()
+    except Exception as exc:
+        if getattr(exc, "status", None) not in (400, 409):
+            raise
+        return _EmptyResponse()
+
+
+def _property_create(body: Mapping[str, Any]) -> PropertyCreate:
+    """The SDK's model of a property create body (field_mapping.hubspot_properties.property_create)."""
+    options = [
+        OptionInput(label=o["label"], value=o["value"], display_order=o["displayOrder"], hidden=o["hidden"])
+        for o in body.get("options") or []
+    ]
+    return PropertyCreate(
+        name=body["name"],
+        label=body["label"],
+        type=body["type"],
+        field_type=body["fieldType"],
+        group_name=body["groupName"],
+        description=body.get("description"),
+        form_field=body.get("formField", False),
+        options=options or None,
+    )
 
 
 def _message(body: Any) -> str:

@@ -141,6 +141,7 @@ class HubSpotApi:
             ("GET", "/crm/v3/properties/{objectType}/groups/{name}", self.get_group),
             ("GET", "/crm/v3/properties/{objectType}", self.list_properties),
             ("POST", "/crm/v3/properties/{objectType}", self.create_property),
+            ("POST", "/crm/v3/properties/{objectType}/batch/create", self.batch_create_properties),
             ("GET", "/crm/v3/properties/{objectType}/{name}", self.get_property),
         ]
         for method, path, handler in routes:
@@ -355,6 +356,43 @@ class HubSpotApi:
     def create_property(self, request: Request) -> Response:
         """`POST /crm/v3/properties/{type}`: valid type/fieldType pairs only, 409 on a taken name."""
         object_type, body = _object_type(request), request.json()
+        self._check_new_property(object_type, body)
+        return json_response(201, self.world.hubspot.add_property(object_type, body))
+
+    def batch_create_properties(self, request: Request) -> Response:
+        """`POST /crm/v3/properties/{type}/batch/create`: each input as one create; 207 lists the refused.
+
+        Real HubSpot's answer to a batch holding a taken name is not pinned down in the reference;
+        this look-alike creates the rest and reports each refusal, and crmhub copes with either.
+        """
+        object_type, inputs = _object_type(request), request.json()["inputs"]
+        if not isinstance(inputs, list) or not 1 <= len(inputs) <= 100:
+            raise HubSpotError(400, "inputs: between 1 and 100 properties", "VALIDATION_ERROR")
+        results, errors = [], []
+        for body in inputs:
+            try:
+                self._check_new_property(object_type, body)
+            except HubSpotError as error:
+                name = body.get("name") if isinstance(body, dict) else None
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": error.category,
+                        "message": error.message,
+                        "context": {"name": [str(name)]},
+                    }
+                )
+                continue
+            results.append(self.world.hubspot.add_property(object_type, body))
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if errors:
+            answer |= {"errors": errors, "numErrors": len(errors)}
+        return json_response(207 if errors else 201, answer)
+
+    def _check_new_property(self, object_type: str, body: Any) -> None:
+        """Raise HubSpot's error for a property that cannot be created as `body` asks."""
+        if not isinstance(body, dict):
+            raise HubSpotError(400, "Property values were not valid: not an object", "VALIDATION_ERROR")
         missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
         if missing:
             raise HubSpotError(
@@ -375,7 +413,6 @@ class HubSpotApi:
             raise HubSpotError(
                 409, f"Property named '{body['name']}' already exists.", "OBJECT_ALREADY_EXISTS"
             )
-        return json_response(201, self.world.hubspot.add_property(object_type, body))
 
     def list_groups(self, request: Request) -> Response:
         """`GET /crm/v3/properties/{type}/groups`."""

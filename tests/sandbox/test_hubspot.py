@@ -17,7 +17,12 @@ from hubspot.crm.contacts import (
     SimplePublicObjectId,
 )
 from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
-from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
+from hubspot.crm.properties import (
+    BatchInputPropertyCreate,
+    OptionInput,
+    PropertyCreate,
+    PropertyGroupCreate,
+)
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 
 from crmhub.sandbox import Sandbox, credentials
@@ -157,6 +162,37 @@ def test_property_group_and_property_create_then_409(client: HubSpot) -> None:
             property_group_create=PropertyGroupCreate(name="crmhub_test", label="again"),
         )
     assert group_dup.value.status == 409
+
+
+def test_batch_create_stores_the_valid_and_lists_each_refused_in_a_207(client: HubSpot) -> None:
+    def prop(name: str, kind: str = "string", field_type: str = "text") -> PropertyCreate:
+        return PropertyCreate(
+            name=name, label=name, type=kind, field_type=field_type, group_name="contactinformation"
+        )
+
+    api = client.crm.properties.batch_api
+    first = api.create(
+        object_type="contacts",
+        batch_input_property_create=BatchInputPropertyCreate(inputs=[prop("batch_a"), prop("batch_b")]),
+        _preload_content=False,
+    )
+    assert first.status == 201
+    assert [r["name"] for r in json.loads(first.data)["results"]] == ["batch_a", "batch_b"]
+    again = api.create(
+        object_type="contacts",
+        batch_input_property_create=BatchInputPropertyCreate(
+            inputs=[prop("batch_a"), prop("batch_c"), prop("batch_d", "number", "select")]
+        ),
+        _preload_content=False,
+    )
+    answer = json.loads(again.data)
+    assert again.status == 207 and [r["name"] for r in answer["results"]] == ["batch_c"]
+    assert [(e["category"], e["context"]["name"]) for e in answer["errors"]] == [
+        ("OBJECT_ALREADY_EXISTS", ["batch_a"]),
+        ("VALIDATION_ERROR", ["batch_d"]),
+    ]
+    names = {p.name for p in client.crm.properties.core_api.get_all(object_type="contacts").results}
+    assert {"batch_a", "batch_b", "batch_c"} <= names and "batch_d" not in names
 
 
 @pytest.mark.parametrize(("kind", "field_type"), [("bool", "text"), ("number", "select"), ("date", "number")])

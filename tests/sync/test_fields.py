@@ -162,8 +162,8 @@ class _HubSpot:
     def create_property_group(self, object_type: str, body: Mapping[str, Any]) -> bool:
         return True
 
-    def create_property(self, object_type: str, body: Mapping[str, Any]) -> bool:
-        return True
+    def create_properties(self, object_type: str, bodies: Sequence[Mapping[str, Any]]) -> list[str]:
+        return [body["name"] for body in bodies]
 
     def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         self.written.update({i["id"]: dict(i["properties"]) for i in inputs})
