@@ -13,18 +13,24 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from connectors import default_http_client
-from crmhub.settings import Settings
+from connectors.exceptions import ConnectorError
+from crmhub.settings import ConfigError, Settings
 from crmhub.wiring import build_sources, build_sync_engine, hubspot_push
 from sync.engine import ProgressCallback, RunReport, StreamReport
+from sync.exceptions import SyncError
 from sync.hubspot_push import PushReport
 from sync.locks import acquire, holder_of, release, take_over
 from sync.schedule import Job
 from sync.store import write_transaction
 
-__all__ = ["JobOutcome", "run_holder", "run_job"]
+__all__ = ["EXPLAINED_FAILURES", "JobOutcome", "run_holder", "run_job"]
 
 Clock = Callable[[], datetime]
 log = logging.getLogger("crmhub.jobs")
+
+# What a run can fail with whose message names the thing, the cause and the fix: a background
+# loop logs these as one line; anything else keeps its traceback.
+EXPLAINED_FAILURES: tuple[type[Exception], ...] = (ConfigError, ConnectorError, SyncError)
 
 
 @dataclass

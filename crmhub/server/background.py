@@ -8,6 +8,7 @@ import logging
 import threading
 from datetime import datetime
 
+from crmhub.jobs import EXPLAINED_FAILURES
 from crmhub.server.services import Services
 from crmhub.wiring import pull_source_names
 from sync.schedule import Job, jobs, next_run
@@ -73,6 +74,9 @@ class SchedulerThread:
         log.info("scheduler: %s started", job.name)
         try:
             outcome = self.services.run(job, trigger="schedule")
+        except EXPLAINED_FAILURES as exc:
+            log.error("scheduler: %s failed: %s", job.name, exc)
+            return
         except Exception:
             # One failing run must not end the scheduler; the next firing tries again.
             log.exception("scheduler: %s failed", job.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -65,6 +66,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 def _api_runs_finish() -> Iterator[None]:
     """Wait for the syncs a test started through the API, so none outlives it (they use `random`)."""
     yield
+    _api_runs_join()
+
+
+def _api_runs_join() -> None:
     for thread in threading.enumerate():
         if thread.name.startswith("crmhub-api-"):
             thread.join(60)
@@ -364,6 +369,21 @@ def test_sync_now_runs_in_the_background_and_answers_202(demo: Demo, client: Tes
     assert response.json() == {"job": "sync", "sources": ["stripe"], "full": False, "busy": {}}
     run = _wait_for_api_run(client, known)
     assert run["status"] == "succeeded" and run["trigger"] == "api"
+
+
+def test_a_run_that_fails_for_a_reason_it_names_is_one_log_line(
+    demo: Demo, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    demo.sandbox.add_fault("hubspot:403")  # the sync of Stripe works; its push to HubSpot is refused
+    try:
+        with caplog.at_level(logging.ERROR, logger="crmhub.serve"):
+            assert client.post("/admin/sync", json={"sources": ["stripe"]}, headers=AUTH).status_code == 202
+            _api_runs_join()
+    finally:
+        demo.sandbox.clear_faults()
+    [failed] = [r for r in caplog.records if r.name == "crmhub.serve"]
+    assert failed.getMessage().startswith("admin: sync failed: hubspot: ")
+    assert "(403)" in failed.getMessage() and failed.exc_info is None
 
 
 def test_sync_now_names_a_source_another_run_holds(

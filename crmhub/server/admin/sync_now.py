@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Body, HTTPException, status
 from pydantic import BaseModel, Field
 
+from crmhub.jobs import EXPLAINED_FAILURES
 from crmhub.server.admin._common import Svc, router
 from crmhub.server.services import Services
 from crmhub.settings import ConfigError
@@ -63,6 +64,9 @@ def post_sync(svc: Svc, body: Annotated[SyncIn | None, Body()] = None) -> SyncAc
 def _run_sync(svc: Services, job: Job, full: bool) -> None:
     try:
         outcome = svc.run(job, trigger="api", full=full)
+    except EXPLAINED_FAILURES as exc:
+        log.error("admin: %s failed: %s", job.name, exc)
+        return
     except Exception:
         # Nobody waits on this thread: the failure goes to the log and the run's row says it failed.
         log.exception("admin: %s failed", job.name)
