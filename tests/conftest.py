@@ -13,6 +13,10 @@ from sqlalchemy.engine import make_url
 
 from sync.store import create_store_engine, normalize_url, upgrade
 
+# rich consoles take their width from COLUMNS when built, at import; pytest-xdist's workers set it
+# to 80. Tests read whole table rows, so every run gets the same wide terminal.
+os.environ["COLUMNS"] = "250"
+
 PG_ENV = "CRMHUB_TEST_DATABASE_URL"
 PG_SKIP_REASON = (
     f"PostgreSQL tests need {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test); .ci/run sets it"
