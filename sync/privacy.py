@@ -6,6 +6,12 @@ unlinked raw records and quarantined payloads that contain one of its e-mails or
 person's values from the options seen of enum fields when no other contact holds them. It keeps the
 hashes of its e-mails and phones on the suppression list (so a later import stays opted out) and one
 erasure_log row with counts. No `segment.left` is sent: the consumers' own data must be erased there.
+
+On SQLite the erasure runs with `secure_delete` on, so the deleted rows' bytes are overwritten with
+zeros in the file, not only unlinked (many SQLite builds have it off by default; Debian's has it
+on); `truncate_wal` after the commit empties the WAL, which still holds earlier copies of the pages.
+Rows older than the erasure that earlier updates replaced may linger in free space on builds with
+it off; `VACUUM` rewrites the file without them. PostgreSQL keeps deleted rows until VACUUM.
 """
 
 from __future__ import annotations
@@ -166,6 +172,17 @@ def contact_export(conn: Connection, contact_id: int, *, recent: int | None = No
 
 def erase_contact(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int]:
     """Delete everything about the contact in the caller's transaction; returns rows deleted per table."""
+    if conn.dialect.name != "sqlite":
+        return _erase(conn, contact_id, now=now)
+    before = conn.exec_driver_sql("PRAGMA secure_delete").scalar_one()
+    conn.exec_driver_sql("PRAGMA secure_delete=ON")
+    try:
+        return _erase(conn, contact_id, now=now)
+    finally:
+        conn.exec_driver_sql(f"PRAGMA secure_delete={int(before)}")
+
+
+def _erase(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int]:
     ci = contact_identities.c
     identities = list(conn.execute(select(ci.kind, ci.value).where(ci.contact_id == contact_id)).tuples())
     reachable = [(kind, value) for kind, value in identities if kind in ("email", "phone")]

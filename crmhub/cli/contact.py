@@ -13,6 +13,7 @@ from crmhub.cli._output import console, emit_json, print_error
 from crmhub.cli.consent import JsonFlag, NowOption, Person, clock, open_store, person
 from sync.privacy import contact_export, erase_contact
 from sync.store import write_transaction
+from sync.store.checkpoint import truncate_wal
 
 __all__ = ["contact_app"]
 
@@ -91,9 +92,17 @@ def erase(
             raise typer.Exit(EXIT_USAGE)
         with write_transaction(engine) as conn:
             counts = erase_contact(conn, contact_id, now=at)
+        with engine.connect() as conn:
+            wal_emptied = truncate_wal(conn)
     if json:
-        emit_json({"contact_id": contact_id, "deleted": counts})
+        emit_json({"contact_id": contact_id, "deleted": counts, "wal_emptied": wal_emptied})
         return
     deleted = ", ".join(f"{table} {n}" for table, n in counts.items() if n)
     console.print(f"erased contact {contact_id}: {deleted}")
     console.print("its e-mails and phones stay on the suppression list (hashed); erase it in the sources too")
+    if not wal_emptied:
+        console.print(
+            "the SQLite WAL file still holds earlier copies of its pages: another process is "
+            "reading the store (crmhub serve?); they stay until the WAL is reused or every "
+            "process has closed the store"
+        )

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 log = logging.getLogger(__name__)
 
 # The WAL, in pages, at which a commit checkpoints itself (SQLite's wal_autocheckpoint): 16 MiB of
@@ -116,3 +118,17 @@ class Checkpointer:
             # Returns (busy, pages in the WAL, pages copied); busy only means another checkpoint ran.
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.passes += 1
+
+
+def truncate_wal(conn: Connection, *, attempts: int = 3, pause: float = 0.2) -> bool:
+    """Copy the whole WAL into the database file and empty it; False when a reader still needs it."""
+    if conn.dialect.name != "sqlite":
+        return True
+    for _ in range(attempts):
+        # Waits busy_timeout for readers; answers busy at once while another checkpoint (this
+        # process's thread, another process's commit) is running, which ends soon: try again.
+        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        if not busy:
+            return True
+        time.sleep(pause)
+    return False

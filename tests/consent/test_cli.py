@@ -99,7 +99,7 @@ def test_export_then_erase_on_the_command_line(tmp_path: Path, engine: Engine, j
     exported = json.loads(_run(config, "contact", "export", "jane.doe@example.com"))
     assert exported["contact"]["id"] == jane and exported["records"] and exported["consent"]
     erased = json.loads(_run(config, "contact", "erase", str(jane), "--yes", "--json"))
-    assert erased["deleted"]["contacts"] == 1
+    assert erased["deleted"]["contacts"] == 1 and erased["wal_emptied"] is True
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(contacts)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(erasure_log)).scalar_one() == 1

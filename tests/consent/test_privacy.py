@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import JSON, Engine, String, Text, func, select
+from sqlalchemy import JSON, Engine, String, Text, event, func, select
 
 from sync.consent import identity_hash
 from sync.privacy import contact_export, erase_contact, find_person
-from sync.store import write_transaction
+from sync.store import create_store_engine, upgrade, write_transaction
+from sync.store.checkpoint import truncate_wal
 from sync.store.tables import erasure_log, merge_log, metadata, suppressions
 from tests.consent.conftest import (
     NOW,
@@ -90,6 +92,24 @@ def test_erase_leaves_nothing_personal_in_any_table(engine: Engine) -> None:
         assert hashes == {identity_hash(EMAIL), identity_hash("+14155552671")}
         [log] = conn.execute(select(erasure_log)).mappings()
         assert log["subject_hash"] == identity_hash(EMAIL)
+
+
+def test_erase_zeroes_the_bytes_in_the_sqlite_file_on_builds_that_keep_them(tmp_path: Path) -> None:
+    """With SQLite's secure_delete off, as many builds have it, deleting only unlinks the rows."""
+    path = tmp_path / "crmhub.db"
+    engine = create_store_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA secure_delete=OFF"))
+    upgrade(engine)
+    jane = _merged_jane(engine)
+    with write_transaction(engine) as conn:
+        erase_contact(conn, jane, now=NOW)
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar_one() == 0  # as it was
+    with engine.connect() as conn:
+        assert truncate_wal(conn)
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("crmhub.db")]
+    held = b"".join(p.read_bytes() for p in files).lower()
+    assert len(held) > 100_000 and held.count(b"jane") == held.count(b"4155552671") == 0
+    engine.dispose()
 
 
 def test_a_reimport_after_erase_is_a_new_contact_kept_out(engine: Engine) -> None:
