@@ -21,3 +21,8 @@ def emit_json(value: Any) -> None:
 def print_error(message: str) -> None:
     """Print `error: message` on stderr, taking the message literally (no markup)."""
     errors.print(Text.assemble(("error: ", "bold red"), message))
+
+
+def print_note(message: str) -> None:
+    """Print `note: message` on stderr, taking the message literally (no markup)."""
+    errors.print(Text.assemble(("note: ", "bold yellow"), message))

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
-from crmhub.cli import app
+from crmhub.cli import app, sync_commands
+from sync.engine import RunReport, StreamReport
 
 runner = CliRunner()
 
@@ -112,9 +114,26 @@ def test_unreachable_database_is_a_clear_failure(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_a_sync_with_no_source_enabled_says_what_to_set(config: Path) -> None:
+    result = _run("--config", str(config), "sync")
+    assert result.exit_code == 0
+    assert "note: no source to pull" in result.stderr and "set enabled = true" in result.stderr
+
+
 def test_hubspot_push_without_the_hubspot_connector_is_a_located_error(config: Path) -> None:
     config.write_text(config.read_text() + "[field_mapping.hubspot]\npush = true\n", encoding="utf-8")
     for command in ("check", "sync"):
         result = _run("--config", str(config), command)
         assert result.exit_code == 2
         assert "field_mapping.hubspot.push: expected connectors.hubspot.enabled = true" in result.output
+
+
+def test_the_sync_report_fits_stream_names_and_modes_on_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    narrow = Console(width=80, record=True)
+    monkeypatch.setattr(sync_commands, "console", narrow)
+    names = [("stripe", "subscriptions"), ("typeform", "responses"), ("hubspot", "companies")]
+    streams = [StreamReport(source, stream, records=123_456, requests=1_235) for source, stream in names]
+    sync_commands._print_report(RunReport(run_id=7, streams=streams), {})
+    text = narrow.export_text()
+    assert "…" not in text and "incremental" in text and "quarantined" in text
+    assert all(f"{source}.{stream}" in text for source, stream in names)
