@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 console = Console(highlight=False)
@@ -16,6 +17,19 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 def emit_json(value: Any) -> None:
     """Write `value` as JSON on stdout, nothing else."""
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def print_table(table: Table) -> None:
+    """Print `table` so every value stays whole on a narrow terminal.
+
+    No rules and one space between columns leave the values the width, and a value longer than
+    its column folds onto the next line instead of being cut to `stripe_cha…`.
+    """
+    table.box = None
+    table.padding = (0, 1, 0, 0)
+    for column in table.columns:
+        column.overflow = "fold"
+    console.print(table)
 
 
 def print_error(message: str) -> None:

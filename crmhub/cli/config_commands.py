@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_config_error
-from crmhub.cli._output import console, emit_json, print_error
+from crmhub.cli._output import console, emit_json, print_error, print_table
 from crmhub.example import example_config_text
 from crmhub.settings import ConfigError, Settings, missing_secrets
 from crmhub.wiring import leftovers, pull_source_names, push_problems, rule_field_problems
@@ -55,7 +55,7 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     table.add_row("webhook endpoints", ", ".join(summary["endpoints"]) or "none")
     table.add_row("inbound webhooks", ", ".join(summary["inbound"]) or "none")
     table.add_row("schedule", "; ".join(summary["schedule"]) or "none (`crmhub serve` only syncs when asked)")
-    console.print(table)
+    print_table(table)
     for note in summary["notes"]:
         console.print(f"[yellow]note[/] {note}")
     console.print("[green]configuration is valid[/]")

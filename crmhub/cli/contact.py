@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from crmhub.cli._context import EXIT_USAGE, exit_codes
-from crmhub.cli._output import console, emit_json, print_error
+from crmhub.cli._output import console, emit_json, print_error, print_table
 from crmhub.cli.consent import JsonFlag, NowOption, Person, clock, open_store, person
 from sync.privacy import contact_export, erase_contact
 from sync.store import write_transaction
@@ -45,26 +45,26 @@ def show(ctx: typer.Context, contact: Person, json: JsonFlag = False) -> None:
         identities.add_row(
             i["kind"], i["value"], "yes" if i["valid"] else "no", i["source"], i["first_seen_at"]
         )
-    console.print(identities)
+    print_table(identities)
     fields = Table("field", "value", title="fields")
     for name, value in data["fields"].items():
         fields.add_row(name, _text(value))
-    console.print(fields)
+    print_table(fields)
     consent = Table(
         "recorded", "channel", "status", "source", "proof", title="consent history (oldest first)"
     )
     for r in data["consent"]:
         proof = ", ".join(f"{k}={v}" for k, v in r["proof"].items() if v is not None)
         consent.add_row(r["recorded_at"], r["channel"], r["status"], r["source"], proof)
-    console.print(consent)
+    print_table(consent)
     segments = Table("segment", "entered", "variant", title="segments")
     for m in data["memberships"]:
         segments.add_row(m["segment"], m["entered_at"], _text(m["variant"]))
-    console.print(segments)
+    print_table(segments)
     history = Table("#", "when", "segment", "change", "reason", title=f"latest {_RECENT} transitions")
     for t in data["transitions"]:
         history.add_row(str(t["contact_seq"]), t["occurred_at"], t["segment"], t["kind"], t["reason"])
-    console.print(history)
+    print_table(history)
 
 
 @contact_app.command("export")

@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error
+from crmhub.cli._output import console, emit_json, print_error, print_table
 from crmhub.settings import ConfigError, Problem, Settings
 from webhooks import (
     DeliveryWorker,
@@ -150,7 +150,7 @@ def deliveries_list(
     )
     for row in found:
         table.add_row(*_cells(row))
-    console.print(table)
+    print_table(table)
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

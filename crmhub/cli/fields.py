@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from crmhub.cli._context import CliContext, exit_codes
-from crmhub.cli._output import console, emit_json
+from crmhub.cli._output import emit_json, print_table
 from sync.registry import list_fields
 
 
@@ -50,4 +50,4 @@ def fields(
         table.add_row(
             f.name, f.type, origin, f.path or "", f"{f.first_seen_at:%Y-%m-%d}", f"{f.fill_rate:.0%}"
         )
-    console.print(table)
+    print_table(table)

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from crmhub.cli._context import exit_codes
-from crmhub.cli._output import console, emit_json
+from crmhub.cli._output import console, emit_json, print_table
 from crmhub.cli.consent import JsonFlag, NowOption, clock, open_store
 from sync.hygiene import last_run, plan, run_hygiene
 from sync.segments import evaluate_segments
@@ -49,7 +49,7 @@ def report(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) ->
     table = Table("policy", "would change now", f"did (last run: {when})", "what", title="list hygiene")
     for p in planned:
         table.add_row(p.policy, str(p.would), str(done.get(p.policy, "-")), p.description)
-    console.print(table)
+    print_table(table)
     if not settings.hygiene.enabled:
         console.print("[dim]hygiene.enabled = false: syncs do not run these policies[/]")
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from connectors import default_http_client
 from crmhub.cli._context import CliContext, exit_codes
-from crmhub.cli._output import console, emit_json
+from crmhub.cli._output import console, emit_json, print_table
 from crmhub.cli.segments import JsonFlag, NowOption, _clock, print_segment_plan, segment_plan
 from crmhub.fields_plan import FieldsDryRun, plan_fields
 from crmhub.wiring import pull_source_names
@@ -69,6 +69,6 @@ def _print_fields(dry: FieldsDryRun) -> None:
     for change in dry.plan.widen:
         table.add_row(change.name, f"{change.old.value} -> {change.new.value}", "widened")
     if dry.plan.create or dry.plan.widen:
-        console.print(table)
+        print_table(table)
     else:
         console.print(f"fields: the next sync would create none{sample}")

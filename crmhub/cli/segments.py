@@ -12,7 +12,7 @@ from rich.tree import Tree
 from sqlalchemy import Connection, Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error
+from crmhub.cli._output import console, emit_json, print_error, print_table
 from sync.config import DatabaseConfig
 from sync.segments import ScoringConfig, SegmentConfig, evaluate_segments
 from sync.segments.explain import Explainer, Explanation, load_contact
@@ -115,7 +115,7 @@ def segments_list(ctx: typer.Context, json: JsonFlag = False) -> None:
     for key, segment in configured.items():
         if key not in stored:
             table.add_row(key, segment.name, "-", "-", "not evaluated yet")
-    console.print(table)
+    print_table(table)
 
 
 @segments_app.command("members")
@@ -149,7 +149,7 @@ def segments_members(
     table = Table("contact", "e-mail", "entered", "variant", title=f"{key}: {len(rows)} members")
     for r in rows:
         table.add_row(str(r.contact_id), r.email or "-", _when(r.entered_at), r.variant or "-")
-    console.print(table)
+    print_table(table)
 
 
 def render_explanation(node: Explanation, parent: Tree | None = None) -> Tree:
@@ -234,7 +234,7 @@ def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:
     for row in rows:
         examples = [f"+{c}" for c in row["enter_examples"]] + [f"-{c}" for c in row["leave_examples"]]
         table.add_row(row["key"], str(row["enter"]), str(row["leave"]), " ".join(examples) or "-")
-    console.print(table)
+    print_table(table)
 
 
 def history_command(ctx: typer.Context, contact: ContactOption, json: JsonFlag = False) -> None:
@@ -250,7 +250,7 @@ def history_command(ctx: typer.Context, contact: ContactOption, json: JsonFlag =
     table = Table("#", "when", "segment", "change", "reason", "variant", title=f"contact {contact_id}")
     for r in rows:
         table.add_row(str(r.contact_seq), _when(r.occurred_at), r.segment, r.kind, r.reason, r.variant or "-")
-    console.print(table)
+    print_table(table)
 
 
 def _history_dict(row: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error, print_note
+from crmhub.cli._output import console, emit_json, print_error, print_note, print_table
 from crmhub.jobs import run_job
 from crmhub.wiring import pull_source_names
 from sync.engine import RunReport, StreamReport
@@ -150,8 +150,7 @@ def _report_json(report: RunReport, counts: dict[str, tuple[int, int]]) -> dict[
 
 
 def _print_report(report: RunReport, counts: dict[str, tuple[int, int]]) -> None:
-    # No rules, one space between columns: every name and figure fits on 80 columns.
-    table = Table(title=f"sync run {report.run_id}: {report.status}", box=None, padding=(0, 1, 0, 0))
+    table = Table(title=f"sync run {report.run_id}: {report.status}")
     table.add_column("stream", no_wrap=True)
     for column in ("records", "events", "quarantined", "requests", "seconds"):
         table.add_column(column, justify="right")
@@ -167,7 +166,7 @@ def _print_report(report: RunReport, counts: dict[str, tuple[int, int]]) -> None
             f"{s.seconds:.1f}",
             mode,
         )
-    console.print(table)
+    print_table(table)
     console.print(f"{len(report.contacts):,} contacts touched")
     if report.evaluation is not None:
         changes = [f"{key} +{entered} -{left}" for key, (entered, left) in sorted(counts.items())]
@@ -204,7 +203,7 @@ def sources(ctx: typer.Context, json: JsonFlag = False) -> None:
             row["cursor_updated_at"] or "never",
             row["last_run"] or "never",
         )
-    console.print(table)
+    print_table(table)
 
 
 def _source_rows(engine: Engine, enabled: list[str]) -> list[dict[str, Any]]:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.table import Table
 from typer.testing import CliRunner
 
-from crmhub.cli import app, sync_commands
+from crmhub.cli import _output, app, sync_commands
 from sync.engine import RunReport, StreamReport
 
 runner = CliRunner()
@@ -128,12 +129,20 @@ def test_hubspot_push_without_the_hubspot_connector_is_a_located_error(config: P
         assert "field_mapping.hubspot.push: expected connectors.hubspot.enabled = true" in result.output
 
 
-def test_the_sync_report_fits_stream_names_and_modes_on_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tables_keep_every_value_whole_on_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     narrow = Console(width=80, record=True)
-    monkeypatch.setattr(sync_commands, "console", narrow)
+    monkeypatch.setattr(_output, "console", narrow)
     names = [("stripe", "subscriptions"), ("typeform", "responses"), ("hubspot", "companies")]
     streams = [StreamReport(source, stream, records=123_456, requests=1_235) for source, stream in names]
     sync_commands._print_report(RunReport(run_id=7, streams=streams), {})
-    text = narrow.export_text()
-    assert "…" not in text and "incremental" in text and "quarantined" in text
-    assert all(f"{source}.{stream}" in text for source, stream in names)
+    report = narrow.export_text()
+    assert "…" not in report and "incremental" in report and "quarantined" in report
+    assert all(f"{source}.{stream}" in report for source, stream in names)
+    # Longer than any column can be: folded onto the next lines, every character kept.
+    table = Table("field", "type", "path", "first seen")
+    long_name = "stripe_charge_billing_details_address_postal_code"
+    table.add_row(long_name, "string", "charges:billing_details.address.postal_code", "2026-12-03")
+    monkeypatch.setattr(_output, "console", narrow := Console(width=80, record=True))
+    _output.print_table(table)
+    _header, *lines = narrow.export_text().splitlines()
+    assert "".join(line.split()[0] for line in lines) == long_name
