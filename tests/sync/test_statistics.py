@@ -53,7 +53,7 @@ def _estimated_rows(engine: Engine, table: str) -> float:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("empty_store_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_a_backfill_is_analyzed_and_a_small_run_after_it_is_not(engine: Engine) -> None:
     sync = SyncEngine(engine, PageStore(Mapper(FieldMappingConfig())))
     assert _estimated_rows(engine, "records") == -1  # never analyzed (autovacuum is off on CI's server)
