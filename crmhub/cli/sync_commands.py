@@ -87,11 +87,12 @@ class StreamProgress:
 
     def __init__(self) -> None:
         self.progress = Progress(
+            # Widths that fit 80 columns with "stripe.subscriptions" and "incremental" whole.
             SpinnerColumn(),
-            TextColumn("[bold]{task.description:<24}"),
-            TextColumn("{task.fields[records]:>9,} records  {task.fields[pages]:>6,} pages"),
-            TextColumn("{task.fields[rate]:>9,.0f}/s"),
-            TextColumn("{task.fields[note]}"),
+            TextColumn("[bold]{task.description:<20}"),
+            TextColumn("{task.fields[records]:>8,} records {task.fields[pages]:>5,} pages"),
+            TextColumn("{task.fields[rate]:>6,.0f}/s"),
+            TextColumn("{task.fields[note]:<11}"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
