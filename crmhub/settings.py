@@ -201,12 +201,16 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
         if skip_key:
             skip_key = False
             continue
-        field = model.model_fields.get(part) if model is not None else None
+        fields = model.model_fields if model is not None else {}
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if field is None:
             return []
         skip_key = getattr(field.annotation, "__origin__", None) is dict
         model = _model_of(field.annotation)
-    return list(model.model_fields) if model is not None else []
+    if model is None:
+        return []
+    # A field's TOML key is its alias where it has one (`not` for the `not_` attribute).
+    return [field.alias or name for name, field in model.model_fields.items()]
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -100,6 +100,14 @@ def test_a_typo_in_a_key_names_the_path_and_suggests_the_key(tmp_path: Path) -> 
     assert 'found unknown key "api_key_evn" (did you mean "api_key_env"?)' in problem
 
 
+def test_unknown_keys_in_segment_rules_list_the_toml_keys_not_attribute_names(tmp_path: Path) -> None:
+    segment = '[segments.b]\nname = "B"\nnot = { field = "x", op = "eq", value = 1, colour = "red" }\n'
+    [inside] = _problems(tmp_path, segment)
+    assert inside.startswith("segments.b.not.colour: expected one of the keys all, any, not, field, op")
+    [beside] = _problems(tmp_path, '[segments.b]\nname = "B"\nrule = 1\n')
+    assert "all, any, not, requires_consent" in beside and "not_" not in beside
+
+
 def test_a_typo_in_a_table_name_is_reported(tmp_path: Path) -> None:
     [problem] = _problems(tmp_path, "[conectors]\n")
     assert problem.startswith("conectors: expected one of the keys database, connectors")
