@@ -25,7 +25,7 @@ from field_mapping.config import HubSpotPushConfig
 from field_mapping.hubspot_properties import group_create, property_create, property_value, pushable
 from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.fields import load_definitions
-from sync.runs import load_cursor, save_cursor, start_run
+from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store.field_columns import column_name, fields_table
 from sync.store.tables import (
     contact_identities,
@@ -110,6 +110,12 @@ def push_to_hubspot(
     with engine.begin() as conn:
         run_id = start_run(conn, source="hubspot", trigger="push", now=now)
         save_cursor(conn, *_CURSOR, now.isoformat(), run_id=run_id, now=now)
+        stats = {
+            "properties_created": len(report.properties_created),
+            "contacts_updated": report.contacts_updated,
+            "calls": report.calls,
+        }
+        finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)
     return report
 
 

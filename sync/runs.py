@@ -37,6 +37,10 @@ class StreamRow:
     quarantined: int
     cursor: str | None
     cursor_updated_at: datetime | None
+    # The run that saved the cursor: how the stream's last pull that moved it ended.
+    run_id: int | None = None
+    run_status: str | None = None
+    run_finished_at: datetime | None = None
 
 
 def start_run(conn: Connection, *, source: str | None, trigger: str, now: datetime) -> int:
@@ -106,13 +110,18 @@ def stream_overview(conn: Connection, enabled: Sequence[str]) -> list[StreamRow]
             select(qc.source, qc.stream, func.count()).group_by(qc.source, qc.stream)
         )
     }
+    run = sync_runs.c
     saved = {
-        (s, st): (v, at)
-        for s, st, v, at in conn.execute(select(cc.source, cc.stream, cc.value, cc.updated_at))
+        (s, st): rest
+        for s, st, *rest in conn.execute(
+            select(cc.source, cc.stream, cc.value, cc.updated_at, run.id, run.status, run.finished_at)
+            .select_from(cursors)
+            .outerjoin(sync_runs, run.id == cc.run_id)
+        )
     }
     rows = []
     for source, stream in sorted(set(counts) | set(saved)):
-        cursor, saved_at = saved.get((source, stream), (None, None))
+        cursor, saved_at, run_id, status, finished_at = saved.get((source, stream), (None,) * 5)
         rows.append(
             StreamRow(
                 source,
@@ -121,6 +130,9 @@ def stream_overview(conn: Connection, enabled: Sequence[str]) -> list[StreamRow]
                 held.get((source, stream), 0),
                 cursor,
                 saved_at,
+                run_id,
+                status,
+                finished_at,
             )
         )
     seen = {source for source, _ in counts} | {source for source, _ in saved}

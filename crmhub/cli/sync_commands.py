@@ -16,7 +16,7 @@ from crmhub.cli._output import console, emit_json, print_error, print_note, prin
 from crmhub.jobs import run_job
 from crmhub.wiring import pull_source_names
 from sync.engine import RunReport, StreamReport
-from sync.runs import recent_runs, stream_overview
+from sync.runs import StreamRow, stream_overview
 from sync.schedule import Job
 from sync.segments.queries import moved
 
@@ -210,10 +210,6 @@ def sources(ctx: typer.Context, json: JsonFlag = False) -> None:
 def _source_rows(engine: Engine, enabled: list[str]) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         streams = stream_overview(conn, enabled)
-        last = next(iter(recent_runs(conn, limit=1)), None)
-    last_run = None
-    if last is not None and last.finished_at is not None:
-        last_run = f"#{last.id} {last.status} {last.finished_at:%Y-%m-%d %H:%M}"
     return [
         {
             "stream": f"{row.source}.{row.stream}" if row.stream else f"{row.source} (never synced)",
@@ -223,7 +219,15 @@ def _source_rows(engine: Engine, enabled: list[str]) -> list[dict[str, Any]]:
             "cursor_updated_at": row.cursor_updated_at.isoformat(timespec="seconds")
             if row.cursor_updated_at
             else None,
-            "last_run": last_run if row.stream else None,
+            "last_run": _run_text(row),
         }
         for row in streams
     ]
+
+
+def _run_text(row: StreamRow) -> str | None:
+    """`#12 succeeded 2026-12-03 08:04`: the run that saved the stream's cursor, as it ended."""
+    if row.run_id is None:
+        return None
+    ended = f" {row.run_finished_at:%Y-%m-%d %H:%M}" if row.run_finished_at else ""
+    return f"#{row.run_id} {row.run_status}{ended}"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from connectors import default_http_client
+from crmhub.cli import app
 from crmhub.demo import Demo
+from crmhub.sandbox.credentials import ENVIRONMENT as ENVIRON
 from crmhub.wiring import hubspot_push
 from sync.fields import load_fields
 from sync.store.field_columns import fields_table
-from sync.store.tables import contact_identities, contacts
+from sync.store.tables import contact_identities, contacts, sync_runs
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +59,24 @@ def test_push_creates_the_group_the_properties_and_writes_the_values(pushed: Dem
     for hubspot_id, balance in rows:
         contact = hubspot.objects["contacts"][int(hubspot_id)]
         assert contact.properties["crmhub_stripe_customer_balance"] == str(int(balance))
+
+
+def test_the_push_finishes_its_run_and_each_stream_names_the_run_that_saved_its_cursor(
+    pushed: Demo,
+) -> None:
+    pushed.push_hubspot()
+    with pushed.engine.connect() as conn:
+        pushes = list(conn.execute(select(sync_runs).where(sync_runs.c.trigger == "push")).mappings())
+    assert pushes and all(p["status"] == "succeeded" and p["finished_at"] is not None for p in pushes)
+    push = max(pushes, key=lambda p: int(p["id"]))
+    assert push["stats"]["calls"] >= 1
+    shown = CliRunner().invoke(app, ["--config", str(pushed.config_path), "sources", "--json"], env=ENVIRON)
+    assert shown.exit_code == 0, shown.output
+    rows = {row["stream"]: row["last_run"] for row in json.loads(shown.stdout)}
+    assert rows["hubspot._push"].startswith(f"#{push['id']} succeeded ")
+    # A pulled stream names its own sync run, not the push that ran after it.
+    assert rows["stripe.customers"].startswith("#") and f"#{push['id']} " not in rows["stripe.customers"]
+    assert " succeeded " in rows["stripe.customers"]
 
 
 def test_a_second_push_changes_nothing(pushed: Demo) -> None:
