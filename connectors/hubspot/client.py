@@ -147,7 +147,8 @@ class HubSpotApi:
             lambda: _refused_as_empty(
                 lambda: api.create(
                     object_type=object_type, batch_input_property_create=batch, _preload_content=False
-                )
+                ),
+                (400, 409),
             ),
         )
         results = answer.get("results")
@@ -192,20 +193,9 @@ class HubSpotApi:
         )
 
     def _create(self, what: str, fn: Callable[[], Any]) -> bool:
-        existed = False
-
-        def attempt() -> Any:
-            nonlocal existed
-            try:
-                return fn()
-            except Exception as exc:
-                if getattr(exc, "status", None) != 409:
-                    raise
-                existed = True  # creating what exists is done, not failed: HubSpot says 409
-                return _EmptyResponse()
-
-        self._call(what, attempt)
-        return not existed
+        # Creating what exists is done, not failed: HubSpot says 409, answered here as `{}`, while
+        # a create answers with the object it made.
+        return bool(self._call(what, lambda: _refused_as_empty(fn, (409,))))
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Mapping[str, Any]:
         return self.retrier.call(lambda: self._once(what, fn))
@@ -240,17 +230,17 @@ class HubSpotApi:
 
 
 class _EmptyResponse:
-    """Stands in for the SDK's response when HubSpot answered 409 to a create."""
+    """Stands in for the SDK's response when HubSpot refused a create (409: it exists)."""
 
     data = b"{}"
 
 
-def _refused_as_empty(fn: Callable[[], Any]) -> Any:
-    """`fn()`, with HubSpot refusing the request (400 or 409) answered as an empty response."""
+def _refused_as_empty(fn: Callable[[], Any], statuses: tuple[int, ...]) -> Any:
+    """`fn()`, with HubSpot refusing the request with one of `statuses` answered as an empty response."""
     try:
         return fn()
     except Exception as exc:
-        if getattr(exc, "status", None) not in (400, 409):
+        if getattr(exc, "status", None) not in statuses:
             raise
         return _EmptyResponse()
 

@@ -11,6 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 from sqlalchemy import Engine
 
+from connectors import PULL_SOURCES
 from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_note, print_table
 from crmhub.jobs import run_job
@@ -40,10 +41,10 @@ def sync(
         engine = cli.engine(settings)
         job = Job("sync", "", tuple(pull_source_names(settings, source)))
         if not job.sources:
+            tables = ", ".join(f"connectors.{name}" for name in PULL_SOURCES)
             print_note(
-                "no source to pull: none of connectors.stripe, connectors.hubspot, connectors.typeform "
-                "is enabled; set enabled = true in one (`crmhub check` shows the setup). "
-                "Segments are evaluated all the same"
+                f"no source to pull: none of {tables} is enabled; set enabled = true in one "
+                "(`crmhub check` shows the setup). Segments are evaluated all the same"
             )
         clock = partial(datetime.now, UTC)
         if json:
