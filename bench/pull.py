@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/pull.py --people 135000 --streams stripe.customers
     .venv/bin/python bench/pull.py --people 20000 --latency-ms 100   # a provider 100 ms away
+    .venv/bin/python bench/pull.py --people 20000 --latency-ms 100 --together \
+        --streams stripe.customers,hubspot.contacts,typeform.responses
 
 The sandbox runs in its own process (so its memory is not counted); for each stream the same pages
 are first fetched with a bare httpx loop (no SDK, no parsing beyond JSON, no storing) to give the
@@ -9,6 +11,11 @@ raw fetch limit, then pulled end to end by crmhub into a fresh SQLite store. Tha
 walks the event history Stripe keeps (30 days) for contact events, which the raw loop does not:
 its events and requests are printed beside the records. Peak memory is this process's maximum
 resident set size.
+
+`--together` then pulls the streams twice more, each time into a fresh store: one run per source,
+one after another (the baseline), and one run of every source, side by side as `crmhub sync` pulls
+them. It prints the seconds each spent on pages (up to the last page stored; the runs' segment
+evaluations are left out) and their ratio. `--latency-ms` delays the answers of every provider.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ def _start_sandbox(people: int, seed: int, latency_ms: int) -> tuple[subprocess.
     ]
     if latency_ms:
         # Every API answer waits this long, as a provider across the internet would.
-        args += ["--fault", f"stripe:latency={latency_ms}"]
+        for api in ("stripe", "hubspot", "typeform"):
+            args += ["--fault", f"{api}:latency={latency_ms}"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 900
@@ -114,6 +122,40 @@ def _crmhub(
     return result.records, seconds, result.seconds, result.events, result.requests
 
 
+def _pages_seconds(
+    config: Path, qualified: list[str], *, together: bool, checkpoint_thread: bool
+) -> tuple[int, float]:
+    """Pull `qualified` streams into a fresh store: in one run (sources side by side) or one run per source.
+
+    Returns (records, seconds from each run's start to its last page stored, summed over the runs).
+    """
+    settings = load_settings(config)
+    engine = create_store_engine(settings.database.url, checkpoint_thread=checkpoint_thread)
+    upgrade(engine)
+    sync = build_sync_engine(settings, engine)
+    names = list(dict.fromkeys(q.split(".")[0] for q in qualified))
+    records, seconds = 0, 0.0
+    with httpx.Client(timeout=settings.connectors.timeout_seconds) as http:
+        built = [
+            build_source(n, settings.connectors, secret(settings, f"connectors.{n}.api_key_env"), http)
+            for n in names
+        ]
+        for group in [built] if together else [[source] for source in built]:
+            last = started = time.perf_counter()
+
+            def progress(_stream: object) -> None:
+                nonlocal last
+                last = time.perf_counter()
+
+            report = sync.run(group, now=datetime.now(UTC), streams=set(qualified), on_progress=progress)
+            if report.failed:
+                sys.exit("; ".join(f"{s.source}.{s.stream} failed: {s.error}" for s in report.failed))
+            records += sum(s.records for s in report.streams)
+            seconds += last - started
+    engine.dispose()
+    return records, seconds
+
+
 def main() -> None:
     """Run the benchmark and print one markdown table row per stream."""
     parser = argparse.ArgumentParser(
@@ -129,6 +171,11 @@ def main() -> None:
         "--no-checkpoint-thread",
         action="store_true",
         help="commits checkpoint the WAL themselves, as before sync/store/checkpoint.py (a baseline)",
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="also time the streams pulled one source after another against all sources side by side",
     )
     args = parser.parse_args()
     tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
@@ -167,9 +214,30 @@ def main() -> None:
                 f"| {qualified} | {n:,} | {events:,} | {requests:,} | {raw_text} | {rate:,.0f} | {ratio} "
                 f"| {pages} | {peak:,.0f} |"
             )
+        if args.together:
+            _print_together(config, args.streams.split(","), threaded, workdir)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _print_together(config: Path, qualified: list[str], checkpoint_thread: bool, workdir: Path) -> None:
+    """The streams pulled one source after another, then side by side, each into a fresh store."""
+    timings = []
+    for together in (False, True):
+        timings.append(
+            _pages_seconds(config, qualified, together=together, checkpoint_thread=checkpoint_thread)
+        )
+        for leftover in workdir.glob("bench.db*"):
+            leftover.unlink()
+    (n_apart, apart), (n_together, together_s) = timings
+    print()
+    print("| streams | records | one source after another s | side by side s | speed-up |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    same = n_apart if n_apart == n_together else f"{n_apart:,} / {n_together:,}"
+    print(
+        f"| {', '.join(qualified)} | {same:,} | {apart:.1f} | {together_s:.1f} | {apart / together_s:.2f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
 A page is stored, mapped and resolved to contacts in one transaction that also saves the stream's
 cursor, so a crash at any point loses at most the page in flight, and the next run pulls it again
-from the last saved cursor. One failing source or stream does not stop the others; the report says
+from the last saved cursor. Sources are fetched side by side, one thread each, and their pages
+stored here by one writer. One failing source or stream does not stop the others; the report says
 which failed and why.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -21,7 +22,7 @@ from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
 from sync.group_commit import GroupCommit, Pushed
 from sync.inbound import AlreadyReceivedError, claim_events
-from sync.prefetch import prefetched
+from sync.prefetch import merged
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
 from sync.store.statistics import refresh_statistics
@@ -137,16 +138,10 @@ class SyncEngine:
         with write_transaction(self.engine) as conn:
             run_id = start_run(conn, source=only, trigger=trigger, now=now)
         report = RunReport(run_id=run_id)
-        for source in sources:
-            for stream in source.streams:
-                if streams is not None and stream.qualified_name not in streams:
-                    continue
-                if should_stop():
-                    report.stopped = True
-                    break
-                stream_report = StreamReport(source=source.name, stream=stream.name, full=full)
-                report.streams.append(stream_report)
-                self._pull(stream, stream_report, report, run_id, now, full, on_progress, should_stop)
+        if not should_stop():
+            self._pull(sources, streams, report, run_id, now, full, on_progress, should_stop)
+        else:
+            report.stopped = True
         with write_transaction(self.engine) as conn:
             refresh_statistics(conn, rows_written=sum(s.records for s in report.streams))
             # Segments follow the data on every run, and time-window ones move with `now` alone.
@@ -210,8 +205,8 @@ class SyncEngine:
 
     def _pull(
         self,
-        stream: Stream,
-        out: StreamReport,
+        sources: Sequence[Source],
+        streams: Collection[str] | None,
         report: RunReport,
         run_id: int,
         now: datetime,
@@ -219,37 +214,90 @@ class SyncEngine:
         on_progress: ProgressCallback | None,
         should_stop: Callable[[], bool],
     ) -> None:
-        started = time.perf_counter()
+        """Pull the sources side by side, one thread each, and store their pages here as they come.
+
+        A source's streams run one after another on its thread, so each provider sees the request
+        rate it saw before; this thread is the store's only writer.
+        """
+        plans: dict[str, list[_Planned]] = {}
+        with self.engine.connect() as conn:
+            for source in sources:
+                for stream in source.streams:
+                    if streams is not None and stream.qualified_name not in streams:
+                        continue
+                    cursor = None if full else load_cursor(conn, stream.source, stream.name)
+                    out = StreamReport(source=source.name, stream=stream.name, full=full)
+                    plans.setdefault(source.name, []).append(_Planned(stream, out, cursor))
+        started: set[str] = set()  # "source.stream" of each stream whose pull began
+        pulls = {f"pull {name}": _pages(plan, now=now, full=full) for name, plan in plans.items()}
         try:
-            with self.engine.connect() as conn:
-                cursor = None if full else load_cursor(conn, stream.source, stream.name)
-            pages = stream.pull(cursor, now=now, full=full)
-            for batch in prefetched(pages, name=f"pull {stream.source}.{stream.name}"):
-                with write_transaction(self.engine) as conn:
-                    result = self.store_batch(conn, batch, run_id=run_id, now=now)
-                    if batch.cursor is not None:
-                        save_cursor(conn, batch.source, batch.stream, batch.cursor, run_id=run_id, now=now)
-                out.records += result.records
-                out.events += result.events
-                out.quarantined += result.quarantined
-                out.problems += result.problems
-                out.widenings.extend(w for w in result.widenings if w not in out.widenings)
-                out.requests += batch.requests
-                out.pages += 1
-                out.full = out.full or batch.full
-                out.fallback_reason = out.fallback_reason or batch.fallback_reason
-                report.contacts |= result.contacts
-                out.seconds = time.perf_counter() - started
+            for pulled in merged(pulls):
+                out = pulled.out
+                started.add(f"{out.source}.{out.stream}")
+                if pulled.batch is not None:
+                    self._store(pulled.batch, out, report, run_id, now)
+                elif pulled.error is not None:
+                    out.error = str(pulled.error)
+                out.seconds = time.perf_counter() - pulled.started
                 if on_progress is not None:
                     on_progress(out)
                 if should_stop():
                     report.stopped = True
                     return
+        finally:
+            # In the configured order; a stream a stop kept from starting is not in the report.
+            report.streams.extend(
+                p.out for plan in plans.values() for p in plan if f"{p.out.source}.{p.out.stream}" in started
+            )
+
+    def _store(self, batch: Batch, out: StreamReport, report: RunReport, run_id: int, now: datetime) -> None:
+        """Store one page and its cursor in one transaction, and count it in the stream's report."""
+        with write_transaction(self.engine) as conn:
+            result = self.store_batch(conn, batch, run_id=run_id, now=now)
+            if batch.cursor is not None:
+                save_cursor(conn, batch.source, batch.stream, batch.cursor, run_id=run_id, now=now)
+        out.records += result.records
+        out.events += result.events
+        out.quarantined += result.quarantined
+        out.problems += result.problems
+        out.widenings.extend(w for w in result.widenings if w not in out.widenings)
+        out.requests += batch.requests
+        out.pages += 1
+        out.full = out.full or batch.full
+        out.fallback_reason = out.fallback_reason or batch.fallback_reason
+        report.contacts |= result.contacts
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A stream to pull, its report, and the cursor it starts from."""
+
+    stream: Stream
+    out: StreamReport
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class _Pulled:
+    """A page of a stream, or (with no batch) the end of the stream and the error that ended it."""
+
+    out: StreamReport
+    started: float  # when the stream's pull began, on perf_counter
+    batch: Batch | None = None
+    error: ConnectorError | None = None
+
+
+def _pages(plan: Sequence[_Planned], *, now: datetime, full: bool) -> Iterator[_Pulled]:
+    """One source's streams, pulled in turn; a stream that fails ends with its error, the next one starts."""
+    for planned in plan:
+        started = time.perf_counter()
+        try:
+            for batch in planned.stream.pull(planned.cursor, now=now, full=full):
+                yield _Pulled(planned.out, started, batch)
         except ConnectorError as exc:
-            out.error = str(exc)
-        out.seconds = time.perf_counter() - started
-        if on_progress is not None:
-            on_progress(out)
+            yield _Pulled(planned.out, started, error=exc)
+        else:
+            yield _Pulled(planned.out, started)
 
 
 def _stats(s: StreamReport) -> dict[str, object]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -356,3 +357,83 @@ def test_a_value_that_becomes_null_clears_the_stored_one(engine: Engine) -> None
     store = _page_store()
     _store(engine, store, [_with(1, NOW - timedelta(hours=1), balance=3)], [_with(1, NOW, balance=None)])
     assert _balances(engine) == [("person1@example.com", None, NOW)]
+
+
+class _Counting:
+    """A page store that stores nothing and counts what it was given, in order."""
+
+    def __init__(self) -> None:
+        self.pages: list[str] = []
+
+    def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
+        self.pages.append(f"{batch.source}.{batch.stream}")
+        return BatchResult(records=len(batch.records))
+
+
+class _Gated(Stream):
+    """Two pages; before its first it waits for `gate`, a stream of another source, to have started."""
+
+    def __init__(self, source: str, name: str, started: dict[str, threading.Event], gate: str | None) -> None:
+        self.source, self.name, self.started, self.gate = source, name, started, gate
+        self.running = started.setdefault(f"{source}.{name}", threading.Event())
+
+    def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+        others = [k for k, e in self.started.items() if k.startswith(f"{self.source}.") and e.is_set()]
+        if others:
+            raise PermanentError(f"{self.source}: {others} still running beside {self.name}")
+        self.running.set()
+        if self.gate is not None and not self.started[self.gate].wait(5):
+            raise PermanentError(f"{self.source}.{self.name}: waited 5 s for {self.gate} to start")
+        for page in range(2):
+            yield Batch(self.source, self.name, [_customer(page)], cursor=str(page))
+        self.running.clear()
+
+
+class _Named(Source):
+    def __init__(self, name: str, streams: list[Stream]) -> None:
+        self.name, self._streams = name, streams
+
+    @property
+    def streams(self) -> list[Stream]:
+        return self._streams
+
+
+def test_sources_are_pulled_side_by_side_and_a_sources_streams_in_turn(engine: Engine) -> None:
+    started: dict[str, threading.Event] = {}
+    # stripe.customers waits for hubspot.contacts to start: pulled one source after another it would
+    # wait in vain; stripe.invoices checks that no other stripe stream is running beside it.
+    stripe = _Named(
+        "stripe",
+        [
+            _Gated("stripe", "customers", started, "hubspot.contacts"),
+            _Gated("stripe", "invoices", started, None),
+        ],
+    )
+    hubspot = _Named("hubspot", [_Gated("hubspot", "contacts", started, None)])
+    store = _Counting()
+    report = SyncEngine(engine, store).run([stripe, hubspot], now=NOW)
+    assert [s.error for s in report.streams] == [None, None, None]
+    assert [f"{s.source}.{s.stream}" for s in report.streams] == [
+        "stripe.customers",
+        "stripe.invoices",
+        "hubspot.contacts",
+    ]
+    assert sorted(store.pages) == sorted(
+        ["stripe.customers"] * 2 + ["stripe.invoices"] * 2 + ["hubspot.contacts"] * 2
+    )
+    assert [s.records for s in report.streams] == [2, 2, 2]
+    with engine.connect() as conn:
+        assert (
+            load_cursor(conn, "hubspot", "contacts") == "1" and load_cursor(conn, "stripe", "invoices") == "1"
+        )
+
+
+def test_a_stop_ends_every_source_at_a_page_and_reports_only_streams_that_began(engine: Engine) -> None:
+    stripe = _Named("stripe", [PagedStream(), _Gated("stripe", "invoices", {}, None)])
+    store = _Counting()
+    report = SyncEngine(engine, store).run([stripe], now=NOW, should_stop=lambda: len(store.pages) >= 2)
+    assert report.stopped and store.pages == ["stripe.customers"] * 2
+    assert [(s.stream, s.pages) for s in report.streams] == [("customers", 2)]
+    with engine.connect() as conn:
+        assert load_cursor(conn, "stripe", "customers") == json.dumps({"page": 2})
+        assert load_cursor(conn, "stripe", "invoices") is None
