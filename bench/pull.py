@@ -12,10 +12,11 @@ walks the event history Stripe keeps (30 days) for contact events, which the raw
 its events and requests are printed beside the records. Peak memory is this process's maximum
 resident set size.
 
-`--together` then pulls the streams twice more, each time into a fresh store: one run per source,
-one after another (the baseline), and one run of every source, side by side as `crmhub sync` pulls
-them. It prints the seconds each spent on pages (up to the last page stored; the runs' segment
-evaluations are left out) and their ratio. `--latency-ms` delays the answers of every provider.
+`--together` then pulls the streams twice more, each time into a fresh store: one run per stream,
+one after another (the baseline: how crmhub pulled before sources and Stripe's streams went side
+by side), and one run of them all, as `crmhub sync` pulls them. It prints the seconds each spent
+on pages (up to the last page stored; the runs' segment evaluations are left out) and their
+ratio. `--latency-ms` delays the answers of every provider.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _crmhub(
 def _pages_seconds(
     config: Path, qualified: list[str], *, together: bool, checkpoint_thread: bool
 ) -> tuple[int, float]:
-    """Pull `qualified` streams into a fresh store: in one run (sources side by side) or one run per source.
+    """Pull `qualified` streams into a fresh store: in one run (side by side) or one run per stream.
 
     Returns (records, seconds from each run's start to its last page stored, summed over the runs).
     """
@@ -140,14 +141,14 @@ def _pages_seconds(
             build_source(n, settings.connectors, secret(settings, f"connectors.{n}.api_key_env"), http)
             for n in names
         ]
-        for group in [built] if together else [[source] for source in built]:
+        for wanted in [qualified] if together else [[q] for q in qualified]:
             last = started = time.perf_counter()
 
             def progress(_stream: object) -> None:
                 nonlocal last
                 last = time.perf_counter()
 
-            report = sync.run(group, now=datetime.now(UTC), streams=set(qualified), on_progress=progress)
+            report = sync.run(built, now=datetime.now(UTC), streams=set(wanted), on_progress=progress)
             if report.failed:
                 sys.exit("; ".join(f"{s.source}.{s.stream} failed: {s.error}" for s in report.failed))
             records += sum(s.records for s in report.streams)
@@ -175,7 +176,7 @@ def main() -> None:
     parser.add_argument(
         "--together",
         action="store_true",
-        help="also time the streams pulled one source after another against all sources side by side",
+        help="also time the streams pulled one after another against side by side, as crmhub sync does",
     )
     args = parser.parse_args()
     tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
@@ -222,7 +223,7 @@ def main() -> None:
 
 
 def _print_together(config: Path, qualified: list[str], checkpoint_thread: bool, workdir: Path) -> None:
-    """The streams pulled one source after another, then side by side, each into a fresh store."""
+    """The streams pulled one after another, then side by side, each into a fresh store."""
     timings = []
     for together in (False, True):
         timings.append(
@@ -232,12 +233,10 @@ def _print_together(config: Path, qualified: list[str], checkpoint_thread: bool,
             leftover.unlink()
     (n_apart, apart), (n_together, together_s) = timings
     print()
-    print("| streams | records | one source after another s | side by side s | speed-up |")
+    print("| streams | records | one after another s | side by side s | speed-up |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    same = n_apart if n_apart == n_together else f"{n_apart:,} / {n_together:,}"
-    print(
-        f"| {', '.join(qualified)} | {same:,} | {apart:.1f} | {together_s:.1f} | {apart / together_s:.2f}x |"
-    )
+    same = f"{n_apart:,}" if n_apart == n_together else f"{n_apart:,} / {n_together:,}"
+    print(f"| {', '.join(qualified)} | {same} | {apart:.1f} | {together_s:.1f} | {apart / together_s:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,9 @@ class Source(ABC):
     """A provider we pull from: a name and its streams."""
 
     name: str = ""
+    # True when its streams may be pulled at once: its client, limits and retrier are thread-safe
+    # and the provider's limits leave room. Otherwise a run pulls them one after another.
+    streams_side_by_side: bool = False
 
     @property
     @abstractmethod

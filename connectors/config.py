@@ -20,6 +20,7 @@ class StripeConfig(_Strict):
     base_url: str = "https://api.stripe.com"
     api_key_env: str = "STRIPE_API_KEY"
     page_size: int = Field(default=100, ge=1, le=100)
+    requests_per_second: float = Field(default=20.0, gt=0)
 
 
 class HubSpotConfig(_Strict):

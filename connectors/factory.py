@@ -40,7 +40,7 @@ def build_source(
         raise PermanentError(f"{name}: no API key: set the variable named by connectors.{name}.api_key_env")
     retrier = Retrier(max_attempts=config.max_attempts, sleep=sleep)
     if name == "stripe":
-        return StripeSource(config.stripe, key, http, retrier)
+        return StripeSource(config.stripe, key, http, retrier, clock=clock)
     if name == "hubspot":
         return HubSpotSource(config.hubspot, key, http, retrier, clock=clock)
     if name == "typeform":

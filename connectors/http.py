@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,17 +105,18 @@ def error_for_transport(source: str, exc: BaseException, *, what: str = "") -> C
 class Retrier:
     """Calls a function, retrying RetryableError with exponential jitter or the server's Retry-After.
 
-    `sleep` is injected so tests never wait; `attempts` counts every call, for Batch.requests.
+    `sleep` is injected so tests never wait. Every call is counted on the calling thread, for
+    Batch.requests: streams of one source pulled side by side each count their own requests.
     """
 
     max_attempts: int = 5
     sleep: Callable[[float], None] = time.sleep
     initial: float = 0.5
     maximum: float = 30.0
-    attempts: int = 0
 
     def __post_init__(self) -> None:
         self._backoff = wait_exponential_jitter(multiplier=self.initial, max=self.maximum)
+        self._counts = threading.local()
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -133,11 +135,12 @@ class Retrier:
         )
         for attempt in retrying:
             with attempt:
-                self.attempts += 1
+                self._counts.attempts = getattr(self._counts, "attempts", 0) + 1
                 return fn()
         raise AssertionError("unreachable: tenacity either returns or re-raises")
 
     def take_attempts(self) -> int:
-        """Attempts since the last call of this method (the requests a page cost)."""
-        taken, self.attempts = self.attempts, 0
+        """This thread's attempts since its last call of this method (the requests a page cost)."""
+        taken: int = getattr(self._counts, "attempts", 0)
+        self._counts.attempts = 0
         return taken

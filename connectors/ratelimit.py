@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 __all__ = ["TokenBucket"]
@@ -10,7 +11,9 @@ __all__ = ["TokenBucket"]
 class TokenBucket:
     """Allows `rate` requests per second on average, bursts of up to `burst`; `acquire` waits if needed.
 
-    Starts full, so a short run is not slowed down; the clock is monotonic seconds.
+    Starts full, so a short run is not slowed down; the clock is monotonic seconds. Thread-safe:
+    streams pulled side by side share their source's bucket, and a waiter holds it while it sleeps,
+    so the others queue behind it instead of all taking the same token.
     """
 
     def __init__(
@@ -29,6 +32,7 @@ class TokenBucket:
         self._sleep = sleep
         self._tokens = self.burst
         self._last = clock()
+        self._lock = threading.Lock()
 
     def _refill(self) -> None:
         now = self._clock()
@@ -37,6 +41,10 @@ class TokenBucket:
 
     def acquire(self) -> float:
         """Take one token, sleeping until one is available; returns the seconds slept."""
+        with self._lock:
+            return self._take()
+
+    def _take(self) -> float:
         self._refill()
         waited = 0.0
         if self._tokens < 1.0:

@@ -216,8 +216,9 @@ class SyncEngine:
     ) -> None:
         """Pull the sources side by side, one thread each, and store their pages here as they come.
 
-        A source's streams run one after another on its thread, so each provider sees the request
-        rate it saw before; this thread is the store's only writer.
+        A source's streams run one after another on its thread, so each provider sees one request
+        at a time, unless the source says its streams may run side by side (Stripe: a thread per
+        stream, under its shared limit). This thread is the store's only writer.
         """
         plans: dict[str, list[_Planned]] = {}
         with self.engine.connect() as conn:
@@ -227,7 +228,8 @@ class SyncEngine:
                         continue
                     cursor = None if full else load_cursor(conn, stream.source, stream.name)
                     out = StreamReport(source=source.name, stream=stream.name, full=full)
-                    plans.setdefault(source.name, []).append(_Planned(stream, out, cursor))
+                    thread = stream.qualified_name if source.streams_side_by_side else source.name
+                    plans.setdefault(thread, []).append(_Planned(stream, out, cursor))
         started: set[str] = set()  # "source.stream" of each stream whose pull began
         pulls = {f"pull {name}": _pages(plan, now=now, full=full) for name, plan in plans.items()}
         try:

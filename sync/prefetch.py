@@ -92,4 +92,3 @@ def merged(sources: Mapping[str, Iterator[T]]) -> Iterator[T]:
         gone.set()
         for thread in threads:
             thread.join()
-

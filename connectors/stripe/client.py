@@ -10,6 +10,7 @@ import stripe
 
 from connectors.exceptions import MalformedPageError
 from connectors.http import Retrier, error_for_status, error_for_transport, parse_retry_after
+from connectors.ratelimit import TokenBucket
 
 __all__ = ["StripeApi"]
 
@@ -29,8 +30,11 @@ def _httpx_client(http: httpx.Client) -> Any:
 class StripeApi:
     """GETs against the Stripe API through `StripeClient.raw_request`, returning plain JSON objects."""
 
-    def __init__(self, api_key: str, base_url: str, http: httpx.Client, retrier: Retrier) -> None:
+    def __init__(
+        self, api_key: str, base_url: str, http: httpx.Client, retrier: Retrier, bucket: TokenBucket
+    ) -> None:
         self.retrier = retrier
+        self._bucket = bucket
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": base_url.rstrip("/")},
@@ -44,6 +48,7 @@ class StripeApi:
         return self.retrier.call(lambda: self._get_once(path, params))
 
     def _get_once(self, path: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        self._bucket.acquire()  # every attempt, retries too, counts against Stripe's limit
         try:
             # raw_request keeps the SDK's auth, API version, parameter encoding and error parsing,
             # but skips building StripeObjects we would only turn back into dicts.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import httpx
@@ -124,3 +125,25 @@ def test_retrier_gives_up_and_does_not_retry_permanent_errors() -> None:
     with pytest.raises(PermanentError):
         retrier.call(fn)
     assert fn.calls == 1 and len(sleeps) == 2
+
+
+def test_each_thread_counts_its_own_attempts() -> None:
+    # Streams of one source pulled side by side share its retrier; each page counts its own requests.
+    retrier = Retrier(max_attempts=3, sleep=lambda _s: None)
+    counted: dict[str, int] = {}
+    ready = threading.Barrier(2)
+
+    def pull(name: str, calls: int) -> None:
+        ready.wait(5)
+        for _ in range(calls):
+            retrier.call(lambda: "ok")
+        ready.wait(5)  # both threads have made every call before either counts
+        counted[name] = retrier.take_attempts()
+
+    threads = [threading.Thread(target=pull, args=(n, c)) for n, c in (("customers", 3), ("invoices", 5))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert counted == {"customers": 3, "invoices": 5}
+    assert retrier.take_attempts() == 0  # this thread made none

@@ -360,3 +360,16 @@ def test_a_window_larger_than_the_buffer_is_applied_in_rounds(
 def test_a_cursor_of_the_wrong_shape_is_a_clear_error(fake: FakeStripe, sleep: FakeSleep) -> None:
     with pytest.raises(PermanentError, match=r"stripe.customers: unreadable cursor"):
         _pull(_stream(fake, sleep), json.dumps({"phase": "events"}))
+
+
+def test_every_request_takes_a_token_at_the_configured_rate(fake: FakeStripe, sleep: FakeSleep) -> None:
+    config = StripeConfig(enabled=True, base_url=STRIPE_URL, page_size=1, requests_per_second=2.0)
+    http = fake.client(fake.router())
+    stream = build_source(
+        "stripe", ConnectorsConfig(stripe=config), "sk_test_1", http, sleep=sleep, clock=sleep.clock
+    ).stream("customers")
+    batches = _pull(stream, None)
+    requests = sum(b.requests for b in batches)
+    assert requests == len(fake.requests) > 4
+    # Two tokens at the start (the burst), then one every half second.
+    assert sleep.calls == pytest.approx([0.5] * (requests - 2))

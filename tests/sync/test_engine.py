@@ -373,13 +373,21 @@ class _Counting:
 class _Gated(Stream):
     """Two pages; before its first it waits for `gate`, a stream of another source, to have started."""
 
-    def __init__(self, source: str, name: str, started: dict[str, threading.Event], gate: str | None) -> None:
-        self.source, self.name, self.started, self.gate = source, name, started, gate
+    def __init__(
+        self,
+        source: str,
+        name: str,
+        started: dict[str, threading.Event],
+        gate: str | None,
+        *,
+        alone: bool = True,
+    ) -> None:
+        self.source, self.name, self.started, self.gate, self.alone = source, name, started, gate, alone
         self.running = started.setdefault(f"{source}.{name}", threading.Event())
 
     def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
         others = [k for k, e in self.started.items() if k.startswith(f"{self.source}.") and e.is_set()]
-        if others:
+        if others and self.alone:
             raise PermanentError(f"{self.source}: {others} still running beside {self.name}")
         self.running.set()
         if self.gate is not None and not self.started[self.gate].wait(5):
@@ -390,8 +398,9 @@ class _Gated(Stream):
 
 
 class _Named(Source):
-    def __init__(self, name: str, streams: list[Stream]) -> None:
+    def __init__(self, name: str, streams: list[Stream], *, side_by_side: bool = False) -> None:
         self.name, self._streams = name, streams
+        self.streams_side_by_side = side_by_side
 
     @property
     def streams(self) -> list[Stream]:
@@ -437,3 +446,17 @@ def test_a_stop_ends_every_source_at_a_page_and_reports_only_streams_that_began(
     with engine.connect() as conn:
         assert load_cursor(conn, "stripe", "customers") == json.dumps({"page": 2})
         assert load_cursor(conn, "stripe", "invoices") is None
+
+
+def test_a_source_that_allows_it_has_its_streams_pulled_side_by_side(engine: Engine) -> None:
+    started: dict[str, threading.Event] = {}
+    # Each waits for the other to start: pulled one after another, the first would wait in vain.
+    streams: list[Stream] = [
+        _Gated("stripe", "customers", started, "stripe.invoices", alone=False),
+        _Gated("stripe", "invoices", started, "stripe.customers", alone=False),
+    ]
+    report = SyncEngine(engine, _Counting()).run([_Named("stripe", streams, side_by_side=True)], now=NOW)
+    assert [(s.stream, s.error, s.records) for s in report.streams] == [
+        ("customers", None, 2),
+        ("invoices", None, 2),
+    ]
