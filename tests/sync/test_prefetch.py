@@ -68,9 +68,7 @@ def test_every_source_is_fetched_at_once_each_in_its_own_order() -> None:
 
 def test_no_source_runs_more_than_one_item_ahead() -> None:
     sources = {name: _Pages(1000, tag=name) for name in ("a", "b", "c")}
-    taken = 0
-    for _ in merged({name: iter(p) for name, p in sources.items()}):
-        taken += 1
+    for taken, _ in enumerate(merged({name: iter(p) for name, p in sources.items()}), start=1):
         if taken == 5:
             break
     # Five taken in all, plus at most one in hand per source.
