@@ -44,7 +44,7 @@ def _eventually(condition: Callable[[], bool]) -> bool:
 
 def test_items_arrive_in_order_and_the_next_is_fetched_while_one_is_used() -> None:
     pages = _Pages(5)
-    seen = []
+    seen: list[str] = []
     for page in merged({"one": iter(pages)}):
         if page == "0":
             # While page 0 is being stored, page 1 is fetched already.
@@ -55,7 +55,7 @@ def test_items_arrive_in_order_and_the_next_is_fetched_while_one_is_used() -> No
 
 def test_every_source_is_fetched_at_once_each_in_its_own_order() -> None:
     stripe, hubspot = _Pages(4, tag="s"), _Pages(3, tag="h")
-    seen = []
+    seen: list[str] = []
     for page in merged({"stripe": iter(stripe), "hubspot": iter(hubspot)}):
         if not seen:
             # While the first page is in use, both sources have produced: neither waits for the other.
@@ -77,7 +77,7 @@ def test_no_source_runs_more_than_one_item_ahead() -> None:
 
 
 def test_an_error_of_a_source_comes_after_the_pages_before_it_and_stops_the_others() -> None:
-    seen = []
+    seen: list[str] = []
     other = _Pages(1000, tag="o")
     with pytest.raises(RuntimeError, match="page 3 is malformed"):
         for page in merged({"bad": iter(_Pages(6, fail_at=3)), "other": iter(other)}):
