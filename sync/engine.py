@@ -230,6 +230,11 @@ class SyncEngine:
                     out = StreamReport(source=source.name, stream=stream.name, full=full)
                     thread = stream.qualified_name if source.streams_side_by_side else source.name
                     plans.setdefault(thread, []).append(_Planned(stream, out, cursor))
+        if on_progress is not None:
+            # Every stream once, in config order, before pages of several sources interleave.
+            for plan in plans.values():
+                for planned in plan:
+                    on_progress(planned.out)
         started: set[str] = set()  # "source.stream" of each stream whose pull began
         pulls = {f"pull {name}": _pages(plan, now=now, full=full) for name, plan in plans.items()}
         try:

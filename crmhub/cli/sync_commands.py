@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
 import typer
-from rich.console import RenderableType
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
@@ -85,22 +83,11 @@ def sync(
         raise typer.Exit(EXIT_FAILED)
 
 
-class _BySource(Progress):
-    """Lines grouped by source (sources pull side by side, so their pages arrive interleaved)."""
-
-    def get_renderables(self) -> Iterable[RenderableType]:
-        """The task lines, by source in the usual order and by start within a source."""
-        rank = {name: index for index, name in enumerate(PULL_SOURCES)}
-        yield self.make_tasks_table(
-            sorted(self.tasks, key=lambda t: (rank.get(t.fields["source"], 99), t.id))
-        )
-
-
 class StreamProgress:
     """One live line per stream: records, pages, requests, rate."""
 
     def __init__(self) -> None:
-        self.progress = _BySource(
+        self.progress = Progress(
             # Widths that fit 80 columns with "stripe.subscriptions" and "incremental" whole.
             SpinnerColumn(),
             TextColumn("[bold]{task.description:<20}"),
@@ -127,7 +114,7 @@ class StreamProgress:
         note = "[red]failed[/]" if s.error else ("full" if s.full else "incremental")
         if task is None:
             task = self.tasks[name] = self.progress.add_task(
-                name, total=None, records=0, pages=0, rate=0.0, note="", source=s.source
+                name, total=None, records=0, pages=0, rate=0.0, note=""
             )
         self.progress.update(task, records=s.records, pages=s.pages, rate=s.rate, note=note)
 

@@ -146,19 +146,3 @@ def test_tables_keep_every_value_whole_on_80_columns(monkeypatch: pytest.MonkeyP
     _output.print_table(table)
     _header, *lines = narrow.export_text().splitlines()
     assert "".join(line.split()[0] for line in lines) == long_name
-
-
-def test_live_sync_lines_are_grouped_by_source_while_pages_arrive_interleaved() -> None:
-    progress = sync_commands.StreamProgress()
-    arrivals = [
-        ("typeform", "responses"),
-        ("stripe", "customers"),
-        ("hubspot", "contacts"),
-        ("stripe", "invoices"),
-    ]
-    for source, stream in arrivals:
-        progress.update(StreamReport(source, stream, records=10, pages=1))
-    narrow = Console(width=80, record=True)
-    narrow.print(*progress.progress.get_renderables())
-    names = [line.split()[1] for line in narrow.export_text().splitlines()]
-    assert names == ["stripe.customers", "stripe.invoices", "hubspot.contacts", "typeform.responses"]

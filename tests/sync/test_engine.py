@@ -460,3 +460,20 @@ def test_a_source_that_allows_it_has_its_streams_pulled_side_by_side(engine: Eng
         ("customers", None, 2),
         ("invoices", None, 2),
     ]
+
+
+def test_progress_names_every_stream_in_config_order_before_any_page(engine: Engine) -> None:
+    started: dict[str, threading.Event] = {}
+    stripe = _Named(
+        "stripe",
+        [_Gated("stripe", n, started, None, alone=False) for n in ("customers", "invoices")],
+        side_by_side=True,
+    )
+    hubspot = _Named("hubspot", [_Gated("hubspot", "contacts", started, None)])
+    seen: list[tuple[str, int]] = []
+    SyncEngine(engine, _Counting()).run(
+        [stripe, hubspot], now=NOW, on_progress=lambda s: seen.append((f"{s.source}.{s.stream}", s.pages))
+    )
+    # The live display adds a line per stream as it first hears of it: config order, not arrival.
+    assert seen[:3] == [("stripe.customers", 0), ("stripe.invoices", 0), ("hubspot.contacts", 0)]
+    assert len(seen) == 3 + 3 * 3  # then two pages and the end of each stream
