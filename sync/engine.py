@@ -107,6 +107,8 @@ class RunReport:
         return "failed" if len(self.failed) == len(self.streams) else "partial"
 
 
+# Called with each stream's report: once for every stream before any page, then after each page
+# it stores and when it ends.
 ProgressCallback = Callable[[StreamReport], None]
 
 
