@@ -93,6 +93,8 @@ class RunReport:
     contacts: set[int] = field(default_factory=set)
     stopped: bool = False
     evaluation: EvaluationReport | None = None
+    # Wall time of the pull, every stream side by side (the streams' own seconds overlap).
+    pull_seconds: float = 0.0
 
     @property
     def failed(self) -> list[StreamReport]:
@@ -141,7 +143,11 @@ class SyncEngine:
             run_id = start_run(conn, source=only, trigger=trigger, now=now)
         report = RunReport(run_id=run_id)
         if not should_stop():
-            self._pull(sources, streams, report, run_id, now, full, on_progress, should_stop)
+            started = time.perf_counter()
+            try:
+                self._pull(sources, streams, report, run_id, now, full, on_progress, should_stop)
+            finally:
+                report.pull_seconds = time.perf_counter() - started
         else:
             report.stopped = True
         with write_transaction(self.engine) as conn:
@@ -153,7 +159,11 @@ class SyncEngine:
                 conn,
                 run_id,
                 status="stopped" if report.stopped else report.status,
-                stats={"streams": [_stats(s) for s in report.streams], "contacts": len(report.contacts)},
+                stats={
+                    "streams": [_stats(s) for s in report.streams],
+                    "contacts": len(report.contacts),
+                    "pull_seconds": round(report.pull_seconds, 3),
+                },
                 error="; ".join(f"{s.source}.{s.stream}: {s.error}" for s in report.failed) or None,
                 now=now,
             )

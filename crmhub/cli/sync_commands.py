@@ -131,6 +131,7 @@ def _report_json(report: RunReport, counts: dict[str, tuple[int, int]]) -> dict[
             for entered, left in (counts.get(r.key, (0, 0)),)
         ],
         "contacts_touched": len(report.contacts),
+        "pull_seconds": round(report.pull_seconds, 3),
         "streams": [
             {
                 "source": s.source,
@@ -169,7 +170,12 @@ def _print_report(report: RunReport, counts: dict[str, tuple[int, int]]) -> None
             mode,
         )
     print_table(table)
-    console.print(f"{len(report.contacts):,} contacts touched")
+    records = sum(s.records for s in report.streams)
+    together = ", the streams side by side" if len(report.streams) > 1 else ""
+    console.print(
+        f"{records:,} records in {report.pull_seconds:.1f} s{together}; "
+        f"{len(report.contacts):,} contacts touched"
+    )
     if report.evaluation is not None:
         changes = [f"{key} +{entered} -{left}" for key, (entered, left) in sorted(counts.items())]
         console.print(

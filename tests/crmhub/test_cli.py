@@ -132,11 +132,14 @@ def test_hubspot_push_without_the_hubspot_connector_is_a_located_error(config: P
 def test_tables_keep_every_value_whole_on_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     narrow = Console(width=80, record=True)
     monkeypatch.setattr(_output, "console", narrow)
+    monkeypatch.setattr(sync_commands, "console", narrow)
     names = [("stripe", "subscriptions"), ("typeform", "responses"), ("hubspot", "companies")]
     streams = [StreamReport(source, stream, records=123_456, requests=1_235) for source, stream in names]
-    sync_commands._print_report(RunReport(run_id=7, streams=streams), {})
+    sync_commands._print_report(RunReport(run_id=7, streams=streams, pull_seconds=2.5), {})
     report = narrow.export_text()
     assert "…" not in report and "incremental" in report and "quarantined" in report
+    # Stream seconds overlap when streams run side by side; the run's own time is said once.
+    assert "370,368 records in 2.5 s, the streams side by side" in report
     assert all(f"{source}.{stream}" in report for source, stream in names)
     # Longer than any column can be: folded onto the next lines, every character kept.
     table = Table("field", "type", "path", "first seen")

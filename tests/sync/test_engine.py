@@ -431,6 +431,7 @@ def test_sources_are_pulled_side_by_side_and_a_sources_streams_in_turn(engine: E
         ["stripe.customers"] * 2 + ["stripe.invoices"] * 2 + ["hubspot.contacts"] * 2
     )
     assert [s.records for s in report.streams] == [2, 2, 2]
+    assert report.pull_seconds >= max(s.seconds for s in report.streams) > 0
     with engine.connect() as conn:
         assert (
             load_cursor(conn, "hubspot", "contacts") == "1" and load_cursor(conn, "stripe", "invoices") == "1"
