@@ -17,13 +17,16 @@ from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, fun
 
 from sync.fields import merge_values
 from sync.store.tables import (
+    OPEN_DELIVERY_STATUSES,
     consent_records,
     contact_identities,
     contacts,
+    deliveries,
     erasure_log,
     events,
     memberships,
     merge_log,
+    outbox,
     records,
     transitions,
 )
@@ -189,6 +192,46 @@ def resolve_batch(
     return Resolution(result, new, theirs)
 
 
+def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime) -> None:
+    """Hand the merged contact's memberships to the kept one, and stop its repeated `entered`.
+
+    The person stays in a segment only the merged contact was in: the next evaluation of the kept
+    contact keeps them there or sends a `left`, instead of a second `segment.entered`. Where both
+    were members, the merged contact's `entered` webhooks not yet sent are cancelled: the person
+    was announced once already, and would otherwise be messaged twice.
+    """
+    m = memberships.c
+    held = select(m.segment_id).where(m.contact_id == keep)
+    both = list(
+        conn.execute(select(m.segment_id).where(m.contact_id == other, m.segment_id.in_(held))).scalars()
+    )
+    conn.execute(
+        update(memberships).where(m.contact_id == other, m.segment_id.not_in(held)).values(contact_id=keep)
+    )
+    conn.execute(delete(memberships).where(m.contact_id == other))
+    if not both:
+        return
+    repeated = select(transitions.c.id).where(
+        transitions.c.contact_id == other, transitions.c.kind == "entered", transitions.c.segment_id.in_(both)
+    )
+    # Not fanned out yet: marked done with no deliveries. Fanned out: open deliveries cancelled.
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.transition_id.in_(repeated), outbox.c.dispatched_at.is_(None))
+        .values(dispatched_at=now)
+    )
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.transition_id.in_(repeated), deliveries.c.status.in_(OPEN_DELIVERY_STATUSES))
+        .values(
+            status="cancelled",
+            reason=f"contact {other} was merged into contact {keep}, already in the segment",
+            next_attempt_at=None,
+            updated_at=now,
+        )
+    )
+
+
 def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
     """Create `count` contacts; their ids, in creation order."""
     if count == 0:
@@ -231,10 +274,9 @@ def merge(conn: Connection, *, keep: int, others: Sequence[int], reason: str, no
         conn.execute(update(contact_identities).where(ci.contact_id == other).values(contact_id=keep))
         # The kept contact's values win; fields only the merged contact had move over.
         merge_values(conn, keep=keep, other=other)
+        _carry_memberships(conn, keep=keep, other=other, now=now)
         for table in (events, records, consent_records, transitions):
             conn.execute(update(table).where(table.c.contact_id == other).values(contact_id=keep))
-        # Memberships are recomputed for the kept contact on the next evaluation.
-        conn.execute(delete(memberships).where(memberships.c.contact_id == other))
         conn.execute(update(contacts).where(contacts.c.merged_into_id == other).values(merged_into_id=keep))
         conn.execute(delete(contacts).where(contacts.c.id == other))
     conn.execute(update(contacts).where(contacts.c.id == keep).values(updated_at=now, changed_at=now))

@@ -22,6 +22,7 @@ from sync.consent.config import ConsentConfig
 from sync.consent.records import ConsentItem, record_many
 from sync.consent.suppression import identity_hash, suppress_contacts
 from sync.store.tables import (
+    OPEN_DELIVERY_STATUSES,
     contact_identities,
     contacts,
     deliveries,
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from sync.segments import EvaluationReport
 
 __all__ = ["ConsentResult", "cancel_entries", "current_contact", "opt_in", "opt_out", "unsubscribe"]
-
-_OPEN = ("pending", "failed")
 
 
 @dataclass(frozen=True)
@@ -106,14 +105,16 @@ def cancel_entries(
     open_rows = (
         select(deliveries.c.id)
         .join(transitions, transitions.c.id == deliveries.c.transition_id)
-        .where(deliveries.c.status.in_(_OPEN), deliveries.c.transition_id.in_(entries), scope)
+        .where(
+            deliveries.c.status.in_(OPEN_DELIVERY_STATUSES), deliveries.c.transition_id.in_(entries), scope
+        )
     )
     ids = list(conn.execute(open_rows).scalars())
     if not ids:
         return 0
     conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_(ids), deliveries.c.status.in_(_OPEN))
+        .where(deliveries.c.id.in_(ids), deliveries.c.status.in_(OPEN_DELIVERY_STATUSES))
         .values(status="cancelled", reason=reason, next_attempt_at=None, updated_at=now)
     )
     return len(ids)

@@ -249,6 +249,9 @@ endpoint_states = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# Deliveries that will still be attempted: what cancelling one stops.
+OPEN_DELIVERY_STATUSES = ("pending", "failed")
+
 deliveries = Table(
     "deliveries",
     metadata,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from sync.identity import merge
 from sync.segments import SegmentConfig, evaluate_segments
 from sync.store.tables import contacts, memberships, outbox, segments, sync_runs, transitions
 from tests.segments.conftest import NOW, Seeder, segments_from
@@ -202,3 +203,30 @@ def test_evaluation_refuses_a_naive_now(engine: Engine) -> None:
         evaluate_segments(
             conn, {"x": SegmentConfig.model_validate(CITY["hamburg"])}, now=NOW.replace(tzinfo=None)
         )
+
+
+def test_a_merge_keeps_the_person_in_a_segment_once_and_cancels_the_repeated_entry(engine: Engine) -> None:
+    configured = segments_from(CITY)
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann, ann_again, bob, bob_again = s.contact(), s.contact(), s.contact(), s.contact()
+        for cid in (ann, ann_again, bob_again):
+            s.value(cid, "city", "string", "Hamburg")
+        evaluate_segments(conn, configured, now=NOW)
+        assert _members(conn, "hamburg") == {ann, ann_again, bob_again}
+        later = NOW + timedelta(hours=1)
+        # Both of Ann's contacts were announced (not yet fanned out); only Bob's second one was.
+        merge(conn, keep=ann, others=[ann_again], reason="shared identity", now=later)
+        merge(conn, keep=bob, others=[bob_again], reason="shared identity", now=later)
+        assert _members(conn, "hamburg") == {ann, bob}
+        pending = conn.execute(
+            select(transitions.c.contact_id)
+            .join(outbox, outbox.c.transition_id == transitions.c.id)
+            .where(outbox.c.dispatched_at.is_(None))
+        )
+        # Ann's second entry will not go out; Bob's one entry will, now under his kept contact.
+        assert sorted(pending.scalars()) == sorted([ann, bob])
+        # The next evaluation keeps Bob (he has the merged city) without a second `entered`.
+        before = len(_transitions(conn))
+        evaluate_segments(conn, configured, now=later)
+        assert len(_transitions(conn)) == before and _members(conn, "hamburg") == {ann, bob}
