@@ -197,8 +197,9 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
 
     The person stays in a segment only the merged contact was in: the next evaluation of the kept
     contact keeps them there or sends a `left`, instead of a second `segment.entered`. Where both
-    were members, the merged contact's `entered` webhooks not yet sent are cancelled: the person
-    was announced once already, and would otherwise be messaged twice.
+    were members, the person was announced once already and would otherwise be messaged twice: the
+    merged contact's entries not yet fanned out are dropped (never announced, they leave no trace),
+    and open deliveries of those already fanned out are cancelled.
     """
     m = memberships.c
     held = select(m.segment_id).where(m.contact_id == keep)
@@ -214,12 +215,12 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
     repeated = select(transitions.c.id).where(
         transitions.c.contact_id == other, transitions.c.kind == "entered", transitions.c.segment_id.in_(both)
     )
-    # Not fanned out yet: marked done with no deliveries. Fanned out: open deliveries cancelled.
-    conn.execute(
-        update(outbox)
-        .where(outbox.c.transition_id.in_(repeated), outbox.c.dispatched_at.is_(None))
-        .values(dispatched_at=now)
+    unsent = select(outbox.c.transition_id).where(
+        outbox.c.transition_id.in_(repeated), outbox.c.dispatched_at.is_(None)
     )
+    dropped = list(conn.execute(unsent).scalars())
+    if dropped:
+        conn.execute(delete(transitions).where(transitions.c.id.in_(dropped)))  # its outbox row goes too
     conn.execute(
         update(deliveries)
         .where(deliveries.c.transition_id.in_(repeated), deliveries.c.status.in_(OPEN_DELIVERY_STATUSES))

@@ -224,8 +224,10 @@ def test_a_merge_keeps_the_person_in_a_segment_once_and_cancels_the_repeated_ent
             .join(outbox, outbox.c.transition_id == transitions.c.id)
             .where(outbox.c.dispatched_at.is_(None))
         )
-        # Ann's second entry will not go out; Bob's one entry will, now under his kept contact.
+        # Ann's second entry is dropped; Bob's one entry will go out, now under his kept contact.
         assert sorted(pending.scalars()) == sorted([ann, bob])
+        entries = [(r[1], r[2]) for r in _transitions(conn)]
+        assert sorted(entries) == sorted([(ann, "entered"), (bob, "entered")])
         # The next evaluation keeps Bob (he has the merged city) without a second `entered`.
         before = len(_transitions(conn))
         evaluate_segments(conn, configured, now=later)
