@@ -29,16 +29,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from connectors import build_source
+from connectors import Source, build_source
 from crmhub.runtime import tune_garbage_collector
 from crmhub.sandbox import credentials, sandbox_config
 from crmhub.settings import load_settings, secret
 from crmhub.wiring import build_sync_engine
+from sync.engine import SyncEngine
 from sync.store import create_store_engine, upgrade
 
 
@@ -98,6 +101,25 @@ def _raw_stripe(url: str, resource_name: str) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
+@contextmanager
+def _syncing(
+    config: Path, names: list[str], checkpoint_thread: bool
+) -> Iterator[tuple[SyncEngine, list[Source]]]:
+    """crmhub's sync engine on a fresh store, and the named sources, as `crmhub sync` builds them."""
+    settings = load_settings(config)
+    engine = create_store_engine(settings.database.url, checkpoint_thread=checkpoint_thread)
+    upgrade(engine)
+    try:
+        with httpx.Client(timeout=settings.connectors.timeout_seconds) as http:
+            keys = {n: secret(settings, f"connectors.{n}.api_key_env") for n in names}
+            yield (
+                build_sync_engine(settings, engine),
+                [build_source(n, settings.connectors, keys[n], http) for n in names],
+            )
+    finally:
+        engine.dispose()
+
+
 def _crmhub(
     config: Path, source: str, stream: str, checkpoint_thread: bool
 ) -> tuple[int, float, float, int, int]:
@@ -105,17 +127,10 @@ def _crmhub(
 
     Returns (records, seconds of the run, seconds of the stream, contact events, requests).
     """
-    settings = load_settings(config)
-    engine = create_store_engine(settings.database.url, checkpoint_thread=checkpoint_thread)
-    upgrade(engine)
-    sync = build_sync_engine(settings, engine)
-    key = secret(settings, f"connectors.{source}.api_key_env")
-    with httpx.Client(timeout=settings.connectors.timeout_seconds) as http:
-        built = build_source(source, settings.connectors, key, http)
+    with _syncing(config, [source], checkpoint_thread) as (sync, built):
         started = time.perf_counter()
-        report = sync.run([built], now=datetime.now(UTC), streams={f"{source}.{stream}"})
+        report = sync.run(built, now=datetime.now(UTC), streams={f"{source}.{stream}"})
         seconds = time.perf_counter() - started
-    engine.dispose()
     [result] = report.streams
     if result.error:
         sys.exit(f"{source}.{stream} failed: {result.error}")
@@ -130,17 +145,9 @@ def _pages_seconds(
 
     Returns (records, seconds from each run's start to its last page stored, summed over the runs).
     """
-    settings = load_settings(config)
-    engine = create_store_engine(settings.database.url, checkpoint_thread=checkpoint_thread)
-    upgrade(engine)
-    sync = build_sync_engine(settings, engine)
     names = list(dict.fromkeys(q.split(".")[0] for q in qualified))
     records, seconds = 0, 0.0
-    with httpx.Client(timeout=settings.connectors.timeout_seconds) as http:
-        built = [
-            build_source(n, settings.connectors, secret(settings, f"connectors.{n}.api_key_env"), http)
-            for n in names
-        ]
+    with _syncing(config, names, checkpoint_thread) as (sync, built):
         for wanted in [qualified] if together else [[q] for q in qualified]:
             last = started = time.perf_counter()
 
@@ -153,7 +160,6 @@ def _pages_seconds(
                 sys.exit("; ".join(f"{s.source}.{s.stream} failed: {s.error}" for s in report.failed))
             records += sum(s.records for s in report.streams)
             seconds += last - started
-    engine.dispose()
     return records, seconds
 
 

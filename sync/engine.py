@@ -247,12 +247,12 @@ class SyncEngine:
             for plan in plans.values():
                 for planned in plan:
                     on_progress(planned.out)
-        started: set[str] = set()  # "source.stream" of each stream whose pull began
+        began: set[int] = set()  # the reports (by id) of the streams whose pull began
         pulls = {f"pull {name}": _pages(plan, now=now, full=full) for name, plan in plans.items()}
         try:
             for pulled in merged(pulls):
                 out = pulled.out
-                started.add(f"{out.source}.{out.stream}")
+                began.add(id(out))
                 if pulled.batch is not None:
                     self._store(pulled.batch, out, report, run_id, now)
                 elif pulled.error is not None:
@@ -265,9 +265,7 @@ class SyncEngine:
                     return
         finally:
             # In the configured order; a stream a stop kept from starting is not in the report.
-            report.streams.extend(
-                p.out for plan in plans.values() for p in plan if f"{p.out.source}.{p.out.stream}" in started
-            )
+            report.streams.extend(p.out for plan in plans.values() for p in plan if id(p.out) in began)
 
     def _store(self, batch: Batch, out: StreamReport, report: RunReport, run_id: int, now: datetime) -> None:
         """Store one page and its cursor in one transaction, and count it in the stream's report."""
