@@ -16,7 +16,9 @@ resident set size.
 one after another (the baseline: how crmhub pulled before sources and Stripe's streams went side
 by side), and one run of them all, as `crmhub sync` pulls them. It prints the seconds each spent
 on pages (up to the last page stored; the runs' segment evaluations are left out) and their
-ratio. `--latency-ms` delays the answers of every provider.
+ratio. `--latency-ms` delays the answers of every provider. `--database-url postgresql://...` names
+a PostgreSQL server to pull into instead of SQLite: each run gets a database of its own there,
+dropped afterwards.
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, make_url, text
 
 from connectors import Source, build_source
 from crmhub.runtime import tune_garbage_collector
@@ -43,6 +48,7 @@ from crmhub.settings import load_settings, secret
 from crmhub.wiring import build_sync_engine
 from sync.engine import SyncEngine
 from sync.store import create_store_engine, upgrade
+from sync.store.engine import normalize_url
 
 
 def _free_port() -> int:
@@ -102,12 +108,32 @@ def _raw_stripe(url: str, resource_name: str) -> tuple[int, float]:
 
 
 @contextmanager
+def _fresh_store(server_url: str | None, workdir: Path) -> Iterator[str]:
+    """The URL of an empty store: a SQLite file in `workdir`, or a new database on `server_url`."""
+    if server_url is None:
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        for leftover in workdir.glob("bench.db*"):
+            leftover.unlink()
+        return
+    name = f"crmhub_bench_pull_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
 def _syncing(
-    config: Path, names: list[str], checkpoint_thread: bool
+    config: Path, names: list[str], checkpoint_thread: bool, store_url: str
 ) -> Iterator[tuple[SyncEngine, list[Source]]]:
-    """crmhub's sync engine on a fresh store, and the named sources, as `crmhub sync` builds them."""
+    """crmhub's sync engine on the store at `store_url` and the named sources, as `crmhub sync` has them."""
     settings = load_settings(config)
-    engine = create_store_engine(settings.database.url, checkpoint_thread=checkpoint_thread)
+    engine = create_store_engine(store_url, checkpoint_thread=checkpoint_thread)
     upgrade(engine)
     try:
         with httpx.Client(timeout=settings.connectors.timeout_seconds) as http:
@@ -121,13 +147,13 @@ def _syncing(
 
 
 def _crmhub(
-    config: Path, source: str, stream: str, checkpoint_thread: bool
+    config: Path, source: str, stream: str, checkpoint_thread: bool, store_url: str
 ) -> tuple[int, float, float, int, int]:
-    """The same stream pulled by crmhub into a fresh store.
+    """The same stream pulled by crmhub into the empty store at `store_url`.
 
     Returns (records, seconds of the run, seconds of the stream, contact events, requests).
     """
-    with _syncing(config, [source], checkpoint_thread) as (sync, built):
+    with _syncing(config, [source], checkpoint_thread, store_url) as (sync, built):
         started = time.perf_counter()
         report = sync.run(built, now=datetime.now(UTC), streams={f"{source}.{stream}"})
         seconds = time.perf_counter() - started
@@ -139,15 +165,15 @@ def _crmhub(
 
 
 def _pages_seconds(
-    config: Path, qualified: list[str], *, together: bool, checkpoint_thread: bool
+    config: Path, qualified: list[str], *, together: bool, checkpoint_thread: bool, store_url: str
 ) -> tuple[int, float]:
-    """Pull `qualified` streams into a fresh store: in one run (side by side) or one run per stream.
+    """Pull `qualified` streams into the empty store at `store_url`: one run (side by side) or one per stream.
 
     Returns (records, seconds from each run's start to its last page stored, summed over the runs).
     """
     names = list(dict.fromkeys(q.split(".")[0] for q in qualified))
     records, seconds = 0, 0.0
-    with _syncing(config, names, checkpoint_thread) as (sync, built):
+    with _syncing(config, names, checkpoint_thread, store_url) as (sync, built):
         for wanted in [qualified] if together else [[q] for q in qualified]:
             last = started = time.perf_counter()
 
@@ -184,21 +210,24 @@ def main() -> None:
         action="store_true",
         help="also time the streams pulled one after another against side by side, as crmhub sync does",
     )
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server to pull into (a new database per run)"
+    )
     args = parser.parse_args()
     tune_garbage_collector()  # as every crmhub command does (crmhub/runtime.py)
     threaded = not args.no_checkpoint_thread
 
     proc, url = _start_sandbox(args.people, args.seed, args.latency_ms)
+    workdir = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
     try:
-        workdir = Path(tempfile.mkdtemp(prefix="crmhub-bench-"))
-        text = sandbox_config(url, database_url=f"sqlite:///{workdir / 'bench.db'}")
         os.environ.update(credentials.ENVIRONMENT)
         config = workdir / "crmhub.toml"
-        config.write_text(text, encoding="utf-8")
+        config.write_text(sandbox_config(url, database_url="sqlite://"), encoding="utf-8")
         checkpoints = "on a thread" if threaded else "in commits"
+        store = "PostgreSQL" if args.database_url else f"SQLite, checkpoints {checkpoints}"
         print(
             f"# bench/pull.py {datetime.now(UTC):%Y-%m-%d}, sandbox people={args.people} seed={args.seed}"
-            f" latency={args.latency_ms} ms, checkpoints {checkpoints}"
+            f" latency={args.latency_ms} ms, {store}"
         )
         print(
             "| stream | records | contact events | requests | raw fetch /s | crmhub /s | crmhub / raw "
@@ -208,9 +237,8 @@ def main() -> None:
         for qualified in args.streams.split(","):
             source, stream = qualified.split(".")
             raw_n, raw_s = _raw_stripe(url, stream) if source == "stripe" else (0, 0.0)
-            n, seconds, pulling, events, requests = _crmhub(config, source, stream, threaded)
-            for leftover in workdir.glob("bench.db*"):
-                leftover.unlink()
+            with _fresh_store(args.database_url, workdir) as store_url:
+                n, seconds, pulling, events, requests = _crmhub(config, source, stream, threaded, store_url)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             raw_rate = raw_n / raw_s if raw_s else 0.0
             rate = n / seconds
@@ -222,21 +250,29 @@ def main() -> None:
                 f"| {pages} | {peak:,.0f} |"
             )
         if args.together:
-            _print_together(config, args.streams.split(","), threaded, workdir)
+            _print_together(config, args.streams.split(","), threaded, workdir, args.database_url)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _print_together(config: Path, qualified: list[str], checkpoint_thread: bool, workdir: Path) -> None:
+def _print_together(
+    config: Path, qualified: list[str], checkpoint_thread: bool, workdir: Path, server_url: str | None
+) -> None:
     """The streams pulled one after another, then side by side, each into a fresh store."""
     timings = []
     for together in (False, True):
-        timings.append(
-            _pages_seconds(config, qualified, together=together, checkpoint_thread=checkpoint_thread)
-        )
-        for leftover in workdir.glob("bench.db*"):
-            leftover.unlink()
+        with _fresh_store(server_url, workdir) as store_url:
+            timings.append(
+                _pages_seconds(
+                    config,
+                    qualified,
+                    together=together,
+                    checkpoint_thread=checkpoint_thread,
+                    store_url=store_url,
+                )
+            )
     (n_apart, apart), (n_together, together_s) = timings
     print()
     print("| streams | records | one after another s | side by side s | speed-up |")

@@ -69,6 +69,14 @@ contacts = Table(
     Column("transition_seq", Integer, nullable=False, default=0),
     Index(None, "changed_at"),
 )
+# Deleting a contact looks for contacts that refer to it; only non-null references are indexed
+# (none today: a merged contact is deleted), so inserts write nothing to this index.
+Index(
+    None,
+    contacts.c.merged_into_id,
+    sqlite_where=contacts.c.merged_into_id.is_not(None),
+    postgresql_where=contacts.c.merged_into_id.is_not(None),
+)
 
 records = Table(
     "records",
@@ -179,6 +187,8 @@ merge_log = Table(
     Column("merged_at", UtcDateTime, nullable=False),
     # Following a merged contact's id to the kept one (sender feedback, lookups) reads this index.
     Index(None, "merged_contact_id"),
+    # Deleting a contact (each merge deletes one) looks for the log rows that refer to it.
+    Index(None, "kept_contact_id"),
 )
 
 # --- segments, memberships, transitions, outbox -------------------------------------------------

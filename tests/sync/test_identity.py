@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Connection, Engine, event, insert, select, text
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from sync.consent.suppression import listed_kinds, suppress_values, suppressed_identities
-from sync.identity import _LAST_TAKEN, identities_of, resolve, resolve_batch
+from sync.identity import _ARRAY_LOOKUP, _LAST_TAKEN, identities_of, merge, resolve, resolve_batch
 from sync.store.tables import contact_identities, contacts, events, merge_log
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -109,6 +113,55 @@ def test_a_record_linking_two_contacts_merges_them_with_a_log(engine: Engine) ->
     assert log.reason == "shared identity"
 
 
+def _contacts_and_merge_log_read(conn: Connection, act: Callable[[], None]) -> int:
+    """Rows of contacts and merge_log that `act` read (PostgreSQL) or SQLite VM steps in thousands."""
+    if conn.dialect.name == "sqlite":
+        steps = [0]
+        driver = conn.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        driver.set_progress_handler(count, 1000)
+        try:
+            act()
+        finally:
+            driver.set_progress_handler(None, 0)
+        return steps[0]
+    read = text(
+        "SELECT coalesce(sum(seq_tup_read), 0) FROM pg_stat_xact_user_tables"
+        " WHERE relname IN ('contacts', 'merge_log')"
+    )
+    before = conn.execute(read).scalar_one()
+    act()
+    return int(conn.execute(read).scalar_one() - before)
+
+
+def test_a_merge_costs_the_same_however_many_contacts_the_store_holds(engine: Engine) -> None:
+    # Deleting the merged contact looks for contacts and merge-log rows referring to it; unindexed,
+    # that read the whole of both tables on every merge (15 ms per merge at 300,000 contacts).
+    def merge_two(conn: Connection, n: int) -> int:
+        pair = [f"cus_{n}_a", f"cus_{n}_b"]
+        a, b = (resolve(conn, [{"stripe_customer": c}], source="stripe", now=NOW)[0] for c in pair)
+        assert a is not None and b is not None
+        return _contacts_and_merge_log_read(
+            conn, lambda: merge(conn, keep=a, others=[b], reason="test", now=NOW)
+        )
+
+    def fill(conn: Connection, count: int) -> None:
+        row = {"state": "active", "created_at": NOW, "updated_at": NOW, "changed_at": NOW}
+        conn.execute(insert(contacts), [row] * count)
+
+    with engine.begin() as conn:
+        fill(conn, 2_000)
+        small = merge_two(conn, 1)
+        fill(conn, 20_000)
+        large = merge_two(conn, 2)
+    assert large <= small + 2, (small, large)
+
+
 def test_hostile_identity_values_are_data(engine: Engine) -> None:
     value = "x'); DROP TABLE contacts; -- " + "ü" * 200
     with engine.begin() as conn:
@@ -162,3 +215,46 @@ def test_the_highest_taken_number_is_read_from_indexes_not_by_scanning_logs(engi
         plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
     assert "SEARCH merge_log USING COVERING INDEX ix_merge_log_merged_contact_id" in plan, plan
     assert "SEARCH erasure_log USING COVERING INDEX ix_erasure_log_contact_id" in plan, plan
+
+
+def _rows_read(plan: dict[str, Any], table: str) -> int:
+    """Rows the plan's scans of `table` and its indexes produced, over all their loops."""
+    own = plan.get("Relation Name") == table or str(plan.get("Index Name", "")).startswith(f"uq_{table}")
+    read = plan["Actual Rows"] * plan["Actual Loops"] + plan.get("Rows Removed by Filter", 0) if own else 0
+    return read + sum(_rows_read(child, table) for child in plan.get("Plans", ()))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_the_postgresql_lookup_probes_each_value_even_in_a_generic_plan_without_statistics(
+    engine: Engine,
+) -> None:
+    # psycopg prepares a statement run five times; its generic plan on a store never analyzed (a
+    # first sync outruns autovacuum) read every identity of the kind with `value IN (...)`.
+    with engine.begin() as conn:
+        [cid] = resolve(conn, [{"email": "first@x.io"}], source="stripe", now=NOW)
+        rows = [
+            {
+                "contact_id": cid,
+                "kind": "email",
+                "value": f"p{n}@x.io",
+                "source": "stripe",
+                "first_seen_at": NOW,
+            }
+            for n in range(20_000)
+        ]
+        conn.execute(insert(contact_identities), rows)
+    wanted = [f"p{n}@x.io" for n in range(0, 20_000, 200)]
+    sql = str(_ARRAY_LOOKUP.compile(dialect=PGDialect_psycopg(paramstyle="numeric_dollar")))
+    with engine.begin() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        # Parameters bound on the client: the server cannot type a utility statement's own.
+        cursor = psycopg.ClientCursor(driver)
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE lookup AS {sql}")
+        execute = "EXECUTE lookup(%s::varchar[], %s, 1)"
+        [[[plan]]] = cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}", (wanted, "email")).fetchall()
+        found = cursor.execute(execute, (wanted, "email")).fetchall()
+        cursor.execute("DEALLOCATE lookup")
+    assert sorted(value for value, _ in found) == sorted(wanted)
+    assert _rows_read(plan["Plan"], "contact_identities") <= 2 * len(wanted), plan
