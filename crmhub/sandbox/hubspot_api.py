@@ -271,9 +271,9 @@ class HubSpotApi:
             if obj is None:
                 if id_property != "hs_object_id":
                     props.setdefault(id_property, str(item["id"]))
-                obj = self.world.hubspot.new_object(object_type, props, now_ms)
+                obj = self.world.hubspot.new_object(object_type, props, self.world.hubspot.write_time(now_ms))
             else:
-                self.world.hubspot.update(object_type, obj, props, now_ms)
+                self.world.hubspot.update(object_type, obj, props, self.world.hubspot.write_time(now_ms))
             results.append(obj.to_json(object_type, list(props)) | {"new": created})
         return self._batch_result(results, [], object_type)
 
@@ -292,7 +292,7 @@ class HubSpotApi:
         for obj, item in found:
             assert obj is not None
             props = {k: None if v is None else str(v) for k, v in (item.get("properties") or {}).items()}
-            self.world.hubspot.update(object_type, obj, props, now_ms)
+            self.world.hubspot.update(object_type, obj, props, self.world.hubspot.write_time(now_ms))
             results.append(obj.to_json(object_type, list(props)))
         return self._batch_result(results, [], object_type)
 

@@ -132,6 +132,7 @@ class HubSpotStore:
     properties: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     groups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     next_id: int = 51
+    last_write_ms: int = 0
     portal_id: int = 62515
 
     def __post_init__(self) -> None:
@@ -211,6 +212,16 @@ class HubSpotStore:
         obj = CrmObject(object_id, props, created_ms, created_ms)
         self.objects[object_type][object_id] = obj
         return obj
+
+    def write_time(self, now_ms: int) -> int:
+        """When one object written through the API changed: the clock, or 1 ms after the last write.
+
+        The sandbox's clock stands still between ticks, but real writes take time: thousands of
+        contacts pushed at once never share one last-modified value in HubSpot, and search could
+        not page past them if they did.
+        """
+        self.last_write_ms = max(now_ms, self.last_write_ms + 1)
+        return self.last_write_ms
 
     def update(
         self, object_type: str, obj: CrmObject, changes: dict[str, str | None], now_ms: int

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInput,
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
     Filter,
     FilterGroup,
     PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
 )
@@ -120,6 +122,26 @@ def test_batch_upsert_and_read_by_email(client: HubSpot, sandbox: Sandbox) -> No
         )
     )
     assert read.results[0].properties["firstname"] == "New"
+
+
+def test_objects_written_together_get_distinct_increasing_modified_times(
+    client: HubSpot, sandbox: Sandbox
+) -> None:
+    # The sandbox clock stands still between ticks; a push of 10,000 contacts sharing one
+    # lastmodifieddate was more than search could page past, which real HubSpot never serves.
+    contacts = list(sandbox.world.hubspot.objects["contacts"].values())[:100]
+    clock_ms = sandbox.world.now * 1000
+    client.crm.contacts.batch_api.update(
+        batch_input_simple_public_object_batch_input=BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                SimplePublicObjectBatchInput(id=str(c.id), properties={"lastname": f"Pushed {n}"})
+                for n, c in enumerate(contacts)
+            ]
+        )
+    )
+    stamps = [parse_time_ms(c.properties["lastmodifieddate"] or "") for c in contacts]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(contacts)
+    assert stamps[0] >= clock_ms
 
 
 def test_upsert_of_an_unknown_property_is_a_400(client: HubSpot) -> None:
