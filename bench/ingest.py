@@ -119,9 +119,10 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     today = f"{datetime.now(UTC):%Y-%m-%d}"
     checkpoints = "on a thread" if threaded else "in commits"
-    where = (
-        f"{engine.dialect.name}, page size {args.page_size}, checkpoints {checkpoints}, {os.cpu_count()} CPUs"
+    store_text = (
+        f"sqlite, checkpoints {checkpoints}" if engine.dialect.name == "sqlite" else engine.dialect.name
     )
+    where = f"{store_text}, page size {args.page_size}, {os.cpu_count()} CPUs"
     print(f"# bench/ingest.py {today}, {where}")
     print(
         "| records | seconds | records/s | CPU µs/record | SQL floor records/s (crmhub's time / floor's) "
