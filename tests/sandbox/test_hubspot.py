@@ -139,7 +139,7 @@ def test_objects_written_together_get_distinct_increasing_modified_times(
             ]
         )
     )
-    stamps = [parse_time_ms(c.properties["lastmodifieddate"] or "") for c in contacts]
+    stamps = [parse_time_ms(c.properties["lastmodifieddate"] or "") or 0 for c in contacts]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(contacts)
     assert stamps[0] >= clock_ms
 
