@@ -5,7 +5,8 @@ The consumer is a minimal asyncio HTTP/1.1 server in a subprocess on 127.0.0.1 t
 notes when each transition arrived; the worker signs every request, goes through the SSRF-guarded
 transport (127.0.0.1 allow-listed) and records every attempt in SQLite. `client` is the HTTP ceiling:
 a bare httpx.AsyncClient posting a delivery-sized body, through our transport and through httpx's
-default one (httpcore), with no store and no signing.
+default one (httpcore), with no store and no signing. `--database-url postgresql://...` stores into
+a new database on that PostgreSQL server instead of SQLite (dropped afterwards).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, func, insert, select
+from stores import fresh_postgres_database
 
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import contacts, deliveries, delivery_attempts, outbox, segments, transitions
@@ -92,8 +95,8 @@ async def _serve(port_file: Path, log_file: Path) -> None:
 # --- the producer and the worker ----------------------------------------------------------------
 
 
-def _store(path: Path, checkpoint_thread: bool) -> tuple[Engine, int]:
-    engine = create_store_engine(f"sqlite:///{path}", checkpoint_thread=checkpoint_thread)
+def _store(store_url: str, checkpoint_thread: bool) -> tuple[Engine, int]:
+    engine = create_store_engine(store_url, checkpoint_thread=checkpoint_thread)
     upgrade(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
@@ -162,7 +165,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def throughput(db: Path, url: str, n: int, concurrency: int, checkpoint_thread: bool) -> dict[str, float]:
+def throughput(db: str, url: str, n: int, concurrency: int, checkpoint_thread: bool) -> dict[str, float]:
     """Deliver `n` queued transitions as fast as possible."""
     engine, sid = _store(db, checkpoint_thread)
     _produce(engine, sid, n)
@@ -199,7 +202,7 @@ def _succeeded(engine: Engine) -> int:
 
 
 def latency(
-    db: Path,
+    db: str,
     url: str,
     rate: int,
     seconds: float,
@@ -289,6 +292,9 @@ def main() -> None:
         action="store_true",
         help="commits checkpoint the WAL themselves, as before sync/store/checkpoint.py (a baseline)",
     )
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server to store into (a new database per run)"
+    )
     parser.add_argument("--serve", nargs=2, metavar=("PORT_FILE", "LOG_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -296,7 +302,8 @@ def main() -> None:
         return
     threaded = not args.no_checkpoint_thread
     results: dict[str, object] = {"cpus": os.cpu_count(), "checkpoint_thread": threaded}
-    with tempfile.TemporaryDirectory() as tmp:
+    results["store"] = "postgresql" if args.database_url else "sqlite"
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as databases:
         for kind in ("throughput", "latency", "client"):
             if args.only and args.only != kind:
                 continue
@@ -306,7 +313,13 @@ def main() -> None:
                 while not port_file.exists() or not port_file.read_text():
                     time.sleep(0.05)
                 url = f"http://127.0.0.1:{port_file.read_text()}/hook"
-                db = Path(tmp, f"{kind}.db")
+                db = (
+                    databases.enter_context(
+                        fresh_postgres_database(args.database_url, "crmhub_bench_deliver")
+                    )
+                    if args.database_url
+                    else f"sqlite:///{Path(tmp, f'{kind}.db')}"
+                )
                 if kind == "throughput":
                     results[kind] = throughput(db, url, args.deliveries, args.concurrency, threaded)
                 elif kind == "client":

@@ -16,16 +16,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, insert, make_url, text
+from sqlalchemy import Engine, insert, text
+from stores import fresh_postgres_database
 
 from sync.identity import merge, resolve
-from sync.store import create_store_engine, normalize_url, upgrade
+from sync.store import create_store_engine, upgrade
 from sync.store.tables import contacts
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -47,21 +47,13 @@ def _store(server_url: str | None) -> Iterator[Engine]:
                 leftover.unlink()
             path.parent.rmdir()
         return
-    name = f"crmhub_bench_merge_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_store_engine(
-        make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    )
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database(server_url, "crmhub_bench_merge") as url:
+        engine = create_store_engine(url)
+        try:
+            upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def _ms_per_merge(engine: Engine, *, contacts_count: int, merges: int, indexed: bool) -> float:

@@ -32,14 +32,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, make_url, text
+from stores import fresh_postgres_database
 
 from connectors import Source, build_source
 from crmhub.runtime import tune_garbage_collector
@@ -48,7 +47,6 @@ from crmhub.settings import load_settings, secret
 from crmhub.wiring import build_sync_engine
 from sync.engine import SyncEngine
 from sync.store import create_store_engine, upgrade
-from sync.store.engine import normalize_url
 
 
 def _free_port() -> int:
@@ -115,16 +113,8 @@ def _fresh_store(server_url: str | None, workdir: Path) -> Iterator[str]:
         for leftover in workdir.glob("bench.db*"):
             leftover.unlink()
         return
-    name = f"crmhub_bench_pull_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(normalize_url(server_url), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database(server_url, "crmhub_bench_pull") as url:
+        yield url
 
 
 @contextmanager

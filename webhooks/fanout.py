@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Integer, bindparam, select, update
 
 from sync.store import write_transaction
+from sync.store.statistics import analyze_grown
 from sync.store.tables import deliveries, outbox, segments, transitions
 from sync.store.types import UtcDateTime
 from sync.store.upsert import insert_ignore
@@ -97,6 +98,9 @@ def fan_out_batch(conn: Connection, config: WebhooksConfig, now: datetime, *, ba
     insert_ignore(conn, deliveries, new_rows, ["transition_id", "endpoint"])
     conn.execute(_DISPATCHED, {"ids": [r.outbox_id for r in rows], "now": now})
     stats.deliveries = len(new_rows)
+    # A big fan-out (a segment's backfill) on a store PostgreSQL never analyzed: claims would plan
+    # for an empty queue and sort every due delivery each time (40 ms per claim at 20,000).
+    analyze_grown(conn, "deliveries", rows_written=stats.deliveries)
     return stats
 
 

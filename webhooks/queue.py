@@ -17,8 +17,10 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    any_,
     bindparam,
     exists,
+    func,
     or_,
     select,
     update,
@@ -90,7 +92,7 @@ def _earlier_open() -> ColumnElement[bool]:
     return exists().where(mine.c.id == deliveries.c.transition_id, earlier)
 
 
-def _claim_statement(ordered: bool) -> ReturningUpdate[tuple[int]]:
+def _claim_statement(ordered: bool, *, postgresql: bool) -> ReturningUpdate[tuple[int]]:
     """Lease the oldest due deliveries of :b_endpoint, up to :limit; with `ordered`, per-contact order."""
     d = deliveries.c
     pick = select(d.id).where(d.endpoint == _endpoint(), _due())
@@ -102,9 +104,14 @@ def _claim_statement(ordered: bool) -> ReturningUpdate[tuple[int]]:
         .limit(bindparam("limit", type_=Integer()))
         .with_for_update(skip_locked=True, of=deliveries)
     )
+    # PostgreSQL planned `id IN (pick)` as a hash join against a scan of every delivery (1.7 ms per
+    # claim at 20,000 rows, growing with the table); the picked ids as one array are probed by key.
+    picked = (
+        d.id == any_(func.array(pick.scalar_subquery())) if postgresql else d.id.in_(pick.scalar_subquery())
+    )
     return (
         update(deliveries)
-        .where(d.id.in_(pick.scalar_subquery()))
+        .where(picked)
         .values(
             status="leased",
             leased_by=bindparam("worker", type_=String()),
@@ -115,7 +122,11 @@ def _claim_statement(ordered: bool) -> ReturningUpdate[tuple[int]]:
     )
 
 
-_CLAIM = {ordered: _claim_statement(ordered) for ordered in (True, False)}
+_CLAIM = {
+    (ordered, postgresql): _claim_statement(ordered, postgresql=postgresql)
+    for ordered in (True, False)
+    for postgresql in (True, False)
+}
 
 _JOBS = (
     select(
@@ -166,7 +177,7 @@ def claim(
     if limit <= 0:
         return []
     params = {"b_endpoint": endpoint, "now": now, "limit": limit, "worker": worker_id, "expires": now + lease}
-    return sorted(conn.execute(_CLAIM[ordered], params).scalars())
+    return sorted(conn.execute(_CLAIM[ordered, conn.dialect.name == "postgresql"], params).scalars())
 
 
 def load_jobs(conn: Connection, ids: Sequence[int]) -> list[Job]:

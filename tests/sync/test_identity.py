@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sync.consent.suppression import listed_kinds, suppress_values, suppressed_identities
 from sync.identity import _ARRAY_LOOKUP, _LAST_TAKEN, identities_of, merge, resolve, resolve_batch
 from sync.store.tables import contact_identities, contacts, events, merge_log
+from tests.pg_plans import rows_read
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -217,13 +218,6 @@ def test_the_highest_taken_number_is_read_from_indexes_not_by_scanning_logs(engi
     assert "SEARCH erasure_log USING COVERING INDEX ix_erasure_log_contact_id" in plan, plan
 
 
-def _rows_read(plan: dict[str, Any], table: str) -> int:
-    """Rows the plan's scans of `table` and its indexes produced, over all their loops."""
-    own = plan.get("Relation Name") == table or str(plan.get("Index Name", "")).startswith(f"uq_{table}")
-    read = plan["Actual Rows"] * plan["Actual Loops"] + plan.get("Rows Removed by Filter", 0) if own else 0
-    return read + sum(_rows_read(child, table) for child in plan.get("Plans", ()))
-
-
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_the_postgresql_lookup_probes_each_value_even_in_a_generic_plan_without_statistics(
     engine: Engine,
@@ -257,4 +251,4 @@ def test_the_postgresql_lookup_probes_each_value_even_in_a_generic_plan_without_
         found = cursor.execute(execute, (wanted, "email")).fetchall()
         cursor.execute("DEALLOCATE lookup")
     assert sorted(value for value, _ in found) == sorted(wanted)
-    assert _rows_read(plan["Plan"], "contact_identities") <= 2 * len(wanted), plan
+    assert rows_read(plan["Plan"], "contact_identities") <= 2 * len(wanted), plan

@@ -15,8 +15,9 @@ from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
 from sync.engine import SyncEngine
 from sync.ingest import PageStore
+from sync.runs import start_run
 from sync.store import create_store_engine, upgrade
-from sync.store.statistics import refresh_statistics
+from sync.store.statistics import analyze_grown, refresh_statistics
 from tests.sync.test_engine import OneStreamSource
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -75,3 +76,19 @@ def test_sqlite_is_left_to_plan_without_statistics(tmp_path: Path) -> None:
             == 0
         )
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_table_is_analyzed_once_its_changes_pass_the_trigger_counting_this_transactions(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        start_run(conn, source="stripe", trigger="manual", now=NOW)
+        assert not analyze_grown(conn, "sync_runs", rows_written=1)  # 50 rows plus 10% first
+        assert analyze_grown(conn, "sync_runs", rows_written=51)
+    assert _estimated_rows(engine, "sync_runs") == 1
+    with engine.begin() as conn:
+        # Analyzed at one row: the trigger is now 50.1 changes since.
+        assert not analyze_grown(conn, "sync_runs", rows_written=50)
+        assert not analyze_grown(conn, "sync_runs", rows_written=0)
