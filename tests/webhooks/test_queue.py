@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, select
 
+from sync.store import create_store_engine, upgrade
 from sync.store.tables import deliveries
 from tests.pg_plans import rows_read
 from tests.webhooks.conftest import T0, Clock, Consumer, endpoint, make_config, make_worker, secrets_for, seed
@@ -54,16 +55,20 @@ def test_a_claim_walks_the_due_index_in_order_instead_of_sorting_every_due_row(e
     assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
+def _fanned_out_store(url: str, contacts: int) -> Engine:
+    """A migrated store at `url` with `contacts` entries fanned out to the `sms` endpoint."""
+    engine = create_store_engine(url)
+    upgrade(engine)
+    seed(engine, contacts)
+    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    return engine
+
+
 @pytest.mark.postgres
 def test_a_postgres_claim_reads_its_batch_not_the_whole_queue_after_a_big_fan_out(fresh_pg_url: str) -> None:
     # On a store never analyzed, the claim planned for an empty queue: it read and sorted every due
     # delivery, then joined the picked ids against a scan of the table (40 ms per claim at 20,000).
-    from sync.store import create_store_engine, upgrade
-
-    engine = create_store_engine(fresh_pg_url)
-    upgrade(engine)
-    seed(engine, 1_500)
-    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    engine = _fanned_out_store(fresh_pg_url, 1_500)
     statements: list[tuple[str, Any]] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append((args[2], args[3])))
     with engine.begin() as conn:
@@ -81,12 +86,7 @@ def test_a_postgres_claim_reads_its_batch_not_the_whole_queue_after_a_big_fan_ou
 
 @pytest.mark.postgres
 def test_two_postgres_workers_claim_disjoint_sets_without_waiting(fresh_pg_url: str) -> None:
-    from sync.store import create_store_engine, upgrade
-
-    engine = create_store_engine(fresh_pg_url)
-    upgrade(engine)
-    seed(engine, 10)
-    fan_out(engine, make_config(("sms", endpoint("sms"))), T0)
+    engine = _fanned_out_store(fresh_pg_url, 10)
     with engine.connect() as one, engine.connect() as two:
         one.begin()
         two.begin()
@@ -100,8 +100,6 @@ def test_two_postgres_workers_claim_disjoint_sets_without_waiting(fresh_pg_url: 
 
 @pytest.mark.postgres
 def test_two_postgres_workers_deliver_everything_once_between_them(fresh_pg_url: str) -> None:
-    from sync.store import create_store_engine, upgrade
-
     engine = create_store_engine(fresh_pg_url)
     upgrade(engine)
     seed(engine, 40)
