@@ -27,6 +27,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.sql.expression import Executable
 
 from sync.fields import merge_values
 from sync.store.tables import (
@@ -43,6 +44,7 @@ from sync.store.tables import (
     records,
     transitions,
 )
+from sync.store.types import Id
 from sync.store.upsert import write_rows
 
 Key = tuple[str, str]
@@ -228,6 +230,52 @@ def resolve_batch(
     return Resolution(result, new, theirs)
 
 
+def _merge_statements() -> dict[str, Executable]:
+    """A merge's statements, for any pair: `keep` and `other` (and `now`, `reason`) bound at run time."""
+    keep, other = bindparam("keep", type_=Id), bindparam("other", type_=Id)
+    ci, m, t, d = contact_identities.c, memberships.c, transitions.c, deliveries.c
+    held = select(m.segment_id).where(m.contact_id == keep)
+    both = select(m.segment_id).where(m.contact_id == other, m.segment_id.in_(held))
+    # The merged contact's entries of segments both contacts are in: announced once already.
+    repeated = select(t.id).where(t.contact_id == other, t.kind == "entered", t.segment_id.in_(both))
+    moved = {
+        f"move_{table.name}": update(table).where(table.c.contact_id == other).values(contact_id=keep)
+        for table in (contact_identities, events, records, consent_records, transitions)
+    }
+    return moved | {
+        "identities": select(ci.kind, ci.value).where(ci.contact_id == other),
+        "log": insert(merge_log).values(
+            kept_contact_id=keep,
+            merged_contact_id=other,
+            reason=bindparam("reason"),
+            identities=bindparam("identities"),
+            merged_at=bindparam("now"),
+        ),
+        "unsent": select(outbox.c.transition_id).where(
+            outbox.c.transition_id.in_(repeated), outbox.c.dispatched_at.is_(None)
+        ),
+        "drop_unsent": delete(transitions).where(t.id.in_(bindparam("dropped", expanding=True))),
+        "cancel": update(deliveries)
+        .where(d.transition_id.in_(repeated), d.status.in_(OPEN_DELIVERY_STATUSES))
+        .values(
+            status="cancelled", reason=bindparam("why"), next_attempt_at=None, updated_at=bindparam("now")
+        ),
+        "carry_memberships": update(memberships)
+        .where(m.contact_id == other, m.segment_id.not_in(held))
+        .values(contact_id=keep),
+        "drop_memberships": delete(memberships).where(m.contact_id == other),
+        "repoint": update(contacts).where(contacts.c.merged_into_id == other).values(merged_into_id=keep),
+        "delete": delete(contacts).where(contacts.c.id == other),
+        "touch": update(contacts)
+        .where(contacts.c.id == keep)
+        .values(updated_at=bindparam("now"), changed_at=bindparam("now")),
+    }
+
+
+# Built once: building these per merge cost more than running them (17 statements a merge).
+_MERGE = _merge_statements()
+
+
 def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime) -> None:
     """Hand the merged contact's memberships to the kept one, and stop its repeated `entered`.
 
@@ -237,36 +285,15 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
     merged contact's entries not yet fanned out are dropped (never announced, they leave no trace),
     and open deliveries of those already fanned out are cancelled.
     """
-    m = memberships.c
-    held = select(m.segment_id).where(m.contact_id == keep)
-    both = list(
-        conn.execute(select(m.segment_id).where(m.contact_id == other, m.segment_id.in_(held))).scalars()
-    )
-    conn.execute(
-        update(memberships).where(m.contact_id == other, m.segment_id.not_in(held)).values(contact_id=keep)
-    )
-    conn.execute(delete(memberships).where(m.contact_id == other))
-    if not both:
-        return
-    repeated = select(transitions.c.id).where(
-        transitions.c.contact_id == other, transitions.c.kind == "entered", transitions.c.segment_id.in_(both)
-    )
-    unsent = select(outbox.c.transition_id).where(
-        outbox.c.transition_id.in_(repeated), outbox.c.dispatched_at.is_(None)
-    )
-    dropped = list(conn.execute(unsent).scalars())
+    pair = {"keep": keep, "other": other}
+    # Before the memberships move: `unsent` and `cancel` find the segments both contacts are in.
+    dropped = list(conn.execute(_MERGE["unsent"], pair).scalars())
     if dropped:
-        conn.execute(delete(transitions).where(transitions.c.id.in_(dropped)))  # its outbox row goes too
-    conn.execute(
-        update(deliveries)
-        .where(deliveries.c.transition_id.in_(repeated), deliveries.c.status.in_(OPEN_DELIVERY_STATUSES))
-        .values(
-            status="cancelled",
-            reason=f"contact {other} was merged into contact {keep}, already in the segment",
-            next_attempt_at=None,
-            updated_at=now,
-        )
-    )
+        conn.execute(_MERGE["drop_unsent"], {"dropped": dropped})  # its outbox row goes too
+    why = f"contact {other} was merged into contact {keep}, already in the segment"
+    conn.execute(_MERGE["cancel"], pair | {"why": why, "now": now})
+    conn.execute(_MERGE["carry_memberships"], pair)
+    conn.execute(_MERGE["drop_memberships"], pair)
 
 
 def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
@@ -297,23 +324,16 @@ def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
 
 def merge(conn: Connection, *, keep: int, others: Sequence[int], reason: str, now: datetime) -> None:
     """Fold `others` into `keep`: identities, values, events, records, consent, history; log it."""
-    ci = contact_identities.c
     for other in others:
-        moved = [
-            {"kind": kind, "value": value}
-            for kind, value in conn.execute(select(ci.kind, ci.value).where(ci.contact_id == other))
-        ]
-        conn.execute(
-            insert(merge_log).values(
-                kept_contact_id=keep, merged_contact_id=other, reason=reason, identities=moved, merged_at=now
-            )
-        )
-        conn.execute(update(contact_identities).where(ci.contact_id == other).values(contact_id=keep))
+        pair = {"keep": keep, "other": other}
+        moved = [{"kind": kind, "value": value} for kind, value in conn.execute(_MERGE["identities"], pair)]
+        conn.execute(_MERGE["log"], pair | {"reason": reason, "identities": moved, "now": now})
+        conn.execute(_MERGE["move_contact_identities"], pair)
         # The kept contact's values win; fields only the merged contact had move over.
         merge_values(conn, keep=keep, other=other)
         _carry_memberships(conn, keep=keep, other=other, now=now)
-        for table in (events, records, consent_records, transitions):
-            conn.execute(update(table).where(table.c.contact_id == other).values(contact_id=keep))
-        conn.execute(update(contacts).where(contacts.c.merged_into_id == other).values(merged_into_id=keep))
-        conn.execute(delete(contacts).where(contacts.c.id == other))
-    conn.execute(update(contacts).where(contacts.c.id == keep).values(updated_at=now, changed_at=now))
+        for table in ("events", "records", "consent_records", "transitions"):
+            conn.execute(_MERGE[f"move_{table}"], pair)
+        conn.execute(_MERGE["repoint"], pair)
+        conn.execute(_MERGE["delete"], pair)
+    conn.execute(_MERGE["touch"], {"keep": keep, "now": now})

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from sync.identity import merge
 from sync.segments import SegmentConfig, evaluate_segments
-from sync.store.tables import contacts, memberships, outbox, segments, sync_runs, transitions
+from sync.store.tables import contacts, deliveries, memberships, outbox, segments, sync_runs, transitions
 from tests.segments.conftest import NOW, Seeder, segments_from
 
 CITY = {"hamburg": {"name": "Hamburg", "all": [{"field": "city", "op": "eq", "value": "Hamburg"}]}}
@@ -232,3 +232,39 @@ def test_a_merge_keeps_the_person_in_a_segment_once_and_cancels_the_repeated_ent
         before = len(_transitions(conn))
         evaluate_segments(conn, configured, now=later)
         assert len(_transitions(conn)) == before and _members(conn, "hamburg") == {ann, bob}
+
+
+def test_a_merge_cancels_the_open_deliveries_of_a_repeated_entry_already_fanned_out(engine: Engine) -> None:
+    configured = segments_from(CITY)
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann, ann_again = s.contact(), s.contact()
+        for cid in (ann, ann_again):
+            s.value(cid, "city", "string", "Hamburg")
+        evaluate_segments(conn, configured, now=NOW)
+        conn.execute(update(outbox).values(dispatched_at=NOW))
+        entries = conn.execute(select(transitions.c.id, transitions.c.contact_id)).all()
+        conn.execute(
+            insert(deliveries),
+            [
+                {
+                    "transition_id": tid,
+                    "endpoint": "sms",
+                    "webhook_id": f"msg_{cid}",
+                    "status": "pending",
+                    "next_attempt_at": NOW,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for tid, cid in entries
+            ],
+        )
+        merge(conn, keep=ann, others=[ann_again], reason="shared identity", now=NOW + timedelta(hours=1))
+        d = deliveries.c
+        rows = conn.execute(select(d.webhook_id, d.status, d.reason, d.next_attempt_at)).all()
+        assert _members(conn, "hamburg") == {ann}
+    why = f"contact {ann_again} was merged into contact {ann}, already in the segment"
+    assert {webhook_id: rest for webhook_id, *rest in rows} == {
+        f"msg_{ann}": ["pending", None, NOW],
+        f"msg_{ann_again}": ["cancelled", why, None],
+    }
