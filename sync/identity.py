@@ -243,6 +243,7 @@ def _merge_statements() -> dict[str, Executable]:
         for table in (contact_identities, events, records, consent_records, transitions)
     }
     return moved | {
+        "both": both,
         "identities": select(ci.kind, ci.value).where(ci.contact_id == other),
         "log": insert(merge_log).values(
             kept_contact_id=keep,
@@ -287,11 +288,13 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
     """
     pair = {"keep": keep, "other": other}
     # Before the memberships move: `unsent` and `cancel` find the segments both contacts are in.
-    dropped = list(conn.execute(_MERGE["unsent"], pair).scalars())
-    if dropped:
-        conn.execute(_MERGE["drop_unsent"], {"dropped": dropped})  # its outbox row goes too
-    why = f"contact {other} was merged into contact {keep}, already in the segment"
-    conn.execute(_MERGE["cancel"], pair | {"why": why, "now": now})
+    # Rare, so asked first: SQLite walks every undispatched outbox row for `unsent`.
+    if conn.execute(_MERGE["both"], pair).first() is not None:
+        dropped = list(conn.execute(_MERGE["unsent"], pair).scalars())
+        if dropped:
+            conn.execute(_MERGE["drop_unsent"], {"dropped": dropped})  # its outbox row goes too
+        why = f"contact {other} was merged into contact {keep}, already in the segment"
+        conn.execute(_MERGE["cancel"], pair | {"why": why, "now": now})
     conn.execute(_MERGE["carry_memberships"], pair)
     conn.execute(_MERGE["drop_memberships"], pair)
 
