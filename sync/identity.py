@@ -14,22 +14,20 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import (
-    ARRAY,
     BindParameter,
     Connection,
     Select,
-    String,
     bindparam,
     delete,
     func,
     insert,
     select,
-    true,
     update,
 )
 from sqlalchemy.sql.expression import Executable
 
 from sync.fields import merge_values
+from sync.store.probe import probe_unique
 from sync.store.tables import (
     OPEN_DELIVERY_STATUSES,
     consent_records,
@@ -76,25 +74,11 @@ def _lookup_statement() -> Select[tuple[str, int]]:
     return select(ci.value, ci.contact_id).where(ci.kind == bindparam("kind"), ci.value.in_(slots))
 
 
-def _array_lookup_statement() -> Select[tuple[str, int]]:
-    # PostgreSQL: one probe of the (kind, value) index per value, whatever the planner believes.
-    # With `value IN (...)` a generic plan built on a store's first, empty statistics (a first sync
-    # outruns autovacuum) read every identity of the kind per lookup: 25 ms per page at 27,000
-    # identities, growing with the store. A LIMIT 1 lateral on a unique key cannot be planned so.
-    ci = contact_identities.c
-    values = func.unnest(bindparam("values", type_=ARRAY(String)))
-    wanted = values.table_valued("value").render_derived(name="wanted")
-    match = (
-        select(ci.contact_id)
-        .where(ci.kind == bindparam("kind"), ci.value == wanted.c.value)
-        .limit(1)
-        .lateral("match")
-    )
-    return select(wanted.c.value, match.c.contact_id).select_from(wanted.join(match, true()))
-
-
 _LOOKUP = _lookup_statement()
-_ARRAY_LOOKUP = _array_lookup_statement()
+# PostgreSQL's: a probe per value, whatever its plan (sync.store.probe).
+_ARRAY_LOOKUP = probe_unique(
+    contact_identities.c.kind, contact_identities.c.value, contact_identities.c.contact_id
+)
 
 # By contact id only: with `kind IN (...)` beside it SQLite picks the (kind, value) index and reads
 # every e-mail or phone in the store (3.6 ms per page of 100 contacts at 20,000, growing with it).

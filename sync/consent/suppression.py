@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, select
 
 from sync.identity import identities_of
+from sync.store.probe import probe_unique
 from sync.store.tables import suppressions
 from sync.store.upsert import write_rows
 
@@ -22,6 +23,7 @@ _LISTED = select(suppressions.c.value_hash).where(
     suppressions.c.kind == bindparam("kind"),
     suppressions.c.value_hash.in_(bindparam("hashes", expanding=True)),
 )
+_PROBED = probe_unique(suppressions.c.kind, suppressions.c.value_hash)
 
 
 def identity_hash(value: str) -> str:
@@ -65,7 +67,11 @@ def listed_kinds(conn: Connection, identities: Iterable[tuple[int, str, str]]) -
     found: dict[int, set[str]] = {}
     for kind in sorted({kind for kind, _ in by_hash}):
         hashes = sorted(h for k, h in by_hash if k == kind)
-        for digest in conn.execute(_LISTED, {"kind": kind, "hashes": hashes}).scalars():
+        if conn.dialect.name == "postgresql":
+            listed = conn.execute(_PROBED, {"kind": kind, "values": hashes})
+        else:
+            listed = conn.execute(_LISTED, {"kind": kind, "hashes": hashes})
+        for digest in listed.scalars():
             for contact_id in by_hash[(kind, digest)]:
                 found.setdefault(contact_id, set()).add(kind)
     return found

@@ -7,15 +7,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Connection, Engine, event, insert, select, text
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from sync.consent.suppression import listed_kinds, suppress_values, suppressed_identities
-from sync.identity import _ARRAY_LOOKUP, _LAST_TAKEN, identities_of, merge, resolve, resolve_batch
+from sync.identity import _LAST_TAKEN, identities_of, merge, resolve, resolve_batch
 from sync.store.tables import contact_identities, contacts, events, merge_log
-from tests.pg_plans import rows_read
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -216,39 +213,3 @@ def test_the_highest_taken_number_is_read_from_indexes_not_by_scanning_logs(engi
         plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
     assert "SEARCH merge_log USING COVERING INDEX ix_merge_log_merged_contact_id" in plan, plan
     assert "SEARCH erasure_log USING COVERING INDEX ix_erasure_log_contact_id" in plan, plan
-
-
-@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
-def test_the_postgresql_lookup_probes_each_value_even_in_a_generic_plan_without_statistics(
-    engine: Engine,
-) -> None:
-    # psycopg prepares a statement run five times; its generic plan on a store never analyzed (a
-    # first sync outruns autovacuum) read every identity of the kind with `value IN (...)`.
-    with engine.begin() as conn:
-        [cid] = resolve(conn, [{"email": "first@x.io"}], source="stripe", now=NOW)
-        rows = [
-            {
-                "contact_id": cid,
-                "kind": "email",
-                "value": f"p{n}@x.io",
-                "source": "stripe",
-                "first_seen_at": NOW,
-            }
-            for n in range(20_000)
-        ]
-        conn.execute(insert(contact_identities), rows)
-    wanted = [f"p{n}@x.io" for n in range(0, 20_000, 200)]
-    sql = str(_ARRAY_LOOKUP.compile(dialect=PGDialect_psycopg(paramstyle="numeric_dollar")))
-    with engine.begin() as conn:
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        # Parameters bound on the client: the server cannot type a utility statement's own.
-        cursor = psycopg.ClientCursor(driver)
-        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        cursor.execute(f"PREPARE lookup AS {sql}")
-        execute = "EXECUTE lookup(%s::varchar[], %s, 1)"
-        [[[plan]]] = cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {execute}", (wanted, "email")).fetchall()
-        found = cursor.execute(execute, (wanted, "email")).fetchall()
-        cursor.execute("DEALLOCATE lookup")
-    assert sorted(value for value, _ in found) == sorted(wanted)
-    assert rows_read(plan["Plan"], "contact_identities") <= 2 * len(wanted), plan
