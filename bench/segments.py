@@ -20,8 +20,10 @@ autovacuum would.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import resource
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -286,7 +288,10 @@ def _timed(label: str, action: Callable[[], Any], statements: _Statements | None
 
 
 def _scratch_file() -> Path:
-    return Path(tempfile.mkdtemp(prefix="crmhub-segments-bench-")) / "segments.db"
+    """A new SQLite file, removed with its directory when the bench ends (it grows past 1 GB)."""
+    directory = Path(tempfile.mkdtemp(prefix="crmhub-segments-bench-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory / "segments.db"
 
 
 def main() -> None:
