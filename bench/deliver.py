@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, func, insert, select
-from stores import fresh_postgres_database
+from stores import close_store, fresh_store_url
 
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import contacts, deliveries, delivery_attempts, outbox, segments, transitions
@@ -189,6 +189,7 @@ def throughput(db: str, url: str, n: int, concurrency: int, checkpoint_thread: b
             .where(delivery_attempts.c.error.is_not(None))
             .group_by(delivery_attempts.c.error)
         ).all()
+    close_store(engine)
     if not ok == n == recorded == stats.attempts:
         raise SystemExit(
             f"expected {n} deliveries in one attempt each, found {ok} ok, {recorded} attempts: {errors}"
@@ -238,6 +239,7 @@ def latency(
         thread.join()
 
     asyncio.run(main())
+    close_store(engine)
     return {"offered_per_second": rate, "transitions": len(committed), "_committed": committed}  # type: ignore[dict-item]
 
 
@@ -313,17 +315,14 @@ def main() -> None:
                 while not port_file.exists() or not port_file.read_text():
                     time.sleep(0.05)
                 url = f"http://127.0.0.1:{port_file.read_text()}/hook"
-                db = (
-                    databases.enter_context(
-                        fresh_postgres_database(args.database_url, "crmhub_bench_deliver")
-                    )
-                    if args.database_url
-                    else f"sqlite:///{Path(tmp, f'{kind}.db')}"
+                if kind == "client":  # no store
+                    results[kind] = client_ceiling(url, args.deliveries, args.concurrency)
+                    continue
+                db = databases.enter_context(
+                    fresh_store_url(args.database_url, Path(tmp), f"crmhub_bench_deliver_{kind}")
                 )
                 if kind == "throughput":
                     results[kind] = throughput(db, url, args.deliveries, args.concurrency, threaded)
-                elif kind == "client":
-                    results[kind] = client_ceiling(url, args.deliveries, args.concurrency)
                 else:
                     out = latency(db, url, args.rate, args.seconds, args.concurrency, threaded)
                     committed = out.pop("_committed")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, insert, text
-from stores import fresh_postgres_database
+from stores import close_store, fresh_store_url
 
 from sync.identity import merge, resolve
 from sync.store import create_store_engine, upgrade
@@ -35,25 +35,16 @@ _MIGRATION_0011 = ("ix_contacts_merged_into_id", "ix_merge_log_kept_contact_id")
 @contextmanager
 def _store(server_url: str | None) -> Iterator[Engine]:
     """A migrated, empty store: a SQLite file, or a new database on `server_url`."""
-    if server_url is None:
-        engine = create_store_engine(f"sqlite:///{Path(tempfile.mkdtemp(prefix='crmhub-merge-')) / 'm.db'}")
-        upgrade(engine)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-            path = Path(str(engine.url.database))
-            for leftover in path.parent.glob(f"{path.name}*"):
-                leftover.unlink()
-            path.parent.rmdir()
-        return
-    with fresh_postgres_database(server_url, "crmhub_bench_merge") as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="crmhub-merge-") as directory,
+        fresh_store_url(server_url, Path(directory), "crmhub_bench_merge") as url,
+    ):
         engine = create_store_engine(url)
         try:
             upgrade(engine)
             yield engine
         finally:
-            engine.dispose()
+            close_store(engine)
 
 
 def _ms_per_merge(engine: Engine, *, contacts_count: int, merges: int, indexed: bool) -> float:

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from stores import fresh_postgres_database
+from stores import close_store, fresh_store_url
 
 from connectors import Source, build_source
 from crmhub.runtime import tune_garbage_collector
@@ -106,18 +106,6 @@ def _raw_stripe(url: str, resource_name: str) -> tuple[int, float]:
 
 
 @contextmanager
-def _fresh_store(server_url: str | None, workdir: Path) -> Iterator[str]:
-    """The URL of an empty store: a SQLite file in `workdir`, or a new database on `server_url`."""
-    if server_url is None:
-        yield f"sqlite:///{workdir / 'bench.db'}"
-        for leftover in workdir.glob("bench.db*"):
-            leftover.unlink()
-        return
-    with fresh_postgres_database(server_url, "crmhub_bench_pull") as url:
-        yield url
-
-
-@contextmanager
 def _syncing(
     config: Path, names: list[str], checkpoint_thread: bool, store_url: str
 ) -> Iterator[tuple[SyncEngine, list[Source]]]:
@@ -133,7 +121,7 @@ def _syncing(
                 [build_source(n, settings.connectors, keys[n], http) for n in names],
             )
     finally:
-        engine.dispose()
+        close_store(engine)
 
 
 def _crmhub(
@@ -227,7 +215,7 @@ def main() -> None:
         for qualified in args.streams.split(","):
             source, stream = qualified.split(".")
             raw_n, raw_s = _raw_stripe(url, stream) if source == "stripe" else (0, 0.0)
-            with _fresh_store(args.database_url, workdir) as store_url:
+            with fresh_store_url(args.database_url, workdir, "crmhub_bench_pull") as store_url:
                 n, seconds, pulling, events, requests = _crmhub(config, source, stream, threaded, store_url)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             raw_rate = raw_n / raw_s if raw_s else 0.0
@@ -253,7 +241,7 @@ def _print_together(
     """The streams pulled one after another, then side by side, each into a fresh store."""
     timings = []
     for together in (False, True):
-        with _fresh_store(server_url, workdir) as store_url:
+        with fresh_store_url(server_url, workdir, "crmhub_bench_pull") as store_url:
             timings.append(
                 _pages_seconds(
                     config,

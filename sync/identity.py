@@ -13,17 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import (
-    BindParameter,
-    Connection,
-    Select,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.sql.expression import Executable
 
 from sync.fields import merge_values
