@@ -13,13 +13,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import BindParameter, Connection, Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.sql.expression import Executable
 
 from sync.fields import merge_values
 from sync.store.probe import probe_unique
 from sync.store.tables import (
-    OPEN_DELIVERY_STATUSES,
+    cancellable,
     consent_records,
     contact_identities,
     contacts,
@@ -32,7 +43,7 @@ from sync.store.tables import (
     records,
     transitions,
 )
-from sync.store.types import Id
+from sync.store.types import Id, UtcDateTime
 from sync.store.upsert import write_rows
 
 Key = tuple[str, str]
@@ -207,6 +218,7 @@ def resolve_batch(
 def _merge_statements() -> dict[str, Executable]:
     """A merge's statements, for any pair: `keep` and `other` (and `now`, `reason`) bound at run time."""
     keep, other = bindparam("keep", type_=Id), bindparam("other", type_=Id)
+    now = bindparam("now", type_=UtcDateTime())
     ci, m, t, d = contact_identities.c, memberships.c, transitions.c, deliveries.c
     held = select(m.segment_id).where(m.contact_id == keep)
     both = select(m.segment_id).where(m.contact_id == other, m.segment_id.in_(held))
@@ -214,9 +226,23 @@ def _merge_statements() -> dict[str, Executable]:
     repeated = select(t.id).where(t.contact_id == other, t.kind == "entered", t.segment_id.in_(both))
     moved = {
         f"move_{table.name}": update(table).where(table.c.contact_id == other).values(contact_id=keep)
-        for table in (contact_identities, events, records, consent_records, transitions)
+        for table in (contact_identities, events, records, consent_records)
     }
     return moved | {
+        # The merged contact's history is numbered after the kept one's: a consumer that drops a lower
+        # sequence than it has applied must not drop what comes next (an unsubscribe's `left`).
+        "sequences": select(contacts.c.id, contacts.c.transition_seq).where(contacts.c.id.in_((keep, other))),
+        "move_transitions": update(transitions)
+        .where(t.contact_id == other)
+        .values(contact_id=keep, contact_seq=t.contact_seq + bindparam("offset", type_=Integer())),
+        "count_on": update(contacts)
+        .where(contacts.c.id == keep)
+        .values(transition_seq=bindparam("seq", type_=Integer())),
+        # Contacts merged into the merged one now answer to the kept one (the foreign key would
+        # delete their rows with it, and with them the numbers that must never be given out again).
+        "repoint_log": update(merge_log)
+        .where(merge_log.c.kept_contact_id == other)
+        .values(kept_contact_id=keep),
         "both": both,
         "identities": select(ci.kind, ci.value).where(ci.contact_id == other),
         "log": insert(merge_log).values(
@@ -231,10 +257,8 @@ def _merge_statements() -> dict[str, Executable]:
         ),
         "drop_unsent": delete(transitions).where(t.id.in_(bindparam("dropped", expanding=True))),
         "cancel": update(deliveries)
-        .where(d.transition_id.in_(repeated), d.status.in_(OPEN_DELIVERY_STATUSES))
-        .values(
-            status="cancelled", reason=bindparam("why"), next_attempt_at=None, updated_at=bindparam("now")
-        ),
+        .where(d.transition_id.in_(repeated), cancellable(now))
+        .values(status="cancelled", reason=bindparam("why"), next_attempt_at=None, updated_at=now),
         "carry_memberships": update(memberships)
         .where(m.contact_id == other, m.segment_id.not_in(held))
         .values(contact_id=keep),
@@ -273,6 +297,13 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
     conn.execute(_MERGE["drop_memberships"], pair)
 
 
+def _move_transitions(conn: Connection, *, keep: int, other: int) -> None:
+    """Give the merged contact's transitions to the kept one, numbered after the kept one's own."""
+    seq = {int(cid): int(n) for cid, n in conn.execute(_MERGE["sequences"], {"keep": keep, "other": other})}
+    conn.execute(_MERGE["move_transitions"], {"keep": keep, "other": other, "offset": seq[keep]})
+    conn.execute(_MERGE["count_on"], {"keep": keep, "seq": seq[keep] + seq[other]})
+
+
 def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
     """Create `count` contacts; their ids, in creation order."""
     if count == 0:
@@ -309,8 +340,10 @@ def merge(conn: Connection, *, keep: int, others: Sequence[int], reason: str, no
         # The kept contact's values win; fields only the merged contact had move over.
         merge_values(conn, keep=keep, other=other)
         _carry_memberships(conn, keep=keep, other=other, now=now)
-        for table in ("events", "records", "consent_records", "transitions"):
+        for table in ("events", "records", "consent_records"):
             conn.execute(_MERGE[f"move_{table}"], pair)
+        _move_transitions(conn, keep=keep, other=other)
+        conn.execute(_MERGE["repoint_log"], pair)
         conn.execute(_MERGE["repoint"], pair)
         conn.execute(_MERGE["delete"], pair)
     conn.execute(_MERGE["touch"], {"keep": keep, "now": now})

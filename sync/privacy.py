@@ -5,7 +5,9 @@ consent history, memberships, transitions with their outbox rows and deliveries,
 unlinked raw records and quarantined payloads that contain one of its e-mails or phones; and the
 person's values from the options seen of enum fields when no other contact holds them. It keeps the
 hashes of its e-mails and phones on the suppression list (so a later import stays opted out) and one
-erasure_log row with counts. No `segment.left` is sent: the consumers' own data must be erased there.
+erasure_log row with counts, plus one naming each contact that had been merged into it (so no number
+the person ever had is given to someone new). No `segment.left` is sent: the consumers' own data
+must be erased there.
 
 On SQLite the erasure runs with `secure_delete` on, so the deleted rows' bytes are overwritten with
 zeros in the file, not only unlinked (many SQLite builds have it off by default; Debian's has it
@@ -192,6 +194,12 @@ def _erase(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int
         identity_hash(emails[0]) if emails else hashlib.sha256(f"contact:{contact_id}".encode()).hexdigest()
     )
     held_text = _text_values(conn, contact_id)
+    # Their log rows go with the person; their numbers stay taken through the erasure log below.
+    merged_ids = list(
+        conn.execute(select(merge_log.c.merged_contact_id).where(merge_log.c.kept_contact_id == contact_id))
+        .scalars()
+        .all()
+    )
 
     mine = select(transitions.c.id).where(transitions.c.contact_id == contact_id)
     its_deliveries = select(deliveries.c.id).where(deliveries.c.transition_id.in_(mine))
@@ -228,9 +236,9 @@ def _erase(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int
     counts["contacts"] = _count(conn.execute(delete(contacts).where(contacts.c.id == contact_id)).rowcount)
     counts["field_options"] = _forget_options(conn, held_text)
     counts["suppressed"] = len(reachable)
-    conn.execute(
-        insert(erasure_log).values(subject_hash=subject, contact_id=contact_id, erased_at=now, counts=counts)
-    )
+    logged = [{"contact_id": contact_id, "counts": counts}]
+    logged += [{"contact_id": merged, "counts": {"merged_into": contact_id}} for merged in sorted(merged_ids)]
+    conn.execute(insert(erasure_log).values(subject_hash=subject, erased_at=now), logged)
     return counts
 
 

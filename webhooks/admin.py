@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, select, update
 
 from sync.store.tables import deliveries, delivery_attempts, memberships, segments, transitions
 from sync.store.upsert import insert_ignore
-from webhooks.config import WebhooksConfig
+from webhooks.config import EndpointConfig, WebhooksConfig
+from webhooks.eligibility import consenting, suppressed_contacts
 from webhooks.exceptions import WebhookConfigError
 from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
 
-__all__ = ["REPLAYABLE", "Backfill", "attempts_of", "backfill", "list_deliveries", "replay"]
+__all__ = ["REPLAYABLE", "Backfill", "Replayed", "attempts_of", "backfill", "list_deliveries", "replay"]
 
-# Statuses a bulk replay resends; a single id may be replayed whatever its status.
-REPLAYABLE = ("dead", "failed", "cancelled")
+# Statuses a bulk replay resends unless told which; a single id may be replayed whatever its status.
+# Cancelled deliveries were stopped on purpose (an unsubscribe, a merge): only asked for by name.
+REPLAYABLE = ("dead", "failed")
 # Contacts decided per statement, to stay far below the databases' bound-parameter limits.
 _CHUNK = 500
 
@@ -71,18 +74,36 @@ def attempts_of(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, list
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """What a replay did: how many deliveries are due again, and the entries it held back, by why."""
+
+    replayed: int
+    withheld: dict[str, int]
+
+
 def replay(
     conn: Connection,
     now: datetime,
     *,
+    endpoints: Mapping[str, EndpointConfig],
     delivery_id: int | None = None,
     since: datetime | None = None,
     status: str | None = None,
     endpoint: str | None = None,
-) -> int:
-    """Make deliveries due again with a fresh schedule and the same webhook-id; returns how many."""
-    d = deliveries.c
-    query = update(deliveries).where(d.status != "leased")
+) -> Replayed:
+    """Make deliveries due again with a fresh schedule and the same webhook-id.
+
+    A `segment.entered` is sent again only if it is still true and still allowed: the contact is in
+    the segment with no later change there, not on the suppression list, and consenting where the
+    endpoint requires it. Otherwise a replay would announce someone who left or unsubscribed since.
+    """
+    d, t = deliveries.c, transitions.c
+    query = (
+        select(d.id, d.endpoint, t.id, t.kind, t.contact_id, t.segment_id)
+        .join(transitions, t.id == d.transition_id)
+        .where(d.status != "leased")
+    )
     if delivery_id is not None:
         query = query.where(d.id == delivery_id)
     else:
@@ -91,10 +112,69 @@ def replay(
             query = query.where(d.created_at >= since)
     if endpoint:
         query = query.where(d.endpoint == endpoint)
-    result = conn.execute(
-        query.values(status="pending", attempts=0, next_attempt_at=now, reason=None, updated_at=now)
+    due: list[int] = []
+    withheld: dict[str, int] = defaultdict(int)
+    rows = [_Candidate(*row) for row in conn.execute(query)]
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        reasons = _withheld(conn, endpoints, [r for r in chunk if r.kind == "entered"])
+        for row in chunk:
+            reason = reasons.get(row.delivery_id)
+            if reason is None:
+                due.append(row.delivery_id)
+            else:
+                withheld[reason] += 1
+    for start in range(0, len(due), _CHUNK):
+        conn.execute(
+            update(deliveries)
+            .where(d.id.in_(due[start : start + _CHUNK]))
+            .values(status="pending", attempts=0, next_attempt_at=now, reason=None, updated_at=now)
+        )
+    return Replayed(len(due), dict(withheld))
+
+
+class _Candidate(NamedTuple):
+    delivery_id: int
+    endpoint: str
+    transition_id: int
+    kind: str
+    contact_id: int
+    segment_id: int
+
+
+def _withheld(
+    conn: Connection, endpoints: Mapping[str, EndpointConfig], entries: list[_Candidate]
+) -> dict[int, str]:
+    """delivery id -> why its `segment.entered` must not go out again now."""
+    if not entries:
+        return {}
+    contact_ids = {e.contact_id for e in entries}
+    m, t = memberships.c, transitions.c
+    members = set(
+        conn.execute(select(m.contact_id, m.segment_id).where(m.contact_id.in_(contact_ids))).tuples()
     )
-    return result.rowcount
+    newest = {
+        (cid, sid): tid
+        for cid, sid, tid in conn.execute(
+            select(t.contact_id, t.segment_id, func.max(t.id))
+            .where(t.contact_id.in_(contact_ids))
+            .group_by(t.contact_id, t.segment_id)
+        ).tuples()
+    }
+    blocked = suppressed_contacts(conn, contact_ids)
+    channels = {endpoints[e.endpoint].requires_consent for e in entries if e.endpoint in endpoints}
+    allowed = {ch: consenting(conn, contact_ids, ch) for ch in channels if ch}
+    reasons: dict[int, str] = {}
+    for entry in entries:
+        channel = endpoints[entry.endpoint].requires_consent if entry.endpoint in endpoints else None
+        key = (entry.contact_id, entry.segment_id)
+        if key not in members or newest.get(key) != entry.transition_id:
+            reasons[entry.delivery_id] = "no longer in the segment, or changed there since"
+        elif entry.contact_id in blocked:
+            reasons[entry.delivery_id] = "suppression list: an e-mail or phone of the contact is suppressed"
+        elif channel and entry.contact_id not in allowed[channel]:
+            reasons[entry.delivery_id] = f"consent: no opted-in {channel} consent"
+    return reasons
 
 
 @dataclass(frozen=True, slots=True)

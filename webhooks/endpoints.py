@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 from sync.store.tables import endpoint_states
 from sync.store.upsert import upsert
 
-__all__ = ["Breaker", "EndpointState", "disable", "enable", "load_states", "save_states"]
+__all__ = ["Breaker", "EndpointState", "Outcome", "disable", "enable", "load_states", "save_states"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +29,17 @@ class EndpointState:
         return self.circuit_open_until is not None and self.circuit_open_until > now
 
 
+# One attempt's bearing on the breaker: when it was sent, and success (True), failure (False) or neither.
+Outcome = tuple[datetime, bool | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Breaker:
-    """Circuit breaker policy: opens after `threshold` failures in a row, for a doubling cool-down."""
+    """Circuit breaker policy: opens after `threshold` failures in a row, for a cool-down doubling per trip.
+
+    `consecutive_failures` counts up to `threshold`, then one per failed half-open probe, so the
+    open period is `open_for * 2 ** (failures - threshold)`, at most `max_open_for`.
+    """
 
     threshold: int = 5
     open_for: timedelta = timedelta(seconds=30)
@@ -41,19 +49,27 @@ class Breaker:
         """True when the breaker has tripped and only a single probe may go out."""
         return state.consecutive_failures >= self.threshold
 
-    def after(self, state: EndpointState, outcomes: Iterable[bool | None], now: datetime) -> EndpointState:
-        """The state after attempts ending in success (True), failure (False) or neither (None), in order."""
-        failures = state.consecutive_failures
-        for ok in outcomes:
+    def after(self, state: EndpointState, outcomes: Iterable[Outcome], now: datetime) -> EndpointState:
+        """The state after `outcomes`, in the order they were recorded, at `now`."""
+        failures, open_until = state.consecutive_failures, state.circuit_open_until
+        for sent_at, ok in outcomes:
             if ok is True:
-                failures = 0
-            elif ok is False:
+                failures, open_until = 0, None
+            elif ok is False and failures < self.threshold:
                 failures += 1
-        open_until = state.circuit_open_until if failures else None
-        if failures >= self.threshold:
-            cooldown = min(self.open_for * 2 ** min(failures - self.threshold, 20), self.max_open_for)
-            open_until = now + cooldown
+                if failures == self.threshold:
+                    open_until = now + self.open_for
+            elif ok is False and (open_until is None or sent_at >= open_until):
+                # A probe (sent once the circuit half-opened) failed: trip again, for twice as long.
+                failures += 1
+                open_until = now + self._cooldown(failures)
+            # Any other failure was sent before the circuit opened (a batch in flight, or another
+            # worker's probe): it says nothing new, and doubling for it would lengthen the very first trip.
         return EndpointState(state.name, state.disabled_at, state.disabled_reason, failures, open_until)
+
+    def _cooldown(self, failures: int) -> timedelta:
+        doublings = min(max(failures - self.threshold, 0), 20)
+        return min(self.open_for * (1 << doublings), self.max_open_for)
 
 
 def load_states(conn: Connection, names: Iterable[str], *, lock: bool = False) -> dict[str, EndpointState]:

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, null, update
+from sqlalchemy import Connection, bindparam, null, select, update
 from sqlalchemy.sql.dml import Update
 
 from sync.store.tables import deliveries, delivery_attempts
 from sync.store.upsert import execute_rows, write_rows
-from webhooks.endpoints import Breaker, EndpointState, load_states, save_states
+from webhooks.endpoints import Breaker, EndpointState, Outcome, load_states, save_states
 from webhooks.queue import Job
 from webhooks.retry import (
     Dead,
@@ -92,11 +92,11 @@ def _outcome(attempt: Attempt, decision: Decision) -> tuple[str, datetime | None
     if isinstance(decision, Succeeded):
         return "succeeded", None, None
     if isinstance(decision, RetryDecision):
-        return "failed", decision.retry_at, attempt.error
+        return "failed", decision.retry_at, _text(attempt.error)
     if isinstance(decision, Disable):
         # Kept due: it goes out as soon as the endpoint is enabled again.
         return "failed", attempt.attempted_at, decision.reason
-    return "dead", None, decision.reason
+    return "dead", None, _text(decision.reason)
 
 
 def record(
@@ -108,29 +108,51 @@ def record(
     now: datetime,
     rng: random.Random | None = None,
 ) -> list[Decision]:
-    """Store `attempts` and what they decide, inside the caller's transaction; returns the decisions."""
+    """Store `attempts` and what they decide, inside the caller's transaction; returns the decisions.
+
+    An attempt whose delivery is gone (its contact was erased while it was in flight) is not stored:
+    the erasure wins. Its answer still counts for the endpoint's breaker.
+    """
     if not attempts:
         return []
+    decisions = [_decision(a, rng) for a in attempts]
+    kept = _existing(conn, [a.job.delivery_id for a in attempts])
+    stored = [(a, d) for a, d in zip(attempts, decisions, strict=True) if a.job.delivery_id in kept]
     rows = [
         (
             a.job.delivery_id,
             a.attempted_at,
             a.status_code,
             a.latency_ms,
-            a.error,
-            a.excerpt[:EXCERPT_CHARS] if a.excerpt else None,
+            _text(a.error),
+            _text(a.excerpt[:EXCERPT_CHARS] if a.excerpt else None),
         )
-        for a in attempts
+        for a, _ in stored
     ]
     write_rows(conn, delivery_attempts, _ATTEMPT_COLUMNS, rows)
-    decisions = [_decision(a, rng) for a in attempts]
     moves = [
         (a.job.delivery_id, worker_id, "leased", *_outcome(a, dec), a.status_code, a.attempted_at, 1)
-        for a, dec in zip(attempts, decisions, strict=True)
+        for a, dec in stored
     ]
     execute_rows(conn, "webhooks.record.move_on", _move_on, _MOVE_NAMES, moves)
     _update_endpoints(conn, attempts, decisions, breaker, now)
-    return decisions
+    return [d for _, d in stored]
+
+
+def _existing(conn: Connection, ids: Sequence[int]) -> set[int]:
+    """Which of `ids` still exist, locked on PostgreSQL so an erasure cannot delete them before commit."""
+    # SQLite: the caller's write transaction already keeps every other writer out.
+    query = select(deliveries.c.id).where(deliveries.c.id.in_(sorted(set(ids))))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return set(conn.execute(query).scalars())
+
+
+def _text(value: str | None) -> str | None:
+    """`value` as both stores take it: a NUL (PostgreSQL) or a lone surrogate would fail the whole pass."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _update_endpoints(
@@ -140,13 +162,12 @@ def _update_endpoints(
     breaker: Breaker,
     now: datetime,
 ) -> None:
-    outcomes: dict[str, list[bool | None]] = defaultdict(list)
+    outcomes: dict[str, list[Outcome]] = defaultdict(list)
     gone: dict[str, str] = {}
     for attempt, decision in zip(attempts, decisions, strict=True):
         kind = classify(attempt.status_code) if not attempt.refused else Kind.PERMANENT
-        outcomes[attempt.job.endpoint].append(
-            True if kind is Kind.SUCCESS else False if kind is Kind.RETRYABLE else None
-        )
+        ok = True if kind is Kind.SUCCESS else False if kind is Kind.RETRYABLE else None
+        outcomes[attempt.job.endpoint].append((attempt.attempted_at, ok))
         if isinstance(decision, Disable):
             gone[attempt.job.endpoint] = decision.reason
     states = load_states(conn, outcomes, lock=True)

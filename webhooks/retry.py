@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -37,6 +38,12 @@ MAX_ATTEMPTS = len(SCHEDULE) + 1
 JITTER = 0.1
 # A consumer may ask for a later retry, but not for one later than this past the schedule.
 RETRY_AFTER_CAP = timedelta(hours=1)
+# Longer than any Retry-After `decide` can honour (the last delay plus the cap): a longer one means the same.
+LONGEST_RETRY_AFTER = SCHEDULE[-1] + RETRY_AFTER_CAP
+# HTTP delay-seconds is ASCII digits only: str.isdigit() also takes "²", which int() then refuses.
+_SECONDS = re.compile(r"[0-9]+")
+# An HTTP date is 29 characters; a longer value is not one, and is not worth parsing.
+_MAX_DATE_CHARS = 64
 
 
 class Kind(StrEnum):
@@ -92,19 +99,25 @@ Decision = Succeeded | RetryDecision | Dead | Disable
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """`Retry-After` as seconds or an HTTP date, relative to `now`; None when absent or unreadable."""
+    """`Retry-After` (seconds or an HTTP date) from `now`, at most LONGEST_RETRY_AFTER; None if unreadable."""
+    # The value comes from the consumer: whatever it holds, this returns rather than raises.
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
+    if _SECONDS.fullmatch(text):
+        # Compared as text first: int() refuses over 4,300 digits and timedelta overflows far sooner.
+        longest = int(LONGEST_RETRY_AFTER.total_seconds())
+        seconds = longest if len(text) > len(str(longest)) else min(int(text), longest)
+        return timedelta(seconds=seconds)
+    if len(text) > _MAX_DATE_CHARS:
+        return None
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(when - now, timedelta(0))
+    return min(max(when - now, timedelta(0)), LONGEST_RETRY_AFTER)
 
 
 def decide(

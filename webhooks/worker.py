@@ -8,6 +8,7 @@ a pass of 100 deliveries, so a pass commits once instead of twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -31,6 +32,8 @@ from webhooks.retry import Dead, Disable, RetryDecision, Succeeded
 from webhooks.sender import Sender
 
 __all__ = ["Clock", "DeliveryWorker", "Hook", "RunStats"]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Decision = Succeeded | RetryDecision | Dead | Disable
@@ -284,7 +287,13 @@ class DeliveryWorker:
     async def _attempt(self, job: Job, body: dict[str, Any], now: datetime) -> Attempt:
         if self._hook is not None:
             self._hook("claimed", job)
-        return await self._senders[job.endpoint].send(job, body, now)
+        try:
+            return await self._senders[job.endpoint].send(job, body, now)
+        except Exception as exc:
+            # A sender should not raise, but an answer it did not foresee must fail this delivery (retried
+            # on the schedule), not the pass that records every other endpoint's results.
+            log.exception("webhooks: sending delivery %d to %s failed", job.delivery_id, job.endpoint)
+            return Attempt(job, now, None, 0.0, f"sender failed: {type(exc).__name__}: {exc}")
 
     async def aclose(self) -> None:
         """Close every endpoint's connections."""

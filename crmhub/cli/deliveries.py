@@ -180,7 +180,8 @@ def deliveries_replay(
         int | None, typer.Option("--id", help="This one delivery, whatever its status.")
     ] = None,
     status: Annotated[
-        ReplayStatus | None, typer.Option("--status", help="Only this status (default: all three).")
+        ReplayStatus | None,
+        typer.Option("--status", help="Only this status (default: dead and failed; cancelled only by name)."),
     ] = None,
     endpoint: EndpointOpt = None,
     json: JsonFlag = False,
@@ -195,20 +196,28 @@ def deliveries_replay(
         config, engine = _open(ctx)
         _check_endpoint(config, endpoint)
         with engine.begin() as conn:
-            count = replay(
+            done = replay(
                 conn,
                 _now(),
+                endpoints=config.endpoints,
                 delivery_id=delivery_id,
                 since=since,
                 status=status.value if status else None,
                 endpoint=endpoint,
             )
     if json:
-        emit_json({"replayed": count})
+        emit_json({"replayed": done.replayed, "withheld": done.withheld})
     else:
-        console.print(f"{count} deliveries will be sent again by `crmhub deliver`")
-    if delivery_id is not None and count == 0:
-        print_error(f"delivery {delivery_id}: not found, or being sent right now")
+        console.print(f"{done.replayed} deliveries will be sent again by `crmhub deliver`")
+        for reason, count in sorted(done.withheld.items()):
+            console.print(f"{count} segment.entered held back: {reason}")
+    if delivery_id is not None and done.replayed == 0:
+        why = next(iter(done.withheld), None)
+        print_error(
+            f"delivery {delivery_id}: held back: {why}"
+            if why
+            else f"delivery {delivery_id}: not found, or being sent right now"
+        )
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -5,8 +5,9 @@ reach the channel (`[consent] channels`) on the suppression list; the contact re
 leaves every segment that requires the channel with `reason = "unsubscribed"` (and an outbox row
 each); and its pending or failed `segment.entered` deliveries cancelled where the segment requires
 the channel or the endpoint does (`endpoints`, named by the caller, which knows the webhook
-configuration). Deliveries in flight (leased) finish; the `segment.left` that follows tells the
-consumer to stop.
+configuration), and so are leased ones whose lease ran out (their worker died; the queue would send
+them again). Deliveries in flight (leased, lease running) finish; the `segment.left` that follows
+tells the consumer to stop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sync.consent.config import ConsentConfig
 from sync.consent.records import ConsentItem, record_many
 from sync.consent.suppression import identity_hash, suppress_contacts
 from sync.store.tables import (
-    OPEN_DELIVERY_STATUSES,
+    cancellable,
     contact_identities,
     contacts,
     deliveries,
@@ -105,16 +106,14 @@ def cancel_entries(
     open_rows = (
         select(deliveries.c.id)
         .join(transitions, transitions.c.id == deliveries.c.transition_id)
-        .where(
-            deliveries.c.status.in_(OPEN_DELIVERY_STATUSES), deliveries.c.transition_id.in_(entries), scope
-        )
+        .where(cancellable(now), deliveries.c.transition_id.in_(entries), scope)
     )
     ids = list(conn.execute(open_rows).scalars())
     if not ids:
         return 0
     conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_(ids), deliveries.c.status.in_(OPEN_DELIVERY_STATUSES))
+        .where(deliveries.c.id.in_(ids), cancellable(now))
         .values(status="cancelled", reason=reason, next_attempt_at=None, updated_at=now)
     )
     return len(ids)

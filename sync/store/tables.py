@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Float,
     ForeignKey,
     Index,
@@ -14,6 +17,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    or_,
 )
 
 from sync.store.types import Id, Json, UtcDateTime
@@ -259,9 +264,6 @@ endpoint_states = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
-# Deliveries that will still be attempted: what cancelling one stops.
-OPEN_DELIVERY_STATUSES = ("pending", "failed")
-
 deliveries = Table(
     "deliveries",
     metadata,
@@ -295,6 +297,14 @@ Index(
     sqlite_where=deliveries.c.next_attempt_at.is_not(None),
     postgresql_where=deliveries.c.next_attempt_at.is_not(None),
 )
+
+
+def cancellable(now: ColumnElement[datetime] | datetime) -> ColumnElement[bool]:
+    """Deliveries that will still be attempted and are not in flight at `now`: what a cancel stops."""
+    d = deliveries.c
+    # A lease that ran out is no longer in flight: its worker died, and the queue would send it again.
+    return or_(d.status.in_(("pending", "failed")), and_(d.status == "leased", d.lease_expires_at <= now))
+
 
 delivery_attempts = Table(
     "delivery_attempts",

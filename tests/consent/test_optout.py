@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from sync.consent import Feedback, UnknownContactError, apply_feedback
 from sync.store import write_transaction
-from sync.store.tables import consent_records
+from sync.store.tables import consent_records, deliveries
 from tests.consent.conftest import (
+    EARLIER,
     ENDPOINTS,
     LATER,
     NOW,
+    WEBHOOKS,
     assert_reimport_stays_out,
     assert_unsubscribed,
+    delivery_statuses,
     evaluate,
     hubspot_contact,
     page_store,
     store_page,
     typeform_response,
 )
+from webhooks.admin import replay
+
+EMAIL, PHONE = "jane.doe@example.com", "+14155552671"
 
 
 def test_hubspot_optout_in_a_synced_page_leaves_email_segments_at_once(engine: Engine, jane: int) -> None:
@@ -83,3 +91,50 @@ def test_feedback_for_an_unknown_contact_is_a_clear_error(engine: Engine) -> Non
     )
     with write_transaction(engine) as conn, pytest.raises(UnknownContactError, match="contact 999"):
         apply_feedback(conn, feedback, endpoint="mailer", channel="email", now=NOW, evaluate=evaluate)
+
+
+@pytest.mark.parametrize(
+    ("lease_left", "after"),
+    [(timedelta(seconds=-1), "cancelled"), (timedelta(seconds=60), "leased")],
+    ids=["lease-ran-out", "in-flight"],
+)
+def test_an_opt_out_cancels_an_entry_whose_worker_died_but_lets_one_in_flight_finish(
+    engine: Engine, jane: int, lease_left: timedelta, after: str
+) -> None:
+    # A worker leased Jane's SMS entry; with its lease run out the queue would send it again.
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.endpoint == "texter")
+            .values(status="leased", leased_by="worker-a", lease_expires_at=NOW + lease_left)
+        )
+    store_page(engine, page_store(), typeform_response("t2", email=EMAIL, phone=PHONE, consent=False))
+    with engine.connect() as conn:
+        assert delivery_statuses(conn, jane)[("texter", "entered")] == after
+
+
+def test_a_replay_never_brings_back_an_entry_of_someone_who_opted_out(engine: Engine, jane: int) -> None:
+    # Jane's e-mail entry died at the mailer (it answered 400); then she opts out of both channels.
+    with write_transaction(engine) as conn:
+        conn.execute(update(deliveries).where(deliveries.c.endpoint == "mailer").values(status="dead"))
+    store_page(engine, page_store(), hubspot_contact("501", email=EMAIL, optout="true"))
+    store_page(engine, page_store(), typeform_response("t2", email=EMAIL, phone=PHONE, consent=False))
+    with write_transaction(engine) as conn:
+        before = delivery_statuses(conn, jane)
+        assert before[("texter", "entered")] == "cancelled" and before[("mailer", "entered")] == "dead"
+        endpoints = WEBHOOKS.endpoints
+        asked = [
+            replay(conn, LATER, endpoints=endpoints, since=EARLIER),
+            replay(conn, LATER, endpoints=endpoints, status="dead"),
+            replay(conn, LATER, endpoints=endpoints, status="cancelled"),
+        ]
+        texter_entry = conn.execute(
+            select(deliveries.c.id).where(
+                deliveries.c.endpoint == "texter", deliveries.c.status == "cancelled"
+            )
+        ).scalar_one()
+        asked.append(replay(conn, LATER, endpoints=endpoints, delivery_id=texter_entry))
+        assert delivery_statuses(conn, jane) == before
+    assert [a.replayed for a in asked] == [0, 0, 0, 0]
+    assert [sum(a.withheld.values()) for a in asked] == [1, 1, 1, 1]  # bulk takes dead and failed only
+    assert set(asked[3].withheld) == {"no longer in the segment, or changed there since"}

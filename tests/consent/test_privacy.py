@@ -90,8 +90,21 @@ def test_erase_leaves_nothing_personal_in_any_table(engine: Engine) -> None:
     with engine.connect() as conn:
         hashes = set(conn.execute(select(suppressions.c.value_hash)).scalars())
         assert hashes == {identity_hash(EMAIL), identity_hash("+14155552671")}
-        [log] = conn.execute(select(erasure_log)).mappings()
-        assert log["subject_hash"] == identity_hash(EMAIL)
+        logs = list(conn.execute(select(erasure_log).order_by(erasure_log.c.id)).mappings())
+    # Her own row with the counts, and one for the contact merged into her: both numbers stay taken.
+    assert [log["contact_id"] for log in logs] == [jane, jane + 1]
+    assert {log["subject_hash"] for log in logs} == {identity_hash(EMAIL)}
+    assert logs[1]["counts"] == {"merged_into": jane}
+
+
+def test_no_number_an_erased_person_had_is_given_to_someone_new(engine: Engine) -> None:
+    jane = _merged_jane(engine)  # contacts 1 (Stripe) and 2 (HubSpot), merged into 1
+    with write_transaction(engine) as conn:
+        erase_contact(conn, jane, now=NOW)
+    store_page(engine, page_store(), stripe_customer("cus_2", email="bob@example.com", phone=""), now=LATER)
+    with engine.connect() as conn:
+        bob = find_person(conn, "bob@example.com")
+    assert bob == jane + 2  # not 2, which senders' feedback knew as Jane's HubSpot contact
 
 
 def test_erase_zeroes_the_bytes_in_the_sqlite_file_on_builds_that_keep_them(tmp_path: Path) -> None:

@@ -268,3 +268,32 @@ def test_a_merge_cancels_the_open_deliveries_of_a_repeated_entry_already_fanned_
         f"msg_{ann}": ["pending", None, NOW],
         f"msg_{ann_again}": ["cancelled", why, None],
     }
+
+
+def test_a_merged_contacts_transitions_are_numbered_after_the_kept_ones(engine: Engine) -> None:
+    two = segments_from(
+        CITY | {"berlin": {"name": "Berlin", "all": [{"field": "town", "op": "eq", "value": "B"}]}}
+    )
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann, ann_again = s.contact(), s.contact()
+        s.value(ann, "city", "string", "Hamburg")
+        s.value(ann_again, "town", "string", "B")
+        s.value(ann_again, "city", "string", "Hamburg")
+        evaluate_segments(conn, two, now=NOW)  # ann: seq 1; ann_again: seq 1 and 2
+        merge(conn, keep=ann, others=[ann_again], reason="shared identity", now=NOW + timedelta(hours=1))
+        s.value(ann, "city", "string", "Kiel")
+        evaluate_segments(conn, two, now=NOW + timedelta(hours=2))  # ann leaves hamburg
+        numbers = sorted(
+            ((key, kind, seq) for key, cid, kind, _, seq, *_ in _transitions(conn) if cid == ann),
+            key=lambda row: row[2],
+        )
+    # Ann's own entry, the merged contact's Berlin entry (its repeated Hamburg one was dropped), then
+    # the `left`: each number once, the `left` above everything a consumer may have applied.
+    assert [(key, kind) for key, kind, _ in numbers] == [
+        ("hamburg", "entered"),
+        ("berlin", "entered"),
+        ("hamburg", "left"),
+    ]
+    seqs = [seq for *_, seq in numbers]
+    assert len(set(seqs)) == 3 and seqs[0] == 1 and seqs[-1] == max(seqs) == 4

@@ -319,7 +319,7 @@ def test_replay_makes_a_delivery_due_again_and_wakes_the_worker(
     before = wakes.count
     delivery = _get(client, "/admin/deliveries", limit=1)[0]
     response = client.post("/admin/deliveries/replay", json={"id": delivery["id"]}, headers=AUTH)
-    assert response.status_code == 200 and response.json() == {"replayed": 1}
+    assert response.status_code == 200 and response.json() == {"replayed": 1, "withheld": {}}
     assert _scalar(demo, select(deliveries.c.status).where(deliveries.c.id == delivery["id"])) == "pending"
     assert wakes.count == before + 1
     with demo.engine.begin() as conn:
@@ -327,7 +327,7 @@ def test_replay_makes_a_delivery_due_again_and_wakes_the_worker(
     bulk = client.post(
         "/admin/deliveries/replay", json={"status": "dead", "endpoint": "receiver"}, headers=AUTH
     )
-    assert bulk.json() == {"replayed": 1}
+    assert bulk.json() == {"replayed": 1, "withheld": {}}
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from crmhub.server.services import Services
 from crmhub.settings import Settings
 from sync.engine import RunReport, StreamReport
 from sync.store import create_store_engine, upgrade
-from sync.store.tables import deliveries, memberships, outbox
+from sync.store.tables import deliveries, outbox
 from tests.webhooks.conftest import T0, Clock, add_transition, seed
 
 with warnings.catch_warnings():
@@ -50,10 +50,6 @@ def _store_with_a_queue(engine: Engine) -> None:
     """Three contacts entered `vip` (two of them are still members); one left; deliveries in three states."""
     tids = seed(engine, 3, now=T0 - timedelta(minutes=10))
     with engine.begin() as conn:
-        conn.execute(
-            insert(memberships),
-            [{"segment_id": 1, "contact_id": c, "entered_at": T0} for c in (1, 2)],
-        )
         left = add_transition(conn, 1, 3, kind="left", now=T0)
         # The first three outbox rows were fanned out; the `left` one waits.
         conn.execute(update(outbox).where(outbox.c.transition_id != left).values(dispatched_at=T0))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, event, insert, select, text
 
+from sync.consent import current_contact
 from sync.consent.suppression import listed_kinds, suppress_values, suppressed_identities
 from sync.identity import _LAST_TAKEN, identities_of, merge, resolve, resolve_batch
 from sync.store.tables import contact_identities, contacts, events, merge_log
@@ -213,3 +214,19 @@ def test_the_highest_taken_number_is_read_from_indexes_not_by_scanning_logs(engi
         plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
     assert "SEARCH merge_log USING COVERING INDEX ix_merge_log_merged_contact_id" in plan, plan
     assert "SEARCH erasure_log USING COVERING INDEX ix_erasure_log_contact_id" in plan, plan
+
+
+def test_a_contact_merged_twice_over_still_leads_to_the_kept_one_and_its_number_stays_taken(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        first, second, third = (
+            resolve(conn, [{"email": f"{name}@example.com"}], source="hubspot", now=NOW)[0]
+            for name in ("a", "b", "c")
+        )
+        assert first is not None and second is not None and third is not None
+        merge(conn, keep=second, others=[third], reason="shared identity", now=NOW)
+        merge(conn, keep=first, others=[second], reason="shared identity", now=NOW)
+        assert current_contact(conn, third) == first  # senders' feedback may still name the third
+        [new] = resolve(conn, [{"email": "d@example.com"}], source="hubspot", now=NOW)
+    assert new == third + 1

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, Engine, insert, update
+from sqlalchemy import Connection, Engine, delete, insert, update
 
-from sync.store.tables import contact_identities, contacts, outbox, segments, transitions
+from sync.store.tables import contact_identities, contacts, memberships, outbox, segments, transitions
 from webhooks import EndpointConfig, WebhooksConfig, build_senders, generate_secret
 from webhooks.worker import DeliveryWorker
 
@@ -78,6 +78,11 @@ def add_transition(
         .returning(transitions.c.id)
     ).scalar_one()
     conn.execute(insert(outbox).values(transition_id=tid, created_at=now))
+    # The membership follows, as the segment engine keeps it (a replay checks an entry still holds).
+    member = (memberships.c.segment_id == segment_id) & (memberships.c.contact_id == contact_id)
+    conn.execute(delete(memberships).where(member))
+    if kind == "entered":
+        conn.execute(insert(memberships).values(segment_id=segment_id, contact_id=contact_id, entered_at=now))
     return tid
 
 

@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webhooks import MAX_ATTEMPTS, Dead, Disable, RetryDecision, Succeeded, classify, decide
 from webhooks.retry import Kind, parse_retry_after
@@ -112,3 +114,40 @@ def test_success_gone_and_permanent_decisions() -> None:
     assert isinstance(decide(410, 1, NOW), Disable)
     dead = decide(400, 1, NOW)
     assert isinstance(dead, Dead) and "HTTP 400" in dead.reason
+
+
+LONGEST = timedelta(hours=25)  # the last scheduled delay (24 h) plus the one hour a consumer may add
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (" 120 ", timedelta(seconds=120)),
+        ("100000000000000", LONGEST),  # timedelta(seconds=...) of this overflowed: the worker pass died
+        ("9" * 5000, LONGEST),  # int() refuses more than 4,300 digits
+        ("Fri, 31 Dec 9999 23:59:59 GMT", LONGEST),
+        ("Sat, 01 Jan 10000 00:00:00 GMT", None),
+        ("Mon, 23 Nov 99999999999999999999 12:00:00 GMT", None),  # OverflowError inside the date parser
+        ("Mon, 23 Nov 2026 12:00:00 +9999", None),  # an offset of four days
+        ("Mon, 23 Nov 2026 12:00:00 -0000", None),  # a date in no known zone
+        ("-5", None),
+        ("1.5", None),
+        ("²", None),  # str.isdigit() says yes, int() says no
+        ("120, 120", None),  # the header sent twice
+        ("x" * 100_000, None),
+    ],
+)
+def test_parse_retry_after_bounds_whatever_a_consumer_sends(value: str, expected: timedelta | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+@given(st.text())
+def test_parse_retry_after_never_raises_and_stays_in_bounds(value: str) -> None:
+    parsed = parse_retry_after(value, NOW)
+    assert parsed is None or timedelta(0) <= parsed <= LONGEST
+
+
+def test_a_huge_retry_after_waits_the_schedule_plus_one_hour() -> None:
+    retry_after = parse_retry_after("100000000000000", NOW)
+    decision = decide(503, 1, NOW, retry_after=retry_after, rng=_NoJitter())
+    assert decision == RetryDecision(NOW + timedelta(seconds=5) + timedelta(hours=1))

@@ -417,3 +417,47 @@ def test_a_refused_address_is_dead_with_the_reason(engine: Engine) -> None:
     run(worker, Clock())
     (delivery,) = rows(engine)
     assert delivery["status"] == "dead" and "loopback or private" in delivery["reason"]
+
+
+def test_a_huge_retry_after_waits_an_hour_and_the_pass_records_every_endpoint(engine: Engine) -> None:
+    seed(engine, 3)
+    config = make_config(("broken", endpoint("broken")), ("healthy", endpoint("healthy")))
+    broken = Consumer(lambda _r: httpx.Response(503, headers={"retry-after": "100000000000000"}))
+    healthy = Consumer()
+    run(make_worker(engine, config, {"broken": broken, "healthy": healthy}, secrets_for(config)), Clock())
+    by_endpoint = {name: [r for r in rows(engine) if r["endpoint"] == name] for name in ("broken", "healthy")}
+    assert {r["status"] for r in by_endpoint["healthy"]} == {"succeeded"}
+    assert [r["next_attempt_at"] for r in by_endpoint["broken"]] == [T0 + timedelta(hours=1, seconds=5)] * 3
+    assert len(rows(engine, delivery_attempts)) == 6 and len(broken.received) == len(healthy.received) == 3
+
+
+def test_a_sender_that_raises_fails_its_delivery_not_the_pass(engine: Engine) -> None:
+    seed(engine, 2)
+    config = make_config(("broken", endpoint("broken")), ("healthy", endpoint("healthy")))
+
+    def blow_up(_r: httpx.Request) -> httpx.Response:
+        raise RuntimeError("an answer the client library did not foresee")
+
+    consumers = {"broken": Consumer(blow_up), "healthy": Consumer()}
+    run(make_worker(engine, config, consumers, secrets_for(config)), Clock())
+    healthy = [r for r in rows(engine) if r["endpoint"] == "healthy"]
+    failed = [r for r in rows(engine) if r["endpoint"] == "broken"]
+    assert {r["status"] for r in healthy} == {"succeeded"}
+    assert {r["status"] for r in failed} == {"failed"} and all(r["next_attempt_at"] > T0 for r in failed)
+    assert all("RuntimeError" in r["reason"] and r["attempts"] == 1 for r in failed)
+
+
+def test_the_first_trip_of_a_busy_endpoint_lasts_30_s_and_doubles_per_failed_probe(engine: Engine) -> None:
+    seed(engine, 10)
+    config = make_config(("sms", endpoint("sms")))  # concurrency 10, threshold 5, 30 s: the defaults
+    consumer, clock = Consumer(lambda _r: httpx.Response(503)), Clock()
+    worker = make_worker(engine, config, {"sms": consumer}, secrets_for(config))
+    run(worker, clock)
+    assert len(consumer.received) == 10
+    (state,) = rows_states(engine)
+    assert state["circuit_open_until"] == T0 + timedelta(seconds=30)
+    clock.now = T0 + timedelta(seconds=30)
+    run(worker, clock)
+    assert len(consumer.received) == 11, "half-open: a single probe, which failed"
+    (state,) = rows_states(engine)
+    assert state["circuit_open_until"] == T0 + timedelta(seconds=30 + 60)

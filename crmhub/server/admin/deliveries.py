@@ -49,7 +49,7 @@ class ReplayIn(BaseModel):
     id: int | None = Field(default=None, ge=1, le=MAX_ID, description="This delivery, whatever its status")
     since: datetime | None = Field(default=None, description="Created at or after (UTC if no zone)")
     status: Literal["dead", "failed", "cancelled"] | None = Field(
-        default=None, description="Only this status (default: all three)"
+        default=None, description="Only this status (default: dead and failed; cancelled only by name)"
     )
     endpoint: str | None = Field(default=None, description="Only this endpoint")
 
@@ -61,9 +61,10 @@ class ReplayIn(BaseModel):
 
 
 class ReplayOut(BaseModel):
-    """How many deliveries are due again."""
+    """How many deliveries are due again, and the entries held back (no longer true or allowed), by why."""
 
     replayed: int
+    withheld: dict[str, int] = Field(default_factory=dict)
 
 
 @router.get("/deliveries", summary="Recent deliveries with their attempts, newest first")
@@ -83,7 +84,10 @@ def get_deliveries(
 @router.post(
     "/deliveries/replay",
     summary="Send deliveries again under their original webhook-id (write)",
-    responses={404: {"description": "No such delivery, or it is being sent right now."}},
+    responses={
+        404: {"description": "No such delivery, or it is being sent right now."},
+        409: {"description": "The delivery is an entry no longer true or allowed (left, unsubscribed)."},
+    },
 )
 def post_replay(svc: Svc, body: ReplayIn) -> ReplayOut:
     """What `crmhub deliveries replay` does; the worker is woken at once."""
@@ -95,15 +99,20 @@ def post_replay(svc: Svc, body: ReplayIn) -> ReplayOut:
         )
     since = utc(body.since, "since") if body.since is not None else None
     with write_transaction(svc.engine) as conn:
-        count = replay(
+        done = replay(
             conn,
             svc.clock(),
+            endpoints=svc.settings.webhooks.endpoints,
             delivery_id=body.id,
             since=since,
             status=body.status,
             endpoint=body.endpoint,
         )
-    if body.id is not None and count == 0:
+    if body.id is not None and done.withheld:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"delivery {body.id}: held back: {next(iter(done.withheld))}"
+        )
+    if body.id is not None and done.replayed == 0:
         raise not_found(f"delivery {body.id}: not found, or being sent right now")
     svc.wake_worker()
-    return ReplayOut(replayed=count)
+    return ReplayOut(replayed=done.replayed, withheld=done.withheld)
