@@ -15,7 +15,14 @@ from connectors.http import Retrier, error_for_status, is_retryable_status
 from connectors.hubspot import HubSpotSource, PropertyDefinition
 from connectors.ratelimit import TokenBucket
 from connectors.records import Batch, ContactEvent, Record
-from connectors.segmentio import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, check_size, parse_batch, parse_message
+from connectors.segmentio import (
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    ParsedBatch,
+    check_size,
+    parse_batch,
+    parse_message,
+)
 from connectors.stripe import StripeSource
 from connectors.typeform import FormDefinition, FormField, TypeformSource
 
@@ -33,6 +40,7 @@ __all__ = [
     "InvalidMessageError",
     "MalformedPageError",
     "PaginationLoopError",
+    "ParsedBatch",
     "PermanentError",
     "PropertyDefinition",
     "Record",

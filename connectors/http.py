@@ -73,16 +73,23 @@ def error_for_status(
     retry_after: float | None = None,
     detail: str = "",
     key_env: str = "api_key_env",
+    rate_limited: bool = False,
 ) -> ConnectorError:
-    """The error for an HTTP status, with a message naming the thing, the cause and the fix."""
-    if 500 <= status <= 599:
+    """The error for an HTTP status, with a message naming the thing, the cause and the fix.
+
+    `rate_limited` marks a rate limit the provider answers with another status (Stripe's older
+    `400` with `error.code = "rate_limit"`): it is retried like a 429.
+    """
+    if rate_limited:
+        cause, fix = _CAUSES[429]
+    elif 500 <= status <= 599:
         cause, fix = "provider error", "retry later; the provider is failing"
     else:
         cause, fix = _CAUSES.get(status, ("unexpected answer", "check connectors.{source}"))
     thing = f"{source}: {what}: " if what else f"{source}: "
     extra = f" ({detail})" if detail else ""
     message = f"{thing}{cause} ({status}){extra}: {fix.format(source=source, key_env=key_env)}"
-    if is_retryable_status(status):
+    if rate_limited or is_retryable_status(status):
         return RetryableError(message, retry_after=retry_after)
     return PermanentError(message)
 

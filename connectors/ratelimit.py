@@ -9,25 +9,34 @@ __all__ = ["TokenBucket"]
 
 
 class TokenBucket:
-    """Allows `rate` requests per second on average, bursts of up to `burst`; `acquire` waits if needed.
+    """Allows `rate` requests per second, evenly spaced; `acquire` waits until the next one may go.
 
-    Starts full, so a short run is not slowed down; the clock is monotonic seconds. Thread-safe:
-    streams pulled side by side share their source's bucket, and a waiter holds it while it sleeps,
-    so the others queue behind it instead of all taking the same token.
+    The bucket holds at most `burst` tokens (default 1) and starts full. A bucket of `burst`
+    tokens admits up to `burst + rate` requests in some second (the full bucket, then the refill),
+    so with the default 1 the first request goes at once, the next ones `1/rate` apart, and no
+    second (a window `[t, t+1)`) sees more than `rate` of them for a whole-number rate (a fractional
+    one, `ceil(rate)`, `rate` on average): a provider counting per second never sees too many. The
+    steady rate is `rate` all the same: N requests take `(N-1)/rate` seconds.
+
+    The clock is monotonic seconds. Thread-safe: streams pulled side by side share their source's
+    bucket, and a waiter holds it while it sleeps, so the others queue behind it instead of all
+    taking the same token.
     """
 
     def __init__(
         self,
         rate: float,
         *,
-        burst: float | None = None,
+        burst: float = 1.0,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        if burst < 1:
+            raise ValueError("burst must be at least 1 (one request)")
         self.rate = rate
-        self.burst = burst if burst is not None else max(1.0, rate)
+        self.burst = burst
         self._clock = clock
         self._sleep = sleep
         self._tokens = self.burst

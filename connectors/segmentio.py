@@ -1,9 +1,14 @@
 """Segment.com messages pushed to us (Segment Spec): validated into Records and ContactEvents.
 
 `identify` -> a Record in stream `users` (traits); `group` -> a Record in stream `groups`;
-`track` -> a ContactEvent named after `event`; `page` -> a ContactEvent `Page Viewed`. A `batch`
-body applies its `context` and `integrations` to each message. Push sources have no cursor: the
-result is one Batch with `cursor=None` and `requests=0`.
+`track` -> a ContactEvent named after `event`; `page` -> a ContactEvent `Page Viewed` and `screen`
+-> `Screen Viewed` (with `name`, `category` and the properties); `alias` -> a ContactEvent `User
+Aliased` of the new `userId`, with `previousId` among its properties only: it links no contacts,
+as `previousId` may be an earlier userId or an anonymousId and the two are different identity
+kinds. A `batch` body applies its `context` and `integrations` to each message, and leaves out
+the messages that cannot be used (each with why) rather than refuse the others: Segment.com's
+libraries do not retry a 400. Push sources have no cursor: the result is one Batch with
+`cursor=None` and `requests=0`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +28,7 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_MESSAGE_BYTES",
     "SUPPORTED_TYPES",
+    "ParsedBatch",
     "check_size",
     "parse_batch",
     "parse_message",
@@ -32,7 +39,11 @@ __all__ = [
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 
-SUPPORTED_TYPES = ("identify", "track", "page", "group")
+SUPPORTED_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+
+# The ContactEvent each view-like type becomes; its `name` and `category` go into the properties.
+_VIEWED = {"page": "Page Viewed", "screen": "Screen Viewed"}
+_ALIASED = "User Aliased"
 
 
 def check_size(raw: bytes, *, batch: bool = False) -> None:
@@ -144,9 +155,30 @@ def parse_message(
         if not isinstance(event, str) or not event.strip():
             raise _fail(where, "track needs 'event'", "send the event name, e.g. 'Order Completed'")
         return [], [ContactEvent("segmentio", event, message_id, occurred, who, properties)]
-    page_properties = {**properties, "name": message.get("name"), "category": message.get("category")}
-    page_properties = {k: v for k, v in page_properties.items() if v is not None}
-    return [], [ContactEvent("segmentio", "Page Viewed", message_id, occurred, who, page_properties)]
+    if kind == "alias":
+        return [], [_alias(message, where, message_id, occurred, who, properties)]
+    view_properties = {**properties, "name": message.get("name"), "category": message.get("category")}
+    view_properties = {k: v for k, v in view_properties.items() if v is not None}
+    return [], [ContactEvent("segmentio", _VIEWED[kind], message_id, occurred, who, view_properties)]
+
+
+def _alias(
+    message: Mapping[str, Any],
+    where: str,
+    message_id: str,
+    occurred: datetime,
+    who: dict[str, str],
+    properties: dict[str, Any],
+) -> ContactEvent:
+    """`alias` as an event of the new userId, naming the previousId; see the module docstring."""
+    if _identifier(message.get("userId")) is None:
+        raise _fail(where, "alias needs 'userId'", "send the user's new id as userId")
+    previous_id = _identifier(message.get("previousId"))
+    if previous_id is None:
+        raise _fail(where, "alias needs 'previousId'", "send the id the user was known by before")
+    return ContactEvent(
+        "segmentio", _ALIASED, message_id, occurred, who, {**properties, "previousId": previous_id}
+    )
 
 
 def parse_messages(messages: Sequence[Any], *, received_at: datetime) -> Batch:
@@ -157,27 +189,48 @@ def parse_messages(messages: Sequence[Any], *, received_at: datetime) -> Batch:
         more_records, more_events = parse_message(message, received_at=received_at, where=f"message {index}")
         records.extend(more_records)
         events.extend(more_events)
+    return _batch(records, events)
+
+
+def _batch(records: list[Record], events: list[ContactEvent]) -> Batch:
     return Batch(source="segmentio", stream="events", records=records, events=events, cursor=None, requests=0)
 
 
-def parse_batch(body: Any, *, received_at: datetime) -> Batch:
-    """A `/v1/batch` body (`{"batch": [...], "context": ...}`) as one Batch."""
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A `/v1/batch` body: the Batch of its usable messages, and why each other one was left out."""
+
+    batch: Batch
+    skipped: list[str] = field(default_factory=list)
+
+
+def parse_batch(body: Any, *, received_at: datetime) -> ParsedBatch:
+    """A `/v1/batch` body (`{"batch": [...], "context": ...}`); a message that cannot be used is skipped.
+
+    Only a body that is not a batch at all raises InvalidMessageError.
+    """
     if not isinstance(body, Mapping) or not isinstance(body.get("batch"), list):
         raise _fail("batch", "'batch' must be a list of messages", 'send {"batch": [...]}')
     shared_context = _object(body, "context", "batch")
     shared_integrations = _object(body, "integrations", "batch")
     sent_at = body.get("sentAt")
-    messages = []
-    for message in body["batch"]:
-        if isinstance(message, Mapping):
-            merged = dict(message)
-            merged["context"] = {**shared_context, **_object(message, "context", "batch message")}
-            merged["integrations"] = {
-                **shared_integrations,
-                **_object(message, "integrations", "batch message"),
-            }
-            if sent_at is not None:
-                merged.setdefault("sentAt", sent_at)
-            message = merged
-        messages.append(message)
-    return parse_messages(messages, received_at=received_at)
+    records: list[Record] = []
+    events: list[ContactEvent] = []
+    skipped: list[str] = []
+    for index, message in enumerate(body["batch"]):
+        where = f"message {index}"
+        try:
+            if isinstance(message, Mapping):
+                merged = dict(message)
+                merged["context"] = {**shared_context, **_object(message, "context", where)}
+                merged["integrations"] = {**shared_integrations, **_object(message, "integrations", where)}
+                if sent_at is not None:
+                    merged.setdefault("sentAt", sent_at)
+                message = merged
+            more_records, more_events = parse_message(message, received_at=received_at, where=where)
+        except InvalidMessageError as exc:
+            skipped.append(str(exc))
+            continue
+        records.extend(more_records)
+        events.extend(more_events)
+    return ParsedBatch(_batch(records, events), skipped)

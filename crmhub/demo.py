@@ -146,7 +146,12 @@ class Demo:
         config = self.settings.webhooks
 
         async def run() -> RunStats:
-            worker = DeliveryWorker(self.engine, config, build_senders(config, os.environ))
+            worker = DeliveryWorker(
+                self.engine,
+                config,
+                build_senders(config, os.environ),
+                channels=self.settings.consent.channels,
+            )
             try:
                 return await worker.run(lambda: datetime.now(UTC))
             finally:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select, update
 from sync.store.tables import deliveries, delivery_attempts, memberships, segments, transitions
 from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
-from webhooks.eligibility import consenting, suppressed_contacts
+from webhooks.eligibility import DEFAULT_CHANNELS, SUPPRESSED, blocked_at, consenting, suppressed_kinds
 from webhooks.exceptions import WebhookConfigError
 from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
 
@@ -87,6 +87,7 @@ def replay(
     now: datetime,
     *,
     endpoints: Mapping[str, EndpointConfig],
+    channels: Mapping[str, str] = DEFAULT_CHANNELS,
     delivery_id: int | None = None,
     since: datetime | None = None,
     status: str | None = None,
@@ -117,7 +118,7 @@ def replay(
     rows = [_Candidate(*row) for row in conn.execute(query)]
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
-        reasons = _withheld(conn, endpoints, [r for r in chunk if r.kind == "entered"])
+        reasons = _withheld(conn, endpoints, channels, [r for r in chunk if r.kind == "entered"])
         for row in chunk:
             reason = reasons.get(row.delivery_id)
             if reason is None:
@@ -143,7 +144,10 @@ class _Candidate(NamedTuple):
 
 
 def _withheld(
-    conn: Connection, endpoints: Mapping[str, EndpointConfig], entries: list[_Candidate]
+    conn: Connection,
+    endpoints: Mapping[str, EndpointConfig],
+    channels: Mapping[str, str],
+    entries: list[_Candidate],
 ) -> dict[int, str]:
     """delivery id -> why its `segment.entered` must not go out again now."""
     if not entries:
@@ -161,17 +165,18 @@ def _withheld(
             .group_by(t.contact_id, t.segment_id)
         ).tuples()
     }
-    blocked = suppressed_contacts(conn, contact_ids)
-    channels = {endpoints[e.endpoint].requires_consent for e in entries if e.endpoint in endpoints}
-    allowed = {ch: consenting(conn, contact_ids, ch) for ch in channels if ch}
+    listed = suppressed_kinds(conn, contact_ids)
+    blocked = {name: blocked_at(endpoint, listed, channels) for name, endpoint in endpoints.items()}
+    required = {endpoints[e.endpoint].requires_consent for e in entries if e.endpoint in endpoints}
+    allowed = {ch: consenting(conn, contact_ids, ch) for ch in required if ch}
     reasons: dict[int, str] = {}
     for entry in entries:
         channel = endpoints[entry.endpoint].requires_consent if entry.endpoint in endpoints else None
         key = (entry.contact_id, entry.segment_id)
         if key not in members or newest.get(key) != entry.transition_id:
             reasons[entry.delivery_id] = "no longer in the segment, or changed there since"
-        elif entry.contact_id in blocked:
-            reasons[entry.delivery_id] = "suppression list: an e-mail or phone of the contact is suppressed"
+        elif entry.contact_id in blocked.get(entry.endpoint, listed):
+            reasons[entry.delivery_id] = SUPPRESSED
         elif channel and entry.contact_id not in allowed[channel]:
             reasons[entry.delivery_id] = f"consent: no opted-in {channel} consent"
     return reasons
@@ -189,7 +194,13 @@ class Backfill:
 
 
 def backfill(
-    conn: Connection, config: WebhooksConfig, endpoint: str, segment: str, now: datetime
+    conn: Connection,
+    config: WebhooksConfig,
+    endpoint: str,
+    segment: str,
+    now: datetime,
+    *,
+    channels: Mapping[str, str] = DEFAULT_CHANNELS,
 ) -> Backfill:
     """Send the segment's current members to `endpoint` as entries, through the usual caps and consent."""
     if endpoint not in config.endpoints:
@@ -219,7 +230,8 @@ def backfill(
     stats = FanoutStats()
     created = 0
     for start in range(0, len(todo), _CHUNK):
-        new_rows = decide_deliveries(conn, {endpoint: target}, todo[start : start + _CHUNK], now, stats)
+        chunk = todo[start : start + _CHUNK]
+        new_rows = decide_deliveries(conn, {endpoint: target}, chunk, now, stats, channels)
         insert_ignore(conn, deliveries, new_rows, ["transition_id", "endpoint"])
         created += len(new_rows)
     suppressed = sum(stats.suppressed.values())

@@ -1,18 +1,34 @@
-"""Who may be sent `segment.entered`: consent, the suppression list and per-endpoint frequency caps."""
+"""Who may be sent `segment.entered`: consent, the suppression list by channel, frequency caps."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from sqlalchemy import Connection, String, bindparam, func, select
 
+from sync.consent.config import ConsentConfig
 from sync.consent.suppression import identity_hash
 from sync.store.tables import consent_records, contact_identities, deliveries, suppressions, transitions
 from sync.store.types import UtcDateTime
-from webhooks.config import Cap
+from webhooks.config import Cap, EndpointConfig
 
-__all__ = ["OPEN_STATUSES", "cap_counts", "consenting", "suppressed_contacts"]
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "OPEN_STATUSES",
+    "SUPPRESSED",
+    "blocked_at",
+    "cap_counts",
+    "consenting",
+    "reached_kinds",
+    "suppressed_kinds",
+]
+
+# `[consent] channels` unless the caller passes the configured ones: the channel -> identity kind.
+DEFAULT_CHANNELS: Mapping[str, str] = ConsentConfig().channels
+_EVERY_KIND = frozenset(("email", "phone"))
+SUPPRESSED = "suppression list: an e-mail or phone the endpoint sends to is suppressed"
 
 # Deliveries that are, or will be, sent; what caps count and what per-contact ordering waits for.
 OPEN_STATUSES = ("pending", "leased", "failed")
@@ -50,16 +66,36 @@ _CAP_COUNTS = (
 )
 
 
-def suppressed_contacts(conn: Connection, contact_ids: Collection[int]) -> set[int]:
-    """Contacts with an e-mail or phone identity on the suppression list."""
+def reached_kinds(channel: str | None, channels: Mapping[str, str]) -> frozenset[str]:
+    """The identity kinds an endpoint of `channel` sends to: a listed one of them keeps entries back."""
+    # An SMS "no" lists the phone and must not hold back the newsletter; a channel not in `[consent]
+    # channels`, or an endpoint with none, counts every kind, as an opt-out of it suppresses both.
+    kind = channels.get(channel) if channel else None
+    return frozenset((kind,)) if kind else _EVERY_KIND
+
+
+def blocked_at(
+    endpoint: EndpointConfig, listed: Mapping[int, set[str]], channels: Mapping[str, str]
+) -> set[int]:
+    """The contacts of `listed` (see `suppressed_kinds`) whose entries `endpoint` must not be sent."""
+    reach = reached_kinds(endpoint.requires_consent, channels)
+    return {cid for cid, kinds in listed.items() if not reach.isdisjoint(kinds)}
+
+
+def suppressed_kinds(conn: Connection, contact_ids: Collection[int]) -> dict[int, set[str]]:
+    """Per contact with a listed e-mail or phone identity, the kinds that are listed."""
     if not contact_ids:
-        return set()
+        return {}
     rows = conn.execute(_IDENTITIES, {"contacts": sorted(contact_ids)}).all()
     by_hash = {(kind, identity_hash(value)): cid for cid, kind, value in rows}
     if not by_hash:
-        return set()
+        return {}
     listed = conn.execute(_LISTED, {"hashes": sorted(h for _, h in by_hash)}).all()
-    return {by_hash[(kind, digest)] for kind, digest in listed if (kind, digest) in by_hash}
+    found: dict[int, set[str]] = defaultdict(set)
+    for kind, digest in listed:
+        if (kind, digest) in by_hash:
+            found[by_hash[(kind, digest)]].add(kind)
+    return dict(found)
 
 
 def consenting(conn: Connection, contact_ids: Collection[int], channel: str) -> set[int]:

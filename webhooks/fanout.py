@@ -18,7 +18,14 @@ from sync.store.tables import deliveries, outbox, segments, transitions
 from sync.store.types import UtcDateTime
 from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
-from webhooks.eligibility import cap_counts, consenting, suppressed_contacts
+from webhooks.eligibility import (
+    DEFAULT_CHANNELS,
+    SUPPRESSED,
+    blocked_at,
+    cap_counts,
+    consenting,
+    suppressed_kinds,
+)
 from webhooks.payload import event_type
 
 __all__ = ["FanoutStats", "TransitionRow", "decide_deliveries", "fan_out", "fan_out_batch", "new_webhook_id"]
@@ -52,13 +59,20 @@ class TransitionRow:
 
 
 def fan_out(
-    engine: Engine, config: WebhooksConfig, now: datetime, *, batch_size: int | None = None
+    engine: Engine,
+    config: WebhooksConfig,
+    now: datetime,
+    *,
+    batch_size: int | None = None,
+    channels: Mapping[str, str] = DEFAULT_CHANNELS,
 ) -> FanoutStats:
     """Turn every undispatched outbox row into deliveries, one transaction per batch."""
     total = FanoutStats()
     while True:
         with write_transaction(engine) as conn:
-            stats = fan_out_batch(conn, config, now, batch_size=batch_size or config.batch_size)
+            stats = fan_out_batch(
+                conn, config, now, batch_size=batch_size or config.batch_size, channels=channels
+            )
         total.outbox_rows += stats.outbox_rows
         total.deliveries += stats.deliveries
         for reason, n in stats.suppressed.items():
@@ -88,13 +102,24 @@ _DISPATCHED = (
 )
 
 
-def fan_out_batch(conn: Connection, config: WebhooksConfig, now: datetime, *, batch_size: int) -> FanoutStats:
-    """Dispatch up to `batch_size` outbox rows inside the caller's transaction."""
+def fan_out_batch(
+    conn: Connection,
+    config: WebhooksConfig,
+    now: datetime,
+    *,
+    batch_size: int,
+    channels: Mapping[str, str] = DEFAULT_CHANNELS,
+) -> FanoutStats:
+    """Dispatch up to `batch_size` outbox rows inside the caller's transaction.
+
+    `channels` is `[consent] channels` (channel -> identity kind): which listed identities keep an
+    endpoint's entries back.
+    """
     rows = [TransitionRow(*r) for r in conn.execute(_UNDISPATCHED, {"limit": batch_size})]
     stats = FanoutStats(outbox_rows=len(rows))
     if not rows:
         return stats
-    new_rows = decide_deliveries(conn, config.endpoints, rows, now, stats)
+    new_rows = decide_deliveries(conn, config.endpoints, rows, now, stats, channels)
     insert_ignore(conn, deliveries, new_rows, ["transition_id", "endpoint"])
     conn.execute(_DISPATCHED, {"ids": [r.outbox_id for r in rows], "now": now})
     stats.deliveries = len(new_rows)
@@ -110,16 +135,17 @@ def decide_deliveries(
     rows: list[TransitionRow],
     now: datetime,
     stats: FanoutStats,
+    channels: Mapping[str, str] = DEFAULT_CHANNELS,
 ) -> list[dict[str, Any]]:
     """The delivery rows for `rows` at each endpoint that wants them: pending, or suppressed with why."""
     entering = {r.contact_id for r in rows if r.kind == "entered"}
-    blocked = suppressed_contacts(conn, entering) if entering else set()
+    listed = suppressed_kinds(conn, entering)
     out: list[dict[str, Any]] = []
     for name, endpoint in endpoints.items():
         wanted = [r for r in rows if endpoint.wants(event_type(r.kind), r.segment_key)]
         if not wanted:
             continue
-        reasons = _suppressions(conn, name, endpoint, wanted, blocked, now)
+        reasons = _suppressions(conn, name, endpoint, wanted, blocked_at(endpoint, listed, channels), now)
         for row in wanted:
             reason = reasons.get(row.transition_id)
             if reason:
@@ -160,7 +186,7 @@ def _suppressions(
     reasons: dict[int, str] = {}
     for row in entering:
         if row.contact_id in blocked:
-            reasons[row.transition_id] = "suppression list: an e-mail or phone of the contact is suppressed"
+            reasons[row.transition_id] = SUPPRESSED
         elif row.contact_id not in allowed:
             reasons[row.transition_id] = f"consent: no opted-in {channel} consent"
         elif cap is not None:

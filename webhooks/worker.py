@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from sync.store import write_transaction
 from webhooks.config import WebhooksConfig
+from webhooks.eligibility import DEFAULT_CHANNELS
 from webhooks.endpoints import Breaker, EndpointState, load_states
 from webhooks.fanout import fan_out_batch
 from webhooks.payload import contact_fields, ordered_fields, payload
@@ -82,9 +83,11 @@ class DeliveryWorker:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         hook: Hook | None = None,
+        channels: Mapping[str, str] = DEFAULT_CHANNELS,
     ) -> None:
         self._engine = engine
         self._config = config
+        self._channels = channels
         self._senders = dict(senders)
         self.worker_id = worker_id or default_worker_id()
         self._rng = rng
@@ -228,7 +231,9 @@ class DeliveryWorker:
     def _claim(self, conn: Connection, now: datetime, stats: RunStats) -> _Claimed:
         """Fan out, then claim what each endpoint's budget allows, with the jobs' bodies."""
         throttled = False
-        fanned = fan_out_batch(conn, self._config, now, batch_size=self._config.batch_size)
+        fanned = fan_out_batch(
+            conn, self._config, now, batch_size=self._config.batch_size, channels=self._channels
+        )
         stats.fanned_out += fanned.deliveries
         states = load_states(conn, self._config.endpoints)
         # Resting endpoints do not ask for a claim until their circuit half-opens (disabled: a moment).

@@ -71,6 +71,9 @@ class StripeApi:
                 what=path,
                 retry_after=parse_retry_after(headers.get("retry-after") or headers.get("Retry-After")),
                 detail=(exc.user_message or "")[:200],
+                # The SDK's RateLimitError is a 429 or a 400 with `error.code = "rate_limit"`, and
+                # leaves `exc.code` unset for both, so its class is the one sign to go by.
+                rate_limited=isinstance(exc, stripe.RateLimitError),
             ) from exc
         data = response.data
         if not isinstance(data, Mapping):

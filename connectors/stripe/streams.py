@@ -21,6 +21,10 @@ Cursor (JSON), one of three phases:
 No cursor, ``full=True``, or an events cursor older than the 30 days Stripe keeps events: a new
 backfill; the fallback is flagged on the first Batch (``fallback_reason``) and logged.
 
+Subscriptions: each item's ``price.product`` is the product object, in listed subscriptions and in
+event objects alike; products are read by id in bulk once per pull (connectors.stripe.products),
+as Stripe refuses the five-level ``expand[]=data.items.data.price.product``.
+
 T0 is Stripe's time, not ours: the ``created`` of the newest event when the backfill starts (our
 ``now`` only when the account has no events yet), and that event is already ``seen``. A local clock
 ahead of Stripe's would otherwise put T0 after changes made during the backfill, and their events
@@ -48,6 +52,7 @@ from connectors.stripe.mapping import (
     stripe_event,
     validate_event,
 )
+from connectors.stripe.products import Products
 
 __all__ = ["EVENTS_RETENTION", "KINDS", "MAX_BUFFERED_EVENTS", "StripeKind", "StripeStream"]
 
@@ -72,6 +77,8 @@ class StripeKind:
     list_params: Mapping[str, Any] = field(default_factory=dict)
     event_params: Mapping[str, Any] = field(default_factory=dict)
     listed_event: Callable[[Mapping[str, Any]], ContactEvent | None] | None = None
+    # Subscriptions: fill each item's `price.product` id with the product (connectors.stripe.products).
+    with_products: bool = False
 
 
 KINDS: dict[str, StripeKind] = {
@@ -85,8 +92,10 @@ KINDS: dict[str, StripeKind] = {
         "subscriptions",
         "/v1/subscriptions",
         "subscription",
-        list_params={"status": "all", "expand": ["data.items.data.price.product"]},
+        # Not `expand[]=data.items.data.price.product`: five levels, and Stripe allows four.
+        list_params={"status": "all"},
         event_params={"type": "customer.subscription.*"},
+        with_products=True,
     ),
     "invoices": StripeKind(
         "invoices",
@@ -123,8 +132,10 @@ class StripeStream(Stream):
         """Backfill or events, from the cursor; see the module docstring."""
         state = None if full else decode_cursor(self.source, self.name, cursor)
         now_ts = int(now.timestamp())
+        # Products are read once per pull, fresh each run (a renamed product shows on the next run).
+        products = Products(self.api) if self.kind.with_products else None
         if state is None:
-            yield from self._backfill(*self._provider_now(now_ts), None, reason=None)
+            yield from self._backfill(*self._provider_now(now_ts), None, products, reason=None)
             return
         try:
             phase, after = state["phase"], state.get("after")
@@ -133,7 +144,7 @@ class StripeStream(Stream):
         except (KeyError, TypeError, ValueError) as exc:
             raise unreadable_cursor(self.source, self.name, cursor) from exc
         if phase == "backfill":
-            yield from self._backfill(since, seen, after, reason=None)
+            yield from self._backfill(since, seen, after, products, reason=None)
         elif phase == "history":
             yield from self._history(since, seen, after)
         elif since < int((now - EVENTS_RETENTION + _RETENTION_MARGIN).timestamp()):
@@ -142,9 +153,9 @@ class StripeStream(Stream):
                 "re-listing everything"
             )
             log.warning(reason)
-            yield from self._backfill(*self._provider_now(now_ts), None, reason=reason)
+            yield from self._backfill(*self._provider_now(now_ts), None, products, reason=reason)
         else:
-            yield from self._events(since, seen)
+            yield from self._events(since, seen, products)
 
     def _provider_now(self, fallback: int) -> tuple[int, set[str]]:
         """Stripe's clock: the newest event's time and id, or `fallback` if there is no event yet."""
@@ -155,7 +166,13 @@ class StripeStream(Stream):
         return int(newest[0]["created"]), {str(newest[0]["id"])}
 
     def _backfill(
-        self, started: int, seen: set[str], after: str | None, *, reason: str | None
+        self,
+        started: int,
+        seen: set[str],
+        after: str | None,
+        products: Products | None,
+        *,
+        reason: str | None,
     ) -> Iterator[Batch]:
         paginator = StripePaginator(after)
         params = {"limit": self.page_size, "created": {"lte": started}, **self.kind.list_params}
@@ -164,6 +181,8 @@ class StripeStream(Stream):
             page = self.api.get(self.kind.path, {**params, **paginator.params()})
             objects = require_list(self.source, page, "data")
             paginator.update(page)
+            if products is not None:
+                objects = products.fill(objects)
             records = [object_record(self.name, obj, seen_at=listed_at) for obj in objects]
             listed = self.kind.listed_event
             events = [] if listed is None else [e for e in map(listed, objects) if e is not None]
@@ -229,10 +248,12 @@ class StripeStream(Stream):
             kept.extend(events)
         return list(reversed(kept)), fetched > len(kept)
 
-    def _events(self, since: int, seen: set[str]) -> Iterator[Batch]:
+    def _events(self, since: int, seen: set[str], products: Products | None) -> Iterator[Batch]:
         while True:
             events, cut_short = self._sweep(since)
             fresh = [e for e in events if not (e["created"] == since and e["id"] in seen)]
+            if products is not None:
+                fresh = self._with_products(fresh, products)
             requests = self.api.retrier.take_attempts()
             if cut_short and not fresh:
                 raise PermanentError(
@@ -251,6 +272,11 @@ class StripeStream(Stream):
                 requests = 0
             if not cut_short:
                 return
+
+    def _with_products(self, events: list[Mapping[str, Any]], products: Products) -> list[Mapping[str, Any]]:
+        """The events with their subscriptions' products filled: one read for the whole window."""
+        objects = products.fill([e["data"]["object"] for e in events])
+        return [{**e, "data": {**e["data"], "object": o}} for e, o in zip(events, objects, strict=True)]
 
     def _events_batch(
         self, chunk: list[Mapping[str, Any]], since: int, seen: set[str], requests: int

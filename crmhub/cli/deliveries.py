@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -83,10 +83,11 @@ def _webhook_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILED) from None
 
 
-def _open(ctx: typer.Context) -> tuple[WebhooksConfig, Engine]:
+def _open(ctx: typer.Context) -> tuple[WebhooksConfig, Engine, Mapping[str, str]]:
+    """The webhooks configuration, the store, and `[consent] channels` (what a suppression blocks)."""
     cli = ctx.ensure_object(CliContext)
     settings = cli.settings()
-    return _webhooks(settings), cli.engine(settings)
+    return _webhooks(settings), cli.engine(settings), settings.consent.channels
 
 
 def _check_endpoint(config: WebhooksConfig, endpoint: str | None) -> None:
@@ -124,7 +125,7 @@ def deliveries_list(
 ) -> None:
     """List deliveries, newest first."""
     with exit_codes(), _webhook_errors():
-        config, engine = _open(ctx)
+        config, engine, _ = _open(ctx)
         _check_endpoint(config, endpoint)
         with engine.connect() as conn:
             found = list_deliveries(
@@ -193,13 +194,14 @@ def deliveries_replay(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     with exit_codes(), _webhook_errors():
-        config, engine = _open(ctx)
+        config, engine, channels = _open(ctx)
         _check_endpoint(config, endpoint)
         with engine.begin() as conn:
             done = replay(
                 conn,
                 _now(),
                 endpoints=config.endpoints,
+                channels=channels,
                 delivery_id=delivery_id,
                 since=since,
                 status=status.value if status else None,
@@ -243,10 +245,10 @@ def webhooks_backfill(
 ) -> None:
     """Send a segment's current members to an endpoint as segment.entered (consent and caps apply)."""
     with exit_codes(), _webhook_errors():
-        config, engine = _open(ctx)
+        config, engine, channels = _open(ctx)
         _check_endpoint(config, endpoint)
         with write_transaction(engine) as conn:
-            result = backfill(conn, config, endpoint, segment, _now())
+            result = backfill(conn, config, endpoint, segment, _now(), channels=channels)
     summary = {
         "members": result.members,
         "queued": result.created,
@@ -266,7 +268,7 @@ def webhooks_enable(
 ) -> None:
     """Deliver to an endpoint again after it answered 410 Gone (its waiting deliveries go out)."""
     with exit_codes(), _webhook_errors():
-        config, engine = _open(ctx)
+        config, engine, _ = _open(ctx)
         _check_endpoint(config, endpoint)
         with write_transaction(engine) as conn:
             was_disabled = enable(conn, endpoint, _now())
@@ -282,11 +284,11 @@ def deliver_command(
 ) -> None:
     """Send due webhook deliveries until none is left (or forever)."""
     with exit_codes(), _webhook_errors():
-        config, engine = _open(ctx)
+        config, engine, channels = _open(ctx)
         if not config.endpoints:
             print_error("no webhook endpoints configured: add [webhooks.endpoints.<name>] to the config")
             raise typer.Exit(EXIT_USAGE)
-        worker = DeliveryWorker(engine, config, build_senders(config, os.environ))
+        worker = DeliveryWorker(engine, config, build_senders(config, os.environ), channels=channels)
         stats = asyncio.run(_deliver(worker, forever))
     summary = {"fanned_out": stats.fanned_out, "attempts": stats.attempts, **stats.outcomes}
     if json:

@@ -106,9 +106,29 @@ def _key_range(keys: list[tuple[int, int]], created: tuple[int, int] | None) -> 
     return bisect.bisect_left(keys, (low, 0)), bisect.bisect_left(keys, (high + 1, 0))
 
 
+# Stripe expands at most four levels, counting the `data` of a list: `data.items.data.price` is the
+# deepest a subscriptions list allows, `data.items.data.price.product` is refused.
+MAX_EXPAND_DEPTH = 4
+
+
+def _array(raw: Any) -> list[str]:
+    """A form array (`x[]=a`, `x[0]=a`, or a lone `x=a`) as a list of strings."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    return [str(v) for v in (raw.values() if isinstance(raw, dict) else raw)]
+
+
 def _expansions(params: dict[str, Any]) -> list[list[str]]:
-    raw = params.get("expand") or []
-    paths = [raw] if isinstance(raw, str) else list(raw.values()) if isinstance(raw, dict) else raw
+    paths = _array(params.get("expand"))
+    for path in paths:
+        if len(path.split(".")) > MAX_EXPAND_DEPTH:
+            raise StripeError(
+                400,
+                f"You cannot expand more than {MAX_EXPAND_DEPTH} levels of a property. Property: {path}",
+                "property_expansion_max_depth",
+            )
     return [p.split(".") for p in paths]
 
 
@@ -135,7 +155,7 @@ class StripeApi:
         router.add("GET", "/v1/invoices", self._lister("invoices", self._invoice_filter))
         router.add("GET", "/v1/charges", self._lister("charges", self._charge_filter))
         router.add("GET", "/v1/events", self._lister("events", self._event_filter))
-        router.add("GET", "/v1/products", self._lister("products", lambda p: None))
+        router.add("GET", "/v1/products", self._lister("products", self._product_filter))
         router.add("GET", "/v1/prices", self._lister("prices", lambda p: None))
         for kind in _RESOURCES:
             router.add("GET", f"/v1/{kind}/{{id}}", self._retriever(kind))
@@ -170,6 +190,17 @@ class StripeApi:
             return price is None or o.data["items"]["data"][0]["price"]["id"] == price
 
         return keep
+
+    def _product_filter(self, params: dict[str, Any]) -> Callable[[StripeObject], bool] | None:
+        if "ids" not in params:
+            return None
+        for cursor in ("starting_after", "ending_before"):
+            if cursor in params:
+                raise StripeError(
+                    400, f"You may only specify one of these parameters: ids, {cursor}.", None, "ids"
+                )
+        ids = frozenset(_array(params["ids"]))
+        return lambda o: o.data["id"] in ids
 
     def _invoice_filter(self, params: dict[str, Any]) -> Callable[[StripeObject], bool] | None:
         wanted = {k: params[k] for k in ("customer", "status", "subscription") if k in params}

@@ -103,7 +103,12 @@ class WorkerThread:
     def __init__(self, services: Services) -> None:
         self.services = services
         config = services.settings.webhooks
-        self.worker = DeliveryWorker(services.engine, config, build_senders(config, services.environ))
+        self.worker = DeliveryWorker(
+            services.engine,
+            config,
+            build_senders(config, services.environ),
+            channels=services.settings.consent.channels,
+        )
         self._thread = threading.Thread(
             target=asyncio.run, args=(self._main(),), name="crmhub-worker", daemon=True
         )

@@ -62,7 +62,7 @@ class _Fake:
 
 
 class FakeStripe(_Fake):
-    """Lists (newest first, `starting_after`, `created[...]`) and `/v1/events`."""
+    """Lists (newest first, `starting_after`, `created[...]`, products by `ids[]`) and `/v1/events`."""
 
     token = "Bearer sk_test_1"
 
@@ -73,6 +73,7 @@ class FakeStripe(_Fake):
             "subscriptions": [],
             "invoices": [],
             "charges": [],
+            "products": [],
         }
         self.events: list[dict[str, Any]] = []
 
@@ -109,6 +110,9 @@ class FakeStripe(_Fake):
             items = [(i, o) for i, o in items if o["type"] in types]
         if q.get("type"):
             items = [(i, o) for i, o in items if fnmatch.fnmatch(o["type"], q["type"])]
+        ids = [v for k, v in q.multi_items() if k.startswith("ids[")]
+        if ids:
+            items = [(i, o) for i, o in items if o["id"] in ids]
         ordered = [o for _, o in sorted(items, key=lambda p: (p[1]["created"], p[0]), reverse=True)]
         if q.get("starting_after"):
             ids = [o["id"] for o in ordered]

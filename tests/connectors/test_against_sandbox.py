@@ -98,8 +98,8 @@ def test_full_then_incremental_matches_a_fresh_full_pull(world: tuple[Any, str],
         ids = [r.external_id for b in batches for r in b.records]
         assert len(ids) == len(set(ids)), name
         page_size = {"stripe": 50, "hubspot": 100, "typeform": 40}[name.split(".")[0]]
-        # HubSpot's properties API read once per run is the extra request.
-        allowed = changed // page_size + 1 + (name.startswith("hubspot"))
+        # The extra request: HubSpot's properties API, Stripe's subscription products, read once a run.
+        allowed = changed // page_size + 1 + (name.startswith("hubspot") or name == "stripe.subscriptions")
         assert sum(b.requests for b in batches) <= allowed, name
     _apply(state, second)
 
@@ -115,6 +115,13 @@ def test_full_then_incremental_matches_a_fresh_full_pull(world: tuple[Any, str],
         assert state[name] == fresh[name], name
     for sub_id, sub in fresh["stripe.subscriptions"].items():
         assert state["stripe.subscriptions"][sub_id]["status"] == sub["status"]
+        # Listed or from an event, an item's product is the product object, not its id.
+        assert _product_names(state["stripe.subscriptions"][sub_id]) == _product_names(sub)
+        assert set(_product_names(sub)) <= {"Basic", "Pro", "Enterprise"}
+
+
+def _product_names(subscription: dict[str, Any]) -> list[str]:
+    return [item["price"]["product"]["name"] for item in subscription["items"]["data"]]
 
 
 def test_rate_limits_and_server_errors_are_retried(world: tuple[Any, str], http: httpx.Client) -> None:

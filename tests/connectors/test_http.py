@@ -55,6 +55,14 @@ def test_messages_name_thing_cause_and_fix(status: int, message: str) -> None:
     assert str(error_for_status("stripe", status)).startswith(message)
 
 
+def test_a_rate_limit_under_another_status_is_retryable() -> None:
+    error = error_for_status("stripe", 400, what="/v1/charges", rate_limited=True, retry_after=2.0)
+    assert isinstance(error, RetryableError) and error.retry_after == 2.0
+    assert str(error).startswith(
+        "stripe: /v1/charges: rate limited (400): retry later or lower connectors.stripe.requests_per_second"
+    )
+
+
 def test_message_carries_what_and_detail() -> None:
     error = error_for_status("hubspot", 400, what="contacts search", detail="bad filter")
     assert str(error).startswith(

@@ -21,7 +21,8 @@ from connectors.segmentio import parse_messages
 
 RECEIVED = datetime(2015, 2, 23, 22, 28, 56, tzinfo=UTC)
 
-# The examples of the Segment Spec pages (identify, track, page, group), trimmed of nothing we read.
+# The examples of the Segment Spec pages (identify, track, page, screen, alias, group), trimmed of
+# nothing we read.
 IDENTIFY: dict[str, Any] = {
     "anonymousId": "507f191e810c19729de860ea",
     "channel": "browser",
@@ -69,6 +70,35 @@ PAGE: dict[str, Any] = {
     "userId": "97980cfea0067",
     "version": "1.1",
 }
+SCREEN: dict[str, Any] = {
+    "anonymousId": "3a12eab0-bca7-11e4-8dfc-aa07a5b093db",
+    "channel": "mobile",
+    "context": {"ip": "8.8.8.8"},
+    "integrations": {"All": True, "Mixpanel": False, "Salesforce": False},
+    "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",
+    "name": "Home",
+    "properties": {"variation": "blue signup button"},
+    "receivedAt": "2015-02-23T22:28:55.387Z",
+    "sentAt": "2015-02-23T22:28:55.111Z",
+    "timestamp": "2015-02-23T22:28:55.111Z",
+    "type": "screen",
+    "userId": "97980cfea0067",
+    "version": "1.1",
+}
+ALIAS: dict[str, Any] = {
+    "anonymousId": "507f191e810c19729de860ea",
+    "channel": "browser",
+    "context": {"ip": "8.8.8.8", "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_5)"},
+    "integrations": {"All": True, "Mixpanel": False, "Salesforce": False},
+    "messageId": "022bb90c-bbac-11e4-8dfc-aa07a5b093db",
+    "previousId": "39239-239239-239239-23923",
+    "receivedAt": "2015-02-23T22:28:55.387Z",
+    "sentAt": "2015-02-23T22:28:55.111Z",
+    "timestamp": "2015-02-23T22:28:55.111Z",
+    "type": "alias",
+    "userId": "507f191e81",
+    "version": "1.1",
+}
 GROUP: dict[str, Any] = {
     "anonymousId": "507f191e810c19729de860ea",
     "channel": "browser",
@@ -109,6 +139,47 @@ def test_page_becomes_page_viewed() -> None:
     assert event.properties == {"title": "Welcome | Initech", "url": "http://www.example.com", "name": "Home"}
 
 
+def test_screen_becomes_screen_viewed_like_a_page() -> None:
+    records, [event] = parse_message(SCREEN, received_at=RECEIVED)
+    assert records == []
+    assert (event.name, event.external_id) == ("Screen Viewed", "022bb90c-bbac-11e4-8dfc-aa07a5b093db")
+    assert event.occurred_at == datetime(2015, 2, 23, 22, 28, 55, 111000, tzinfo=UTC)
+    assert event.identities == {
+        "segmentio_user": "97980cfea0067",
+        "segmentio_anonymous": "3a12eab0-bca7-11e4-8dfc-aa07a5b093db",
+    }
+    assert event.properties == {"variation": "blue signup button", "name": "Home"}
+
+
+def test_alias_is_an_event_of_the_new_user_id_naming_the_previous_one() -> None:
+    records, [event] = parse_message(ALIAS, received_at=RECEIVED)
+    assert records == []
+    assert event.name == "User Aliased"
+    # previousId is no identity hint: it may be an earlier userId or an anonymousId.
+    assert event.identities == {
+        "segmentio_user": "507f191e81",
+        "segmentio_anonymous": "507f191e810c19729de860ea",
+    }
+    assert event.properties == {"previousId": "39239-239239-239239-23923"}
+    # The HTTP API's own example: no type (the /v1/alias endpoint gives it), no anonymousId.
+    short = {"previousId": "39239-239239-239239-23923", "userId": "019mr8mf4r"}
+    _, [event] = parse_message(short, received_at=RECEIVED, default_type="alias")
+    assert event.identities == {"segmentio_user": "019mr8mf4r"}
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"previousId": None}, "alias needs 'previousId'"),
+        ({"previousId": " "}, "alias needs 'previousId'"),
+        ({"userId": None}, "alias needs 'userId'"),
+    ],
+)
+def test_alias_needs_both_ids(change: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidMessageError, match=rf"segmentio: message: {match}"):
+        parse_message({**ALIAS, **change}, received_at=RECEIVED)
+
+
 def test_group_becomes_a_group_record() -> None:
     [record], events = parse_message(GROUP, received_at=RECEIVED)
     assert (record.stream, record.external_id, record.payload["traits"]["employees"]) == (
@@ -126,7 +197,9 @@ def test_batch_shares_context_and_sent_at() -> None:
         "context": {"traits": {"email": "shared@example.com"}},
         "sentAt": "2015-12-12T19:11:01.169Z",
     }
-    batch = parse_batch(body, received_at=datetime(2015, 12, 12, 19, 11, 1, 266000, tzinfo=UTC))
+    parsed = parse_batch(body, received_at=datetime(2015, 12, 12, 19, 11, 1, 266000, tzinfo=UTC))
+    batch = parsed.batch
+    assert parsed.skipped == []
     assert (batch.source, batch.cursor, batch.requests) == ("segmentio", None, 0)
     [event] = batch.events
     assert event.identities["email"] == "shared@example.com"
@@ -157,7 +230,7 @@ def test_single_message_endpoints_may_omit_type() -> None:
     [
         ({"userId": None, "anonymousId": None}, "userId or anonymousId is required"),
         ({"userId": "", "anonymousId": "  "}, "userId or anonymousId is required"),
-        ({"type": "alias"}, "type 'alias' is not supported"),
+        ({"type": "delete"}, "type 'delete' is not supported"),
         ({"event": ""}, "track needs 'event'"),
         ({"properties": ["a"]}, "'properties' must be an object"),
         ({"timestamp": "yesterday"}, "'timestamp' is not an ISO-8601 time"),
@@ -168,6 +241,32 @@ def test_invalid_messages_name_field_and_fix(change: dict[str, Any], match: str)
     message = {**TRACK, **change}
     with pytest.raises(InvalidMessageError, match=rf"segmentio: message 1: .*{match}"):
         parse_messages([IDENTIFY, message], received_at=RECEIVED)
+
+
+def test_a_batch_leaves_out_what_it_cannot_use_and_keeps_the_rest() -> None:
+    # Segment's libraries do not retry a 400: refusing the batch would lose every good message.
+    body = {
+        "batch": [
+            IDENTIFY,
+            {**TRACK, "type": "delete"},
+            TRACK,
+            {**TRACK, "messageId": "m-no-one", "userId": None, "anonymousId": None},
+            {**PAGE, "context": "not an object"},
+            SCREEN,
+            ALIAS,
+            "not a message",
+        ]
+    }
+    parsed = parse_batch(body, received_at=RECEIVED)
+    assert [r.external_id for r in parsed.batch.records] == ["97980cfea0067"]
+    assert [e.name for e in parsed.batch.events] == ["Course Clicked", "Screen Viewed", "User Aliased"]
+    assert parsed.skipped == [
+        "segmentio: message 1: type 'delete' is not supported: "
+        "send one of identify, track, page, screen, group, alias",
+        "segmentio: message 3: userId or anonymousId is required: send at least one of them",
+        "segmentio: message 4: 'context' must be an object, got str: send 'context' as a JSON object",
+        "segmentio: message 7: expected a JSON object, got str: send one object per message",
+    ]
 
 
 def test_invalid_bodies() -> None:

@@ -42,6 +42,12 @@ def sleep() -> FakeSleep:
     return FakeSleep()
 
 
+def _retry_sleeps(sleep: FakeSleep) -> list[float]:
+    """The sleeps of retries: every other one is the rate limit's spacing of requests."""
+    gap = 1 / StripeConfig().requests_per_second
+    return [s for s in sleep.calls if s != pytest.approx(gap)]
+
+
 def _stream(fake: FakeStripe, sleep: FakeSleep, name: str = "customers", page_size: int = 3) -> Stream:
     config = ConnectorsConfig(stripe=StripeConfig(enabled=True, base_url=STRIPE_URL, page_size=page_size))
     http = fake.client(fake.router())
@@ -121,12 +127,100 @@ def test_the_events_cursor_starts_at_stripes_clock_not_ours(fake: FakeStripe, sl
     assert [r.payload["email"] for b in later for r in b.records] == ["new@x.io"]
 
 
+def _subscription(n: int, created: int, *products: str) -> dict[str, object]:
+    items = [
+        {"id": f"si_{n}_{k}", "price": {"id": f"price_{p}", "product": p}} for k, p in enumerate(products)
+    ]
+    return {
+        "id": f"sub_{n:03d}",
+        "object": "subscription",
+        "created": created,
+        "customer": "cus_001",
+        "items": {"object": "list", "data": items, "has_more": False},
+    }
+
+
+def _product(product_id: str) -> dict[str, object]:
+    return {
+        "id": product_id,
+        "object": "product",
+        "created": 1,
+        "name": product_id.removeprefix("prod_").title(),
+    }
+
+
+def _product_names(batches: list[Batch]) -> list[list[object]]:
+    """Each subscription Record's products: the name of an expanded one, else the id left in place."""
+    return [
+        [p["name"] if isinstance(p := i["price"]["product"], dict) else p for i in r.payload["items"]["data"]]
+        for b in batches
+        for r in b.records
+    ]
+
+
+def _product_requests(fake: FakeStripe) -> list[list[str]]:
+    return [
+        [v for k, v in r.url.params.multi_items() if k.startswith("ids[")]
+        for r in fake.requests
+        if r.url.path == "/v1/products"
+    ]
+
+
 def test_subscriptions_list_all_statuses_with_price_and_product(fake: FakeStripe, sleep: FakeSleep) -> None:
-    batches = _pull(_stream(fake, sleep, "subscriptions"), None)
-    assert [r.external_id for b in batches for r in b.records] == ["sub_1"]
+    for name in ("prod_basic", "prod_pro"):
+        fake.add("products", _product(name))
+    fake.objects["subscriptions"] = [
+        _subscription(n, NOW_TS - 500 + n, "prod_pro" if n % 2 else "prod_basic") for n in range(5)
+    ]
+    fake.objects["subscriptions"][0] = _subscription(0, NOW_TS - 500, "prod_basic", "prod_pro")
+    batches = _pull(_stream(fake, sleep, "subscriptions", page_size=2), None)
+    assert [r.external_id for b in batches for r in b.records] == [f"sub_{n:03d}" for n in range(4, -1, -1)]
     params = fake.requests[1].url.params
     assert params["status"] == "all"
-    assert params["expand[0]"] == "data.items.data.price.product"
+    # Stripe refuses `data.items.data.price.product` (five levels): nothing is expanded on the list.
+    assert not any(k.startswith("expand") for r in fake.requests for k in r.url.params)
+    assert _product_names(batches) == [["Basic"], ["Pro"], ["Basic"], ["Pro"], ["Basic", "Pro"]]
+    # Read by id, and only the ids the pull has not seen yet: two products, two requests in all.
+    assert _product_requests(fake) == [["prod_basic", "prod_pro"]]
+    assert sum(b.requests for b in batches) == len(fake.requests)
+
+
+def test_subscription_events_carry_products_read_once_per_pull(fake: FakeStripe, sleep: FakeSleep) -> None:
+    for name in ("prod_basic", "prod_pro", "prod_gone"):
+        fake.add("products", _product(name))
+    stream = _stream(fake, sleep, "subscriptions")
+    cursor = _pull(stream, None)[-1].cursor
+    fake.requests.clear()
+    fake.objects["products"].pop()  # deleted since: Stripe no longer lists it
+    for n in range(4):
+        sub = _subscription(n, NOW_TS, "prod_pro" if n % 2 else "prod_basic")
+        fake.event("customer.subscription.updated", sub, NOW_TS + 1 + n)
+    fake.event("customer.subscription.created", _subscription(9, NOW_TS, "prod_gone"), NOW_TS + 9)
+    batches = _pull(stream, cursor, now=NOW + timedelta(minutes=1))
+    assert _product_names(batches) == [["Basic"], ["Pro"], ["Basic"], ["Pro"], ["prod_gone"]]
+    assert _product_requests(fake) == [["prod_basic", "prod_pro", "prod_gone"]]
+    # Two pages of events and one of products, counted on the first batch.
+    assert [b.requests for b in batches] == [3, 0] and len(fake.requests) == 3
+    # A new pull reads the products again (a renamed product shows on the next run).
+    fake.event("customer.subscription.updated", _subscription(1, NOW_TS, "prod_pro"), NOW_TS + 20)
+    fake.requests.clear()
+    again = _pull(stream, batches[-1].cursor, now=NOW + timedelta(minutes=2))
+    assert _product_names(again) == [["Pro"]] and _product_requests(fake) == [["prod_pro"]]
+
+
+def test_more_than_100_products_take_one_request_per_100(fake: FakeStripe, sleep: FakeSleep) -> None:
+    names = [f"prod_{n:03d}" for n in range(150)]
+    for name in names:
+        fake.add("products", _product(name))
+    fake.objects["subscriptions"] = [_subscription(0, NOW_TS - 1, *names)]
+    batches = _pull(_stream(fake, sleep, "subscriptions"), None)
+    assert _product_names(batches) == [[name.removeprefix("prod_").title() for name in names]]
+    assert [len(ids) for ids in _product_requests(fake)] == [100, 50]
+    assert all(
+        r.url.params["limit"] == "100" and "starting_after" not in r.url.params
+        for r in fake.requests
+        if r.url.path == "/v1/products"
+    )
 
 
 def test_events_pick_up_exactly_what_changed_oldest_first(fake: FakeStripe, sleep: FakeSleep) -> None:
@@ -283,8 +377,26 @@ def test_429_waits_for_retry_after_then_succeeds(fake: FakeStripe, sleep: FakeSl
         httpx.Response(429, headers={"Retry-After": "7"}, json={"error": {"message": "slow down"}})
     )
     batches = _pull(_stream(fake, sleep), None)
-    assert sleep.calls == [7.0]
+    assert _retry_sleeps(sleep) == [7.0]
     assert batches[0].requests == 3 and len(keys(batches)) == 7
+
+
+def test_a_400_with_code_rate_limit_is_retried_like_a_429(fake: FakeStripe, sleep: FakeSleep) -> None:
+    # Stripe's older rate-limit answer, which its SDK also raises as RateLimitError.
+    limited = {"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many"}}
+    fake.fail_next(httpx.Response(400, json=limited), httpx.Response(400, json=limited))
+    batches = _pull(_stream(fake, sleep), None)
+    retries = _retry_sleeps(sleep)
+    assert len(retries) == 2 and all(0.5 <= s <= 30 for s in retries)
+    assert batches[0].requests == 4 and len(keys(batches)) == 7
+
+
+def test_a_plain_400_is_permanent(fake: FakeStripe, sleep: FakeSleep) -> None:
+    bad = {"error": {"type": "invalid_request_error", "code": "parameter_unknown", "message": "Nope"}}
+    fake.fail_next(httpx.Response(400, json=bad))
+    with pytest.raises(PermanentError, match=r"stripe: /v1/events: bad request \(400\) \(Nope\)"):
+        _pull(_stream(fake, sleep), None)
+    assert sleep.calls == [] and len(fake.requests) == 1
 
 
 def test_5xx_and_timeouts_are_retried_with_backoff(fake: FakeStripe, sleep: FakeSleep) -> None:
@@ -294,7 +406,8 @@ def test_5xx_and_timeouts_are_retried_with_backoff(fake: FakeStripe, sleep: Fake
         httpx.ConnectError("refused"),
     )
     batches = _pull(_stream(fake, sleep), None)
-    assert len(sleep.calls) == 3 and all(0 < s <= 30 for s in sleep.calls)
+    retries = _retry_sleeps(sleep)
+    assert len(retries) == 3 and all(0.5 <= s <= 30 for s in retries)
     assert batches[0].requests == 5
 
 
@@ -371,5 +484,5 @@ def test_every_request_takes_a_token_at_the_configured_rate(fake: FakeStripe, sl
     batches = _pull(stream, None)
     requests = sum(b.requests for b in batches)
     assert requests == len(fake.requests) > 4
-    # Two tokens at the start (the burst), then one every half second.
-    assert sleep.calls == pytest.approx([0.5] * (requests - 2))
+    # The first request at once, then one every half second: never three in one second.
+    assert sleep.calls == pytest.approx([0.5] * (requests - 1))

@@ -174,9 +174,9 @@ def test_429_honours_retry_after(fake: FakeTypeform, sleep: FakeSleep) -> None:
 
 def test_requests_are_throttled_to_the_configured_rate(fake: FakeTypeform, sleep: FakeSleep) -> None:
     _pull(_source(fake, sleep, page_size=1), None)
-    # 7 full pages and one empty one at 2/s; the bucket starts with 2 tokens.
+    # 7 full pages and one empty one at 2/s: the first at once, then one every half second.
     assert len(fake.requests) == 8
-    assert sleep.now - 1000.0 == pytest.approx((8 - 2) / 2.0)
+    assert sleep.now - 1000.0 == pytest.approx((8 - 1) / 2.0)
 
 
 def test_5xx_and_timeouts_are_retried(fake: FakeTypeform, sleep: FakeSleep) -> None:

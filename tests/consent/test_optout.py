@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from sync.consent import Feedback, UnknownContactError, apply_feedback
+from sync.consent import Feedback, UnknownContactError, apply_feedback, opt_in
 from sync.store import write_transaction
 from sync.store.tables import consent_records, deliveries
 from tests.consent.conftest import (
@@ -19,8 +19,10 @@ from tests.consent.conftest import (
     assert_reimport_stays_out,
     assert_unsubscribed,
     delivery_statuses,
+    dispatch,
     evaluate,
     hubspot_contact,
+    members,
     page_store,
     store_page,
     typeform_response,
@@ -138,3 +140,14 @@ def test_a_replay_never_brings_back_an_entry_of_someone_who_opted_out(engine: En
     assert [a.replayed for a in asked] == [0, 0, 0, 0]
     assert [sum(a.withheld.values()) for a in asked] == [1, 1, 1, 1]  # bulk takes dead and failed only
     assert set(asked[3].withheld) == {"no longer in the segment, or changed there since"}
+
+
+def test_an_sms_no_keeps_back_the_sms_tools_entries_not_the_newsletters(engine: Engine) -> None:
+    store_page(engine, page_store(), typeform_response("t1", email=EMAIL, phone=PHONE, consent=False))
+    with write_transaction(engine) as conn:
+        [jane] = conn.execute(select(consent_records.c.contact_id).distinct()).scalars()
+        opt_in(conn, contact_id=jane, channel="email", source="api", proof={}, now=NOW, evaluate=evaluate)
+    dispatch(engine)
+    with engine.connect() as conn:
+        assert members(conn, "newsletter") == {jane} and members(conn, "sms_offers") == set()
+        assert delivery_statuses(conn, jane) == {("mailer", "entered"): "pending"}

@@ -78,6 +78,45 @@ def test_the_library_pointed_at_crmhub_delivers_identify_and_track(
     assert counts(engine)["contacts"] == 1
 
 
+def test_the_library_delivers_screen_and_alias(session: CrmhubSession, engine: Engine) -> None:
+    client = Client(WRITE_KEY, host=BASE, sync_mode=True)
+    client.screen("u_7", "Onboarding", "Welcome", {"variation": "blue"}, timestamp=NOW, message_id="s-1")
+    client.alias("anon-7", "u_7", timestamp=NOW, message_id="a-1")
+    with engine.connect() as conn:
+        stored = conn.execute(select(events.c.name, events.c.external_id, events.c.properties)).all()
+    assert sorted((name, key) for name, key, _ in stored) == [
+        ("Screen Viewed", "s-1"),
+        ("User Aliased", "a-1"),
+    ]
+    properties = {key: props for _, key, props in stored}
+    assert properties["s-1"] == {"variation": "blue", "name": "Welcome", "category": "Onboarding"}
+    assert properties["a-1"] == {"previousId": "anon-7"}
+    assert counts(engine)["contacts"] == 1
+
+
+def test_a_message_crmhub_cannot_use_does_not_lose_the_rest_of_its_batch(
+    session: CrmhubSession, engine: Engine
+) -> None:
+    messages = [
+        {"type": "track", "userId": "u_1", "event": "Order Completed", "messageId": "m1", "timestamp": NOW},
+        {"type": "delete", "userId": "u_2", "messageId": "m2", "timestamp": NOW},
+        {"type": "track", "event": "Order Completed", "messageId": "m3", "timestamp": NOW},
+        {"type": "screen", "userId": "u_3", "name": "Home", "messageId": "m4", "timestamp": NOW},
+    ]
+    answer = segment_request.post(WRITE_KEY, BASE, batch=messages)
+    body = answer.json()
+    assert answer.status_code == 200 and body["success"] is True
+    assert (body["events"], len(body["ignored"])) == (2, 2)
+    assert "message 1: type 'delete' is not supported" in body["ignored"][0]
+    assert "message 2: userId or anonymousId is required" in body["ignored"][1]
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(events.c.external_id)).scalars()) == ["m1", "m4"]
+    assert entered(engine) == [("buyers", "entered")]
+    # Nothing usable at all: still 200 (the library would drop a 400 anyway), nothing stored.
+    nothing = segment_request.post(WRITE_KEY, BASE, batch=[messages[1]]).json()
+    assert nothing["success"] is True and nothing["stored"] is False and len(nothing["ignored"]) == 1
+
+
 def test_a_batch_sent_twice_is_stored_once(session: CrmhubSession, engine: Engine) -> None:
     messages = [
         {
@@ -151,7 +190,10 @@ def test_a_batch_over_500_kb_is_400(session: CrmhubSession, engine: Engine) -> N
         ("identify", {"userId": "u_1", "traits": {"email": "a@example.com"}}, None),
         ("page", {"anonymousId": "a_1", "name": "Pricing", "timestamp": NOW.isoformat()}, None),
         ("group", {"userId": "u_1", "groupId": "g_1", "traits": {"name": "ACME"}}, None),
+        ("screen", {"userId": "u_1", "name": "Home", "properties": {"variation": "blue"}}, None),
+        ("alias", {"previousId": "39239-239239-239239-23923", "userId": "019mr8mf4r"}, None),
         ("track", {"userId": "u_1"}, "invalid_message"),
+        ("alias", {"userId": "019mr8mf4r"}, "invalid_message"),
         ("batch", {"batch": "nope"}, "invalid_message"),
     ],
 )

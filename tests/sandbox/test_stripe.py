@@ -88,15 +88,50 @@ def test_subscriptions_default_excludes_canceled_and_all_includes_them(
     assert len(default) == sum(1 for s in every if s.status != "canceled")
 
 
-def test_subscription_expansions(make_client: MakeClient) -> None:
+def test_subscription_expansions_go_four_levels_deep(make_client: MakeClient) -> None:
     page = make_client().v1.subscriptions.list(
-        params={"limit": 3, "expand": ["data.customer", "data.items.data.price.product"]}
+        params={"limit": 3, "expand": ["data.customer", "data.items.data.price"]}
     )
     sub = page.data[0]
     assert isinstance(sub.customer, stripe.Customer)
-    product = sub["items"].data[0].price.product
+    price = sub["items"].data[0].price
+    assert price.object == "price" and isinstance(price.product, str)
+    one = make_client().v1.subscriptions.retrieve(sub.id, params={"expand": ["items.data.price.product"]})
+    product = one["items"].data[0].price.product
     assert product.object == "product"
     assert product.name in {"Basic", "Pro", "Enterprise"}
+
+
+@pytest.mark.parametrize(
+    ("list_it", "path"),
+    [(True, "data.items.data.price.product"), (False, "items.data.price.product.default_price")],
+)
+def test_an_expand_deeper_than_four_levels_is_refused_as_stripe_does(
+    make_client: MakeClient, sandbox: Sandbox, list_it: bool, path: str
+) -> None:
+    client = make_client()
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        if list_it:
+            client.v1.subscriptions.list(params={"limit": 3, "expand": ["data.customer", path]})
+        else:
+            sub_id = sandbox.world.stripe["subscriptions"].items[0].data["id"]
+            client.v1.subscriptions.retrieve(sub_id, params={"expand": [path]})
+    assert caught.value.http_status == 400
+    assert caught.value.code == "property_expansion_max_depth"
+    assert caught.value.user_message == (
+        f"You cannot expand more than 4 levels of a property. Property: {path}"
+    )
+    assert caught.value.error is not None and caught.value.error.type == "invalid_request_error"
+
+
+def test_products_by_ids(make_client: MakeClient, sandbox: Sandbox) -> None:
+    every = [p.data["id"] for p in sandbox.world.stripe["products"].items]
+    wanted = every[:2]
+    page = make_client().v1.products.list(params={"ids": [*wanted, "prod_missing"], "limit": 100})
+    assert sorted(p.id for p in page.data) == sorted(wanted) and not page.has_more
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        make_client().v1.products.list(params={"ids": wanted, "starting_after": every[0]})
+    assert (caught.value.http_status, caught.value.param) == (400, "ids")
 
 
 def test_invoices_and_charges_by_customer(make_client: MakeClient, sandbox: Sandbox) -> None:

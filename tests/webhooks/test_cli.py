@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from crmhub.cli._context import CliContext
 from crmhub.cli.deliveries import deliver_command, deliveries_app, webhooks_app
 from sync.config import DatabaseConfig
+from sync.consent import ConsentConfig
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import deliveries
 from tests.webhooks.conftest import T0, LocalServer, add_contact, add_segment, add_transition, endpoint, seed
@@ -27,6 +28,7 @@ runner = CliRunner()
 class _Settings:
     database: DatabaseConfig
     webhooks: WebhooksConfig
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
 
 
 def _app() -> typer.Typer:

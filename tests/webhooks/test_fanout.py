@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from sync.store.tables import consent_records, deliveries, outbox, suppressions
+from sync.store.tables import consent_records, contact_identities, deliveries, outbox, suppressions
 from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
 from webhooks import fan_out
+from webhooks.eligibility import SUPPRESSED
 
 
 def _deliveries(engine: Engine) -> list[dict[str, object]]:
@@ -94,24 +95,34 @@ def test_the_cap_window_slides(engine: Engine) -> None:
 def test_consent_and_suppression_stop_entries_only(engine: Engine) -> None:
     with engine.begin() as conn:
         sid = add_segment(conn)
-        opted_in, opted_out, never_asked, listed = (add_contact(conn, f"{n}@example.com") for n in "abcd")
+        opted_in, opted_out, never_asked, listed, mail_listed = (
+            add_contact(conn, f"{n}@example.com") for n in "abcde"
+        )
+        conn.execute(
+            insert(contact_identities).values(
+                contact_id=listed, kind="phone", value="+14155552671", source="test", first_seen_at=T0
+            )
+        )
         for cid, status, at in [
             (opted_in, "opted_out", T0 - timedelta(days=2)),
             (opted_in, "opted_in", T0 - timedelta(days=1)),
             (opted_out, "opted_in", T0 - timedelta(days=2)),
             (opted_out, "opted_out", T0 - timedelta(days=1)),
             (listed, "opted_in", T0 - timedelta(days=1)),
+            (mail_listed, "opted_in", T0 - timedelta(days=1)),
         ]:
             conn.execute(
                 insert(consent_records).values(
                     contact_id=cid, channel="sms", status=status, source="test", proof={}, recorded_at=at
                 )
             )
-        digest = hashlib.sha256(b"d@example.com").hexdigest()
-        conn.execute(
-            insert(suppressions).values(kind="email", value_hash=digest, reason="unsubscribed", created_at=T0)
-        )
-        for cid in (opted_in, opted_out, never_asked, listed):
+        for kind, value in (("phone", b"+14155552671"), ("email", b"e@example.com")):
+            conn.execute(
+                insert(suppressions).values(
+                    kind=kind, value_hash=hashlib.sha256(value).hexdigest(), reason="opt-out", created_at=T0
+                )
+            )
+        for cid in (opted_in, opted_out, never_asked, listed, mail_listed):
             add_transition(conn, sid, cid, "entered")
         add_transition(conn, sid, opted_out, "left")
     config = make_config(
@@ -123,11 +134,13 @@ def test_consent_and_suppression_stop_entries_only(engine: Engine) -> None:
         ("pending", None),
         ("suppressed", "consent: no opted-in sms consent"),
         ("suppressed", "consent: no opted-in sms consent"),
-        ("suppressed", "suppression list: an e-mail or phone of the contact is suppressed"),
+        ("suppressed", SUPPRESSED),  # the phone, which SMS reaches, is listed
+        ("pending", None),  # only the e-mail is listed: SMS may still reach the person
         ("pending", None),  # segment.left still goes out, so the sender stops messaging
     ]
+    # An endpoint with no channel is kept back by any listed identity.
     crm = [r["status"] for r in _deliveries(engine) if r["endpoint"] == "crm"]
-    assert crm == ["pending", "pending", "pending", "suppressed", "pending"]
+    assert crm == ["pending", "pending", "pending", "suppressed", "suppressed", "pending"]
 
 
 def test_fan_out_is_idempotent_per_transition_and_endpoint(engine: Engine) -> None:

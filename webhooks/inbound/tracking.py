@@ -5,6 +5,11 @@ base64(writeKey + ":")`, the write key again as `writeKey` in the body, `sentAt`
 when the client is built with `gzip=True`. Segment.com's limits and answers: 32 KB per message,
 500 KB per request, 400 beyond; errors as `{"success": false, "code", "message"}`, which the
 library turns into its `APIError(status, code, message)`.
+
+A `/v1/batch` is refused whole only when it cannot be read (JSON, gzip, size, write key). A message
+in it that cannot be used (an unknown `type`, no userId) is left out and named under `ignored` in
+the 200 answer, the others stored: the libraries never retry a 400, so refusing would lose them.
+A single-message call (`/v1/track`, ...) with such a message is still a 400.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import zlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,8 +31,10 @@ from webhooks.inbound.request import InboundError, InboundRequest, InboundRespon
 
 __all__ = ["TRACKING_KINDS", "SegmentioApiError", "TrackingKind", "parse_tracking"]
 
-TrackingKind = Literal["batch", "track", "identify", "page", "group"]
-TRACKING_KINDS: tuple[TrackingKind, ...] = ("batch", "track", "identify", "page", "group")
+log = logging.getLogger(__name__)
+
+TrackingKind = Literal["batch", "track", "identify", "page", "screen", "group", "alias"]
+TRACKING_KINDS: tuple[TrackingKind, ...] = ("batch", "track", "identify", "page", "screen", "group", "alias")
 
 
 class SegmentioApiError(InboundError):
@@ -96,16 +104,20 @@ def parse_tracking(kind: TrackingKind, request: InboundRequest, write_key: str, 
         raise SegmentioApiError(400, "invalid_json", "segmentio: expected a JSON object: send one message")
     if not authorization:
         _check_key(body.get("writeKey"), write_key)
+    skipped: list[str] = []
     try:
         if kind == "batch":
             messages = body.get("batch")
             for message in messages if isinstance(messages, list) else []:
                 # Measured as the library measures it before sending (json.dumps, default separators).
                 _size(json.dumps(message).encode(), batch=False)
-            batch = parse_batch(body, received_at=now)
+            parsed = parse_batch(body, received_at=now)
+            batch, skipped = parsed.batch, parsed.skipped
         else:
             message = {k: v for k, v in body.items() if k != "writeKey"}
             batch = parse_messages([{**message, "type": kind}], received_at=now)
     except InvalidMessageError as exc:
         raise SegmentioApiError(400, "invalid_message", str(exc)) from None
-    return Parsed(batch, message_ids(batch))
+    if skipped:
+        log.warning("segmentio: /v1/batch: %d message(s) left out: %s", len(skipped), "; ".join(skipped))
+    return Parsed(batch, message_ids(batch), ignored=skipped)

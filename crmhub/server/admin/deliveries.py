@@ -103,6 +103,7 @@ def post_replay(svc: Svc, body: ReplayIn) -> ReplayOut:
             conn,
             svc.clock(),
             endpoints=svc.settings.webhooks.endpoints,
+            channels=svc.settings.consent.channels,
             delivery_id=body.id,
             since=since,
             status=body.status,
