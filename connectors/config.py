@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 HubSpotObject = Literal["contacts", "companies", "deals"]
+
+
+def _http_url(value: str) -> str:
+    # Caught here, a typo is one clear line; at the first request it was ten seconds of retries.
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL such as https://api.example.com, found {value!r}")
+    return value
+
+
+BaseUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Strict(BaseModel):
@@ -17,7 +29,7 @@ class StripeConfig(_Strict):
     """`[connectors.stripe]`."""
 
     enabled: bool = False
-    base_url: str = "https://api.stripe.com"
+    base_url: BaseUrl = "https://api.stripe.com"
     api_key_env: str = "STRIPE_API_KEY"
     page_size: int = Field(default=100, ge=1, le=100)
     requests_per_second: float = Field(default=20.0, gt=0)
@@ -27,7 +39,7 @@ class HubSpotConfig(_Strict):
     """`[connectors.hubspot]`."""
 
     enabled: bool = False
-    base_url: str = "https://api.hubapi.com"
+    base_url: BaseUrl = "https://api.hubapi.com"
     api_key_env: str = "HUBSPOT_ACCESS_TOKEN"
     objects: list[HubSpotObject] = Field(default_factory=lambda: list[HubSpotObject](["contacts"]))
     properties: list[str] = Field(default_factory=list)
@@ -40,7 +52,7 @@ class TypeformConfig(_Strict):
     """`[connectors.typeform]`."""
 
     enabled: bool = False
-    base_url: str = "https://api.typeform.com"
+    base_url: BaseUrl = "https://api.typeform.com"
     api_key_env: str = "TYPEFORM_TOKEN"
     forms: list[str] = Field(default_factory=list)
     page_size: int = Field(default=1000, ge=1, le=1000)

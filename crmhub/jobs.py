@@ -40,6 +40,7 @@ class JobOutcome:
     job: str
     report: RunReport | None = None
     pushed: PushReport | None = None
+    push_error: str | None = None
     busy: dict[str, str] = field(default_factory=dict)  # lease -> holder
 
 
@@ -114,7 +115,13 @@ def run_job(
                 sources, now=now, full=full, trigger=trigger, on_progress=progress, should_stop=should_stop
             )
             if job.kind == "sync":
-                outcome.pushed = hubspot_push(settings, engine, http, now=now, environ=environ)
+                try:
+                    outcome.pushed = hubspot_push(settings, engine, http, now=now, environ=environ)
+                except (ConnectorError, SyncError) as exc:
+                    # The pull is stored and reported all the same; the push resumes on the next run.
+                    # (A ConfigError still ends the command: the configuration needs fixing first.)
+                    outcome.push_error = f"hubspot push: {exc}"
+                    log.warning("%s", outcome.push_error)
     finally:
         with write_transaction(engine) as conn:
             for lease in taken:

@@ -101,15 +101,23 @@ def build_sync_engine(settings: Settings, engine: Engine) -> SyncEngine:
     return SyncEngine(engine, store, evaluate)
 
 
-def rule_field_problems(settings: Settings) -> list[Problem]:
-    """Segment and scoring conditions on fields that no mapping rule declares and the store does not hold."""
-    known = {rule.field for rule in settings.field_mapping.rules} | _stored_field_names(settings)
+def rule_field_problems(settings: Settings) -> tuple[list[Problem], list[str]]:
+    """Segment and scoring conditions on fields no mapping rule declares and the store does not hold.
+
+    Problems once the store holds fields (a sync would not evaluate such a segment); before the
+    first sync, when automatic fields do not exist yet, notes.
+    """
+    stored = stored_field_names(settings)
+    known = declared_fields(settings) | stored
     found = check_fields(settings.segments, known) + settings.scoring.check_fields(known)
-    fix = "declare it with a [[field_mapping.rules]] entry, or sync first if it is an automatic field"
-    return [Problem(path, f"{message} ({fix})") for path, message in found]
+    if not stored:
+        fix = "automatic fields appear with the first sync; if this one does not, fix the name"
+        return [], [f"{path}: {message} ({fix})" for path, message in found]
+    fix = "fix the name, or declare it with a [[field_mapping.rules]] entry if no source has sent it yet"
+    return [Problem(path, f"{message} ({fix})") for path, message in found], []
 
 
-def _stored_field_names(settings: Settings) -> set[str]:
+def stored_field_names(settings: Settings) -> set[str]:
     """Fields the store already holds (automatic ones appear after a first sync); none if unreachable."""
     return set(
         _read_store(settings, lambda conn: list(conn.execute(select(field_definitions.c.name)).scalars()), [])
@@ -159,11 +167,18 @@ def _read_store(settings: Settings, read: Callable[[Connection], T], default: T)
         engine.dispose()
 
 
+def declared_fields(settings: Settings) -> set[str]:
+    """The fields mapping rules write: known to segments before any value arrives."""
+    return {rule.field for rule in settings.field_mapping.rules}
+
+
 def evaluator(settings: Settings) -> Evaluate | None:
     """Hygiene, lead scoring and segment evaluation as the configuration asks, or None if none is."""
     scoring = settings.scoring
     if not settings.segments and not (scoring.events or scoring.conditions) and not settings.hygiene.enabled:
         return None
+
+    declared = declared_fields(settings)
 
     def evaluate(
         conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
@@ -174,7 +189,13 @@ def evaluator(settings: Settings) -> Evaluate | None:
             # policies first, so the segments see this run's dormant and undeliverable flags.
             run_hygiene(conn, settings.hygiene, now=now)
         return evaluate_segments(
-            conn, settings.segments, now=now, scoring=scoring, run_id=run_id, contact_ids=contact_ids
+            conn,
+            settings.segments,
+            now=now,
+            scoring=scoring,
+            run_id=run_id,
+            contact_ids=contact_ids,
+            declared=declared,
         )
 
     return evaluate

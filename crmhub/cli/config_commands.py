@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,9 +12,10 @@ from sqlalchemy.engine import make_url
 
 from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_config_error
 from crmhub.cli._output import console, emit_json, print_error, print_table
+from crmhub.config_checks import channel_problems, reference_problems, secret_format_problems
 from crmhub.example import example_config_text
 from crmhub.settings import ConfigError, Settings, missing_secrets
-from crmhub.wiring import leftovers, pull_source_names, push_problems, rule_field_problems
+from crmhub.wiring import leftovers, pull_source_names, push_problems, rule_field_problems, stored_field_names
 from sync.schedule import jobs
 from webhooks.inbound import PROVIDERS
 
@@ -39,10 +41,18 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     cli = ctx.ensure_object(CliContext)
     with exit_codes():
         settings = cli.settings()
-        problems = missing_secrets(settings) + rule_field_problems(settings) + push_problems(settings)
+        field_problems, field_notes = rule_field_problems(settings)
+        problems = [
+            *missing_secrets(settings),
+            *secret_format_problems(settings, os.environ),
+            *channel_problems(settings),
+            *field_problems,
+            *reference_problems(settings, stored_field_names(settings)),
+            *push_problems(settings),
+        ]
         if problems:
             raise ConfigError(problems, file=cli.path)
-    summary = _summary(settings, cli.path) | {"notes": leftovers(settings)}
+    summary = _summary(settings, cli.path) | {"notes": field_notes + leftovers(settings)}
     if json:
         emit_json(summary)
         return

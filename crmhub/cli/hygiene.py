@@ -8,6 +8,7 @@ from rich.table import Table
 from crmhub.cli._context import exit_codes
 from crmhub.cli._output import console, emit_json, print_table
 from crmhub.cli.consent import JsonFlag, NowOption, clock, open_store
+from crmhub.wiring import declared_fields
 from sync.hygiene import last_run, plan, run_hygiene
 from sync.segments import evaluate_segments
 from sync.store import write_transaction
@@ -61,7 +62,9 @@ def run(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) -> No
     with exit_codes(), open_store(ctx) as (settings, engine), write_transaction(engine) as conn:
         results = run_hygiene(conn, settings.hygiene, now=at)
         # Straight to the segments: the evaluator of a sync would run the policies a second time.
-        evaluate_segments(conn, settings.segments, now=at, scoring=settings.scoring)
+        evaluate_segments(
+            conn, settings.segments, now=at, scoring=settings.scoring, declared=declared_fields(settings)
+        )
     if json:
         emit_json([{"policy": r.policy, "would": r.would, "did": r.did} for r in results])
         return

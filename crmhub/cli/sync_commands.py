@@ -10,16 +10,18 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES
-from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error, print_note, print_table
+from crmhub.cli._context import EXIT_FAILED, EXIT_INTERRUPTED, CliContext, exit_codes
+from crmhub.cli._output import console, emit_json, errors, print_error, print_note, print_table
 from crmhub.jobs import run_job
 from crmhub.wiring import pull_source_names
 from sync.engine import RunReport, StreamReport
-from sync.runs import StreamRow, stream_overview
+from sync.runs import StreamRow, mark_interrupted, stream_overview, tracking_runs
 from sync.schedule import Job
 from sync.segments.queries import moved
+from sync.store import write_transaction
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -47,19 +49,24 @@ def sync(
                 "(`crmhub check` shows the setup). Segments are evaluated all the same"
             )
         clock = partial(datetime.now, UTC)
-        if json:
-            outcome = run_job(settings, engine, job, clock=clock, trigger="manual", full=full)
-        else:
-            with StreamProgress() as progress:
-                outcome = run_job(
-                    settings,
-                    engine,
-                    job,
-                    clock=clock,
-                    trigger="manual",
-                    full=full,
-                    on_progress=progress.update,
-                )
+        with tracking_runs() as started:
+            try:
+                if json:
+                    outcome = run_job(settings, engine, job, clock=clock, trigger="manual", full=full)
+                else:
+                    with StreamProgress() as progress:
+                        outcome = run_job(
+                            settings,
+                            engine,
+                            job,
+                            clock=clock,
+                            trigger="manual",
+                            full=full,
+                            on_progress=progress.update,
+                        )
+            except KeyboardInterrupt:
+                _interrupted(engine, started, clock())
+                raise typer.Exit(EXIT_INTERRUPTED) from None
     report, pushed = outcome.report, outcome.pushed
     for lease, holder in outcome.busy.items():
         print_error(
@@ -70,8 +77,12 @@ def sync(
         raise typer.Exit(EXIT_FAILED)
     with engine.connect() as conn:
         counts = moved(conn, run_id=report.run_id)
+    held = report.evaluation.held if report.evaluation is not None else {}
     if json:
-        emit_json(_report_json(report, counts) | {"hubspot_push": None if pushed is None else vars(pushed)})
+        push: dict[str, Any] | None = None if pushed is None else vars(pushed)
+        if outcome.push_error is not None:
+            push = {"error": outcome.push_error}
+        emit_json(_report_json(report, counts) | {"hubspot_push": push})
     else:
         _print_report(report, counts)
         if pushed is not None:
@@ -79,8 +90,36 @@ def sync(
                 f"hubspot push: {len(pushed.properties_created)} properties created, "
                 f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
             )
-    if report.failed or outcome.busy:
+        for key, problems in held.items():
+            print_error(
+                f"segments.{key}: not evaluated, its members kept as they were: {'; '.join(problems)}; "
+                "fix the name, or declare the field with a [[field_mapping.rules]] entry if no source "
+                "has sent it yet"
+            )
+        if outcome.push_error is not None:
+            print_error(outcome.push_error)
+    if report.failed or outcome.busy or held or outcome.push_error is not None:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _interrupted(engine: Engine, started: list[tuple[int, datetime]], now: datetime) -> None:
+    """After Ctrl-C: close the run as interrupted (its committed pages stay) and say how to resume."""
+    runs = ", ".join(f"#{run_id}" for run_id, _ in started)
+    try:
+        with write_transaction(engine) as conn:
+            mark_interrupted(conn, started, now=now)
+    except DBAPIError as exc:
+        print_error(
+            f"run {runs} could not be marked interrupted ({exc.orig}): `crmhub sources` shows it "
+            "running until the next sync"
+        )
+    if not started:
+        errors.print("interrupted before the run began: nothing was stored", markup=False)
+        return
+    errors.print(
+        f"interrupted: run {runs} stopped after the last stored page; run `crmhub sync` again to resume",
+        markup=False,
+    )
 
 
 class StreamProgress:
@@ -130,6 +169,7 @@ def _report_json(report: RunReport, counts: dict[str, tuple[int, int]]) -> dict[
             for r in (evaluation.segments if evaluation else [])
             for entered, left in (counts.get(r.key, (0, 0)),)
         ],
+        "segments_held": evaluation.held if evaluation else {},
         "contacts_touched": len(report.contacts),
         "pull_seconds": round(report.pull_seconds, 3),
         "streams": [

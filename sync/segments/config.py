@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import json
 import operator
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -36,7 +37,10 @@ __all__ = [
     "dependencies",
     "depends_on_time",
     "evaluation_order",
+    "held_segments",
+    "hint",
     "relative",
+    "rule_nodes",
     "rule_version",
     "unknown_fields",
     "walk",
@@ -60,7 +64,8 @@ _OWNED = {
 }
 
 
-def _hint(word: str, choices: tuple[str, ...] | list[str]) -> str:
+def hint(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """`; did you mean "x"?` for the closest of `choices`, else `; expected one of ...`."""
     # A lower cutoff than difflib's default, so "equal" still finds "eq".
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return f'; did you mean "{close[0]}"?' if close else f"; expected one of {', '.join(choices)}"
@@ -166,7 +171,7 @@ class Rule(BaseModel):
     @classmethod
     def _known_op(cls, op: str) -> str:
         if op not in FIELD_OPS:
-            raise ValueError(f'unknown operator "{op}"{_hint(op, FIELD_OPS)}')
+            raise ValueError(f'unknown operator "{op}"{hint(op, FIELD_OPS)}')
         return op
 
     @field_validator("value")
@@ -290,7 +295,8 @@ def walk(rule: Rule, path: str) -> list[tuple[str, Rule]]:
     return found
 
 
-def _roots(segment: SegmentConfig) -> list[tuple[str, Rule]]:
+def rule_nodes(segment: SegmentConfig) -> list[tuple[str, Rule]]:
+    """Every node of the segment's rule tree with its TOML path below `segments.<key>`."""
     if segment.not_ is not None:
         return walk(segment.not_, "not")
     key = "all" if segment.all is not None else "any"
@@ -299,7 +305,7 @@ def _roots(segment: SegmentConfig) -> list[tuple[str, Rule]]:
 
 def dependencies(segment: SegmentConfig) -> set[str]:
     """Keys of the segments this segment's rule refers to with `in_segment`."""
-    return {r.in_segment for _, r in _roots(segment) if r.in_segment is not None}
+    return {r.in_segment for _, r in rule_nodes(segment) if r.in_segment is not None}
 
 
 def evaluation_order(segments: dict[str, SegmentConfig]) -> list[str]:
@@ -318,7 +324,7 @@ def evaluation_order(segments: dict[str, SegmentConfig]) -> list[str]:
             if dep not in segments:
                 raise ValueError(
                     f'expected in_segment to name a configured segment, found "{dep}" in segments.{key}'
-                    f"{_hint(dep, sorted(segments))}"
+                    f"{hint(dep, sorted(segments))}"
                 )
             visit(dep, [*trail, key])
         state[key] = "done"
@@ -341,7 +347,7 @@ def unknown_fields(nodes: list[tuple[str, Rule]], known_fields: set[str]) -> lis
     """(TOML path, message) for every field condition among `nodes` naming an unknown field."""
     known = sorted(known_fields | BUILTIN_FIELDS)
     return [
-        (f"{path}.field", f'unknown field "{rule.field}"{_hint(rule.field, known)}')
+        (f"{path}.field", f'unknown field "{rule.field}"{hint(rule.field, known)}')
         for path, rule in nodes
         if rule.field is not None and rule.field not in known
     ]
@@ -350,9 +356,21 @@ def unknown_fields(nodes: list[tuple[str, Rule]], known_fields: set[str]) -> lis
 def check_fields(segments: dict[str, SegmentConfig], known_fields: set[str]) -> list[tuple[str, str]]:
     """(TOML path, message) for every field condition naming a field no mapping rule declares."""
     nodes = [
-        (f"segments.{key}.{path}", rule) for key in sorted(segments) for path, rule in _roots(segments[key])
+        (f"segments.{key}.{path}", rule)
+        for key in sorted(segments)
+        for path, rule in rule_nodes(segments[key])
     ]
     return unknown_fields(nodes, known_fields)
+
+
+def held_segments(segments: Mapping[str, SegmentConfig], known_fields: set[str]) -> dict[str, list[str]]:
+    """Per segment with a field condition on a field nobody declared or wrote, its problems."""
+    held: dict[str, list[str]] = {}
+    for key in sorted(segments):
+        found = check_fields({key: segments[key]}, known_fields)
+        if found:
+            held[key] = [f"{path}: {message}" for path, message in found]
+    return held
 
 
 def rule_version(segment: SegmentConfig) -> str:
@@ -373,4 +391,4 @@ def relative(rule: Rule) -> bool:
 
 def depends_on_time(segment: SegmentConfig) -> bool:
     """Whether membership can change with `now` alone, so the segment is re-evaluated in full each run."""
-    return any(relative(rule) for _, rule in _roots(segment))
+    return any(relative(rule) for _, rule in rule_nodes(segment))

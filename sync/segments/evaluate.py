@@ -56,6 +56,7 @@ from sync.segments.config import (
     dependencies,
     depends_on_time,
     evaluation_order,
+    held_segments,
     rule_version,
     walk,
 )
@@ -92,6 +93,9 @@ class EvaluationReport:
     run_id: int | None
     segments: list[SegmentResult]
     scores_changed: int | None = None
+    # Segments not evaluated, their members kept as they were: a condition names a field that no
+    # mapping rule declares and no source has sent (a typo would otherwise empty the segment).
+    held: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def transitions(self) -> int:
@@ -206,10 +210,14 @@ def evaluate_segments(
     changed_since: datetime | None = None,
     contact_ids: Iterable[int] | None = None,
     full: bool = False,
+    declared: Iterable[str] | None = None,
 ) -> EvaluationReport:
     """Score, then evaluate every configured segment in dependency order; the caller commits or rolls back.
 
-    `full=True` re-evaluates every segment for every contact (a repair or a benchmark).
+    `full=True` re-evaluates every segment for every contact (a repair or a benchmark). With
+    `declared` (the fields mapping rules write), a segment naming a field that is neither declared
+    nor in the store is not evaluated and is reported in `held`, its row and members left as they
+    were; without it, such a field is one nobody holds a value of.
     """
     if now.tzinfo is None:
         raise ValueError("evaluate_segments needs an aware UTC `now`")
@@ -217,8 +225,12 @@ def evaluate_segments(
     scored = scoring is not None and bool(scoring.events or scoring.conditions)
     scratch.create(conn, scored=scored)
     ids = sorted(set(contact_ids)) if contact_ids is not None else None
-    rows = _upsert_rows(conn, configured, now)
     catalog = load_catalog(conn)
+    held = {} if declared is None else held_segments(configured, set(catalog.fields) | set(declared))
+    order = [key for key in evaluation_order(dict(configured)) if key not in held]
+    rows = _upsert_rows(conn, {key: configured[key] for key in order}, now)
+    if any(row.is_new for row in rows.values()):
+        catalog = load_catalog(conn)  # the new segments' ids, for `in_segment` conditions
     scores_changed = None
     if ids is not None:
         # In contacts mode the scope is these contacts for scoring and for every segment.
@@ -235,7 +247,6 @@ def evaluate_segments(
     fingerprint = catalog.fingerprint()
     dialect = conn.dialect.name
     large = ids is None
-    order = evaluation_order(dict(configured))
     wholes = {
         key
         for key in order
@@ -246,7 +257,7 @@ def evaluate_segments(
         # Contacts mode: every other segment in one pass over the contacts, before any whole run,
         # which may read the memberships it writes.
         targets = [Target(k, configured[k], rows[k].id, rows[k].version) for k in order if k not in wholes]
-        versions = tuple((k, rows[k].version) for k in configured)
+        versions = tuple((k, rows[k].version) for k in configured if k in rows)
         batched = evaluate_batch(
             conn,
             scratch.scope,
@@ -296,7 +307,9 @@ def evaluate_segments(
         conn.execute(update(segments).where(segments.c.id == row.id).values(last_evaluated_at=now))
     if large:
         scratch.drop(conn)
-    return EvaluationReport(now=now, run_id=run_id, segments=results, scores_changed=scores_changed)
+    return EvaluationReport(
+        now=now, run_id=run_id, segments=results, scores_changed=scores_changed, held=held
+    )
 
 
 def _renewed(row: _Row) -> bool:

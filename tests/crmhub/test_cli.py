@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from crmhub.cli import _output, app, sync_commands
 from sync.engine import RunReport, StreamReport
+from webhooks import generate_secret
 
 runner = CliRunner()
 
@@ -45,7 +46,7 @@ def test_check_accepts_the_starter_config_once_its_webhook_secret_is_set(tmp_pat
         "webhooks.endpoints.sms.secret_envs[0]: expected environment variable CRMHUB_SMS_WEBHOOK_SECRET"
         in (missing.output)
     )
-    result = _run("--config", str(target), "check", env={"CRMHUB_SMS_WEBHOOK_SECRET": "whsec_x"})
+    result = _run("--config", str(target), "check", env={"CRMHUB_SMS_WEBHOOK_SECRET": generate_secret()})
     assert result.exit_code == 0 and "configuration is valid" in result.output
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
+import pytest
+from typer.testing import CliRunner, Result
 
+from connectors.exceptions import PermanentError
+from crmhub import jobs
 from crmhub.cli import app
 from crmhub.demo import Demo
 
@@ -27,3 +30,53 @@ def test_a_first_sync_reports_every_member_who_entered(tmp_path: Path) -> None:
         demo.stop()
     assert set(reported) == set(sizes) and any(sizes.values())
     assert reported == {key: (members, 0) for key, members in sizes.items()}
+
+
+def _cli(demo: Demo, *args: str) -> Result:
+    return CliRunner().invoke(app, ["--config", str(demo.config_path), *args], catch_exceptions=False)
+
+
+def test_a_typo_in_a_segment_field_holds_the_segment_instead_of_emptying_it(tmp_path: Path) -> None:
+    demo = Demo(tmp_path, people=120, seed=2)
+    demo.start()
+    try:
+        # Before the first sync the automatic fields do not exist: check notes them, and passes.
+        first_check = _cli(demo, "check")
+        assert first_check.exit_code == 0, first_check.output
+        assert "automatic fields appear with the first sync" in first_check.output
+        assert _cli(demo, "sync", "--json").exit_code == 0
+        before = demo.segment_sizes()
+        assert before["trialing"] > 0
+        text = demo.config_path.read_text(encoding="utf-8")
+        demo.config_path.write_text(
+            text.replace('field = "stripe_subscription_status"', 'field = "stripe_subscription_statu"', 1),
+            encoding="utf-8",
+        )
+        checked = _cli(demo, "check")
+        synced = _cli(demo, "sync", "--json")
+        after = demo.segment_sizes()
+    finally:
+        demo.stop()
+    assert checked.exit_code == 2 and 'did you mean "stripe_subscription_status"' in checked.output
+    assert synced.exit_code == 1
+    held = json.loads(synced.stdout)["segments_held"]
+    assert list(held) == ["trialing"] and "stripe_subscription_statu" in held["trialing"][0]
+    assert after == before  # no one left because of the typo
+
+
+def test_a_failed_hubspot_push_still_reports_the_pull(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def expired(*_args: object, **_kwargs: object) -> None:
+        raise PermanentError("hubspot: authentication failed (401): check connectors.hubspot.api_key_env")
+
+    monkeypatch.setattr(jobs, "hubspot_push", expired)
+    demo = Demo(tmp_path, people=60, seed=2)
+    demo.start()
+    try:
+        result = _cli(demo, "sync")
+    finally:
+        demo.stop()
+    assert result.exit_code == 1
+    assert "stripe.customers" in result.output  # the run's table is there
+    assert "hubspot push: hubspot: authentication failed (401)" in result.output

@@ -297,3 +297,23 @@ def test_a_merged_contacts_transitions_are_numbered_after_the_kept_ones(engine: 
     ]
     seqs = [seq for *_, seq in numbers]
     assert len(set(seqs)) == 3 and seqs[0] == 1 and seqs[-1] == max(seqs) == 4
+
+
+def test_a_segment_on_a_field_nobody_declared_or_sent_is_held_with_its_members(engine: Engine) -> None:
+    typo = {"hamburg": {"name": "Hamburg", "all": [{"field": "cty", "op": "eq", "value": "Hamburg"}]}}
+    declared = {"later": {"name": "Later", "all": [{"field": "nps", "op": "exists"}]}}
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann = s.contact()
+        s.value(ann, "city", "string", "Hamburg")
+        evaluate_segments(conn, segments_from(CITY), now=NOW)
+        before = _transitions(conn)
+        report = evaluate_segments(
+            conn, segments_from(typo | declared), now=NOW + timedelta(hours=1), declared={"nps"}
+        )
+        assert _members(conn, "hamburg") == {ann} and _transitions(conn) == before
+    assert list(report.held) == ["hamburg"]
+    assert report.held["hamburg"] == [
+        'segments.hamburg.all[0].field: unknown field "cty"; did you mean "city"?'
+    ]
+    assert [r.key for r in report.segments] == ["later"]  # a field a mapping rule declares is evaluated

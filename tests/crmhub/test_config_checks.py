@@ -1,0 +1,88 @@
+"""Checks across the configuration's parts: channels, references, secrets, each with its TOML path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from crmhub.config_checks import channel_problems, reference_problems, secret_format_problems
+from crmhub.settings import Settings
+from webhooks import generate_secret
+
+HOOK = {"url": "https://texter.example/hook", "secret_envs": ["TEXTER_SECRET"]}
+
+
+def _settings(**parts: Any) -> Settings:
+    return Settings.model_validate(parts)
+
+
+def test_every_channel_named_must_be_one_of_the_consent_channels() -> None:
+    settings = _settings(
+        segments={
+            "sms_offers": {"name": "SMS", "requires_consent": "SMS", "all": [{"consent": "fax"}]},
+            "mail": {"name": "Mail", "requires_consent": "email", "all": [{"consent": "email"}]},
+        },
+        webhooks={"endpoints": {"texter": HOOK | {"messaging": True, "requires_consent": "Sms"}}},
+    )
+    found = {p.path: p.message for p in channel_problems(settings)}
+    assert set(found) == {
+        "segments.sms_offers.requires_consent",
+        "segments.sms_offers.all[0].consent",
+        "webhooks.endpoints.texter.requires_consent",
+    }
+    assert found["segments.sms_offers.requires_consent"].startswith(
+        'expected a channel of [consent] channels, found "SMS"; expected one of email, sms'
+    )
+    assert 'found "fax"' in found["segments.sms_offers.all[0].consent"]
+
+
+def test_a_channel_added_to_the_consent_channels_is_accepted() -> None:
+    settings = _settings(
+        consent={"channels": {"email": "email", "sms": "phone", "whatsapp": "phone"}},
+        segments={
+            "wa": {"name": "WA", "requires_consent": "whatsapp", "all": [{"field": "email", "op": "exists"}]}
+        },
+    )
+    assert channel_problems(settings) == []
+
+
+def test_endpoints_name_segments_and_fields_that_exist_and_consent_comes_from_a_source() -> None:
+    settings = _settings(
+        segments={"vip": {"name": "VIP", "all": [{"field": "email", "op": "exists"}]}},
+        webhooks={
+            "endpoints": {"texter": HOOK | {"segments": ["vip", "vipp"], "fields": ["email", "emial"]}}
+        },
+        consent={
+            "sources": [{"source": "typefrom", "typeform_ref": "ok", "channel": "sms", "opted_in": ["yes"]}]
+        },
+        connectors={"typeform": {"enabled": True, "forms": []}},
+    )
+    found = {p.path: p.message for p in reference_problems(settings, {"plan"})}
+    assert set(found) == {
+        "webhooks.endpoints.texter.segments[1]",
+        "webhooks.endpoints.texter.fields[1]",
+        "consent.sources[0].source",
+        "connectors.typeform.forms",
+    }
+    assert 'found "vipp"; did you mean "vip"?' in found["webhooks.endpoints.texter.segments[1]"]
+    assert 'found "emial"; did you mean "email"?' in found["webhooks.endpoints.texter.fields[1]"]
+    assert 'found "typefrom"; did you mean "typeform"?' in found["consent.sources[0].source"]
+    # Before the first sync no field exists yet, so fields are not judged.
+    assert "webhooks.endpoints.texter.fields[1]" not in {p.path for p in reference_problems(settings, set())}
+
+
+def test_a_webhook_secret_that_is_set_must_be_a_whsec_secret() -> None:
+    settings = _settings(webhooks={"endpoints": {"texter": HOOK, "mailer": HOOK | {"secret_envs": ["MAIL"]}}})
+    environ = {"TEXTER_SECRET": "hunter2", "MAIL": generate_secret()}
+    [problem] = secret_format_problems(settings, environ)
+    assert problem.path == "webhooks.endpoints.texter.secret_envs[0]"
+    assert "expected a secret starting with whsec_" in problem.message
+    assert secret_format_problems(settings, {}) == []  # unset ones are missing_secrets' to report
+
+
+@pytest.mark.parametrize("url", ["not a url", "api.stripe.com", "ftp://api.stripe.com", "https://"])
+def test_a_base_url_that_is_not_an_http_url_is_refused_at_load(url: str) -> None:
+    with pytest.raises(ValidationError, match="expected an http\\(s\\) URL"):
+        _settings(connectors={"stripe": {"enabled": True, "base_url": url}})
