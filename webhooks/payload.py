@@ -10,10 +10,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, select
 
 from sync.fields import load_fields, read_values
 from sync.identity import identities_of
+from sync.store.tables import merge_log
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -22,9 +23,17 @@ __all__ = [
     "contact_fields",
     "encode_body",
     "event_type",
+    "merged_ids",
     "ordered_fields",
     "payload",
 ]
+
+# Merges are rare, and every log row names its final contact (sync.identity repoints them).
+_MERGED = (
+    select(merge_log.c.kept_contact_id, merge_log.c.merged_contact_id)
+    .where(merge_log.c.kept_contact_id.in_(bindparam("ids", expanding=True)))
+    .order_by(merge_log.c.kept_contact_id, merge_log.c.merged_contact_id)
+)
 
 MAX_BODY_BYTES = 20_000
 # Longest text value put in a payload, so 30 fields stay under the 20 kB the spec recommends.
@@ -70,14 +79,16 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def payload(info: TransitionInfo, contact: Mapping[str, Any]) -> dict[str, Any]:
+def payload(info: TransitionInfo, contact: Mapping[str, Any], merged: Sequence[int] = ()) -> dict[str, Any]:
     """The body as a dict, in the shape docs/webhook.schema.json describes."""
+    # A consumer that knew the person under a merged id applies the message to that id too.
+    earlier = {"merged_ids": list(merged)} if merged else {}
     return {
         "type": event_type(info.kind),
         "timestamp": _iso(info.occurred_at),
         "data": {
             "segment": {"key": info.segment_key, "name": info.segment_name},
-            "contact": {"id": info.contact_id, **contact},
+            "contact": {"id": info.contact_id, **earlier, **contact},
             "transition": {
                 "id": info.transition_id,
                 "sequence": info.sequence,
@@ -115,6 +126,16 @@ def contact_fields(
     if fields:
         for contact_id, values in read_values(conn, ids, fields).items():
             found[contact_id].update((name, _json_value(value)) for name, value in values.items())
+    return found
+
+
+def merged_ids(conn: Connection, contact_ids: Collection[int]) -> dict[int, list[int]]:
+    """Per contact, the ids of the contacts merged into it, in order: what consumers may know it as."""
+    if not contact_ids:
+        return {}
+    found: dict[int, list[int]] = defaultdict(list)
+    for kept, merged in conn.execute(_MERGED, {"ids": sorted(contact_ids)}):
+        found[int(kept)].append(int(merged))
     return found
 
 

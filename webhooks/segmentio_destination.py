@@ -29,7 +29,8 @@ def segmentio_messages(job: Job, body: dict[str, Any]) -> tuple[dict[str, Any], 
     info = job.transition
     member = info.kind == "entered"
     contact = body["data"]["contact"]
-    traits = {k: v for k, v in contact.items() if k != "id" and v is not None}
+    # The ids merged into the contact are not a trait of the person (a webhook consumer's aid).
+    traits = {k: v for k, v in contact.items() if k not in ("id", "merged_ids") and v is not None}
     user_id = str(info.contact_id)
     personas = {"computation_class": "audience", "computation_key": info.segment_key}
     identify = {

@@ -25,7 +25,7 @@ from webhooks.config import WebhooksConfig
 from webhooks.eligibility import DEFAULT_CHANNELS
 from webhooks.endpoints import Breaker, EndpointState, load_states
 from webhooks.fanout import fan_out_batch
-from webhooks.payload import contact_fields, ordered_fields, payload
+from webhooks.payload import contact_fields, merged_ids, ordered_fields, payload
 from webhooks.queue import Job, claim, has_due, load_jobs, work_waiting
 from webhooks.ratelimit import TokenBucket
 from webhooks.record import Attempt, record
@@ -278,13 +278,16 @@ class DeliveryWorker:
 
     def _bodies(self, conn: Connection, jobs: list[Job]) -> list[dict[str, Any]]:
         names = {n for job in jobs for n in self._config.endpoints[job.endpoint].fields}
-        values = contact_fields(conn, {job.transition.contact_id for job in jobs}, names)
+        contact_ids = {job.transition.contact_id for job in jobs}
+        values = contact_fields(conn, contact_ids, names)
+        merged = merged_ids(conn, contact_ids)
         return [
             payload(
                 job.transition,
                 ordered_fields(
                     values.get(job.transition.contact_id, {}), self._config.endpoints[job.endpoint].fields
                 ),
+                merged.get(job.transition.contact_id, ()),
             )
             for job in jobs
         ]

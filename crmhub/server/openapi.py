@@ -30,6 +30,11 @@ class WebhookContact(BaseModel):
     __pydantic_extra__: dict[str, ContactValue] = Field(init=False)
 
     id: int = Field(description="crmhub's contact id.")
+    merged_ids: list[int] | None = Field(
+        default=None,
+        description="Present once other contacts were merged into this one: their ids, which you may know "
+        "the person by. Apply the message to them too.",
+    )
 
 
 class WebhookTransition(BaseModel):
@@ -39,7 +44,9 @@ class WebhookTransition(BaseModel):
 
     id: int = Field(description="crmhub's transition id.")
     sequence: int = Field(
-        ge=1, description="Per-contact counter, increasing with each of the contact's transitions."
+        ge=1,
+        description="Per-contact counter, increasing with each of the contact's transitions across "
+        "segments; for one contact and segment, ignore a lower one after a higher one.",
     )
     reason: str = Field(description="Why: rule, unsubscribed, merged, backfill, ...")
     evaluated_at: datetime = Field(description="When the segment rule was evaluated, ISO 8601 in UTC.")
@@ -102,7 +109,8 @@ _ANSWERS: dict[int | str, dict[str, str]] = {
 }
 _ABOUT = (
     "Sent to each endpoint subscribed to the segment, signed per Standard Webhooks v1 (docs/webhooks.md). "
-    "At least once: drop repeats by `webhook-id`; order by `data.transition.sequence` per contact."
+    "At least once: drop repeats by `webhook-id`; order by `data.transition.sequence` per contact and "
+    "segment."
 )
 
 

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook
 
 from field_mapping.types import FieldType
 from sync.fields import create_field, save_values
+from sync.identity import merge
 from sync.store.tables import deliveries, delivery_attempts, endpoint_states
 from tests.webhooks.conftest import (
     T0,
@@ -79,12 +80,13 @@ def signature_ok(secret: str, request: httpx.Request) -> bool:
 
 
 def _matches(schema: dict[str, Any], value: Any, path: str = "$") -> None:
-    """The parts of JSON Schema docs/webhook.schema.json uses: type, enum, required, properties."""
+    """The parts of JSON Schema docs/webhook.schema.json uses: type, enum, required, properties, items."""
     kinds = schema.get("type")
     if kinds is not None:
         allowed = kinds if isinstance(kinds, list) else [kinds]
         py: dict[str, type | tuple[type, ...]] = {
             "object": dict,
+            "array": list,
             "string": str,
             "integer": int,
             "null": type(None),
@@ -96,6 +98,9 @@ def _matches(schema: dict[str, Any], value: Any, path: str = "$") -> None:
         ), path
     if "enum" in schema:
         assert value in schema["enum"], path
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _matches(schema.get("items", {}), item, f"{path}[{i}]")
     if isinstance(value, dict):
         for key in schema.get("required", []):
             assert key in value, f"{path}.{key} missing"
@@ -461,3 +466,20 @@ def test_the_first_trip_of_a_busy_endpoint_lasts_30_s_and_doubles_per_failed_pro
     assert len(consumer.received) == 11, "half-open: a single probe, which failed"
     (state,) = rows_states(engine)
     assert state["circuit_open_until"] == T0 + timedelta(seconds=30 + 60)
+
+
+def test_after_a_merge_the_kept_contacts_messages_name_the_merged_ids(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn, "sms_offers")
+        ada, ada_phone, bob = (add_contact(conn, f"{n}@example.com") for n in ("ada", "ada2", "bob"))
+        merge(conn, keep=ada, others=[ada_phone], reason="shared identity", now=T0)
+        add_transition(conn, sid, ada, "left")  # an unsubscribe, say
+        add_transition(conn, sid, bob, "entered")
+    config = make_config(("sms", endpoint("sms", fields=["email"])))
+    consumer = Consumer()
+    run(make_worker(engine, config, {"sms": consumer}, secrets_for(config)), Clock())
+    contacts = {b["data"]["contact"]["id"]: b["data"]["contact"] for b in consumer.bodies()}
+    assert contacts[ada] == {"id": ada, "merged_ids": [ada_phone], "email": "ada@example.com"}
+    assert contacts[bob] == {"id": bob, "email": "bob@example.com"}  # none merged: no key
+    for body in consumer.bodies():
+        _matches(SCHEMA, body)
