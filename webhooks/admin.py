@@ -17,7 +17,16 @@ from webhooks.eligibility import DEFAULT_CHANNELS, SUPPRESSED, blocked_at, conse
 from webhooks.exceptions import WebhookConfigError
 from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
 
-__all__ = ["REPLAYABLE", "Backfill", "Replayed", "attempts_of", "backfill", "list_deliveries", "replay"]
+__all__ = [
+    "REPLAYABLE",
+    "Backfill",
+    "Replayed",
+    "attempts_of",
+    "backfill",
+    "list_deliveries",
+    "replay",
+    "troubles",
+]
 
 # Statuses a bulk replay resends unless told which; a single id may be replayed whatever its status.
 # Cancelled deliveries were stopped on purpose (an unsubscribe, a merge): only asked for by name.
@@ -57,6 +66,21 @@ def list_deliveries(
     if endpoint:
         query = query.where(d.endpoint == endpoint)
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def troubles(conn: Connection) -> list[tuple[str, str, int, str | None]]:
+    """Per endpoint, its failed (to retry) and dead deliveries: (endpoint, status, count, latest reason)."""
+    d = deliveries.c
+    counts = conn.execute(
+        select(d.endpoint, d.status, func.count(), func.max(d.id))
+        .where(d.status.in_(("failed", "dead")))
+        .group_by(d.endpoint, d.status)
+        .order_by(d.endpoint, d.status)
+    ).all()
+    reasons = dict(
+        conn.execute(select(d.id, d.reason).where(d.id.in_([latest for *_, latest in counts]))).tuples().all()
+    )
+    return [(endpoint, status, count, reasons.get(latest)) for endpoint, status, count, latest in counts]
 
 
 def attempts_of(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:

@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error, print_table
+from crmhub.cli._output import console, emit_json, print_error, print_note, print_table
 from crmhub.settings import ConfigError, Problem, Settings
 from webhooks import (
     DeliveryWorker,
@@ -28,7 +28,7 @@ from webhooks import (
     generate_secret,
     write_transaction,
 )
-from webhooks.admin import backfill, list_deliveries, replay
+from webhooks.admin import backfill, list_deliveries, replay, troubles
 from webhooks.endpoints import enable
 
 __all__ = ["deliver_command", "deliveries_app", "webhooks_app"]
@@ -207,13 +207,14 @@ def deliveries_replay(
                 status=status.value if status else None,
                 endpoint=endpoint,
             )
-    if json:
-        emit_json({"replayed": done.replayed, "withheld": done.withheld})
+    if delivery_id is None or done.replayed:
+        if json:
+            emit_json({"replayed": done.replayed, "withheld": done.withheld})
+        else:
+            console.print(f"{done.replayed} deliveries will be sent again by `crmhub deliver`")
+            for reason, count in sorted(done.withheld.items()):
+                console.print(f"{count} segment.entered held back: {reason}")
     else:
-        console.print(f"{done.replayed} deliveries will be sent again by `crmhub deliver`")
-        for reason, count in sorted(done.withheld.items()):
-            console.print(f"{count} segment.entered held back: {reason}")
-    if delivery_id is not None and done.replayed == 0:
         why = next(iter(done.withheld), None)
         print_error(
             f"delivery {delivery_id}: held back: {why}"
@@ -291,10 +292,25 @@ def deliver_command(
         worker = DeliveryWorker(engine, config, build_senders(config, os.environ), channels=channels)
         stats = asyncio.run(_deliver(worker, forever))
     summary = {"fanned_out": stats.fanned_out, "attempts": stats.attempts, **stats.outcomes}
+    with engine.connect() as conn:
+        waiting = troubles(conn) if set(stats.outcomes) - {"succeeded"} else []
     if json:
-        emit_json(summary)
-    else:
-        console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items()))
+        emit_json(
+            summary
+            | {"troubles": [{"endpoint": e, "status": s, "count": n, "reason": r} for e, s, n, r in waiting]}
+        )
+        return
+    console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items()))
+    for endpoint, status, count, reason in waiting:
+        what = (
+            "will be retried on the schedule"
+            if status == "failed"
+            else "gave up (dead; replay them when fixed)"
+        )
+        print_note(
+            f"{endpoint}: {count:,} deliveries {what}; latest: {reason or 'no reason recorded'} "
+            f"(`crmhub deliveries --endpoint {endpoint} --status {status}`)"
+        )
 
 
 async def _deliver(worker: DeliveryWorker, forever: bool) -> RunStats:

@@ -71,7 +71,7 @@ def test_deliver_sends_signed_requests_to_a_local_consumer_through_the_ssrf_allo
         _use(monkeypatch, store, WebhooksConfig(endpoints={"local": local}))
         result = _run("deliver", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"fanned_out": 3, "attempts": 3, "succeeded": 3}
+    assert json.loads(result.stdout) == {"fanned_out": 3, "attempts": 3, "succeeded": 3, "troubles": []}
     assert len(server.received) == 3
     for got in server.received:
         assert Webhook(secret).verify(got.body, got.headers)["type"] == "segment.entered"
@@ -91,6 +91,24 @@ def test_deliver_without_the_allow_list_refuses_loopback(
         result = _run("deliver", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["dead"] == 1
     assert server.received == []
+    [trouble] = json.loads(result.stdout)["troubles"]
+    assert (trouble["endpoint"], trouble["status"], trouble["count"]) == ("local", "dead", 1)
+    assert trouble["reason"].startswith("refused: ")
+
+
+def test_deliver_names_the_endpoint_that_is_down_and_why(
+    monkeypatch: pytest.MonkeyPatch, store: Engine
+) -> None:
+    seed(store, 2)
+    monkeypatch.setenv("LOCAL_SECRET", generate_secret())
+    with LocalServer() as server:
+        url = server.url  # a port that was just free: nothing listens there once the server stops
+    down = endpoint("local", url=url, allow_http=True, allow_networks=["127.0.0.1/32"])
+    _use(monkeypatch, store, WebhooksConfig(endpoints={"local": down}))
+    result = _run("deliver")
+    assert result.exit_code == 0, result.output
+    assert "local: 2 deliveries will be retried on the schedule; latest: " in result.output
+    assert "crmhub deliveries --endpoint local --status failed" in result.output
 
 
 def test_deliver_reports_an_unset_secret_as_a_configuration_error(
