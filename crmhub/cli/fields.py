@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from crmhub.cli._context import CliContext, exit_codes
-from crmhub.cli._output import emit_json, print_table
+from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes
+from crmhub.cli._output import emit_json, print_error, print_table
+from field_mapping.sources import SOURCES
 from sync.registry import list_fields
 
 
@@ -19,6 +20,10 @@ def fields(
 ) -> None:
     """Each custom field: type, label, origin (rule or automatic, source and path), first seen, fill rate."""
     cli = ctx.ensure_object(CliContext)
+    known = (*SOURCES, "crmhub")  # crmhub's own fields: consent, hygiene, lead score
+    if source is not None and source not in known:
+        print_error(f"--source: expected one of {', '.join(known)}, found {source!r}")
+        raise typer.Exit(EXIT_USAGE)
     with exit_codes():
         settings = cli.settings()
         engine = cli.engine(settings)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from crmhub.cli import app
 from crmhub.config_checks import channel_problems, reference_problems, secret_format_problems
 from crmhub.settings import Settings
 from webhooks import generate_secret
@@ -86,3 +89,14 @@ def test_a_webhook_secret_that_is_set_must_be_a_whsec_secret() -> None:
 def test_a_base_url_that_is_not_an_http_url_is_refused_at_load(url: str) -> None:
     with pytest.raises(ValidationError, match="expected an http\\(s\\) URL"):
         _settings(connectors={"stripe": {"enabled": True, "base_url": url}})
+
+
+def test_fields_of_an_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "crmhub.db"}"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(config), "fields", "--source", "strpe"])
+    assert result.exit_code == 2
+    assert (
+        "--source: expected one of stripe, hubspot, typeform, segmentio, crmhub, found 'strpe'"
+        in result.output
+    )
