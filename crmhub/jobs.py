@@ -120,8 +120,8 @@ def run_job(
                 except (ConnectorError, SyncError) as exc:
                     # The pull is stored and reported all the same; the push resumes on the next run.
                     # (A ConfigError still ends the command: the configuration needs fixing first.)
-                    outcome.push_error = f"hubspot push: {exc}"
-                    log.warning("%s", outcome.push_error)
+                    outcome.push_error = str(exc)
+                    log.warning("hubspot push: %s", exc)
     finally:
         with write_transaction(engine) as conn:
             for lease in taken:

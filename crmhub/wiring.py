@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
@@ -154,7 +155,10 @@ def leftovers(settings: Settings) -> list[str]:
 
 
 def _read_store(settings: Settings, read: Callable[[Connection], T], default: T) -> T:
-    """`read` on the configured store, or `default` when it is unreachable or not migrated yet."""
+    """`read` on the configured store, or `default` when it is unreachable, absent or not migrated yet."""
+    url = make_url(settings.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return default  # opening it would create the file: a check must leave no store behind
     engine = create_store_engine(settings.database.url)
     try:
         if not status(engine).up_to_date:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from crmhub.cli._context import EXIT_FAILED, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error
+from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
+from crmhub.cli._output import console, emit_json, print_error, print_note
 from crmhub.settings import Settings
 from crmhub.wiring import evaluator
-from sync.consent import ConsentResult, endpoints_by_channel, opt_in, opt_out
+from sync.consent import ConsentError, ConsentResult, endpoints_by_channel, opt_in, opt_out
 from sync.privacy import find_person
 from sync.store import write_transaction
 
@@ -22,13 +22,18 @@ __all__ = ["clock", "consent_app", "open_store", "person"]
 
 consent_app = typer.Typer(help="Consent: record an opt-out or opt-in, with its effects on segments at once.")
 
-ChannelOption = Annotated[str, typer.Option("--channel", help='The channel, e.g. "sms" or "email".')]
+ChannelOption = Annotated[
+    str, typer.Option("--channel", help='The channel, one of [consent] channels (e.g. "sms" or "email").')
+]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, kept as proof.")]
 NowOption = Annotated[
     datetime | None, typer.Option("--now", help="Record as of this UTC time instead of the clock.")
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Person = Annotated[str, typer.Argument(help="Contact id, e-mail address or phone number.")]
+
+# How far a --now may run ahead of this machine's clock (another host's clock, a typed minute).
+SKEW = timedelta(minutes=5)
 
 
 @contextmanager
@@ -50,26 +55,54 @@ def clock(now: datetime | None) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
-def person(conn: Any, settings: Settings, id_or_email: str) -> int:
-    """The contact named on the command line, or a clear error and exit code 1."""
-    found = find_person(conn, id_or_email, region=settings.field_mapping.identity.default_region)
+def person(conn: Connection, id_or_email: str, *, region: str) -> int:
+    """The contact named on the command line (id, merged id, e-mail or phone), or exit code 1."""
+    found = find_person(conn, id_or_email, region=region)
     if found is None:
         print_error(
             f'contact "{id_or_email}" not found: pass a contact id, or an e-mail or phone it has '
             "(see `crmhub segments members KEY`)"
         )
         raise typer.Exit(EXIT_FAILED)
+    asked = id_or_email.strip()
+    if asked.isascii() and asked.isdigit() and int(asked) != found:
+        print_note(f"contact {int(asked)} was merged into {found}")
     return found
 
 
+def _recorded_at(now: datetime | None) -> datetime:
+    """The record's time: the clock, or a --now no later than the clock (plus SKEW)."""
+    at, wall = clock(now), datetime.now(UTC)
+    if at > wall + SKEW:
+        # A later record is the one in force: one dated ahead would outrank every statement until then.
+        print_error(
+            f"--now {at.isoformat(timespec='seconds')} is in the future (the clock says "
+            f"{wall.isoformat(timespec='seconds')}): a consent record dated ahead would outrank every "
+            "opt-in and opt-out until then; leave --now out, or pass a time that has passed"
+        )
+        raise typer.Exit(EXIT_USAGE)
+    return at
+
+
+def _channel(settings: Settings, channel: str) -> str:
+    try:
+        return settings.consent.channel(channel)
+    except ConsentError as exc:
+        print_error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 def _apply(
-    ctx: typer.Context, id_or_email: str, channel: str, reason: str | None, at: datetime, out: bool
+    ctx: typer.Context, id_or_email: str, channel: str, reason: str | None, now: datetime | None, out: bool
 ) -> None:
+    at = _recorded_at(now)
     with exit_codes(), open_store(ctx) as (settings, engine):
+        channel = _channel(settings, channel)
         proof = {"via": f"crmhub consent {'opt-out' if out else 'opt-in'}", "reason": reason}
         requirements = {n: e.requires_consent for n, e in settings.webhooks.endpoints.items()}
+        region = settings.field_mapping.identity.default_region
         with write_transaction(engine) as conn:
-            contact_id = person(conn, settings, id_or_email)
+            contact_id = person(conn, id_or_email, region=region)
             common: dict[str, Any] = {
                 "contact_id": contact_id,
                 "channel": channel,
@@ -91,9 +124,21 @@ def _report(result: ConsentResult, *, json: bool) -> None:
     if json:
         emit_json(result.as_dict())
         return
-    what = "opted out of" if result.status == "opted_out" else "opted in to"
     note = "" if result.recorded else " (already recorded)"
-    console.print(f"contact {result.contact_id} {what} {result.channel}{note}")
+    if result.outranked:
+        given = "opt-out of" if result.status == "opted_out" else "opt-in to"
+        newer = {"opted_out": "an opt-out", "opted_in": "an opt-in"}.get(str(result.in_force), "a record")
+        at = result.in_force_at.isoformat(timespec="seconds") if result.in_force_at else "?"
+        # An opt-out acts all the same (see sync.consent.actions): say so, or the count below puzzles.
+        still = "; its identities are suppressed all the same" if result.status == "opted_out" else ""
+        console.print(
+            f"contact {result.contact_id}: {given} {result.channel} recorded{note}, but {newer} "
+            f"recorded at {at} is newer and stays in force{still}",
+            soft_wrap=True,
+        )
+    else:
+        what = "opted out of" if result.status == "opted_out" else "opted in to"
+        console.print(f"contact {result.contact_id} {what} {result.channel}{note}")
     console.print(
         f"  left {result.left} segment(s), entered {result.entered}, "
         f"cancelled {result.cancelled} pending delivery(ies), suppressed {result.suppressed} identity(ies)"
@@ -109,7 +154,7 @@ def opt_out_command(
     now: NowOption = None,
 ) -> None:
     """Opt the contact out of a channel: it leaves every segment requiring it, entries are cancelled."""
-    _apply(ctx, contact, channel, reason, clock(now), out=True)
+    _apply(ctx, contact, channel, reason, now, out=True)
 
 
 @consent_app.command("opt-in")
@@ -121,4 +166,4 @@ def opt_in_command(
     now: NowOption = None,
 ) -> None:
     """Record an opt-in to a channel (lifting its opt-out suppression) and re-evaluate the contact."""
-    _apply(ctx, contact, channel, reason, clock(now), out=False)
+    _apply(ctx, contact, channel, reason, now, out=False)

@@ -24,7 +24,8 @@ _RECENT = 20
 
 def _load(ctx: typer.Context, id_or_email: str, recent: int | None) -> dict[str, Any]:
     with exit_codes(), open_store(ctx) as (settings, engine), engine.connect() as conn:
-        return contact_export(conn, person(conn, settings, id_or_email), recent=recent)
+        found = person(conn, id_or_email, region=settings.field_mapping.identity.default_region)
+        return contact_export(conn, found, recent=recent)
 
 
 def _text(value: Any) -> str:
@@ -85,7 +86,7 @@ def erase(
     at: datetime = clock(now)
     with exit_codes(), open_store(ctx) as (settings, engine):
         with engine.connect() as conn:
-            contact_id = person(conn, settings, contact)
+            contact_id = person(conn, contact, region=settings.field_mapping.identity.default_region)
         # Asked outside the transaction: SQLite's write lock must not wait on a person typing.
         if not yes and not typer.confirm(f"Erase contact {contact_id} and everything about it?"):
             print_error("nothing erased: answer yes, or pass --yes")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, cast
 
@@ -13,15 +14,17 @@ from sqlalchemy import Connection, Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_table
+from crmhub.cli.consent import person
+from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
 from sync.segments import ScoringConfig, SegmentConfig, evaluate_segments
 from sync.segments.explain import Explainer, Explanation, load_contact
-from sync.segments.queries import find_contact, history, members, overview
+from sync.segments.queries import history, members, overview
 
 __all__ = ["explain_command", "history_command", "plan_command", "segments_app"]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ContactOption = Annotated[str, typer.Option("--contact", help="Contact id or e-mail address.")]
+ContactOption = Annotated[str, typer.Option("--contact", help="Contact id, e-mail address or phone number.")]
 NowOption = Annotated[
     datetime | None,
     typer.Option("--now", help="Evaluate as of this UTC time instead of the clock (e.g. 2026-04-01T09:00)."),
@@ -31,21 +34,29 @@ segments_app = typer.Typer(help="Segments: members, counts and latest changes.")
 
 
 class _SegmentSettings(Protocol):
-    """The parts of the settings these commands read (`[database]`, `[segments]`, `[scoring]`)."""
+    """The parts of the settings these commands read (`[database]`, `[segments]`, `[scoring]` ...)."""
 
     @property
     def database(self) -> DatabaseConfig: ...
+    @property
+    def field_mapping(self) -> FieldMappingConfig: ...
     @property
     def segments(self) -> Mapping[str, SegmentConfig]: ...
     @property
     def scoring(self) -> ScoringConfig | None: ...
 
 
-def _open(ctx: typer.Context) -> tuple[_SegmentSettings, Engine]:
+@contextmanager
+def _open(ctx: typer.Context) -> Iterator[tuple[_SegmentSettings, Engine]]:
+    """The settings and the store, disposed of when the command is done (no pooled connection left)."""
     cli = ctx.ensure_object(CliContext)
     settings = cli.settings()
-    # The root Settings carries `segments` and `scoring` once wired; the protocol names what is read.
-    return cast(_SegmentSettings, settings), cli.engine(settings)
+    engine = cli.engine(settings)
+    try:
+        # The root Settings carries `segments` and `scoring` once wired; the protocol names what is read.
+        yield cast(_SegmentSettings, settings), engine
+    finally:
+        engine.dispose()
 
 
 def _clock(now: datetime | None) -> datetime:
@@ -63,12 +74,9 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _contact(conn: Connection, id_or_email: str) -> int:
-    found = find_contact(conn, id_or_email)
-    if found is None:
-        print_error(f'contact "{id_or_email}" not found: pass a contact id or an e-mail address it has')
-        raise typer.Exit(EXIT_FAILED)
-    return found
+def _contact(conn: Connection, settings: _SegmentSettings, id_or_email: str) -> int:
+    # The same lookup as `crmhub contact show` and `crmhub consent`: ids (merged ones too), e-mails, phones.
+    return person(conn, id_or_email, region=settings.field_mapping.identity.default_region)
 
 
 @segments_app.callback(invoke_without_command=True)
@@ -81,10 +89,8 @@ def segments_default(ctx: typer.Context, json: JsonFlag = False) -> None:
 @segments_app.command("list")
 def segments_list(ctx: typer.Context, json: JsonFlag = False) -> None:
     """List every segment with its member count and last change."""
-    with exit_codes():
-        settings, engine = _open(ctx)
-        with engine.connect() as conn:
-            rows = overview(conn)
+    with exit_codes(), _open(ctx) as (settings, engine), engine.connect() as conn:
+        rows = overview(conn)
     configured = settings.segments
     stored = {r.key for r in rows}
     if json:
@@ -126,10 +132,8 @@ def segments_members(
     json: JsonFlag = False,
 ) -> None:
     """List the members of one segment."""
-    with exit_codes():
-        _, engine = _open(ctx)
-        with engine.connect() as conn:
-            rows = members(conn, key, limit=limit)
+    with exit_codes(), _open(ctx) as (_, engine), engine.connect() as conn:
+        rows = members(conn, key, limit=limit)
     if rows is None:
         print_error(f'segment "{key}" has not been evaluated: check the key or run `crmhub sync` first')
         raise typer.Exit(EXIT_USAGE)
@@ -172,14 +176,15 @@ def explain_command(
 ) -> None:
     """Why a contact is (or is not) in a segment: each rule node true or false, with the values it used."""
     at = _clock(now)
-    with exit_codes():
-        settings, engine = _open(ctx)
+    with exit_codes(), _open(ctx) as (settings, engine):
         if segment not in settings.segments:
             print_error(f'no segment "{segment}" in the configuration: see `crmhub segments`')
             raise typer.Exit(EXIT_USAGE)
         with engine.connect() as conn:
-            data = load_contact(conn, _contact(conn, contact))
-    assert data is not None
+            data = load_contact(conn, _contact(conn, settings, contact))
+    if data is None:
+        print_error(f'contact "{contact}" not found: it was erased or merged a moment ago; try again')
+        raise typer.Exit(EXIT_FAILED)
     result = Explainer(settings.segments, data, now=at).segment(segment)
     if json:
         emit_json(
@@ -195,8 +200,7 @@ def explain_command(
 def plan_command(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) -> None:
     """Dry run: per segment, how many contacts would enter and leave now; writes nothing."""
     at = _clock(now)
-    with exit_codes():
-        settings, engine = _open(ctx)
+    with exit_codes(), _open(ctx) as (settings, engine):
         rows = segment_plan(settings, engine, at)
     if json:
         emit_json({"now": at.isoformat(), "segments": rows})
@@ -239,11 +243,9 @@ def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:
 
 def history_command(ctx: typer.Context, contact: ContactOption, json: JsonFlag = False) -> None:
     """Every segment a contact entered and left, in order."""
-    with exit_codes():
-        _, engine = _open(ctx)
-        with engine.connect() as conn:
-            contact_id = _contact(conn, contact)
-            rows = history(conn, contact_id)
+    with exit_codes(), _open(ctx) as (settings, engine), engine.connect() as conn:
+        contact_id = _contact(conn, settings, contact)
+        rows = history(conn, contact_id)
     if json:
         emit_json({"contact_id": contact_id, "transitions": [_history_dict(r) for r in rows]})
         return

@@ -97,7 +97,7 @@ def sync(
                 "has sent it yet"
             )
         if outcome.push_error is not None:
-            print_error(outcome.push_error)
+            print_error(f"hubspot push: {outcome.push_error}")
     if report.failed or outcome.busy or held or outcome.push_error is not None:
         raise typer.Exit(EXIT_FAILED)
 

@@ -81,6 +81,8 @@ class SchedulerThread:
             # One failing run must not end the scheduler; the next firing tries again.
             log.exception("scheduler: %s failed", job.name)
             return
+        if outcome.push_error is not None:
+            log.error("scheduler: %s failed: %s", job.name, outcome.push_error)  # the pull was stored
         for lease, holder in outcome.busy.items():
             log.warning(
                 "scheduler: %s skipped %s: held by %s (a run elsewhere overran)", job.name, lease, holder

@@ -8,6 +8,12 @@ the channel or the endpoint does (`endpoints`, named by the caller, which knows 
 configuration), and so are leased ones whose lease ran out (their worker died; the queue would send
 them again). Deliveries in flight (leased, lease running) finish; the `segment.left` that follows
 tells the consumer to stop.
+
+The channel must be one of `[consent] channels` (any case); another is refused with ConsentError.
+The record in force is the contact's latest for the channel by `recorded_at`, as segments read it:
+a statement dated before a newer one is kept as history, and the result says which one is in force.
+An opt-out acts all the same (stopping messages is the safe side); an opt-in outranked by a newer
+opt-out lifts no suppression.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Connection, delete, select, update
 
 from sync.consent.config import ConsentConfig
-from sync.consent.records import ConsentItem, record_many
+from sync.consent.records import ConsentItem, InForce, in_force, record_many
 from sync.consent.suppression import identity_hash, suppress_contacts
 from sync.store.tables import (
     cancellable,
@@ -52,10 +58,19 @@ class ConsentResult:
     cancelled: int = 0
     left: int = 0
     entered: int = 0
+    # The channel's record in force after this one: a newer statement outranks it.
+    in_force: str | None = None
+    in_force_at: datetime | None = None
+
+    @property
+    def outranked(self) -> bool:
+        """A newer record with another status stays in force over the one just given."""
+        return self.in_force is not None and self.in_force != self.status
 
     def as_dict(self) -> dict[str, Any]:
         """The result as JSON-ready values."""
-        return dict(self.__dict__)
+        at = self.in_force_at.isoformat() if self.in_force_at else None
+        return dict(self.__dict__) | {"in_force_at": at}
 
 
 def current_contact(conn: Connection, contact_id: int) -> int | None:
@@ -140,6 +155,10 @@ def unsubscribe(
     return suppressed, cancelled, report
 
 
+def _shown(current: InForce | None) -> tuple[str | None, datetime | None]:
+    return (None, None) if current is None else (current.status, current.recorded_at)
+
+
 def _counts(report: EvaluationReport | None) -> tuple[int, int]:
     if report is None:
         return 0, 0
@@ -159,13 +178,17 @@ def opt_out(
     config: ConsentConfig | None = None,
 ) -> ConsentResult:
     """Record an opt-out of `channel` and act on it at once (see the module docstring)."""
+    channel = (config or ConsentConfig()).channel(channel)
     item = ConsentItem(contact_id, channel, "opted_out", source, now, proof)
     recorded = bool(record_many(conn, [item], now=now))
     suppressed, cancelled, report = unsubscribe(
         conn, [contact_id], channel, now=now, evaluate=evaluate, endpoints=endpoints, config=config
     )
     left, entered = _counts(report)
-    return ConsentResult(contact_id, channel, "opted_out", recorded, suppressed, cancelled, left, entered)
+    current = in_force(conn, contact_id, channel)
+    return ConsentResult(
+        contact_id, channel, "opted_out", recorded, suppressed, cancelled, left, entered, *_shown(current)
+    )
 
 
 def opt_in(
@@ -180,17 +203,20 @@ def opt_in(
     config: ConsentConfig | None = None,
 ) -> ConsentResult:
     """Record an opt-in of `channel`, lift the contact's opt-out suppressions for it, re-evaluate."""
+    consent = config or ConsentConfig()
+    channel = consent.channel(channel)
     item = ConsentItem(contact_id, channel, "opted_in", source, now, proof)
     recorded = bool(record_many(conn, [item], now=now))
-    kinds = (config or ConsentConfig()).kinds(channel)
+    current = in_force(conn, contact_id, channel)
     ci = contact_identities.c
     hashes = [
         identity_hash(value)
         for value in conn.execute(
-            select(ci.value).where(ci.contact_id == contact_id, ci.kind.in_(kinds))
+            select(ci.value).where(ci.contact_id == contact_id, ci.kind.in_(consent.kinds(channel)))
         ).scalars()
     ]
-    if hashes:
+    # A newer opt-out stays in force, and so does the suppression that goes with it.
+    if hashes and current is not None and current.status == "opted_in":
         # Only an opt-out's entry is lifted: bounces and erasures stay listed.
         conn.execute(
             delete(suppressions).where(
@@ -199,4 +225,4 @@ def opt_in(
         )
     report = evaluate(conn, now=now, run_id=None, contact_ids=[contact_id]) if evaluate else None
     left, entered = _counts(report)
-    return ConsentResult(contact_id, channel, "opted_in", recorded, 0, 0, left, entered)
+    return ConsentResult(contact_id, channel, "opted_in", recorded, 0, 0, left, entered, *_shown(current))

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sync.consent.exceptions import ConsentError
+
 __all__ = ["ConsentConfig", "ConsentSource", "endpoints_by_channel"]
 
 IdentityKind = Literal["email", "phone"]
@@ -55,6 +57,29 @@ class ConsentConfig(_Strict):
     # The identity that reaches each channel: an opt-out suppresses the contact's identities of that kind.
     channels: dict[str, IdentityKind] = Field(default_factory=lambda: dict(_CHANNELS))
     sources: list[ConsentSource] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> ConsentConfig:
+        # A source's statements under a channel no segment asks for would be recorded and never count.
+        for n, source in enumerate(self.sources):
+            if source.channel not in self.channels:
+                raise ValueError(f"sources[{n}].channel: {self._unknown(source.channel)}")
+        return self
+
+    def channel(self, name: str) -> str:
+        """`name` as one of `channels` (case and spaces ignored), or ConsentError naming them."""
+        wanted = name.strip().casefold()
+        for channel in self.channels:
+            if channel.casefold() == wanted:
+                return channel
+        raise ConsentError(f"consent channel: {self._unknown(name)}")
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(sorted(self.channels)) or "none"
+        return (
+            f"expected one of the [consent] channels ({known}), found {name!r}: use one of them, or add "
+            f'the channel to [consent] channels with the identity that reaches it (e.g. whatsapp = "phone")'
+        )
 
     def kinds(self, channel: str) -> tuple[str, ...]:
         """The identity kinds an opt-out of `channel` suppresses; both for a channel not listed."""

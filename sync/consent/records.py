@@ -12,7 +12,15 @@ from sqlalchemy import Connection, insert, select, tuple_, update
 from sync.consent.flags import set_flag
 from sync.store.tables import consent_records, contacts
 
-__all__ = ["STATUSES", "ConsentItem", "latest_statuses", "record_consent", "record_many"]
+__all__ = [
+    "STATUSES",
+    "ConsentItem",
+    "InForce",
+    "in_force",
+    "latest_statuses",
+    "record_consent",
+    "record_many",
+]
 
 STATUSES = ("opted_in", "opted_out", "unknown")
 
@@ -27,6 +35,26 @@ class ConsentItem:
     source: str
     recorded_at: datetime
     proof: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The record in force for one contact and channel: its status and when it was given."""
+
+    status: str
+    recorded_at: datetime
+
+
+def in_force(conn: Connection, contact_id: int, channel: str) -> InForce | None:
+    """The contact's latest record for `channel` (by time, ties by id, as segments read it), if any."""
+    cr = consent_records.c
+    row = conn.execute(
+        select(cr.status, cr.recorded_at)
+        .where(cr.contact_id == contact_id, cr.channel == channel)
+        .order_by(cr.recorded_at.desc(), cr.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else InForce(row.status, row.recorded_at)
 
 
 def latest_statuses(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from sync.store.tables import (
     consent_records,
     deliveries,
     memberships,
+    merge_log,
     outbox,
     segments,
     suppressions,
@@ -264,3 +266,60 @@ def assert_reimport_stays_out(engine: Engine, contact_id: int, segment: str) -> 
     with write_transaction(engine) as conn:
         evaluate(conn, now=LATER, run_id=None, contact_ids=None)
         assert members(conn, segment) == set()
+
+
+def merged_jane(engine: Engine) -> tuple[int, int]:
+    """Jane known by phone (Stripe) and by e-mail (HubSpot), merged by her form answer: (kept, merged)."""
+    store = page_store()
+    store_page(engine, store, stripe_customer("cus_1", email="", phone="(415) 555-2671"))
+    store_page(engine, store, hubspot_contact("501", email="Jane.Doe@Example.com", optout="false"))
+    store_page(
+        engine,
+        store,
+        typeform_response("t1", email="jane.doe@example.com", phone="+1 415 555 2671", consent=True),
+    )
+    with engine.connect() as conn:
+        row = conn.execute(select(merge_log.c.kept_contact_id, merge_log.c.merged_contact_id)).one()
+    return int(row[0]), int(row[1])
+
+
+# The configuration of the commands' tests: the segments and endpoints above, in TOML.
+CLI_CONFIG = """
+[database]
+url = "{url}"
+
+[segments.sms_offers]
+name = "SMS offers"
+requires_consent = "sms"
+all = [{{ field = "email", op = "exists" }}]
+
+[segments.newsletter]
+name = "Newsletter"
+requires_consent = "email"
+all = [{{ field = "email", op = "exists" }}]
+
+[segments.everyone]
+name = "Everyone"
+all = [{{ field = "email", op = "exists" }}]
+
+[webhooks.endpoints.texter]
+url = "https://texter.example/hook"
+secret_envs = ["TEXTER_SECRET"]
+messaging = true
+requires_consent = "sms"
+segments = ["sms_offers"]
+
+[webhooks.endpoints.mailer]
+url = "https://mailer.example/hook"
+secret_envs = ["MAILER_SECRET"]
+messaging = true
+requires_consent = "email"
+segments = ["newsletter"]
+"""
+
+
+def cli_config(tmp_path: Path, engine: Engine) -> Path:
+    """A crmhub.toml with the segments and endpoints above, on `engine`'s store."""
+    path = tmp_path / "crmhub.toml"
+    path.write_text(CLI_CONFIG.format(url=engine.url.render_as_string(hide_password=False)), encoding="utf-8")
+    return path

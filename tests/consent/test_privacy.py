@@ -19,6 +19,7 @@ from tests.consent.conftest import (
     evaluate,
     hubspot_contact,
     members,
+    merged_jane,
     page_store,
     store_page,
     stripe_customer,
@@ -154,3 +155,13 @@ def test_a_reimport_after_erase_is_a_new_contact_kept_out(engine: Engine) -> Non
         ("email", "opted_out"),
         ("sms", "opted_out"),
     }
+
+
+def test_find_person_follows_a_merge_and_finds_nobody_for_what_no_contact_can_be(engine: Engine) -> None:
+    kept, merged = merged_jane(engine)
+    with engine.connect() as conn:
+        assert find_person(conn, f" {merged} ") == kept
+        assert find_person(conn, "415-555-2671") == find_person(conn, "jane.doe@EXAMPLE.com") == kept
+        # Beyond 64 bits a driver refuses to bind the number; PostgreSQL text cannot hold NUL.
+        for nobody in (str(2**63), "9" * 40, "jane\x00@example.com", "", "nobody"):
+            assert find_person(conn, nobody) is None, nobody

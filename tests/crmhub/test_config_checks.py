@@ -100,3 +100,11 @@ def test_fields_of_an_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
         "--source: expected one of stripe, hubspot, typeform, segmentio, crmhub, found 'strpe'"
         in result.output
     )
+
+
+def test_check_leaves_no_store_behind(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "typo.db"}"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(config), "check"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crmhub.toml"]

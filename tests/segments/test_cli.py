@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 
 from crmhub.cli._context import CliContext
 from crmhub.cli.segments import explain_command, history_command, plan_command, segments_app
+from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
+from sync.identity import merge
 from sync.segments import ScoringConfig, evaluate_segments
 from sync.store import create_store_engine, upgrade
-from sync.store.tables import transitions
+from sync.store.tables import contact_identities, transitions
 from tests.segments.conftest import NOW, Seeder, segments_from
 
 RAW = {
@@ -51,16 +53,25 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     configured = segments_from(RAW)
     with engine.begin() as conn:
         s = Seeder(conn)
-        ann, bob = s.contact(), s.contact()
+        ann, bob, twin = s.contact(), s.contact(), s.contact()
         s.email(ann, "ann@example.com")
+        phone = {"kind": "phone", "value": "+14155550483", "source": "test", "first_seen_at": NOW}
+        conn.execute(contact_identities.insert().values(contact_id=ann, **phone))
+        # Ann was also known as a second contact, merged into her since.
+        merge(conn, keep=ann, others=[twin], reason="test", now=NOW)
         s.value(ann, "city", "string", "Hamburg")
         s.value(bob, "city", "string", "Berlin")
         s.event(bob, "app.used", NOW - timedelta(days=1))
         evaluate_segments(conn, configured, now=NOW)
     engine.dispose()
-    settings = SimpleNamespace(database=DatabaseConfig(url=url), segments=configured, scoring=ScoringConfig())
+    settings = SimpleNamespace(
+        database=DatabaseConfig(url=url),
+        segments=configured,
+        scoring=ScoringConfig(),
+        field_mapping=FieldMappingConfig(),
+    )
     monkeypatch.setattr(CliContext, "settings", lambda self: settings)
-    return {"url": url, "ann": ann, "bob": bob, "settings": settings}
+    return {"url": url, "ann": ann, "bob": bob, "twin": twin, "settings": settings}
 
 
 def _run(*args: str) -> Any:
@@ -157,3 +168,18 @@ def test_history_lists_transitions_in_order(seeded: dict[str, Any]) -> None:
         (1, "hamburg", "entered")
     ]
     assert "hamburg" in _run("history", "--contact", str(seeded["ann"])).stdout
+
+
+@pytest.mark.parametrize("ref", ["twin", "(415) 555-0483", "+1 415 555 0483", "+14155550483"])
+def test_history_and_explain_find_a_contact_by_merged_id_or_phone_as_contact_show_does(
+    seeded: dict[str, Any], ref: str
+) -> None:
+    asked = str(seeded["twin"]) if ref == "twin" else ref
+    history = _run("history", "--contact", asked, "--json")
+    assert history.exit_code == 0, history.output
+    assert json.loads(history.stdout)["contact_id"] == seeded["ann"]
+    explained = _run("explain", "--contact", asked, "--segment", "hamburg", "--json")
+    assert explained.exit_code == 0, explained.output
+    assert json.loads(explained.stdout)["contact_id"] == seeded["ann"]
+    note = f"contact {seeded['twin']} was merged into {seeded['ann']}"
+    assert (note in history.stderr and note in explained.stderr) == (ref == "twin")

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 
 from crmhub.server.services import Services, services
-from sync.segments.queries import find_contact
+from sync.privacy import find_person
 
 __all__ = ["MAX_ID", "NO_NUL", "ContactRef", "Svc", "not_found", "resolve_contact", "router", "utc"]
 
@@ -80,13 +80,18 @@ def utc(moment: datetime, name: str) -> datetime:
 
 
 ContactRef = Annotated[
-    str, Path(max_length=320, pattern=NO_NUL, description="A contact id or an e-mail address it has")
+    str,
+    Path(
+        max_length=320,
+        pattern=NO_NUL,
+        description="A contact id (a merged one names the contact it was merged into), e-mail or phone",
+    ),
 ]
 
 
-def resolve_contact(conn: Connection, contact: str) -> int:
-    """The contact id for an id or e-mail address, or 404 naming what was asked for."""
-    found = find_contact(conn, contact)
+def resolve_contact(svc: Services, conn: Connection, contact: str) -> int:
+    """The contact for an id, e-mail or phone (as `crmhub contact show` finds it), or 404 naming it."""
+    found = find_person(conn, contact, region=svc.settings.field_mapping.identity.default_region)
     if found is None:
-        raise not_found(f'contact "{contact}" not found: pass a contact id or an e-mail address it has')
+        raise not_found(f'contact "{contact}" not found: pass a contact id, or an e-mail or phone it has')
     return found

@@ -36,7 +36,7 @@ def _plain(value: Any) -> Any:
 def get_contact(svc: Svc, contact: ContactRef) -> ContactView:
     """The contact by id or e-mail address."""
     with svc.engine.connect() as conn:
-        view = contact_view(conn, resolve_contact(conn, contact))
+        view = contact_view(conn, resolve_contact(svc, conn, contact))
     if view is None:
         raise not_found(f'contact "{contact}" not found: it was erased or merged a moment ago')
     return replace(view, fields={name: _plain(value) for name, value in view.fields.items()})
@@ -57,7 +57,7 @@ def get_contact_events(
 ) -> EventsPage:
     """Up to `limit` events older than event `before`."""
     with svc.engine.connect() as conn:
-        contact_id = resolve_contact(conn, contact)
+        contact_id = resolve_contact(svc, conn, contact)
         rows = contact_events(conn, contact_id, limit=limit, before=before)
     return EventsPage(
         contact_id=contact_id,

@@ -140,7 +140,7 @@ def get_explain(
         raise not_found(f'segment "{key}" is not in the configuration: see GET /admin/segments')
     at = svc.clock() if now is None else utc(now, "now")
     with svc.engine.connect() as conn:
-        data = load_contact(conn, resolve_contact(conn, contact))
+        data = load_contact(conn, resolve_contact(svc, conn, contact))
     if data is None:
         raise not_found(f'contact "{contact}" not found: it was erased or merged a moment ago')
     result = Explainer(svc.settings.segments, data, now=at).segment(key)

@@ -71,5 +71,7 @@ def _run_sync(svc: Services, job: Job, full: bool) -> None:
         # Nobody waits on this thread: the failure goes to the log and the run's row says it failed.
         log.exception("admin: %s failed", job.name)
         return
+    if outcome.push_error is not None:
+        log.error("admin: %s failed: %s", job.name, outcome.push_error)  # the pull itself was stored
     for lease, holder in outcome.busy.items():
         log.warning("admin: %s skipped %s: held by %s", job.name, lease, holder)
