@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
 from crmhub.settings import ConfigError, Problem, Settings, secret
+from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
 from sync.consent.config import endpoints_by_channel
 from sync.engine import Evaluate, SyncEngine
@@ -109,7 +110,7 @@ def rule_field_problems(settings: Settings) -> tuple[list[Problem], list[str]]:
     first sync, when automatic fields do not exist yet, notes.
     """
     stored = stored_field_names(settings)
-    known = declared_fields(settings) | stored
+    known = declared_fields(settings.field_mapping) | stored
     found = check_fields(settings.segments, known) + settings.scoring.check_fields(known)
     if not stored:
         fix = "automatic fields appear with the first sync; if this one does not, fix the name"
@@ -171,9 +172,9 @@ def _read_store(settings: Settings, read: Callable[[Connection], T], default: T)
         engine.dispose()
 
 
-def declared_fields(settings: Settings) -> set[str]:
+def declared_fields(field_mapping: FieldMappingConfig) -> set[str]:
     """The fields mapping rules write: known to segments before any value arrives."""
-    return {rule.field for rule in settings.field_mapping.rules}
+    return {rule.field for rule in field_mapping.rules}
 
 
 def evaluator(settings: Settings) -> Evaluate | None:
@@ -182,7 +183,7 @@ def evaluator(settings: Settings) -> Evaluate | None:
     if not settings.segments and not (scoring.events or scoring.conditions) and not settings.hygiene.enabled:
         return None
 
-    declared = declared_fields(settings)
+    declared = declared_fields(settings.field_mapping)
 
     def evaluate(
         conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None

@@ -63,7 +63,11 @@ def run(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) -> No
         results = run_hygiene(conn, settings.hygiene, now=at)
         # Straight to the segments: the evaluator of a sync would run the policies a second time.
         evaluate_segments(
-            conn, settings.segments, now=at, scoring=settings.scoring, declared=declared_fields(settings)
+            conn,
+            settings.segments,
+            now=at,
+            scoring=settings.scoring,
+            declared=declared_fields(settings.field_mapping),
         )
     if json:
         emit_json([{"policy": r.policy, "would": r.would, "did": r.did} for r in results])

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_table
 from crmhub.cli.consent import person
+from crmhub.wiring import declared_fields
 from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
 from sync.segments import ScoringConfig, SegmentConfig, evaluate_segments
@@ -214,10 +215,16 @@ def segment_plan(settings: _SegmentSettings, engine: Engine, at: datetime) -> li
         # Everything runs in a transaction that is always rolled back.
         trans = conn.begin()
         try:
-            report = evaluate_segments(conn, settings.segments, now=at, scoring=settings.scoring)
+            report = evaluate_segments(
+                conn,
+                settings.segments,
+                now=at,
+                scoring=settings.scoring,
+                declared=declared_fields(settings.field_mapping),
+            )
         finally:
             trans.rollback()
-    return [
+    rows = [
         {
             "key": s.key,
             "mode": s.mode,
@@ -228,6 +235,12 @@ def segment_plan(settings: _SegmentSettings, engine: Engine, at: datetime) -> li
         }
         for s in report.segments
     ]
+    # A sync would not evaluate these either: shown with why, so a typo is caught before it runs.
+    held = [
+        {"key": key, "mode": "held", "enter": 0, "leave": 0, "held": problems}
+        for key, problems in report.held.items()
+    ]
+    return rows + held
 
 
 def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:
@@ -236,6 +249,9 @@ def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:
         "segment", "would enter", "would leave", "examples", title=f"plan at {_when(at)} (nothing written)"
     )
     for row in rows:
+        if row["mode"] == "held":
+            table.add_row(row["key"], "-", "-", f"[red]held, not evaluated[/]: {'; '.join(row['held'])}")
+            continue
         examples = [f"+{c}" for c in row["enter_examples"]] + [f"-{c}" for c in row["leave_examples"]]
         table.add_row(row["key"], str(row["enter"]), str(row["leave"]), " ".join(examples) or "-")
     print_table(table)

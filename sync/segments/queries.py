@@ -8,20 +8,17 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, ScalarSelect, Select, func, select
 
-from sync.store.tables import contact_identities, contacts, memberships, segments, transitions
+from sync.store.tables import contact_identities, memberships, segments, transitions
 
 __all__ = [
     "HistoryRow",
     "MemberRow",
     "SegmentRow",
-    "find_contact",
     "history",
     "member_page",
     "members",
     "overview",
 ]
-
-_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -154,20 +151,3 @@ def moved(conn: Connection, *, after_id: int = 0, run_id: int | None = None) -> 
 def last_transition_id(conn: Connection) -> int:
     """The newest transition's id (0 for none): a mark for `moved`."""
     return int(conn.execute(select(func.max(transitions.c.id))).scalar() or 0)
-
-
-def find_contact(conn: Connection, id_or_email: str) -> int | None:
-    """A contact by its numeric id or by an e-mail address (matched lowercase, as identities are stored)."""
-    text = id_or_email.strip()
-    if text.isascii() and text.isdigit():
-        # Beyond a 64-bit id no contact exists, and the drivers refuse to bind such a number.
-        number = int(text)
-        if number > _MAX_ID:
-            return None
-        return conn.execute(select(contacts.c.id).where(contacts.c.id == number)).scalar()
-    found = conn.execute(
-        select(contact_identities.c.contact_id).where(
-            contact_identities.c.kind == "email", contact_identities.c.value == text.lower()
-        )
-    ).scalar()
-    return None if found is None else int(found)

@@ -53,11 +53,14 @@ def test_a_typo_in_a_segment_field_holds_the_segment_instead_of_emptying_it(tmp_
             encoding="utf-8",
         )
         checked = _cli(demo, "check")
+        planned = _cli(demo, "plan", "--no-fields", "--json")
         synced = _cli(demo, "sync", "--json")
         after = demo.segment_sizes()
     finally:
         demo.stop()
     assert checked.exit_code == 2 and 'did you mean "stripe_subscription_status"' in checked.output
+    [trialing] = [row for row in json.loads(planned.stdout)["segments"] if row["key"] == "trialing"]
+    assert trialing["mode"] == "held" and trialing["leave"] == 0  # the plan shows it before the sync
     assert synced.exit_code == 1
     held = json.loads(synced.stdout)["segments_held"]
     assert list(held) == ["trialing"] and "stripe_subscription_statu" in held["trialing"][0]
