@@ -76,6 +76,14 @@ def _proof(feedback: Feedback, endpoint: str) -> dict[str, Any]:
     }
 
 
+def _channel(config: ConsentConfig | None, name: str, endpoint: str) -> str:
+    """`name` as a configured channel, or a ConsentError saying which sender sent it."""
+    try:
+        return (config or ConsentConfig()).channel(name)
+    except ConsentError as exc:
+        raise ConsentError(f"feedback from {endpoint}: {exc}") from None
+
+
 def apply_feedback(
     conn: Connection,
     feedback: Feedback,
@@ -109,6 +117,7 @@ def apply_feedback(
                 f"feedback from {endpoint}: {feedback.type} names no channel: set data.channel, or "
                 f"requires_consent on webhooks.endpoints.{endpoint}"
             )
+        used = _channel(config, used, endpoint)
         result = opt_out(
             conn,
             contact_id=contact_id,
@@ -122,7 +131,7 @@ def apply_feedback(
         )
         return {"type": feedback.type, **result.as_dict()}
     kind, flag = _UNDELIVERABLE[feedback.type]
-    used = data.channel or channel or ("email" if kind == "email" else "sms")
+    used = _channel(config, data.channel or channel or ("email" if kind == "email" else "sms"), endpoint)
     values = _undeliverable(conn, contact_id, kind, data, region)
     suppressed = suppress_values(
         conn, [(kind, v) for v in values], reason=feedback.type.removeprefix("contact."), now=now

@@ -68,16 +68,18 @@ def test_feedback_names_its_channel_in_any_case(engine: Engine, jane: int) -> No
     assert_unsubscribed(engine, jane, "sms_offers", "texter", kept="newsletter")
 
 
-def test_feedback_for_an_unknown_channel_is_refused_and_records_nothing(engine: Engine, jane: int) -> None:
+@pytest.mark.parametrize("kind", ["contact.complained", "contact.bounced"])
+def test_feedback_for_an_unknown_channel_is_refused_and_records_nothing(
+    engine: Engine, jane: int, kind: str
+) -> None:
     feedback = Feedback.model_validate(
-        {
-            "type": "contact.complained",
-            "timestamp": "2026-11-23T11:59:00Z",
-            "data": {"contact_id": jane, "channel": "fax"},
-        }
+        {"type": kind, "timestamp": "2026-11-23T11:59:00Z", "data": {"contact_id": jane, "channel": "fax"}}
     )
     before = _counts(engine)
-    with pytest.raises(ConsentError, match="email, sms"), write_transaction(engine) as conn:
+    with (
+        pytest.raises(ConsentError, match=r"feedback from texter: .*email, sms"),
+        write_transaction(engine) as conn,
+    ):
         apply_feedback(conn, feedback, endpoint="texter", channel="sms", now=NOW, evaluate=evaluate)
     assert _counts(engine) == before
 
