@@ -11,7 +11,8 @@ form's `since`. Cursor (JSON): ``{"forms": {FORM_ID: STATE}}`` where STATE is
 After each page the cursor is saved with ``before`` set to the page's last token; when a sweep
 ends, ``since`` becomes T2 and ``tokens`` the tokens submitted at T2. Responses submitted while a
 sweep runs are newer than its first page and are read by the next sweep. Only completed
-(submitted) responses are pulled: partial ones have no submission time to order by.
+(submitted) responses are pulled (`completed=true`): should a partial one come all the same (a
+token and `landed_at`, no `submitted_at`), it is left out, as it has no submission time to order by.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class TypeformResponses(Stream):
             events: list[ContactEvent] = []
             for item in items:
                 submitted = self._submitted(form_id, item)
+                if submitted is None:
+                    continue  # started, not submitted: nothing to order it by, nor an answer to keep
                 stamp = _iso(submitted)
                 if stamp == since and item["token"] in tokens:
                     continue
@@ -120,12 +123,16 @@ class TypeformResponses(Stream):
             )
             yield new_state, batch
 
-    def _submitted(self, form_id: str, item: Any) -> datetime:
-        submitted = parse_time(item.get("submitted_at")) if isinstance(item, Mapping) else None
-        if submitted is None or not isinstance(item.get("token"), str):
-            raise MalformedPageError(
-                f"typeform: form {form_id} responses: malformed page: "
-                "a response lacks token or submitted_at: "
-                "check connectors.typeform.base_url points at the Typeform API"
-            )
-        return submitted
+    def _submitted(self, form_id: str, item: Any) -> datetime | None:
+        """When the response was submitted; None for one only started (a token and `landed_at` alone)."""
+        if isinstance(item, Mapping) and isinstance(item.get("token"), str):
+            submitted = parse_time(item.get("submitted_at"))
+            if submitted is not None and submitted.year > 1:  # year 1: Typeform's zero time, not submitted
+                return submitted
+            if parse_time(item.get("landed_at")) is not None:
+                return None
+        raise MalformedPageError(
+            f"typeform: form {form_id} responses: malformed page: "
+            "a response lacks token or submitted_at: "
+            "check connectors.typeform.base_url points at the Typeform API"
+        )
