@@ -10,13 +10,16 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -28,10 +31,13 @@ from sync.consent import ConsentConfig
 from sync.hygiene import HygieneConfig
 from sync.schedule import SyncConfig
 from sync.segments import ScoringConfig, SegmentsConfig
+from sync.store.engine import url_problem
 from webhooks.config import WebhooksConfig
 
 DEFAULT_CONFIG_PATH = Path("crmhub.toml")
 CONFIG_ENV = "CRMHUB_CONFIG"
+ENV_PREFIX = "CRMHUB_"
+ENV_DELIMITER = "__"
 
 # The TOML file of the load in progress; a context variable keeps concurrent loads apart.
 _toml_file: ContextVar[Path | None] = ContextVar("crmhub_toml_file", default=None)
@@ -41,7 +47,7 @@ class Settings(BaseSettings):
     """Everything crmhub is configured with; each package receives its own part."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CRMHUB_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid", frozen=True
     )
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -122,17 +128,27 @@ def load_settings(path: Path) -> Settings:
         raise fail(f"expected a readable UTF-8 file, found: {exc}") from None
     token = _toml_file.set(path)
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
-        raise ConfigError([_problem(err) for err in exc.errors()], file=path) from None
+        problems = [_from_environment(_problem(err), os.environ) for err in exc.errors()]
+        raise ConfigError(problems, file=path) from None
+    except SettingsError as exc:
+        # pydantic-settings names only the top-level field; find the variable and say how to write it.
+        raise ConfigError(_env_problems(os.environ) or [_unreadable_env(exc)], file=path) from None
     finally:
         _toml_file.reset(token)
+    problem = url_problem(settings.database.url)
+    if problem is not None:
+        raise ConfigError([_from_environment(Problem("database.url", problem), os.environ)], file=path)
+    return settings
 
 
 def missing_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Problem]:
     """Every secret whose environment variable is unset or empty."""
     environ = os.environ if environ is None else environ
-    return [_unset(path, env) for path, env in settings.secret_envs().items() if not environ.get(env)]
+    return [
+        _unset(path, env, environ) for path, env in settings.secret_envs().items() if not environ.get(env)
+    ]
 
 
 def secret(settings: Settings, path: str, environ: Mapping[str, str] | None = None) -> SecretStr:
@@ -141,12 +157,108 @@ def secret(settings: Settings, path: str, environ: Mapping[str, str] | None = No
     env = settings.secret_envs()[path]
     value = environ.get(env)
     if not value:
-        raise ConfigError([_unset(path, env)])
+        raise ConfigError([_unset(path, env, environ)])
     return SecretStr(value)
 
 
-def _unset(path: str, env: str) -> Problem:
-    return Problem(path, f"expected environment variable {env} to hold the secret, found it unset: set {env}")
+def _unset(path: str, env: str, environ: Mapping[str, str]) -> Problem:
+    found = "set but empty" if env in environ else "unset"
+    return Problem(
+        path, f"expected environment variable {env} to hold the secret, found it {found}: set {env}"
+    )
+
+
+# --- environment variables pydantic-settings must read as JSON -----------------------------------
+
+
+def _env_problems(environ: Mapping[str, str]) -> list[Problem]:
+    """Each CRMHUB_* variable that pydantic-settings cannot parse, located and with the fix."""
+    problems = []
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() == CONFIG_ENV:
+            continue
+        # The library's own reading of this one variable, so the diagnosis matches what failed.
+        source = EnvSettingsSource(Settings)
+        source.env_vars = {name.lower(): value}
+        try:
+            source()
+        except SettingsError:
+            problems.append(_env_problem(name, value))
+    return problems
+
+
+def _env_problem(name: str, value: str) -> Problem:
+    parts = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+    path = ".".join(parts)
+    kind = _kind(_annotation_at(parts))
+    expected = f"expected a {kind}, written as JSON in environment variable {name}"
+    try:
+        json.loads(value)
+    except ValueError as exc:
+        found = f"invalid JSON ({exc})" if value.lstrip().startswith(("[", "{")) else json.dumps(value)
+    else:
+        found = f"JSON that is not a {kind}: {value}"
+    if kind == "list":
+        items = [item.strip() for item in value.strip("[] ").split(",") if item.strip(" '\"")]
+        example = json.dumps([item.strip(" '\"") for item in items] or ["a", "b"])
+        return Problem(path, f"{expected}, found {found}: set {name}='{example}'")
+    fix = (
+        f"set its keys one by one ({name}{ENV_DELIMITER}<KEY>=...) or the whole table as JSON "
+        f"({name}='{{\"key\": ...}}')"
+    )
+    return Problem(path, f"{expected}, found {found}: {fix}")
+
+
+def _unreadable_env(exc: SettingsError) -> Problem:
+    cause = f": {exc.__cause__}" if exc.__cause__ else ""
+    return Problem("(environment)", f"expected CRMHUB_* variables crmhub can read, found {exc}{cause}")
+
+
+def _annotation_at(parts: list[str]) -> Any:
+    """The type of the setting that CRMHUB_ + `parts` names; None when no setting has that name."""
+    annotation: Any = Settings
+    for part in parts:
+        inner = _optional(annotation)
+        if get_origin(inner) is dict:
+            annotation = get_args(inner)[1]  # `part` is an entry's key, as in `segments.<key>`
+            continue
+        model = _model_of(inner)
+        if model is None:
+            return None
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n.lower(), (f.alias or "").lower())), None
+        )
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
+def _optional(annotation: Any) -> Any:
+    """`X` of `X | None`."""
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _kind(annotation: Any) -> str:
+    """`list` for a sequence setting, `table` for the rest pydantic-settings reads as JSON."""
+    inner = _optional(annotation)
+    sequences = (list, tuple, set, frozenset)
+    return "list" if get_origin(inner) in sequences or inner in sequences else "table"
+
+
+def _from_environment(problem: Problem, environ: Mapping[str, str]) -> Problem:
+    """`problem`, naming the CRMHUB_* variable that set its value, when one did."""
+    if "[" in problem.path or problem.path.startswith("("):
+        return problem
+    wanted = ENV_PREFIX + problem.path.replace(".", ENV_DELIMITER).upper()
+    name = next((key for key in environ if key.upper() == wanted), None)
+    if name is None:
+        return problem
+    return Problem(problem.path, f"{problem.message} (set by environment variable {name})")
 
 
 # --- turning pydantic's errors into TOML-path messages ------------------------------------------

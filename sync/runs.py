@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +45,13 @@ class StreamRow:
     run_finished_at: datetime | None = None
 
 
+# A run cut short by Ctrl-C: what it committed stays, and `crmhub sources` shows it ended.
+INTERRUPTED = "interrupted"
+
+# The runs begun inside `tracking_runs`, as (id, started_at), for closing them after an interrupt.
+_started: ContextVar[list[tuple[int, datetime]] | None] = ContextVar("crmhub_started_runs", default=None)
+
+
 def start_run(conn: Connection, *, source: str | None, trigger: str, now: datetime) -> int:
     """Record that a run began and return its id."""
     result = conn.execute(
@@ -50,7 +59,47 @@ def start_run(conn: Connection, *, source: str | None, trigger: str, now: dateti
         .values(source=source, trigger=trigger, status="running", started_at=now, stats={})
         .returning(sync_runs.c.id)
     )
-    return int(result.scalar_one())
+    run_id = int(result.scalar_one())
+    started = _started.get()
+    if started is not None:
+        started.append((run_id, now))
+    return run_id
+
+
+@contextmanager
+def tracking_runs() -> Iterator[list[tuple[int, datetime]]]:
+    """Collect the runs this context starts inside the block, for `mark_interrupted` after a Ctrl-C."""
+    started: list[tuple[int, datetime]] = []
+    token = _started.set(started)
+    try:
+        yield started
+    finally:
+        _started.reset(token)
+
+
+def mark_interrupted(
+    conn: Connection, started: Sequence[tuple[int, datetime]], *, now: datetime
+) -> list[int]:
+    """Close the runs of `started` that are still `running` as interrupted; the ids it closed."""
+    closed = []
+    for run_id, started_at in started:
+        # started_at too: a run whose insert rolled back may have left its id to another process's run.
+        result = conn.execute(
+            update(sync_runs)
+            .where(
+                sync_runs.c.id == run_id,
+                sync_runs.c.started_at == started_at,
+                sync_runs.c.status == "running",
+            )
+            .values(
+                status=INTERRUPTED,
+                error="interrupted (Ctrl-C); the pages it stored before are kept",
+                finished_at=now,
+            )
+        )
+        if result.rowcount:
+            closed.append(run_id)
+    return closed
 
 
 def finish_run(

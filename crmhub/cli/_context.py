@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,12 @@ from crmhub.cli._output import errors, print_error
 from crmhub.settings import ConfigError, Settings, config_path, load_settings
 from sync.exceptions import SyncError
 from sync.store import create_store_engine, ensure_schema
+from sync.store.engine import describe_error
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 @dataclass
@@ -27,15 +30,23 @@ class CliContext:
     """State shared by the commands of one invocation."""
 
     config: Path | None = None
+    # The store the loaded configuration names, so a database error can name its file.
+    database_url: str | None = None
 
     @property
     def path(self) -> Path:
         """The config file this invocation reads."""
         return config_path(self.config)
 
+    def __post_init__(self) -> None:
+        # The latest invocation's context, for `exit_codes`, which commands call without it.
+        _invocation.set(self)
+
     def settings(self) -> Settings:
         """Load and validate the configuration."""
-        return load_settings(self.path)
+        settings = load_settings(self.path)
+        self.database_url = settings.database.url
+        return settings
 
     def engine(self, settings: Settings, *, migrate: bool | None = None) -> Engine:
         """Open the store and make sure its schema is current."""
@@ -44,9 +55,15 @@ class CliContext:
         return engine
 
 
+_invocation: ContextVar[CliContext | None] = ContextVar("crmhub_invocation", default=None)
+
+
 def report_config_error(exc: ConfigError) -> None:
     """Print every configuration problem as `path: expected ..., found ...`."""
-    where = f" in {exc.file}" if exc.file else ""
+    # A problem found after loading (a secret read when a source starts) is still about this file.
+    cli = _invocation.get()
+    file = exc.file or (cli.path if cli is not None else None)
+    where = f" in {file}" if file else ""
     errors.print(f"[bold red]configuration error{where}[/]")
     for problem in exc.problems:
         errors.print(f"  {problem}", markup=False)
@@ -64,5 +81,6 @@ def exit_codes() -> Iterator[None]:
         print_error(str(exc))
         raise typer.Exit(EXIT_FAILED) from None
     except DBAPIError as exc:
-        print_error(f"database: {exc.orig}: check database.url and that the database server is running")
+        cli = _invocation.get()
+        print_error(describe_error(exc, cli.database_url if cli is not None else None))
         raise typer.Exit(EXIT_FAILED) from None

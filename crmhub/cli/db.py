@@ -46,6 +46,8 @@ def db_status(ctx: typer.Context, json: JsonFlag = False) -> None:
     with exit_codes():
         settings = ctx.ensure_object(CliContext).settings()
         current = status(create_store_engine(settings.database.url))
+        if not current.known:
+            raise current.unknown_error()
     if json:
         emit_json(_as_dict(current))
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
@@ -104,22 +105,32 @@ def sync(
 
 def _interrupted(engine: Engine, started: list[tuple[int, datetime]], now: datetime) -> None:
     """After Ctrl-C: close the run as interrupted (its committed pages stay) and say how to resume."""
-    runs = ", ".join(f"#{run_id}" for run_id, _ in started)
-    try:
-        with write_transaction(engine) as conn:
-            mark_interrupted(conn, started, now=now)
-    except DBAPIError as exc:
-        print_error(
-            f"run {runs} could not be marked interrupted ({exc.orig}): `crmhub sources` shows it "
-            "running until the next sync"
-        )
     if not started:
         errors.print("interrupted before the run began: nothing was stored", markup=False)
         return
-    errors.print(
-        f"interrupted: run {runs} stopped after the last stored page; run `crmhub sync` again to resume",
-        markup=False,
-    )
+    closed = [run_id for run_id, _ in started]
+    try:
+        with write_transaction(engine) as conn:
+            closed = mark_interrupted(conn, started, now=now)
+    except DBAPIError as exc:
+        print_error(
+            f"run {_ids(closed)} could not be marked interrupted ({exc.orig}): `crmhub sources` "
+            "shows it running until the next sync"
+        )
+    if not closed:
+        # Ctrl-C after the pull had finished (the HubSpot push had not started, or had finished too).
+        finished = _ids(run_id for run_id, _ in started)
+        message = f"interrupted after run {finished} finished: everything it pulled is stored"
+    else:
+        message = (
+            f"interrupted: run {_ids(closed)} stopped after the last stored page; "
+            "run `crmhub sync` again to resume"
+        )
+    errors.print(message, markup=False)
+
+
+def _ids(runs: Iterable[int]) -> str:
+    return ", ".join(f"#{run_id}" for run_id in runs)
 
 
 class StreamProgress:

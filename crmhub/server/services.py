@@ -121,6 +121,8 @@ class Services:
             schema = status(self.engine)
         except DBAPIError as exc:
             return f"database unreachable: {exc.orig}; check database.url"
+        if not schema.known:
+            return str(schema.unknown_error())
         if not schema.up_to_date:
             return "database schema is behind this version of crmhub; run `crmhub db upgrade`"
         return None

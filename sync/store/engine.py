@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary, finalize
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from sync.store import checkpoint
@@ -24,6 +26,76 @@ def normalize_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+_SQLITE_FORMS = "sqlite:///relative/path.db (three slashes) or sqlite:////absolute/path.db (four)"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot open a store, as "expected ..., found ..."; None when it can be tried."""
+    try:
+        create_engine(normalize_url(url)).dispose()
+    except NoSuchModuleError:
+        return f"expected a sqlite:/// or postgresql:// URL (crmhub has those drivers), found {_shown(url)}"
+    except ImportError as exc:
+        return f"expected a URL whose driver is installed, found {_shown(url)} ({exc}): use postgresql://"
+    except (ArgumentError, ValueError):
+        if url.split(":", 1)[0].split("+", 1)[0] == "sqlite":
+            return f"expected a SQLite URL like {_SQLITE_FORMS}, found {_shown(url)}"
+        return f"expected a URL like postgresql://user@host:5432/dbname, found {_shown(url)}"
+    return None
+
+
+def _shown(url: str) -> str:
+    """`url` quoted for a message, its password hidden when it parses."""
+    try:
+        return json.dumps(make_url(url).render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return json.dumps(url) if url.startswith("sqlite") else "a URL that does not parse"
+
+
+def describe_error(exc: DBAPIError, url: str | None) -> str:
+    """A store error as `database: ...` with its fix; on SQLite naming the file and what is wrong with it."""
+    try:
+        parsed = None if url is None else make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None
+    if parsed is None or parsed.get_backend_name() != "sqlite":
+        return f"database: {exc.orig}: check database.url and that the database server is running"
+    database = Path(parsed.database or ":memory:")
+    # A relative path is relative to where the command runs, which is not always where one thinks.
+    path = database if database.is_absolute() else f"{database} (in {Path.cwd()})"
+    cause = str(exc.orig)
+    if "unable to open database file" in cause:
+        return f"database: cannot open the SQLite file {path}: {_why_unopenable(database)}"
+    if "readonly database" in cause:
+        return f"database: cannot write the SQLite file {path}: {_why_unopenable(database)}"
+    if "database is locked" in cause:
+        return (
+            f"database: the SQLite file {path} stayed locked by another process: wait for the other "
+            "crmhub command to finish (or stop it), then run this one again"
+        )
+    if "not a database" in cause or "malformed" in cause:
+        return (
+            f"database: {path} is not a usable SQLite database ({cause}): point database.url at "
+            "the right file, or restore it from a backup"
+        )
+    return f"database: {cause} (SQLite file {path}): check database.url"
+
+
+def _why_unopenable(path: Path) -> str:
+    """What keeps SQLite from opening or writing `path`, with the fix."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"its directory {folder} does not exist: create it, or fix database.url"
+    if path.is_dir():
+        return "it is a directory: name a file in database.url"
+    # SQLite writes the -wal and -shm files beside the database, so the directory must be writable too.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its directory {folder} is not writable by this user: fix its permissions, or move the store"
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return "the file is not readable and writable by this user: fix its permissions"
+    return "check database.url, the file's permissions and the free disk space"
 
 
 _STDLIB_REFUSES = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -100,6 +172,23 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        # A Ctrl-C inside a statement leaves its cursor open: SQLAlchemy then closes the connection,
+        # but SQLite defers that close while a statement is unfinalized, so the transaction kept the
+        # write lock and this process's next write (marking the run, freeing its leases) waited out
+        # busy_timeout and failed with "database is locked". Close the cursor and roll back first.
+        connection, execution = context.connection, context.execution_context
+        if isinstance(context.original_exception, Exception) or connection is None or connection.invalidated:
+            return
+        with suppress(Exception):
+            if execution is not None:
+                execution.cursor.close()
+        with suppress(Exception):
+            raw = connection.connection.dbapi_connection
+            if raw is not None:
+                raw.rollback()
 
 
 # A statement that writes nothing but makes SQLite take the write lock (what BEGIN IMMEDIATE would do).

@@ -220,7 +220,12 @@ def test_the_package_global_base_url_is_untouched(fake: FakeTypeform, sleep: Fak
 def test_a_response_only_started_is_left_out_and_the_rest_of_its_page_kept(
     fake: FakeTypeform, sleep: FakeSleep, submitted: str | None
 ) -> None:
-    started = {"token": "p1", "landed_at": iso_s(T0), "submitted_at": submitted, "answers": []}
+    started: dict[str, object] = {
+        "token": "p1",
+        "landed_at": iso_s(T0),
+        "submitted_at": submitted,
+        "answers": [],
+    }
     done = {"token": "c1", "landed_at": iso_s(T0), "submitted_at": iso_s(T0), "answers": []}
     fake.fail_next(httpx.Response(200, json={"items": [started, done], "page_count": 1}))
     [batch] = [b for b in _pull(_source(fake, sleep), None) if b.records]

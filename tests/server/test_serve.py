@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -320,3 +323,51 @@ def test_a_stop_reply_from_the_sender_unsubscribes_through_the_feedback_hook(
     [left] = _left(box, "sms_promoters", before)
     assert left["data"]["contact"]["id"] == contact_id
     assert left["data"]["transition"]["reason"] == "unsubscribed"
+
+
+def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`crmhub serve ARGS` over an empty store, as its own process; its output once it ends."""
+    config = tmp_path / "crmhub.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "crmhub.db"}"\n', encoding="utf-8")
+    command = [sys.executable, "-m", "crmhub", "--config", str(config), "serve", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_a_port_in_use_is_refused_before_the_scheduler_or_worker_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve(tmp_path, "--port", str(port))
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert (
+        f"cannot listen on 127.0.0.1:{port}: the port is in use (another crmhub serve, or another "
+        "program): stop it, or pick another port with --port or server.port" in output
+    )
+    # Nothing ran: the app (its scheduler and delivery worker) starts only on a bound socket.
+    assert "ready (scheduler" not in output and "Waiting for application startup" not in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (
+            ["--host", "999.1.1.1"],
+            2,
+            "cannot listen on 999.1.1.1:8484: the host 999.1.1.1 cannot be resolved",
+        ),
+        (["--port", "99999"], 2, "Invalid value for '--port'"),
+    ],
+    ids=["unresolvable-host", "port-out-of-range"],
+)
+def test_an_address_that_cannot_be_listened_on_is_a_clear_refusal(
+    tmp_path: Path, args: list[str], code: int, expected: str
+) -> None:
+    done = _serve(tmp_path, *args)
+    output = done.stdout + done.stderr
+    assert done.returncode == code, output
+    assert expected in output
+    assert "ready (scheduler" not in output
+    assert "Traceback" not in output and "OverflowError" not in output
