@@ -1,9 +1,9 @@
 """Checks across parts of the configuration that no single part can make on its own.
 
-Channel names are checked wherever the configuration loads (a misspelt one would read as nobody's
-consent and empty a segment); the others by `crmhub check`, as they need the environment or the
-store: endpoints naming segments and fields that do not exist, consent read from an unknown
-source, webhook secrets that are not `whsec_` secrets, a Typeform connector with no form.
+Run by `crmhub check`, as they need the environment or the store: endpoints naming segments and
+fields that do not exist, consent read from an unknown source, webhook secrets that are not
+`whsec_` secrets, a Typeform connector with no form. (Channel names are checked wherever the
+configuration loads: crmhub.channels.)
 """
 
 from __future__ import annotations
@@ -12,41 +12,15 @@ from collections.abc import Mapping, Sequence
 
 from crmhub.settings import Problem, Settings
 from field_mapping.sources import SOURCES
-from sync.segments.config import BUILTIN_FIELDS, hint, rule_nodes
+from sync.segments.config import BUILTIN_FIELDS, hint
 from webhooks.exceptions import SecretError
 from webhooks.signing import decode_secret
 
-__all__ = ["channel_problems", "reference_problems", "secret_format_problems"]
+__all__ = ["reference_problems", "secret_format_problems"]
 
 
 def _unknown(path: str, what: str, found: str, choices: Sequence[str], fix: str) -> Problem:
     return Problem(path, f'expected {what}, found "{found}"{hint(found, list(choices))} ({fix})')
-
-
-def channel_problems(settings: Settings) -> list[Problem]:
-    """Channels named by segments, their rules or endpoints that `[consent] channels` lacks.
-
-    (`[consent]` checks its own sources' channels.)
-    """
-    channels = sorted(settings.consent.channels)
-    named: list[tuple[str, str]] = []
-    for key in sorted(settings.segments):
-        segment = settings.segments[key]
-        if segment.requires_consent is not None:
-            named.append((f"segments.{key}.requires_consent", segment.requires_consent))
-        named += [
-            (f"segments.{key}.{path}.consent", r.consent) for path, r in rule_nodes(segment) if r.consent
-        ]
-    for name in sorted(settings.webhooks.endpoints):
-        endpoint = settings.webhooks.endpoints[name]
-        if endpoint.requires_consent is not None:
-            named.append((f"webhooks.endpoints.{name}.requires_consent", endpoint.requires_consent))
-    fix = "channels are lower case; add a new one to [consent] channels with the identity it reaches"
-    return [
-        _unknown(path, "a channel of [consent] channels", channel, channels, fix)
-        for path, channel in named
-        if channel not in settings.consent.channels
-    ]
 
 
 def reference_problems(settings: Settings, stored_fields: set[str]) -> list[Problem]:

@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from connectors.config import ConnectorsConfig
+from crmhub.channels import unknown_channels
 from crmhub.server.config import ServerConfig
 from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
@@ -140,6 +141,9 @@ def load_settings(path: Path) -> Settings:
     problem = url_problem(settings.database.url)
     if problem is not None:
         raise ConfigError([_from_environment(Problem("database.url", problem), os.environ)], file=path)
+    channels = unknown_channels(settings)
+    if channels:
+        raise ConfigError([Problem(where, message) for where, message in channels], file=path)
     return settings
 
 

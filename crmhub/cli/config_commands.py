@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_config_error
 from crmhub.cli._output import console, emit_json, print_error, print_table
-from crmhub.config_checks import channel_problems, reference_problems, secret_format_problems
+from crmhub.config_checks import reference_problems, secret_format_problems
 from crmhub.example import example_config_text
 from crmhub.settings import ConfigError, Settings, missing_secrets
 from crmhub.wiring import leftovers, pull_source_names, push_problems, rule_field_problems, stored_field_names
@@ -45,7 +45,6 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
         problems = [
             *missing_secrets(settings),
             *secret_format_problems(settings, os.environ),
-            *channel_problems(settings),
             *field_problems,
             *reference_problems(settings, stored_field_names(settings)),
             *push_problems(settings),

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from crmhub.channels import unknown_channels
 from crmhub.cli import app
-from crmhub.config_checks import channel_problems, reference_problems, secret_format_problems
+from crmhub.config_checks import reference_problems, secret_format_problems
 from crmhub.settings import Settings
 from webhooks import generate_secret
 
@@ -29,14 +30,14 @@ def test_every_channel_named_must_be_one_of_the_consent_channels() -> None:
         },
         webhooks={"endpoints": {"texter": HOOK | {"messaging": True, "requires_consent": "Sms"}}},
     )
-    found = {p.path: p.message for p in channel_problems(settings)}
+    found = dict(unknown_channels(settings))
     assert set(found) == {
         "segments.sms_offers.requires_consent",
         "segments.sms_offers.all[0].consent",
         "webhooks.endpoints.texter.requires_consent",
     }
     assert found["segments.sms_offers.requires_consent"].startswith(
-        'expected a channel of [consent] channels, found "SMS"; expected one of email, sms'
+        'expected a channel of [consent] channels, found "SMS"; did you mean "sms"?'
     )
     assert 'found "fax"' in found["segments.sms_offers.all[0].consent"]
 
@@ -48,7 +49,7 @@ def test_a_channel_added_to_the_consent_channels_is_accepted() -> None:
             "wa": {"name": "WA", "requires_consent": "whatsapp", "all": [{"field": "email", "op": "exists"}]}
         },
     )
-    assert channel_problems(settings) == []
+    assert unknown_channels(settings) == []
 
 
 def test_endpoints_name_segments_and_fields_that_exist_and_consent_comes_from_a_source() -> None:
@@ -108,3 +109,19 @@ def test_check_leaves_no_store_behind(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(config), "check"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crmhub.toml"]
+
+
+def test_a_config_naming_an_unknown_channel_stops_every_command(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "crmhub.db"}"\n'
+        '[segments.sms_offers]\nname = "SMS"\nrequires_consent = "SMS"\n'
+        'all = [{ field = "email", op = "exists" }]\n',
+        encoding="utf-8",
+    )
+    for command in (["check"], ["sync"], ["segments"]):
+        result = CliRunner().invoke(app, ["--config", str(config), *command])
+        assert result.exit_code == 2, result.output
+        assert (
+            "segments.sms_offers.requires_consent: expected a channel of [consent] channels" in result.output
+        )
