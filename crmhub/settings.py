@@ -141,10 +141,30 @@ def load_settings(path: Path) -> Settings:
     problem = url_problem(settings.database.url)
     if problem is not None:
         raise ConfigError([_from_environment(Problem("database.url", problem), os.environ)], file=path)
-    channels = unknown_channels(settings)
-    if channels:
-        raise ConfigError([Problem(where, message) for where, message in channels], file=path)
+    problems = [Problem(where, message) for where, message in unknown_channels(settings)]
+    problems += _unknown_env_tables(os.environ)
+    if problems:
+        raise ConfigError(problems, file=path)
     return settings
+
+
+def _unknown_env_tables(environ: Mapping[str, str]) -> list[Problem]:
+    """CRMHUB_<TABLE>__... variables naming no table: pydantic-settings ignores them without a word."""
+    # Only names with the nested delimiter: CRMHUB_SMS_WEBHOOK_SECRET and the like are secrets.
+    tables = sorted(Settings.model_fields)
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or ENV_DELIMITER not in upper:
+            continue
+        table = upper[len(ENV_PREFIX) :].split(ENV_DELIMITER)[0].lower()
+        if table not in tables:
+            close = difflib.get_close_matches(table, tables, n=1)
+            hint = f" (did you mean CRMHUB_{close[0].upper()}__...?)" if close else ""
+            problems.append(
+                Problem(name, f"expected CRMHUB_ + one of {', '.join(tables)} + __, found {table!r}{hint}")
+            )
+    return problems
 
 
 def missing_secrets(settings: Settings, environ: Mapping[str, str] | None = None) -> list[Problem]:

@@ -40,18 +40,26 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     """Validate the configuration: every problem with its TOML path, or a summary of what is set up."""
     cli = ctx.ensure_object(CliContext)
     with exit_codes():
-        settings = cli.settings()
-        field_problems, field_notes = rule_field_problems(settings)
-        problems = [
-            *missing_secrets(settings),
-            *secret_format_problems(settings, os.environ),
-            *field_problems,
-            *reference_problems(settings, stored_field_names(settings)),
-            *push_problems(settings),
-        ]
-        if problems:
-            raise ConfigError(problems, file=cli.path)
-    summary = _summary(settings, cli.path) | {"notes": field_notes + leftovers(settings)}
+        try:
+            settings = cli.settings()
+            field_problems, field_notes = rule_field_problems(settings)
+            problems = [
+                *missing_secrets(settings),
+                *secret_format_problems(settings, os.environ),
+                *field_problems,
+                *reference_problems(settings, stored_field_names(settings)),
+                *push_problems(settings),
+            ]
+            if problems:
+                raise ConfigError(problems, file=cli.path)
+        except ConfigError as exc:
+            if not json:
+                raise
+            # Scripts read stdout: the problems as JSON there too, with the same exit code.
+            found = [{"path": p.path, "message": p.message} for p in exc.problems]
+            emit_json({"valid": False, "config": str(cli.path), "problems": found})
+            raise typer.Exit(EXIT_USAGE) from None
+    summary = {"valid": True} | _summary(settings, cli.path) | {"notes": field_notes + leftovers(settings)}
     if json:
         emit_json(summary)
         return

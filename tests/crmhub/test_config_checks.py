@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,24 @@ def test_a_config_naming_an_unknown_channel_stops_every_command(tmp_path: Path) 
         assert (
             "segments.sms_offers.requires_consent: expected a channel of [consent] channels" in result.output
         )
+
+
+def test_an_override_naming_no_table_is_a_problem_not_ignored(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "crmhub.db"}"\n', encoding="utf-8")
+    env = {"CRMHUB_DATABSE__URL": "postgresql://elsewhere/db", "CRMHUB_SMS_WEBHOOK_SECRET": "whsec_x"}
+    result = CliRunner().invoke(app, ["--config", str(config), "check"], env=env)
+    assert result.exit_code == 2
+    assert "CRMHUB_DATABSE__URL: expected CRMHUB_ + one of connectors" in result.output
+    assert "did you mean CRMHUB_DATABASE__...?" in result.output
+    assert "SMS_WEBHOOK_SECRET" not in result.output  # a secret's name, not an override
+
+
+def test_check_json_gives_the_problems_as_json_too(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text("[connectors.stripe]\nenabeld = true\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(config), "check", "--json"])
+    assert result.exit_code == 2
+    answer = json.loads(result.stdout)
+    assert answer["valid"] is False and answer["config"] == str(config)
+    assert [p["path"] for p in answer["problems"]] == ["connectors.stripe.enabeld"]
