@@ -16,6 +16,7 @@ from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
 from crmhub.settings import ConfigError, Problem, Settings, secret
 from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
+from field_mapping.types import FieldType
 from sync.consent.config import endpoints_by_channel
 from sync.engine import Evaluate, SyncEngine
 from sync.fields import load_definitions
@@ -24,6 +25,8 @@ from sync.hygiene import run_hygiene
 from sync.ingest import PageStore
 from sync.locks import serialize_evaluation
 from sync.segments import EvaluationReport, check_fields, evaluate_segments
+from sync.segments.compiler import unusable
+from sync.segments.config import rule_nodes
 from sync.store import create_store_engine, status
 from sync.store.tables import deliveries, field_definitions, memberships, segments
 from webhooks.eligibility import OPEN_STATUSES
@@ -109,21 +112,38 @@ def rule_field_problems(settings: Settings) -> tuple[list[Problem], list[str]]:
     Problems once the store holds fields (a sync would not evaluate such a segment); before the
     first sync, when automatic fields do not exist yet, notes.
     """
-    stored = stored_field_names(settings)
+    types = stored_field_types(settings)
+    stored = set(types)
     known = declared_fields(settings.field_mapping) | stored
     found = check_fields(settings.segments, known) + settings.scoring.check_fields(known)
     if not stored:
         fix = "automatic fields appear with the first sync; if this one does not, fix the name"
         return [], [f"{path}: {message} ({fix})" for path, message in found]
     fix = "fix the name, or declare it with a [[field_mapping.rules]] entry if no source has sent it yet"
-    return [Problem(path, f"{message} ({fix})") for path, message in found], []
+    problems = [Problem(path, f"{message} ({fix})") for path, message in found]
+    for key in sorted(settings.segments):
+        for path, rule in rule_nodes(settings.segments[key]):
+            why = unusable(rule, types[rule.field]) if rule.field in types else None
+            if why is not None:
+                problems.append(
+                    Problem(f"segments.{key}.{path}", f"{why} (a sync would hold the segment back)")
+                )
+    return problems, []
+
+
+def stored_field_types(settings: Settings) -> dict[str, FieldType]:
+    """Fields the store already holds, with their types (automatic ones appear after a first sync)."""
+
+    def read(conn: Connection) -> dict[str, FieldType]:
+        rows = conn.execute(select(field_definitions.c.name, field_definitions.c.type))
+        return {name: FieldType(kind) for name, kind in rows if kind in FieldType._value2member_map_}
+
+    return _read_store(settings, read, {})
 
 
 def stored_field_names(settings: Settings) -> set[str]:
-    """Fields the store already holds (automatic ones appear after a first sync); none if unreachable."""
-    return set(
-        _read_store(settings, lambda conn: list(conn.execute(select(field_definitions.c.name)).scalars()), [])
-    )
+    """Fields the store already holds; none if it is unreachable or not there yet."""
+    return set(stored_field_types(settings))
 
 
 def leftovers(settings: Settings) -> list[str]:

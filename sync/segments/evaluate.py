@@ -50,13 +50,14 @@ from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.elements import ColumnElement
 
 from sync.segments.batch import Target, evaluate_batch
-from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
+from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog, unusable
 from sync.segments.config import (
     SegmentConfig,
     dependencies,
     depends_on_time,
     evaluation_order,
     held_segments,
+    rule_nodes,
     rule_version,
     walk,
 )
@@ -226,7 +227,7 @@ def evaluate_segments(
     scratch.create(conn, scored=scored)
     ids = sorted(set(contact_ids)) if contact_ids is not None else None
     catalog = load_catalog(conn)
-    held = {} if declared is None else held_segments(configured, set(catalog.fields) | set(declared))
+    held = {} if declared is None else _held(configured, catalog, set(declared))
     order = [key for key in evaluation_order(dict(configured)) if key not in held]
     rows = _upsert_rows(conn, {key: configured[key] for key in order}, now)
     if any(row.is_new for row in rows.values()):
@@ -310,6 +311,20 @@ def evaluate_segments(
     return EvaluationReport(
         now=now, run_id=run_id, segments=results, scores_changed=scores_changed, held=held
     )
+
+
+def _held(
+    configured: Mapping[str, SegmentConfig], catalog: Catalog, declared: set[str]
+) -> dict[str, list[str]]:
+    """Segments not to evaluate: a field nobody declared or sent, or a test its field's type cannot meet."""
+    held = held_segments(configured, set(catalog.fields) | declared)
+    for key in sorted(configured):
+        for path, rule in rule_nodes(configured[key]):
+            found = catalog.fields.get(rule.field) if rule.field is not None else None
+            why = unusable(rule, found[1]) if found is not None else None
+            if why is not None:
+                held.setdefault(key, []).append(f"segments.{key}.{path}: {why}")
+    return held
 
 
 def _renewed(row: _Row) -> bool:

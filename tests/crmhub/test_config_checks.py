@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,12 @@ from crmhub.channels import unknown_channels
 from crmhub.cli import app
 from crmhub.config_checks import reference_problems, secret_format_problems
 from crmhub.settings import Settings
+from field_mapping.types import FieldType
+from sync.fields import create_field
+from sync.store import create_store_engine, upgrade
 from webhooks import generate_secret
 
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
 HOOK = {"url": "https://texter.example/hook", "secret_envs": ["TEXTER_SECRET"]}
 
 
@@ -147,3 +152,23 @@ def test_check_json_gives_the_problems_as_json_too(tmp_path: Path) -> None:
     answer = json.loads(result.stdout)
     assert answer["valid"] is False and answer["config"] == str(config)
     assert [p["path"] for p in answer["problems"]] == ["connectors.stripe.enabeld"]
+
+
+def test_check_names_a_test_the_fields_type_cannot_meet(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crmhub.db'}"
+    engine = create_store_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        create_field(
+            conn, "mrr", FieldType.DECIMAL, now=NOW, label="MRR", origin="automatic", source="stripe"
+        )
+    engine.dispose()
+    config = tmp_path / "crmhub.toml"
+    config.write_text(
+        f'[database]\nurl = "{url}"\n[segments.big]\nname = "Big"\n'
+        'all = [{ field = "mrr", op = "gte", value = "nine" }]\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["--config", str(config), "check"])
+    assert result.exit_code == 2
+    assert "segments.big.all[0]: 'nine' is not a number, as mrr (decimal) holds" in result.output

@@ -317,3 +317,20 @@ def test_a_segment_on_a_field_nobody_declared_or_sent_is_held_with_its_members(e
         'segments.hamburg.all[0].field: unknown field "cty"; did you mean "city"?'
     ]
     assert [r.key for r in report.segments] == ["later"]  # a field a mapping rule declares is evaluated
+
+
+def test_a_test_its_fields_type_cannot_meet_holds_the_segment(engine: Engine) -> None:
+    def rule(op: str, value: Any) -> dict[str, Any]:
+        return {"name": op, "all": [{"field": "mrr", "op": op, "value": value}]}
+
+    configured = {"nine": rule("gte", "nine"), "has_9": rule("contains", "9"), "fine": rule("gte", 5)}
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann = s.contact()
+        s.value(ann, "mrr", "decimal", 9.5)
+        report = evaluate_segments(conn, segments_from(configured), now=NOW, declared=set())
+        assert _members(conn, "fine") == {ann}
+    assert report.held == {
+        "has_9": ['segments.has_9.all[0]: "contains" does not apply to mrr, a decimal field (number values)'],
+        "nine": ["segments.nine.all[0]: 'nine' is not a number, as mrr (decimal) holds: it matches nothing"],
+    }
