@@ -40,7 +40,8 @@ Source = Literal["stripe", "hubspot", "typeform", "segmentio"]
 Wins = Literal["latest", "first"] | tuple[Source, ...]
 MapValue = str | int | float | bool
 
-_HUBSPOT_NAME_MAX = 100
+# Property names are <group>_<field> within HubSpot's 100 characters: a long group leaves fields no room.
+_GROUP_NAME_MAX = 30
 
 
 class _Strict(BaseModel):
@@ -241,10 +242,15 @@ class HubSpotPushConfig(_Strict):
     @field_validator("group_name")
     @classmethod
     def _group_name(cls, value: str) -> str:
-        if not value or name_part(value) != value or not value[0].isalpha() or len(value) > _HUBSPOT_NAME_MAX:
+        if not value or name_part(value) != value or not value[0].isalpha() or len(value) > _GROUP_NAME_MAX:
             raise ValueError(
                 "expected a HubSpot internal name (lowercase letters, digits and _, starting with a letter, "
-                f"at most 100 characters), found {_found(value)}"
+                f"at most {_GROUP_NAME_MAX} characters: names are <group>_<field>), found {_found(value)}"
+            )
+        if value == "hs" or value.startswith("hs_"):
+            # HubSpot keeps hs_ names for its own properties: `hs` would give hs_<field>.
+            raise ValueError(
+                f"expected a name HubSpot does not reserve (not hs or hs_...), found {_found(value)}"
             )
         return value
 

@@ -5,6 +5,7 @@ Only the pure part: the lead's HubSpot client sends these bodies (409 on create 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -21,6 +22,7 @@ __all__ = [
     "group_create",
     "is_hubspot_name",
     "property_create",
+    "property_name",
     "property_value",
     "pushable",
 ]
@@ -50,12 +52,22 @@ PROPERTY_TYPES: dict[FieldType, tuple[str, str]] = {
 }
 
 _HUBSPOT_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
+_NAME_MAX = 100  # HubSpot's longest internal name
 _BOOL_OPTIONS = (("Yes", "true"), ("No", "false"))
 
 
 def is_hubspot_name(name: str) -> bool:
     """True for a valid HubSpot internal name: lowercase letters, digits, `_`, at most 100 characters."""
     return _HUBSPOT_NAME.fullmatch(name) is not None
+
+
+def property_name(group: str, field_name: str) -> str:
+    """The HubSpot internal name of a crmhub field: `<group>_<field>`, at most 100 characters."""
+    name = f"{group}_{field_name}"
+    if len(name) <= _NAME_MAX:
+        return name
+    # Cut names would collide for fields sharing their first 100 characters: a digest keeps them apart.
+    return f"{name[: _NAME_MAX - 9]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def group_create(config: HubSpotPushConfig) -> dict[str, Any]:

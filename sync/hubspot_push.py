@@ -22,7 +22,13 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from field_mapping.config import HubSpotPushConfig
-from field_mapping.hubspot_properties import group_create, property_create, property_value, pushable
+from field_mapping.hubspot_properties import (
+    group_create,
+    property_create,
+    property_name,
+    property_value,
+    pushable,
+)
 from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.fields import load_definitions
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
@@ -137,11 +143,6 @@ def _already_pushed(conn: Connection, digests: Mapping[str, str]) -> set[str]:
             hubspot_id for hubspot_id, digest in conn.execute(query) if digests[hubspot_id] == digest
         )
     return found
-
-
-def property_name(group: str, field_name: str) -> str:
-    """The HubSpot internal name of a crmhub field: `<group>_<field>`, at most 100 characters."""
-    return f"{group}_{field_name}"[:100]
 
 
 def _pushed_fields(conn: Connection) -> dict[str, tuple[int, FieldType, str]]:

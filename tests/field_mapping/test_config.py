@@ -180,6 +180,8 @@ def test_unknown_key_is_refused() -> None:
             "Bad Name",
         ),
         ({"hubspot": {"group_name": "Crm Hub"}}, ("hubspot", "group_name"), "HubSpot internal name"),
+        ({"hubspot": {"group_name": "c" * 31}}, ("hubspot", "group_name"), "at most 30 characters"),
+        ({"hubspot": {"group_name": "hs"}}, ("hubspot", "group_name"), "does not reserve (not hs or hs_...)"),
         ({"identity": {"default_region": "USA"}}, ("identity", "default_region"), 'found "USA"'),
     ],
 )

@@ -15,6 +15,7 @@ from field_mapping.hubspot_properties import (
     group_create,
     is_hubspot_name,
     property_create,
+    property_name,
     property_value,
     pushable,
 )
@@ -91,3 +92,12 @@ def test_group_and_pushable() -> None:
 )
 def test_property_values(ftype: FieldType, value: Any, text: str) -> None:
     assert property_value(ftype, value) == text
+
+
+def test_long_field_names_keep_distinct_property_names_within_100_characters() -> None:
+    stem = "typeform_" + "a" * 85
+    first, second = property_name("crmhub", stem + "_first"), property_name("crmhub", stem + "_second")
+    assert first != second and len(first) == len(second) == 100
+    assert first == property_name("crmhub", stem + "_first")  # the same each run
+    assert is_hubspot_name(first) and is_hubspot_name(second)
+    assert property_name("crmhub", "plan") == "crmhub_plan"  # short names stay readable
