@@ -21,6 +21,7 @@ from crmhub.wiring import pull_source_names
 from sync.engine import RunReport, StreamReport
 from sync.runs import StreamRow, mark_interrupted, stream_overview, tracking_runs
 from sync.schedule import Job
+from sync.segments.evaluate import SCORING_HELD
 from sync.segments.queries import moved
 from sync.store import write_transaction
 
@@ -92,8 +93,13 @@ def sync(
                 f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
             )
         for key, problems in held.items():
+            what = (
+                "lead scores not recomputed, kept as they were"
+                if key == SCORING_HELD
+                else f"segments.{key}: not evaluated, its members kept as they were"
+            )
             print_error(
-                f"segments.{key}: not evaluated, its members kept as they were: {'; '.join(problems)}; "
+                f"{what}: {'; '.join(problems)}; "
                 "fix the name, or declare the field with a [[field_mapping.rules]] entry if no source "
                 "has sent it yet"
             )

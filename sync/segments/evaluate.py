@@ -66,9 +66,18 @@ from sync.segments.split import variant_sql
 from sync.store.tables import contacts, memberships, outbox, segments, transitions
 from sync.store.types import Id
 
-__all__ = ["EvaluationReport", "SegmentResult", "analyze_scratch", "correlated_strategy", "evaluate_segments"]
+__all__ = [
+    "SCORING_HELD",
+    "EvaluationReport",
+    "SegmentResult",
+    "analyze_scratch",
+    "correlated_strategy",
+    "evaluate_segments",
+]
 
 _EXAMPLES = 5
+# The `held` entry of lead scoring (no segment key has brackets).
+SCORING_HELD = "[scoring]"
 # Plans kept per process; more means configurations came and went, so start afresh.
 _MAX_PLANS = 1000
 
@@ -236,6 +245,13 @@ def evaluate_segments(
     if ids is not None:
         # In contacts mode the scope is these contacts for scoring and for every segment.
         _fill(conn, scratch, ids)
+    if scored and declared is not None:
+        assert scoring is not None
+        held_scoring = _held_scoring(scoring, catalog, set(declared))
+        if held_scoring:
+            # Scores stay as they were, as a held segment's members do: a typo must not rescore everyone.
+            held[SCORING_HELD] = held_scoring
+            scored = False
     if scoring is not None and scored:
         scores_changed = compute_scores(
             conn, scoring, scratch.scores, catalog, now=now, scope=scratch.scope if ids is not None else None
@@ -263,7 +279,8 @@ def evaluate_segments(
             conn,
             scratch.scope,
             targets,
-            configured,
+            # A held segment is read from its memberships, not inlined: its rule cannot be evaluated.
+            {key: segment for key, segment in configured.items() if key not in held},
             catalog,
             now=now,
             run_id=run_id,
@@ -290,7 +307,9 @@ def evaluate_segments(
             assert cutoff is not None
             if changed_since is not None:
                 cutoff = min(cutoff, changed_since)
-            _fill_incremental(conn, scratch, segment, rows, cutoff, run_mark, scores_changed is not None)
+            _fill_incremental(
+                conn, scratch, segment, catalog.segment_ids, cutoff, run_mark, scores_changed is not None
+            )
         plan_key = (
             key,
             row.version,
@@ -325,6 +344,18 @@ def _held(
             if why is not None:
                 held.setdefault(key, []).append(f"segments.{key}.{path}: {why}")
     return held
+
+
+def _held_scoring(scoring: ScoringConfig, catalog: Catalog, declared: set[str]) -> list[str]:
+    """Why lead scores must not be recomputed this run: a condition on an unknown or unusable field."""
+    found = [f"{path}: {message}" for path, message in scoring.check_fields(set(catalog.fields) | declared)]
+    for i, condition in enumerate(scoring.conditions):
+        for path, rule in walk(condition.when, f"scoring.conditions[{i}].when"):
+            field = catalog.fields.get(rule.field) if rule.field is not None else None
+            why = unusable(rule, field[1]) if field is not None else None
+            if why is not None:
+                found.append(f"{path}: {why}")
+    return found
 
 
 def _renewed(row: _Row) -> bool:
@@ -375,7 +406,7 @@ def _fill_incremental(
     conn: Connection,
     scratch: _Scratch,
     segment: SegmentConfig,
-    rows: dict[str, _Row],
+    segment_ids: Mapping[str, int],
     cutoff: datetime,
     run_mark: int,
     scored: bool,
@@ -383,7 +414,8 @@ def _fill_incremental(
     conn.execute(scratch.scope.delete())
     changed = select(contacts.c.id).where(contacts.c.changed_at >= cutoff)
     conn.execute(insert(scratch.scope).from_select(["contact_id"], changed))
-    deps = [rows[d].id for d in dependencies(segment)]
+    # By the catalogue, not this run's rows: a segment held back this run keeps its id and members.
+    deps = [segment_ids[d] for d in dependencies(segment) if d in segment_ids]
     if deps:
         moved = select(transitions.c.contact_id).where(
             transitions.c.segment_id.in_(deps), transitions.c.id > run_mark

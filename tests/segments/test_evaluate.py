@@ -334,3 +334,27 @@ def test_a_test_its_fields_type_cannot_meet_holds_the_segment(engine: Engine) ->
         "has_9": ['segments.has_9.all[0]: "contains" does not apply to mrr, a decimal field (number values)'],
         "nine": ["segments.nine.all[0]: 'nine' is not a number, as mrr (decimal) holds: it matches nothing"],
     }
+
+
+@pytest.mark.parametrize("mode", ["incremental", "contacts"])
+def test_a_segment_naming_a_held_one_reads_its_members_as_they_were(engine: Engine, mode: str) -> None:
+    def pair(field: str) -> dict[str, Any]:
+        return {
+            "pro": {"name": "Pro", "all": [{"field": field, "op": "eq", "value": "pro"}]},
+            "pro_fans": {"name": "Fans", "all": [{"in_segment": "pro"}]},
+        }
+
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann, bob = s.contact(), s.contact()
+        for cid in (ann, bob):
+            s.value(cid, "plan", "string", "pro")
+        evaluate_segments(conn, segments_from(pair("plan")), now=NOW, declared=set())
+        later = NOW + timedelta(hours=1)
+        ids = [ann] if mode == "contacts" else None
+        report = evaluate_segments(
+            conn, segments_from(pair("plann")), now=later, declared=set(), contact_ids=ids
+        )
+        assert _members(conn, "pro") == _members(conn, "pro_fans") == {ann, bob}
+    assert list(report.held) == ["pro"]
+    assert [(r.key, r.entered, r.left) for r in report.segments] == [("pro_fans", 0, 0)]

@@ -126,3 +126,24 @@ def test_decay_weight_halves_per_whole_half_life() -> None:
     weights = [decay_weight("7d", NOW - timedelta(days=d), NOW) for d in (0, 6, 7, 8, 15, 77, 78)]
     assert weights == [1.0, 1.0, 1.0, 0.5, 0.25, 0.5**10, 0.0]
     assert decay_weight(None, NOW - timedelta(days=999), NOW) == 1.0
+
+
+def test_a_scoring_condition_on_an_unknown_field_keeps_the_scores_as_they_were(engine: Engine) -> None:
+    right = ScoringConfig.model_validate(
+        {"conditions": [{"when": {"field": "role", "op": "eq", "value": "CTO"}, "points": 15}]}
+    )
+    typo = ScoringConfig.model_validate(
+        {"conditions": [{"when": {"not": {"field": "rol", "op": "eq", "value": "x"}}, "points": 20}]}
+    )
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        cto, intern = s.contact(), s.contact()
+        s.value(cto, "role", "string", "CTO")
+        s.value(intern, "role", "string", "Intern")
+        evaluate_segments(conn, {}, now=NOW, scoring=right, declared=set())
+        before = stored_scores(conn)
+        report = evaluate_segments(conn, {}, now=NOW + timedelta(hours=1), scoring=typo, declared=set())
+        assert stored_scores(conn) == before == {cto: 15, intern: 0}
+    assert report.held == {
+        "[scoring]": ['scoring.conditions[0].when.not.field: unknown field "rol"; did you mean "role"?']
+    }
