@@ -269,6 +269,12 @@ def evaluate_segments(
         for key in order
         if full or _renewed(rows[key]) or (ids is None and depends_on_time(configured[key]))
     }
+    if ids is not None:
+        # For given contacts, a dependency run whole changes members beyond them: its dependents
+        # go whole too (a regular run finds those through the run's transitions instead).
+        for key in order:  # dependencies come first
+            if dependencies(configured[key]) & wholes:
+                wholes.add(key)
     batched: dict[str, tuple[list[int], list[int]]] = {}
     if ids is not None:
         # Contacts mode: every other segment in one pass over the contacts, before any whole run,

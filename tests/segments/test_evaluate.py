@@ -358,3 +358,21 @@ def test_a_segment_naming_a_held_one_reads_its_members_as_they_were(engine: Engi
         assert _members(conn, "pro") == _members(conn, "pro_fans") == {ann, bob}
     assert list(report.held) == ["pro"]
     assert [(r.key, r.entered, r.left) for r in report.segments] == [("pro_fans", 0, 0)]
+
+
+def test_a_rule_change_run_for_given_contacts_also_renews_the_segments_naming_it(engine: Engine) -> None:
+    def pair(plan: str) -> dict[str, Any]:
+        return {
+            "b": {"name": "B", "all": [{"field": "plan", "op": "eq", "value": plan}]},
+            "a": {"name": "A", "all": [{"in_segment": "b"}]},
+        }
+
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        pro, basic = s.contact(), s.contact()
+        s.value(pro, "plan", "string", "pro")
+        s.value(basic, "plan", "string", "basic")
+        evaluate_segments(conn, segments_from(pair("pro")), now=NOW)
+        # A webhook about `pro` is the first evaluation after the rule changed to "basic".
+        evaluate_segments(conn, segments_from(pair("basic")), now=NOW + timedelta(hours=1), contact_ids=[pro])
+        assert _members(conn, "b") == _members(conn, "a") == {basic}
