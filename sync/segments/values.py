@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 from datetime import UTC, date, datetime, time, timedelta
@@ -83,4 +84,8 @@ def anniversary_days(now: datetime, within_days: int | None) -> list[int]:
     """Month*100+day of today and the next `within_days` days (UTC), for birthday-style rules."""
     today = now.astimezone(UTC).date()
     days = [today + timedelta(days=k) for k in range((within_days or 0) + 1)]
-    return sorted({d.month * 100 + d.day for d in days})
+    codes = {d.month * 100 + d.day for d in days}
+    # A 29 February birthday is kept on the 28th in a common year, or it would never come round.
+    if any(d.month == 2 and d.day == 28 and not calendar.isleap(d.year) for d in days):
+        codes.add(229)
+    return sorted(codes)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, select
 
 from sync.segments import Rule, RuleCompiler, SegmentConfig, evaluate_segments, load_catalog
 from sync.segments.explain import Explainer, load_contact
+from sync.segments.values import anniversary_days
 from sync.store.tables import contacts
 from tests.segments.conftest import NOW, Seeder
 
@@ -161,3 +162,20 @@ def test_hostile_values_are_data_and_tables_survive(world: tuple[Connection, dic
     report = evaluate_segments(conn, {"hostile_values": segment}, now=NOW)
     assert report.segments[0].entered_examples == [names["hostile"]]
     assert conn.execute(select(contacts.c.id)).scalars().all()
+
+
+@pytest.mark.parametrize(
+    ("today", "within", "leap_birthday"),
+    [
+        ("2026-02-28", 0, True),
+        ("2026-03-01", 0, False),
+        ("2028-02-28", 0, False),
+        ("2028-02-29", 0, True),
+        ("2026-02-25", 6, True),
+    ],
+)
+def test_a_29_february_anniversary_comes_round_on_the_28th_in_a_common_year(
+    today: str, within: int, leap_birthday: bool
+) -> None:
+    now = datetime.fromisoformat(today).replace(hour=9, tzinfo=UTC)
+    assert (229 in anniversary_days(now, within)) is leap_birthday
