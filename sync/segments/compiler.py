@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import Integer, Text, TypeEngine
 
 from field_mapping.types import STORAGE, Column, FieldType
-from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest
+from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest, stored_form
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
 from sync.store.field_columns import TABLE, column_name, value_column
 from sync.store.tables import (
@@ -328,6 +328,7 @@ class RuleCompiler:
         return self._member(source.contact, where, scan=self.scan)
 
     def _field(self, rule: Rule) -> Expr:
+        rule = stored_form(rule)
         assert rule.field is not None and rule.op is not None
         source = self._source(rule.field)
         if source is None:

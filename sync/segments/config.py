@@ -42,6 +42,7 @@ __all__ = [
     "relative",
     "rule_nodes",
     "rule_version",
+    "stored_form",
     "unknown_fields",
     "walk",
 ]
@@ -293,6 +294,19 @@ def walk(rule: Rule, path: str) -> list[tuple[str, Rule]]:
         for i, child in enumerate(getattr(rule, key) or []):
             found += walk(child, f"{path}.{key}[{i}]")
     return found
+
+
+def stored_form(rule: Rule) -> Rule:
+    """The rule with its literals as the store holds the field: e-mail addresses in lower case."""
+    if rule.field != "email" or rule.value is None:
+        return rule
+    value = rule.value
+    folded = (
+        [v.strip().lower() if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+    )
+    if isinstance(folded, str):
+        folded = folded.strip().lower()
+    return rule.model_copy(update={"value": folded})
 
 
 def rule_nodes(segment: SegmentConfig) -> list[tuple[str, Rule]]:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.fields import load_fields, read_values, stored_value
-from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest
+from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest, stored_form
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
 from sync.store.tables import consent_records, contact_identities, contacts, events
 
@@ -187,6 +187,7 @@ class Explainer:
         return column, [] if value is None else [value]
 
     def _field(self, rule: Rule) -> Explanation:
+        rule = stored_form(rule)
         assert rule.field is not None and rule.op is not None
         column, found = self._values(rule.field)
         detail: dict[str, Any] = {"found": [_show(v) for v in found]}

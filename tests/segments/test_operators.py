@@ -102,6 +102,7 @@ CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"field": "last_activity_at", "op": "more_than_ago", "value": "30d"}, {"ann"}),
     ({"field": "last_activity_at", "op": "within_last", "value": "7d"}, {"bob"}),
     ({"field": "email", "op": "ends_with", "value": "@example.com"}, {"ann"}),
+    ({"field": "email", "op": "ends_with", "value": "@Example.COM"}, {"ann"}),  # stored lower case
     ({"event": "app.used", "count": {"gte": 5}, "within": "7d"}, {"ann"}),
     ({"event": "app.used", "count": {"lt": 5}, "within": "7d"}, {"bob", "cy", "hostile"}),
     ({"event": "app.used", "within": "7d"}, {"ann"}),
