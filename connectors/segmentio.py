@@ -38,6 +38,12 @@ __all__ = [
 # Segment's HTTP Tracking API limits; a larger body is answered with 400 there, so here too.
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+# The longest ids, event names and identity values the store's columns keep (PostgreSQL refuses more).
+MAX_ID_CHARS = 255
+MAX_EVENT_CHARS = 200
+MAX_IDENTITY_CHARS = 320
+# Set by the sending library on each attempt: not part of what the message says.
+_RESENT = frozenset({"sentAt"})
 
 SUPPORTED_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
@@ -104,13 +110,26 @@ def _timestamp(message: Mapping[str, Any], where: str, received_at: datetime) ->
 def _message_id(message: Mapping[str, Any], where: str) -> str:
     value = message.get("messageId")
     if value is None:
-        # The HTTP API lets senders omit it; a digest of the message keeps redelivery idempotent.
-        digest = hashlib.sha256(json.dumps(message, sort_keys=True, default=str).encode()).hexdigest()
+        # The HTTP API lets senders omit it; a digest of the message keeps redelivery idempotent. Not
+        # of `sentAt`: a library sets it anew on every retry of the same message.
+        stable = {k: v for k, v in message.items() if k not in _RESENT}
+        digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
         return f"derived-{digest[:32]}"
     if not isinstance(value, str) or not value:
         raise _fail(
             where, "'messageId' must be a non-empty string", "send a unique id per message or omit it"
         )
+    if len(value) > MAX_ID_CHARS:
+        # Stored ids are at most 255 characters (PostgreSQL refuses longer ones): the same long id
+        # always gives the same digest, so a retry is still recognised.
+        return f"long-{hashlib.sha256(value.encode()).hexdigest()}"
+    return value
+
+
+def _short(value: str | None, what: str, where: str, limit: int = MAX_ID_CHARS) -> str | None:
+    """`value`, or InvalidMessageError when it is longer than the store keeps."""
+    if value is not None and len(value) > limit:
+        raise _fail(where, f"{what} is {len(value)} characters long", f"send at most {limit}")
     return value
 
 
@@ -125,7 +144,10 @@ def parse_message(
     kind = message.get("type") or default_type
     if kind not in SUPPORTED_TYPES:
         raise _fail(where, f"type {kind!r} is not supported", f"send one of {', '.join(SUPPORTED_TYPES)}")
-    user_id, anonymous_id = _identifier(message.get("userId")), _identifier(message.get("anonymousId"))
+    user_id = _short(_identifier(message.get("userId")), "userId", where, MAX_ID_CHARS - len("anonymous:"))
+    anonymous_id = _short(
+        _identifier(message.get("anonymousId")), "anonymousId", where, MAX_ID_CHARS - len("anonymous:")
+    )
     if user_id is None and anonymous_id is None:
         raise _fail(where, "userId or anonymousId is required", "send at least one of them")
     context = _object(message, "context", where)
@@ -138,7 +160,8 @@ def parse_message(
 
     identities = {"segmentio_user": user_id, "segmentio_anonymous": anonymous_id}
     for trait in ("email", "phone"):
-        identities[trait] = _identifier(traits.get(trait)) or _identifier(context_traits.get(trait))
+        found = _identifier(traits.get(trait)) or _identifier(context_traits.get(trait))
+        identities[trait] = _short(found, f"traits.{trait}", where, MAX_IDENTITY_CHARS)
     who = {k: v for k, v in identities.items() if v}
     payload = {**message, "type": kind, "messageId": message_id}
 
@@ -146,7 +169,7 @@ def parse_message(
         external = user_id or f"anonymous:{anonymous_id}"
         return [Record("segmentio", "users", external, occurred, payload)], []
     if kind == "group":
-        group_id = _identifier(message.get("groupId"))
+        group_id = _short(_identifier(message.get("groupId")), "groupId", where)
         if group_id is None:
             raise _fail(where, "group needs 'groupId'", "send the id of the account or company")
         return [Record("segmentio", "groups", group_id, occurred, payload)], []
@@ -154,6 +177,7 @@ def parse_message(
         event = message.get("event")
         if not isinstance(event, str) or not event.strip():
             raise _fail(where, "track needs 'event'", "send the event name, e.g. 'Order Completed'")
+        _short(event, "event", where, MAX_EVENT_CHARS)
         return [], [ContactEvent("segmentio", event, message_id, occurred, who, properties)]
     if kind == "alias":
         return [], [_alias(message, where, message_id, occurred, who, properties)]

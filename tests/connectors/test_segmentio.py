@@ -235,6 +235,9 @@ def test_single_message_endpoints_may_omit_type() -> None:
         ({"properties": ["a"]}, "'properties' must be an object"),
         ({"timestamp": "yesterday"}, "'timestamp' is not an ISO-8601 time"),
         ({"messageId": 5}, "'messageId' must be a non-empty string"),
+        ({"event": "e" * 201}, "event is 201 characters long: send at most 200"),
+        ({"userId": "u" * 246}, "userId is 246 characters long: send at most 245"),
+        ({"context": {"traits": {"email": "a" * 321}}}, "traits.email is 321 characters long"),
     ],
 )
 def test_invalid_messages_name_field_and_fix(change: dict[str, Any], match: str) -> None:
@@ -287,3 +290,20 @@ def test_size_limits() -> None:
     check_size(b"x" * MAX_BATCH_BYTES, batch=True)
     with pytest.raises(InvalidMessageError, match=r"batch of 512001 bytes is over the 500 KB limit"):
         check_size(b"x" * (MAX_BATCH_BYTES + 1), batch=True)
+
+
+def test_a_resent_batch_without_message_ids_is_the_same_messages() -> None:
+    # A library sets sentAt anew on every retry; the ids derived for messages without one must not move.
+    message = {"type": "track", "userId": "u_1", "event": "Retry Probe", "timestamp": "2026-12-04T10:00:00Z"}
+    first, again = (
+        parse_batch({"batch": [dict(message)], "sentAt": sent}, received_at=RECEIVED).batch.events[0]
+        for sent in ("2026-12-04T10:00:01Z", "2026-12-04T10:00:09Z")
+    )
+    assert first.external_id == again.external_id and first.external_id.startswith("derived-")
+
+
+def test_a_message_id_longer_than_the_store_keeps_is_a_stable_digest() -> None:
+    long_id = "m" * 300
+    [event] = parse_message({**TRACK, "messageId": long_id}, received_at=RECEIVED)[1]
+    [same] = parse_message({**TRACK, "messageId": long_id}, received_at=RECEIVED)[1]
+    assert event.external_id == same.external_id and len(event.external_id) <= 255
