@@ -29,6 +29,7 @@ from field_mapping.hubspot_properties import (
     property_value,
     pushable,
 )
+from field_mapping.model import FieldDefinition
 from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.fields import load_definitions
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
@@ -58,6 +59,23 @@ class HubSpotWriter(Protocol):
     def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         """Write properties of objects known by id."""
 
+    def properties(self, object_type: str) -> Sequence[PropertyType]:
+        """Every property of the object type, with its declared type and fieldType."""
+
+    def update_property(self, object_type: str, name: str, body: Mapping[str, Any]) -> None:
+        """Change a property's type and fieldType."""
+
+
+class PropertyType(Protocol):
+    """What a push reads of a HubSpot property: its name and declared types."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def field_type(self) -> str: ...
+
 
 @dataclass
 class PushReport:
@@ -65,6 +83,7 @@ class PushReport:
 
     group_created: bool = False
     properties_created: list[str] = field(default_factory=list)
+    properties_retyped: list[str] = field(default_factory=list)
     contacts_updated: int = 0
     calls: int = 0
 
@@ -98,6 +117,8 @@ def push_to_hubspot(
                 [{"field": name, "property": body["name"]} for name, body in bodies.items()],
             )
 
+    _retype(api, definitions, named, config.group_name, report)
+
     with engine.connect() as conn:
         since = load_cursor(conn, *_CURSOR)
         changed = _changed_values(conn, since=datetime.fromisoformat(since) if since else None)
@@ -123,6 +144,27 @@ def push_to_hubspot(
         }
         finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)
     return report
+
+
+def _retype(
+    api: HubSpotWriter,
+    definitions: Mapping[str, FieldDefinition],
+    named: Mapping[str, str | None],
+    group: str,
+    report: PushReport,
+) -> None:
+    """Give each pushed property the type its field has now: HubSpot refuses a widened field's values."""
+    held = {p.name: (p.type, p.field_type) for p in api.properties("contacts")}
+    report.calls += 1
+    for name, definition in definitions.items():
+        prop = named.get(name)
+        if not prop or prop not in held:
+            continue
+        body = property_create(dataclasses.replace(definition, name=prop), group)
+        if held[prop] != (body["type"], body["fieldType"]):
+            api.update_property("contacts", prop, body)
+            report.calls += 1
+            report.properties_retyped.append(prop)
 
 
 def _digest(props: Mapping[str, str]) -> str:

@@ -15,6 +15,7 @@ from hubspot.crm.properties import (
     OptionInput,
     PropertyCreate,
     PropertyGroupCreate,
+    PropertyUpdate,
 )
 
 from connectors.exceptions import MalformedPageError
@@ -133,6 +134,22 @@ class HubSpotApi:
             lambda: api.create(object_type=object_type, property_create=prop, _preload_content=False),
         )
 
+    def update_property(self, object_type: str, name: str, body: Mapping[str, Any]) -> None:
+        """`PATCH /crm/v3/properties/{object_type}/{name}`: a property's new type, fieldType or label."""
+        api = self._client.crm.properties.core_api
+        change = PropertyUpdate(
+            type=body.get("type"),
+            field_type=body.get("fieldType"),
+            label=body.get("label"),
+            options=_options(body) or None,
+        )
+        self._call(
+            f"{object_type} property {name}",
+            lambda: api.update(
+                object_type=object_type, property_name=name, property_update=change, _preload_content=False
+            ),
+        )
+
     def create_properties(self, object_type: str, bodies: Sequence[Mapping[str, Any]]) -> list[str]:
         """Create up to 100 properties in one call; returns the names created, not those that existed.
 
@@ -247,10 +264,7 @@ def _refused_as_empty(fn: Callable[[], Any], statuses: tuple[int, ...]) -> Any:
 
 def _property_create(body: Mapping[str, Any]) -> PropertyCreate:
     """The SDK's model of a property create body (field_mapping.hubspot_properties.property_create)."""
-    options = [
-        OptionInput(label=o["label"], value=o["value"], display_order=o["displayOrder"], hidden=o["hidden"])
-        for o in body.get("options") or []
-    ]
+    options = _options(body)
     return PropertyCreate(
         name=body["name"],
         label=body["label"],
@@ -261,6 +275,14 @@ def _property_create(body: Mapping[str, Any]) -> PropertyCreate:
         form_field=body.get("formField", False),
         options=options or None,
     )
+
+
+def _options(body: Mapping[str, Any]) -> list[OptionInput]:
+    """The SDK's models of a property body's options (a boolean's Yes and No)."""
+    return [
+        OptionInput(label=o["label"], value=o["value"], display_order=o["displayOrder"], hidden=o["hidden"])
+        for o in body.get("options") or []
+    ]
 
 
 def _message(body: Any) -> str:

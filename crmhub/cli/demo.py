@@ -148,7 +148,8 @@ def _report_push(pushed: PushReport | None) -> None:
     group = "group created, " if pushed.group_created else ""
     console.print(
         f"HubSpot: {group}{len(pushed.properties_created)} contact properties created, "
-        f"{pushed.contacts_updated:,} contacts' values written back in {pushed.calls} calls"
+        + (f"{len(pushed.properties_retyped)} retyped, " if pushed.properties_retyped else "")
+        + f"{pushed.contacts_updated:,} contacts' values written back in {pushed.calls} calls"
     )
 
 

@@ -90,6 +90,7 @@ def sync(
         if pushed is not None:
             console.print(
                 f"hubspot push: {len(pushed.properties_created)} properties created, "
+                f"{len(pushed.properties_retyped)} retyped (their field widened), "
                 f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
             )
         for key, problems in held.items():

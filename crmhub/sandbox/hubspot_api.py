@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from crmhub.sandbox import credentials
@@ -143,6 +144,7 @@ class HubSpotApi:
             ("POST", "/crm/v3/properties/{objectType}", self.create_property),
             ("POST", "/crm/v3/properties/{objectType}/batch/create", self.batch_create_properties),
             ("GET", "/crm/v3/properties/{objectType}/{name}", self.get_property),
+            ("PATCH", "/crm/v3/properties/{objectType}/{name}", self.update_property),
         ]
         for method, path, handler in routes:
             router.add(method, path, self._guard(handler))
@@ -312,6 +314,14 @@ class HubSpotApi:
                     f'Property values were not valid: Property "{unknown[0]}" does not exist',
                     "VALIDATION_ERROR",
                 )
+            for name, value in (item.get("properties") or {}).items():
+                if not _fits(known[name]["type"], value):
+                    raise HubSpotError(
+                        400,
+                        f"Property values were not valid: {value!r} is not a valid {known[name]['type']} "
+                        f'for property "{name}"',
+                        "VALIDATION_ERROR",
+                    )
         return inputs
 
     def _batch_result(self, results: list[dict[str, Any]], missing: list[str], object_type: str) -> Response:
@@ -352,6 +362,25 @@ class HubSpotApi:
         if prop is None:
             raise HubSpotError(404, f"Unable to find property with name {name}", "OBJECT_NOT_FOUND")
         return json_response(200, prop)
+
+    def update_property(self, request: Request) -> Response:
+        """`PATCH /crm/v3/properties/{type}/{name}`: a new label, type or fieldType (a valid pair)."""
+        object_type, name, body = _object_type(request), request.path_params["name"], request.json()
+        prop = self.world.hubspot.properties[object_type].get(name)
+        if prop is None:
+            raise HubSpotError(404, f"Unable to find property with name {name}", "OBJECT_NOT_FOUND")
+        updated = {
+            **prop,
+            **{k: v for k, v in body.items() if k in ("label", "type", "fieldType", "description")},
+        }
+        if updated["fieldType"] not in VALID_FIELD_TYPES.get(updated["type"], frozenset()):
+            raise HubSpotError(
+                400,
+                f"fieldType {updated['fieldType']!r} is not valid for type {updated['type']!r}",
+                "VALIDATION_ERROR",
+            )
+        self.world.hubspot.properties[object_type][name] = updated
+        return json_response(200, updated)
 
     def create_property(self, request: Request) -> Response:
         """`POST /crm/v3/properties/{type}`: valid type/fieldType pairs only, 409 on a taken name."""
@@ -455,3 +484,30 @@ def _sort_key(obj: CrmObject, name: str) -> tuple[int, int, Any]:
         return (1, 0, 0)
     # Numbers before text, so a property holding both kinds still sorts without a TypeError.
     return (0, 1, value) if isinstance(value, str) else (0, 0, value)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    """Whether HubSpot takes `value` for a property of `kind` ("" or null clears any of them)."""
+    if value is None or value == "":
+        return True
+    text = str(value)
+    if kind == "number":
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+    if kind == "bool":
+        return text in ("true", "false")
+    if kind in ("date", "datetime"):
+        # Epoch milliseconds, or an ISO date (a date property at midnight UTC).
+        return text.isdigit() or _iso_date(text)
+    return True
+
+
+def _iso_date(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True

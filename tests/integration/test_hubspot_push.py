@@ -53,9 +53,10 @@ def test_push_creates_the_group_the_properties_and_writes_the_values(pushed: Dem
             .where(ci.kind == "hubspot_contact", held.c[balance].is_not(None))
         ).all()
     assert rows and report.contacts_updated >= len({hubspot_id for hubspot_id, _ in rows})
-    # One call for the group, one per 100 properties, one per 100 contacts.
+    # One call for the group, one per 100 properties, one reading them back, one per 100 contacts.
     batches = -(-len(report.properties_created) // 100) + -(-report.contacts_updated // 100)
-    assert len(report.properties_created) > 100 and report.calls == 1 + batches
+    assert len(report.properties_created) > 100 and report.calls == 1 + batches + 1
+    assert report.properties_retyped == []
     for hubspot_id, balance in rows:
         contact = hubspot.objects["contacts"][int(hubspot_id)]
         assert contact.properties["crmhub_stripe_customer_balance"] == str(int(balance))

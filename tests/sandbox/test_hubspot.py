@@ -24,6 +24,7 @@ from hubspot.crm.properties import (
     OptionInput,
     PropertyCreate,
     PropertyGroupCreate,
+    PropertyUpdate,
 )
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 
@@ -255,3 +256,34 @@ def test_wrong_token_is_a_401(url: str) -> None:
     with pytest.raises(ContactsApiException) as caught:
         client.crm.contacts.basic_api.get_page(limit=1)
     assert caught.value.status == 401
+
+
+def test_a_value_a_property_cannot_hold_is_a_400_until_the_property_is_retyped(
+    client: HubSpot, sandbox: Sandbox
+) -> None:
+    client.crm.properties.groups_api.create(
+        object_type="contacts", property_group_create=PropertyGroupCreate(name="crmhub_retype", label="r")
+    )
+    number = PropertyCreate(
+        name="crmhub_seats", label="Seats", type="number", field_type="number", group_name="crmhub_retype"
+    )
+    client.crm.properties.core_api.create(object_type="contacts", property_create=number)
+    contact_id = str(next(iter(sandbox.world.hubspot.objects["contacts"])))
+
+    def write(value: str) -> None:
+        inputs = [SimplePublicObjectBatchInput(id=contact_id, properties={"crmhub_seats": value})]
+        client.crm.contacts.batch_api.update(
+            batch_input_simple_public_object_batch_input=BatchInputSimplePublicObjectBatchInput(inputs=inputs)
+        )
+
+    write("12")
+    with pytest.raises(ContactsApiException) as refused:
+        write("many")
+    assert refused.value.status == 400 and "not a valid number" in str(refused.value.body)
+    client.crm.properties.core_api.update(
+        object_type="contacts",
+        property_name="crmhub_seats",
+        property_update=PropertyUpdate(type="string", field_type="text"),
+    )
+    write("many")
+    assert sandbox.world.hubspot.objects["contacts"][int(contact_id)].properties["crmhub_seats"] == "many"
