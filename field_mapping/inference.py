@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from field_mapping.convert import DATE_TEXT, DECIMAL_TEXT, INT_TEXT, epoch_to_datetime, parse_datetime
+from field_mapping.convert import (
+    DATE_TEXT,
+    DECIMAL_TEXT,
+    INT_TEXT,
+    epoch_to_datetime,
+    exact_decimal,
+    exact_int,
+    exact_int_text,
+    parse_datetime,
+)
 from field_mapping.normalize import normalize_email, normalize_phone
 from field_mapping.types import FieldType
 
@@ -21,21 +31,24 @@ __all__ = [
     "typeform_declared_type",
 ]
 
-# Names under which Stripe and others keep times as epoch integers (`created`, `trial_end`, ...).
+# How names that hold epoch integers end, as whole words (`created`, `trial_end`, `canceled_at`):
+# `lifetime_value_to_date` and `account_number_end` hold numbers.
+_EPOCH_LAST_WORDS = frozenset({"at", "on", "created", "updated", "timestamp", "time", "until", "date"})
+_EPOCH_SPANS = frozenset({"period", "trial"})  # `current_period_end`, `trial_start`
 _EPOCH_NAMES = frozenset(
     {
-        "created",
-        "updated",
-        "date",
-        "timestamp",
         "start",
         "end",
         "billing_cycle_anchor",
         "next_payment_attempt",
+        "next_pending_invoice_item_invoice",
+        "redeem_by",
     }
 )
-_EPOCH_SUFFIXES = ("_at", "_date", "_time", "_timestamp", "_start", "_end", "_until", "_on")
-_PHONE_WORDS = ("phone", "mobile", "fax")
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+# Words of a phone's name: inside a word (`mobilephone`, `phoneNumber`) or whole (`tel`, not `hotel`).
+_PHONE_PARTS = ("phone", "mobile", "fax")
+_PHONE_WORDS = frozenset({"tel", "cell"})
 # Free text that is low-cardinality in a small sample but not a category: never inferred as enum.
 _TEXT_WORDS = ("name", "description", "comment", "message", "feedback", "line1", "line2", "footer", "title")
 _TEXT_NAMES = frozenset({"firstname", "lastname", "fullname", "username"})
@@ -44,15 +57,19 @@ _TEXT_NAMES = frozenset({"firstname", "lastname", "fullname", "username"})
 def infer(value: Any, name: str = "", *, region: str = "US", enum_max_length: int = 64) -> FieldType | None:
     """The first type of the fixed precedence that `value` fits; None for null, lists and objects."""
     # `name`, the last part of the value's path, lets integers be times (`created`, `*_at`) and
-    # national-format strings be phones (`phone`, `mobile`).
+    # digits be phones (`phone`, `mobile`). Numbers a double cannot hold exactly are text.
     if value is None or isinstance(value, dict | list | tuple):
         return None
     if isinstance(value, bool):
         return FieldType.BOOLEAN
     if isinstance(value, int):
-        return FieldType.DATETIME if _epoch_name(name) and epoch_to_datetime(value) else FieldType.INTEGER
-    if isinstance(value, float | Decimal):
+        if _phone_name(name) and normalize_phone(str(value), region)[1]:
+            return FieldType.PHONE
+        return _integer_type(value, name)
+    if isinstance(value, float):
         return FieldType.DECIMAL if math.isfinite(value) else FieldType.STRING
+    if isinstance(value, Decimal):
+        return FieldType.DECIMAL if exact_decimal(value) else FieldType.STRING
     if isinstance(value, datetime):
         return FieldType.DATETIME
     if isinstance(value, date):
@@ -66,31 +83,58 @@ def _infer_text(text: str, name: str, region: str, enum_max_length: int) -> Fiel
     lowered = text.lower()
     if lowered in ("true", "false"):
         return FieldType.BOOLEAN
+    # Before numbers: `phone: "4155552671"` is a number to call, not to add up.
+    if _phone_name(name) and normalize_phone(text, region)[1]:
+        return FieldType.PHONE
     if INT_TEXT.fullmatch(text):
-        return FieldType.DATETIME if _epoch_name(name) and epoch_to_datetime(int(text)) else FieldType.INTEGER
+        number = exact_int_text(text)
+        return FieldType.STRING if number is None else _integer_type(number, name)
     if DECIMAL_TEXT.fullmatch(text):
-        return FieldType.DECIMAL
+        return FieldType.DECIMAL if exact_decimal(Decimal(text)) else FieldType.STRING
     if parse_datetime(text) is not None:
         return FieldType.DATETIME
     if DATE_TEXT.fullmatch(text) and _is_date(text):
         return FieldType.DATE
     if "@" in text and normalize_email(text)[1]:
         return FieldType.EMAIL
-    if (text.startswith("+") or _has_word(name, _PHONE_WORDS)) and normalize_phone(text, region)[1]:
+    if text.startswith("+") and normalize_phone(text, region)[1]:
         return FieldType.PHONE
     if len(text) <= enum_max_length and "\n" not in text and not _free_text(name):
         return FieldType.ENUM
     return FieldType.STRING
 
 
+def _integer_type(number: int, name: str) -> FieldType:
+    if not exact_int(number):
+        return FieldType.STRING
+    return FieldType.DATETIME if _epoch_name(name) and epoch_to_datetime(number) else FieldType.INTEGER
+
+
+def _words(name: str) -> list[str]:
+    return [word.lower() for word in _WORDS.findall(name)]
+
+
 def _epoch_name(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in _EPOCH_NAMES or lowered.endswith(_EPOCH_SUFFIXES)
+    if name.lower() in _EPOCH_NAMES:
+        return True
+    words = _words(name)
+    if not words:
+        return False
+    last, before = words[-1], words[-2] if len(words) > 1 else ""
+    if last == "date":
+        return before != "to"  # `due_date`, not `lifetime_value_to_date`
+    if last in ("start", "end"):
+        return before in _EPOCH_SPANS
+    if last in ("at", "on"):
+        return bool(before)  # `canceled_at`, `available_on`
+    return last in _EPOCH_LAST_WORDS
 
 
-def _has_word(name: str, words: Iterable[str]) -> bool:
+def _phone_name(name: str) -> bool:
     lowered = name.lower()
-    return any(word in lowered for word in words)
+    if not any(part in lowered for part in _PHONE_PARTS) and _PHONE_WORDS.isdisjoint(_words(name)):
+        return False
+    return not _epoch_name(name)  # `phone_verified_at` holds a time
 
 
 def _free_text(name: str) -> bool:

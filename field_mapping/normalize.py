@@ -7,7 +7,7 @@ import re
 import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
-__all__ = ["normalize_email", "normalize_phone"]
+__all__ = ["EXTENSION", "dialable", "normalize_email", "normalize_phone"]
 
 # A strict subset of what email-validator accepts (plain ASCII dot-atoms, letter TLD): such
 # addresses skip the full validator, which costs ~50 µs each. A test checks the subset claim.
@@ -18,6 +18,8 @@ _SPECIAL_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 _CACHE_SIZE = 65_536
 _PUNCTUATION = str.maketrans("", "", " ()-./\t")
 _DIALLED = re.compile(r"\+?[0-9]{3,20}")
+# RFC 3966's extension parameter, appended to the E.164 number: `+14155552671;ext=12`.
+EXTENSION = ";ext="
 
 
 # Not lru_cache: its entries are containers the garbage collector tracks, and with the three caches
@@ -83,7 +85,10 @@ def _simple_email(value: str) -> bool:
 # Each phone is normalized twice per record (its field and its identity hint): the second time is
 # one lookup here instead of stripping and matching it again.
 def normalize_phone(raw: str, region: str) -> tuple[str, bool]:
-    """(E.164 number, valid), reading national numbers in `region`; invalid ones kept stripped, False."""
+    """(E.164 number with any `;ext=`, valid), national numbers read in `region`; invalid: stripped, False.
+
+    The extension stays so two people on one office line are two identities; `dialable` drops it.
+    """
     memo = _PHONES.get(region) or _PHONES.setdefault(region, _Memo())
     return memo.get(raw) or memo.put(raw, _normalize_phone(raw, region))
 
@@ -114,4 +119,10 @@ def _parse_e164(text: str, region: str) -> str:
         return ""
     if not phonenumbers.is_valid_number(number):
         return ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return f"{e164}{EXTENSION}{number.extension}" if number.extension else e164
+
+
+def dialable(number: str) -> str:
+    """A normalized phone number without its extension: what an SMS sender can send to."""
+    return number.partition(EXTENSION)[0]

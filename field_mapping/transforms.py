@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from field_mapping.normalize import normalize_phone
+from field_mapping.normalize import dialable, normalize_phone
 
 __all__ = [
     "TRANSFORM_NAMES",
@@ -52,16 +52,24 @@ def lower(value: Any) -> Any:
 
 
 def cents_to_amount(value: Any) -> Decimal:
-    """An amount in the smallest currency unit (Stripe's cents) as a Decimal with two places."""
+    """An amount in the smallest currency unit (Stripe's cents) as a Decimal with two places.
+
+    It divides by 100 whatever the currency: map zero-decimal currencies (JPY, KRW, ...) without it.
+    """
     if isinstance(value, bool):
-        raise TransformError(f"cents_to_amount: expected an integer amount, found {value!r}")
+        raise _not_cents(value)
     try:
         cents = Decimal(value) if isinstance(value, int | str | Decimal) else Decimal(repr(float(value)))
     except (InvalidOperation, TypeError, ValueError):
-        raise TransformError(f"cents_to_amount: expected an integer amount, found {value!r}") from None
-    if not cents.is_finite():
-        raise TransformError(f"cents_to_amount: expected an integer amount, found {value!r}")
+        raise _not_cents(value) from None
+    # 19.99 is already an amount, or a mistake: dividing it again would silently give 0.20.
+    if not cents.is_finite() or cents != cents.to_integral_value():
+        raise _not_cents(value)
     return (cents / 100).quantize(_CENT)
+
+
+def _not_cents(value: Any) -> TransformError:
+    return TransformError(f"cents_to_amount: expected an integer amount in cents, found {value!r}")
 
 
 def unix_to_datetime(value: Any) -> datetime:
@@ -83,7 +91,7 @@ def e164(region: str) -> Transform:
         number, valid = normalize_phone(str(value), region)
         if not valid:
             raise InvalidValue(f"e164: not a valid phone number: {value!r}", number)
-        return number
+        return dialable(number)  # E.164 has no extension; the contact's phone identity keeps it
 
     return to_e164
 
@@ -107,7 +115,18 @@ def build_transforms(specs: Sequence[str | Mapping[str, Any]], region: str) -> t
             built.append(e164(region) if spec == "e164" else _BY_NAME[spec])
         else:
             built.append(value_map(spec["map"]))
-    return tuple(built)
+    return tuple(_passing_empty(transform) for transform in built)
+
+
+def _passing_empty(transform: Transform) -> Transform:
+    """`transform`, letting an empty list (a JMESPath filter matching nothing) through as no value."""
+
+    def applied(value: Any) -> Any:
+        if isinstance(value, list | tuple) and not value:
+            return value
+        return transform(value)
+
+    return applied
 
 
 _BY_NAME: dict[str, Transform] = {

@@ -54,8 +54,12 @@ STORAGE: dict[FieldType, Column] = {
     FieldType.STRING: Column.TEXT,
 }
 
-# Types a value can widen into besides `string`, which every type widens into.
-_WIDER: dict[FieldType, FieldType] = {FieldType.INTEGER: FieldType.DECIMAL}
+# Types a value can widen into besides `string`, which every type widens into. Each pair shares a
+# column (a date is midnight UTC in the time column), so widening moves no stored value.
+_WIDER: dict[FieldType, FieldType] = {
+    FieldType.INTEGER: FieldType.DECIMAL,
+    FieldType.DATE: FieldType.DATETIME,
+}
 
 
 class Columns(NamedTuple):
@@ -71,7 +75,7 @@ _EMPTY = Columns()
 
 
 def widen(current: FieldType, seen: FieldType) -> FieldType:
-    """The narrowest type holding both; never narrower than `current` (integer -> decimal -> string)."""
+    """The narrowest type holding both; never narrows `current` (integer -> decimal, date -> datetime)."""
     if current is seen:
         return current
     if _WIDER.get(current) is seen:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
+from field_mapping.normalize import dialable
 from sync.fields import load_fields, read_values
 from sync.identity import identities_of
 from sync.store.tables import merge_log
@@ -118,7 +119,8 @@ def contact_fields(
     if identity_kinds:
         for contact_id, kind, value, valid in identities_of(conn, ids, identity_kinds):
             if valid:
-                found[contact_id].setdefault(kind, value)
+                # A phone as an SMS sender can send to: the identity keeps its extension apart.
+                found[contact_id].setdefault(kind, dialable(value) if kind == "phone" else value)
     custom = [n for n in names if n not in identity_kinds]
     if not custom:
         return found  # most endpoints ask for identities only: no field definitions to read

@@ -92,12 +92,14 @@ def verify(headers: Mapping[str, str], body: bytes, keys: Sequence[bytes], *, no
     given = headers.get("webhook-signature", "")
     if not (webhook_id and stamp and given):
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    if not stamp.isdigit() or abs(now - int(stamp)) > TOLERANCE_SECONDS:
+    # ASCII only: str.isdigit accepts "¹", which int() then refuses.
+    if not (stamp.isascii() and stamp.isdigit()) or abs(now - int(stamp)) > TOLERANCE_SECONDS:
         raise SignatureError(
             f"webhook-timestamp {stamp[:20]!r} is more than {TOLERANCE_SECONDS} s from our clock: "
             "sign with the current time, and check the sender's clock"
         )
     expected = sign(webhook_id, int(stamp), body, keys).split(" ")
     offered = [part for part in given.split(" ") if part.startswith("v1,")]
-    if not any(hmac.compare_digest(a, b) for a in offered for b in expected):
+    # Bytes: compare_digest raises TypeError on a str with non-ASCII characters.
+    if not any(hmac.compare_digest(a.encode(), b.encode()) for a in offered for b in expected):
         raise SignatureError("no v1 signature matches: sign id.timestamp.body with the endpoint's secret")

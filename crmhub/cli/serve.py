@@ -127,6 +127,9 @@ def serve(
         # X-Forwarded-Proto (the proxy passes Host on), believed only from the proxy's addresses.
         proxy_headers=settings.server.proxy_headers,
         forwarded_allow_ips=settings.server.forwarded_allow_ips,
+        # Bounds the sockets and tasks a flood of slow or idle clients can hold (each one an fd).
+        limit_concurrency=settings.server.limit_concurrency,
+        timeout_keep_alive=settings.server.keep_alive_seconds,
     )
     # uvicorn logs where it listens only for sockets it binds itself.
     log.info("crmhub serve: listening on http://%s", _shown(*address))

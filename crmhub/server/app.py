@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse, Response
 
 from crmhub import __version__
 from crmhub.server import admin, hooks, ingest
+from crmhub.server.admin.gate import AdminGate
 from crmhub.server.background import SchedulerThread, WorkerThread
 from crmhub.server.inbound import BodyTooLargeError, too_large
+from crmhub.server.limits import BodyDeadline
 from crmhub.server.openapi import describe_outbound_webhooks
 from crmhub.server.services import Services
 
@@ -58,6 +60,9 @@ def create_app(services: Services, *, scheduler: bool = True, worker: bool = Tru
     app.include_router(hooks.router)
     app.include_router(ingest.router)
     app.include_router(admin.router)
+    # The last added runs first: a request without the admin token is refused before anything else.
+    app.add_middleware(BodyDeadline, seconds=services.settings.server.body_timeout_seconds)
+    app.add_middleware(AdminGate, services=services)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

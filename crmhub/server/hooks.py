@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -13,6 +14,7 @@ from crmhub.server.inbound import answer, read_request
 from crmhub.server.services import Services, services
 from crmhub.wiring import evaluator
 from sync.consent import ConsentError, Feedback, UnknownContactError, apply_feedback
+from sync.inbound import AlreadyReceivedError, claim_events
 from sync.store import write_transaction
 from webhooks.exceptions import SecretError
 from webhooks.inbound import PROVIDERS, InboundRequest, Provider
@@ -68,7 +70,11 @@ async def feedback_hook(
 ) -> JSONResponse:
     """Standard Webhooks headers signed with the endpoint's secret; the change applies in one transaction."""
     response = await _feedback(await read_request(request), endpoint, svc)
-    svc.metrics.observe_ingest(f"feedback:{endpoint}", response.status_code)
+    # Only configured endpoints get a series of their own: the path is the caller's to choose.
+    known = endpoint in svc.settings.webhooks.endpoints
+    svc.metrics.observe_ingest(
+        f"feedback:{endpoint}" if known else "feedback:(unknown)", response.status_code
+    )
     return response
 
 
@@ -87,17 +93,29 @@ async def _feedback(inbound: InboundRequest, endpoint: str, svc: Services) -> JS
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         return _error(422, "invalid_feedback", f"feedback for {endpoint}: {problems}")
+    webhook_id = inbound.headers["webhook-id"]
     try:
-        result = await run_in_threadpool(_apply, svc, feedback, endpoint, config.requires_consent)
+        result = await run_in_threadpool(_apply, svc, feedback, endpoint, config.requires_consent, webhook_id)
+    except AlreadyReceivedError:
+        return JSONResponse({"applied": False, "duplicate": True})
     except UnknownContactError as exc:
         return _error(404, "unknown_contact", str(exc))
     except ConsentError as exc:
         return _error(422, "invalid_feedback", str(exc))
     svc.wake_worker()
-    return JSONResponse({"applied": True, **result})
+    return JSONResponse({"applied": True, "duplicate": False, **result})
 
 
-def _apply(svc: Services, feedback: Feedback, endpoint: str, channel: str | None) -> dict[str, Any]:
+def _event_id(endpoint: str, webhook_id: str) -> str:
+    """The inbound_events id of a feedback message: senders' webhook-ids are unique per endpoint only."""
+    event_id = f"{endpoint}:{webhook_id}"
+    # The column holds 255 characters; a longer id is kept as its digest, still one per message.
+    return event_id if len(event_id) <= 255 else "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+
+
+def _apply(
+    svc: Services, feedback: Feedback, endpoint: str, channel: str | None, webhook_id: str
+) -> dict[str, Any]:
     settings = svc.settings
     same_channel = [
         name
@@ -105,6 +123,8 @@ def _apply(svc: Services, feedback: Feedback, endpoint: str, channel: str | None
         if channel is not None and ep.requires_consent == channel
     ]
     with write_transaction(svc.engine) as conn:
+        # Claimed with the change it guards: a replay of an old opt-out must not undo a newer opt-in.
+        claim_events(conn, "feedback", [_event_id(endpoint, webhook_id)], now=svc.clock())
         return apply_feedback(
             conn,
             feedback,

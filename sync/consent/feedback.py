@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 
-from field_mapping.normalize import normalize_email, normalize_phone
+from field_mapping.normalize import EXTENSION, dialable, normalize_email, normalize_phone
 from sync.consent.actions import cancel_entries, current_contact, opt_out
 from sync.consent.config import ConsentConfig
 from sync.consent.exceptions import ConsentError, UnknownContactError
@@ -162,7 +162,12 @@ def _undeliverable(
     stmt = select(ci.value).where(ci.contact_id == contact_id, ci.kind == kind)
     if raw:
         value = normalize_email(raw)[0] if kind == "email" else normalize_phone(raw, region)[0]
-        stmt = stmt.where(ci.value == value)
+        if kind == "phone":
+            # The sender dialled the number without its extension: every extension of it is that line.
+            line = dialable(value)
+            stmt = stmt.where(or_(ci.value == line, ci.value.startswith(line + EXTENSION, autoescape=True)))
+        else:
+            stmt = stmt.where(ci.value == value)
     values = list(conn.execute(stmt).scalars())
     if raw and not values:
         # The sender knows an address we do not hold for this contact: list it all the same.

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select
 
+from field_mapping.normalize import dialable
 from sync.identity import identities_of
 from sync.store.probe import probe_unique
 from sync.store.tables import suppressions
@@ -27,8 +28,12 @@ _PROBED = probe_unique(suppressions.c.kind, suppressions.c.value_hash)
 
 
 def identity_hash(value: str) -> str:
-    """The hash stored for a normalized identity value (as kept in `contact_identities.value`)."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+    """The hash stored for a normalized identity value (as kept in `contact_identities.value`).
+
+    A phone number's extension is left out: a STOP keeps the line out, whatever extension a later
+    import names or omits (identities keep extensions apart; the SMS reaches the number).
+    """
+    return hashlib.sha256(dialable(value).encode("utf-8")).hexdigest()
 
 
 def suppress_values(conn: Connection, pairs: Iterable[tuple[str, str]], *, reason: str, now: datetime) -> int:

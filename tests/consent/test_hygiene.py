@@ -101,3 +101,18 @@ def test_bounces_and_invalid_numbers_are_flagged_and_suppressed(engine: Engine) 
         assert _policies(conn, HygieneConfig(), NOW)["invalid_phones"] == 1
         run_hygiene(conn, HygieneConfig(), now=NOW)
         assert contact_export(conn, other)["fields"] == {"phone_valid": False}
+
+
+def test_an_invalid_number_report_flags_the_line_whatever_extensions_it_is_held_with(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        cid = _contact(conn, "ann@example.com", active_at=NOW, phone="+14155550000;ext=12")
+        body = {
+            "type": "contact.invalid_number",
+            "timestamp": "2026-11-23T11:00:00Z",
+            "data": {"contact_id": cid, "phone": "(415) 555-0000"},
+        }
+        apply_feedback(
+            conn, Feedback.model_validate(body), endpoint="texter", channel=None, now=NOW, evaluate=None
+        )
+        held = {i["kind"]: (i["value"], i["valid"]) for i in contact_export(conn, cid)["identities"]}
+    assert held["phone"] == ("+14155550000;ext=12", False)

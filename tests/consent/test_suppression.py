@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from sync.consent.suppression import suppress_values, suppressed_identities
+from sync.consent.suppression import identity_hash, suppress_values, suppressed_identities
 from sync.identity import resolve
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -49,3 +49,9 @@ def test_listed_identities_are_found_through_the_list_index_not_the_whole_list(e
                 plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)]
                 assert not any(step.startswith("SCAN") for step in plan), plan
                 assert any(step.startswith("SEARCH suppressions") for step in plan), plan
+
+
+def test_a_listed_line_is_listed_whatever_extension_an_identity_names() -> None:
+    line = identity_hash("+14155552671")
+    assert identity_hash("+14155552671;ext=12") == identity_hash("+14155552671;ext=34") == line
+    assert identity_hash("ada@example.com") != line

@@ -50,6 +50,8 @@ T = FieldType
         ("+14155552671", "", T.PHONE),
         ("(415) 555-2671", "phone", T.PHONE),
         ("(415) 555-2671", "notes", T.ENUM),
+        ("+44 7911 123456", "", T.PHONE),
+        ("+44 7911 123456", "phone", T.PHONE),
         ("active", "status", T.ENUM),
         ("Pro monthly", "nickname", T.ENUM),
         ("Jenny Rosen", "name", T.STRING),
@@ -65,6 +67,103 @@ T = FieldType
 )
 def test_precedence_table(value: Any, name: str, expected: FieldType | None) -> None:
     assert infer(value, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "expected"),
+    [
+        ("4155552671", "phone", T.PHONE),  # Stripe's `phone`, digits only
+        ("4155552671", "mobilephone", T.PHONE),
+        ("4155552671", "phoneNumber", T.PHONE),
+        ("4155552671", "fax", T.PHONE),
+        ("4155552671", "tel", T.PHONE),
+        ("4155552671", "work_tel", T.PHONE),
+        (4155552671, "phone", T.PHONE),  # a Segment.com trait sent as a JSON number
+        ("+14155552671", "phone", T.PHONE),
+        ("3", "phone_count", T.INTEGER),  # not a valid number: the name alone decides nothing
+        ("4155552671", "hotel", T.INTEGER),  # `tel` only as a whole word
+        ("4155552671", "amount", T.INTEGER),
+        (1_700_000_000, "phone_verified_at", T.DATETIME),  # a time about a phone
+    ],
+)
+def test_phone_names_win_over_integers(value: Any, name: str, expected: FieldType) -> None:
+    assert infer(value, name) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12345678901234567", T.STRING),  # a Segment.com trait the number column would round
+        (12_345_678_901_234_567, T.STRING),
+        ("9007199254740993", T.STRING),
+        (9_007_199_254_740_993, T.STRING),
+        (-9_007_199_254_740_993, T.STRING),
+        ("123456789012345678901234567890", T.STRING),
+        ("12345678901234.567", T.STRING),
+        (Decimal("12345678901234.567"), T.STRING),
+        (Decimal("NaN"), T.STRING),
+        ("9007199254740992", T.INTEGER),  # 2**53 is the last integer a double holds exactly
+        (9_007_199_254_740_992, T.INTEGER),
+        ("1234567890123.45", T.DECIMAL),  # 15 significant digits
+        (Decimal("12345678901234.500"), T.DECIMAL),
+    ],
+)
+def test_numbers_a_double_cannot_hold_are_text(value: Any, expected: FieldType) -> None:
+    assert infer(value) is expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "created",
+        "updated",
+        "canceled_at",
+        "ended_at",
+        "cancel_at",
+        "webhooks_delivered_at",
+        "current_period_start",
+        "current_period_end",
+        "period_start",
+        "period_end",
+        "trial_start",
+        "trial_end",
+        "start",
+        "end",
+        "start_date",
+        "due_date",
+        "date",
+        "available_on",
+        "computed_timestamp",
+        "billing_cycle_anchor",
+        "next_payment_attempt",
+        "redeem_by",
+        "createdAt",
+        "date_created",
+        "last_updated",
+        "paused_until",
+    ],
+)
+def test_epoch_names_of_stripe_and_others(name: str) -> None:
+    assert infer(1_234_567_890, name) is T.DATETIME
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lifetime_value_to_date",
+        "year_to_date",
+        "account_number_end",
+        "range_end",
+        "head_start",
+        "updates",
+        "creator",
+        "dated_total",
+        "at",
+        "format",
+    ],
+)
+def test_numbers_whose_names_only_look_like_times(name: str) -> None:
+    assert infer(1_500_000_000, name) is T.INTEGER
 
 
 def test_enum_length_is_configurable() -> None:

@@ -34,10 +34,13 @@ from field_mapping.transforms import (
         (cents_to_amount, 1999, Decimal("19.99")),
         (cents_to_amount, "2000", Decimal("20.00")),
         (cents_to_amount, -5, Decimal("-0.05")),
+        (cents_to_amount, 2000.0, Decimal("20.00")),  # a whole number sent as a float
+        (cents_to_amount, Decimal("1999"), Decimal("19.99")),
         (unix_to_datetime, 1_700_000_000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
         (unix_to_datetime, "1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
         (e164("US"), "(415) 555-2671", "+14155552671"),
         (e164("FR"), "01 42 68 53 00", "+33142685300"),
+        (e164("US"), "+1 415 555 2671 ext. 12", "+14155552671"),  # E.164 has no extension
         (value_map({"active": "paying", "true": "yes"}), "active", "paying"),
         (value_map({"active": "paying", "true": "yes"}), True, "yes"),
         (value_map({"active": "paying"}), "past_due", "past_due"),
@@ -54,6 +57,17 @@ def test_transform_table(transform: Any, raw: Any, expected: Any) -> None:
 def test_transform_rejects_wrong_kind(transform: Any, raw: Any) -> None:
     with pytest.raises(TransformError):
         transform(raw)
+
+
+@pytest.mark.parametrize("raw", [19.99, "19.99", Decimal("19.5"), "2000.5", float("inf")])
+def test_cents_to_amount_refuses_an_amount_that_is_not_whole_cents(raw: Any) -> None:
+    with pytest.raises(TransformError, match="expected an integer amount in cents"):
+        cents_to_amount(raw)
+
+
+def test_transforms_pass_a_filter_that_matched_nothing() -> None:
+    for transform in build_transforms(["trim", "cents_to_amount", "e164", {"map": {"a": "b"}}], "US"):
+        assert transform([]) == []
 
 
 def test_invalid_phone_is_kept_and_flagged() -> None:

@@ -24,7 +24,9 @@ T = FieldType
         (T.DECIMAL, T.STRING, T.STRING),
         (T.BOOLEAN, T.INTEGER, T.STRING),
         (T.DATETIME, T.INTEGER, T.STRING),
-        (T.DATE, T.DATETIME, T.STRING),
+        (T.DATE, T.DATETIME, T.DATETIME),  # both live in the time column
+        (T.DATETIME, T.DATE, T.DATETIME),
+        (T.DATE, T.INTEGER, T.STRING),
         (T.ENUM, T.STRING, T.STRING),
         (T.EMAIL, T.ENUM, T.STRING),
         (T.PHONE, T.INTEGER, T.STRING),
@@ -36,8 +38,9 @@ def test_widen_table(current: FieldType, seen: FieldType, expected: FieldType) -
 
 
 def _rank(ftype: FieldType) -> int:
-    # How many types a field of this type can hold: string holds all, decimal holds integers too.
-    return {T.STRING: 3, T.DECIMAL: 2}.get(ftype, 1)
+    # How many types a field of this type can hold: string holds all, decimal holds integers too,
+    # datetime holds dates.
+    return {T.STRING: 3, T.DECIMAL: 2, T.DATETIME: 2}.get(ftype, 1)
 
 
 @given(st.lists(st.sampled_from(list(FieldType)), min_size=1, max_size=30))

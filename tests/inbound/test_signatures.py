@@ -172,3 +172,55 @@ def test_an_enabled_provider_without_its_secret_fails_at_start(
         InboundReceiver(
             config, {k: v for k, v in SECRETS.items() if k != "STRIPE_WEBHOOK_SECRET"}, receiver.sync_engine
         )
+
+
+def test_a_day_old_stripe_event_is_401_however_its_timestamps_are_arranged(
+    signed_receiver: InboundReceiver, engine: Engine
+) -> None:
+    body = _body("stripe")
+    old, fresh = int((NOW - timedelta(days=1)).timestamp()), int(NOW.timestamp())
+    signed = stripe_request(body, at=NOW - timedelta(days=1)).headers["stripe-signature"]
+    signature = signed.split(",v1=")[1]
+    headers = [
+        signed,
+        # The SDK reads the signed `t`; a fresh one after a space must not pass the age check.
+        f"v1={signature}, t={fresh},t={old}",
+        f"t={fresh},t={old},v1={signature}",
+        f"t={old},t={fresh},v1={signature}",
+    ]
+    for header in headers:
+        request = replace(stripe_request(body), headers={"stripe-signature": header})
+        answer = signed_receiver.receive("stripe", request, now=NOW)
+        assert answer.status == 401, (header, answer.body)
+    assert counts(engine)["inbound_events"] == 0
+
+
+@pytest.mark.parametrize(
+    ("provider", "header", "value"),
+    [
+        ("stripe", "stripe-signature", "t=1795348800,v1=é"),
+        ("stripe", "stripe-signature", "t=¹795348800,v1=00"),
+        ("hubspot", "x-hubspot-signature-v3", "é"),
+        ("hubspot", "x-hubspot-request-timestamp", "²"),
+    ],
+)
+def test_odd_characters_in_signature_headers_are_401_not_500(
+    signed_receiver: InboundReceiver, provider: Provider, header: str, value: str
+) -> None:
+    request = _signed(provider, _body(provider))
+    request = replace(request, headers={**request.headers, header: value})
+    answer = signed_receiver.receive(provider, request, now=NOW)
+    assert answer.status == 401, answer.body
+    assert answer.body["error"] == "invalid_signature"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_deeply_nested_json_is_400_not_500(
+    signed_receiver: InboundReceiver, engine: Engine, provider: Provider, depth: int
+) -> None:
+    body = b"[" * depth + b"]" * depth
+    answer = signed_receiver.receive(provider, _signed(provider, body), now=NOW)
+    assert answer.status == 400, answer.body
+    assert "nests deeper than 64" in answer.body["message"]
+    assert counts(engine)["inbound_events"] == 0

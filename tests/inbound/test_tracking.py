@@ -225,6 +225,25 @@ def test_bad_gzip_and_bad_json_are_400(receiver: InboundReceiver) -> None:
     assert (answer.status, answer.body["code"]) == (400, "invalid_json")
 
 
+@pytest.mark.parametrize("authorization", [True, False])
+def test_deeply_nested_json_is_400_with_or_without_the_basic_write_key(
+    receiver: InboundReceiver, authorization: bool
+) -> None:
+    headers = {"authorization": _basic(WRITE_KEY)} if authorization else {}
+    nested = b'{"writeKey": "%s", "batch": ' % WRITE_KEY.encode() + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    for kind in ("batch", "track"):
+        request = InboundRequest("POST", f"{BASE}/v1/{kind}", headers, nested)
+        answer = receiver.track_api(kind, request, now=NOW)
+        assert (answer.status, answer.body["code"]) == (400, "invalid_json"), answer.body
+
+
+def test_a_wrong_basic_write_key_is_401_before_the_body_is_parsed(receiver: InboundReceiver) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    request = InboundRequest("POST", f"{BASE}/v1/track", {"authorization": _basic("wrong")}, deep)
+    answer = receiver.track_api("track", request, now=NOW)
+    assert (answer.status, answer.body["code"]) == (401, "invalid_write_key")
+
+
 def test_a_gzip_bomb_stops_at_the_batch_limit(receiver: InboundReceiver) -> None:
     bomb = gzip.compress(b" " * (50 * 1024 * 1024))
     headers = {"authorization": _basic(WRITE_KEY), "content-encoding": "gzip"}

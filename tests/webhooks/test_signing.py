@@ -10,6 +10,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from webhooks import SecretError, decode_secret, generate_secret, signed_headers
+from webhooks.signing import SignatureError, verify
 
 
 @pytest.mark.parametrize("size", [24, 32, 64])
@@ -50,3 +51,15 @@ def test_a_changed_body_or_id_fails_verification() -> None:
         Webhook(secret).verify(b"{ }", headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(b"{}", headers | {"webhook-id": "msg_2"})
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("webhook-timestamp", "¹"), ("webhook-signature", "v1,é"), ("webhook-signature", "v1,\u00ff\u00fe")],
+)
+def test_odd_characters_in_the_headers_are_a_signature_error(header: str, value: str) -> None:
+    key = decode_secret(generate_secret())
+    now = int(time.time())
+    headers = signed_headers("msg_1", now, b"{}", [key]) | {header: value}
+    with pytest.raises(SignatureError):
+        verify(headers, b"{}", [key], now=now)

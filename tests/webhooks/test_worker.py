@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from standardwebhooks import Webhook
 
 from field_mapping.types import FieldType
 from sync.fields import create_field, save_values
 from sync.identity import merge
-from sync.store.tables import deliveries, delivery_attempts, endpoint_states
+from sync.store.tables import contact_identities, deliveries, delivery_attempts, endpoint_states
 from tests.webhooks.conftest import (
     T0,
     Clock,
@@ -483,3 +483,20 @@ def test_after_a_merge_the_kept_contacts_messages_name_the_merged_ids(engine: En
     assert contacts[bob] == {"id": bob, "email": "bob@example.com"}  # none merged: no key
     for body in consumer.bodies():
         _matches(SCHEMA, body)
+
+
+def test_the_phone_sent_is_the_number_an_sms_reaches_without_its_extension(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn, "sms_offers")
+        cid = add_contact(conn)
+        conn.execute(
+            insert(contact_identities).values(
+                contact_id=cid, kind="phone", value="+14155552671;ext=12", source="test", first_seen_at=T0
+            )
+        )
+        add_transition(conn, sid, cid, "entered")
+    config = make_config(("sms", endpoint("sms", fields=["phone"])))
+    consumer = Consumer()
+    run(make_worker(engine, config, {"sms": consumer}, secrets_for(config)), Clock())
+    [body] = consumer.bodies()
+    assert body["data"]["contact"] == {"id": cid, "phone": "+14155552671"}

@@ -35,6 +35,8 @@ _STREAM_OF_OBJECT = {kind.object: kind.name for kind in KINDS.values()}
 _HUBSPOT_DELETIONS = frozenset({"contact.deletion", "contact.privacyDeletion"})
 # Typeform's webhook adds these to a response; the Responses API, which the pull stores, has neither.
 _TYPEFORM_EXTRAS = ("definition", "ending")
+# Far deeper than any provider's payload; a hostile body nested thousands deep is refused as malformed.
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,40 @@ def _malformed(provider: str, cause: str, fix: str) -> InboundError:
 
 
 def load_json(provider: str, body: bytes) -> Any:
-    """The body as JSON, or a 400 saying it is not (truncated, not UTF-8, not JSON)."""
+    """The body as JSON, or a 400 saying it is not (truncated, not UTF-8, not JSON, nested too deep)."""
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except ValueError as exc:
         raise _malformed(
             provider, f"the body is not valid JSON ({exc})", "send the payload unchanged"
         ) from None
+    except RecursionError:
+        raise _too_deep(provider) from None
+    # Refused here, not later: storing and mapping walk the value recursively too.
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep(provider)
+    return value
+
+
+def _too_deep(provider: str) -> InboundError:
+    return _malformed(
+        provider, f"the JSON nests deeper than {MAX_JSON_DEPTH} levels", "send the payload unchanged"
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in `value` nest more than `limit` levels (walked without recursion)."""
+    level: list[Any] = [value]
+    for _depth in range(limit):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return any(isinstance(node, dict | list) for node in level)
 
 
 def stripe_batch(body: Any) -> Parsed:

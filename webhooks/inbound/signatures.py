@@ -39,22 +39,44 @@ def _secret_fix(provider: str, key: str) -> str:
     return f"check that webhooks.inbound.{provider}.{key} names the secret {provider} signs with"
 
 
+def _stripe_parts(header: str) -> tuple[int, list[str]]:
+    """The one `t` and the `v1` signatures of a Stripe-Signature header, keyed as the SDK keys them."""
+    items = [item.split("=", 1) for item in header.split(",")]
+    stamps = [item[1] for item in items if len(item) == 2 and item[0] == "t"]
+    signatures = [item[1] for item in items if len(item) == 2 and item[0] == "v1"]
+    # Several `t`s would let the signature be checked on one and the age on another (a replay).
+    # Non-ASCII would reach the SDK's compare_digest on str, which raises TypeError.
+    if not header.isascii() or len(stamps) != 1 or not _ascii_digits(stamps[0]) or not signatures:
+        raise _refuse(
+            "stripe",
+            "the Stripe-Signature header needs exactly one t=<epoch seconds> and a v1=<signature>",
+            "send the header unchanged",
+        )
+    return int(stamps[0]), signatures
+
+
+def _ascii_digits(text: str) -> bool:
+    # str.isdigit also accepts "²" and other digits int() refuses or reads differently.
+    return text.isascii() and text.isdigit()
+
+
 def verify_stripe(request: InboundRequest, secret: str, *, tolerance: int, now: datetime) -> None:
     """`Stripe-Signature` (`t=...,v1=...`) checked by the stripe SDK; an old timestamp is a replay."""
     header = request.headers.get("stripe-signature")
     if not header:
         raise _refuse("stripe", "the Stripe-Signature header is missing", "send the request from Stripe")
+    timestamp, signatures = _stripe_parts(header)
+    # The SDK gets the header rebuilt from what was parsed, so it checks the timestamp aged below.
+    canonical = ",".join([f"t={timestamp}", *(f"v1={s}" for s in signatures)])
     try:
         # Tolerance is checked below against `now`: the SDK would read the machine's clock.
-        stripe.WebhookSignature.verify_header(request.body, header, secret, tolerance=None)
+        stripe.WebhookSignature.verify_header(request.body, canonical, secret, tolerance=None)
     except UnicodeDecodeError:
         raise _refuse("stripe", "the body is not UTF-8", "send the event body unchanged") from None
     except stripe.SignatureVerificationError as exc:
         raise _refuse(
             "stripe", f"signature check failed ({exc})", _secret_fix("stripe", "secret_env")
         ) from None
-    stamps = [p.split("=", 1)[1] for p in header.split(",") if p.strip().startswith("t=")]
-    timestamp = int(stamps[0]) if stamps and stamps[0].strip().isdigit() else 0
     age = now.timestamp() - timestamp
     if age > tolerance:
         raise _refuse(
@@ -81,7 +103,7 @@ def verify_hubspot(request: InboundRequest, secret: str, *, tolerance: int, now:
             "the X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp header is missing",
             "send the request from a HubSpot app's webhook subscription",
         )
-    if not timestamp.isdigit():
+    if not _ascii_digits(timestamp):
         raise _refuse(
             "hubspot",
             f"X-HubSpot-Request-Timestamp {timestamp[:20]!r} is not epoch milliseconds",
@@ -100,8 +122,10 @@ def verify_hubspot(request: InboundRequest, secret: str, *, tolerance: int, now:
         raise _refuse("hubspot", "the body is not UTF-8", "send the events unchanged") from None
     # The URI must be the public one HubSpot called; behind a proxy the server rebuilds it.
     matches = [
+        # Bytes: compare_digest raises TypeError on a str with non-ASCII characters.
         hmac.compare_digest(
-            Signature.get_signature(secret, body, "v3", uri, request.method.upper(), timestamp), signature
+            Signature.get_signature(secret, body, "v3", uri, request.method.upper(), timestamp).encode(),
+            signature.encode(),
         )
         for uri in _hubspot_uris(request.url)
     ]

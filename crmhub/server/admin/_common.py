@@ -13,12 +13,26 @@ from sqlalchemy import Connection
 from crmhub.server.services import Services, services
 from sync.privacy import find_person
 
-__all__ = ["MAX_ID", "NO_NUL", "ContactRef", "Svc", "not_found", "resolve_contact", "router", "utc"]
+__all__ = [
+    "ADMIN_BODY_LIMIT",
+    "MAX_ID",
+    "NO_NUL",
+    "ContactRef",
+    "Svc",
+    "admin_refusal",
+    "not_found",
+    "resolve_contact",
+    "router",
+    "utc",
+]
 
 # The largest id the stores hold; a larger number in a request is refused (422), never sent to a driver.
 MAX_ID = 2**63 - 1
 # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 on every backend.
 NO_NUL = r"^[^\x00]*$"
+
+# Admin bodies are a few ids and flags; nothing larger is read (FastAPI answers 413).
+ADMIN_BODY_LIMIT = 64 * 1024
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -27,35 +41,45 @@ _bearer = HTTPBearer(
 )
 
 
+def admin_refusal(svc: Services, token: str) -> HTTPException | None:
+    """Why a request bearing `token` may not use the admin API (503 unset, 401 wrong), or None."""
+    env = svc.settings.server.admin_token_env
+    expected = svc.environ.get(env, "")
+    if not expected:
+        return HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"admin API disabled: environment variable {env} is unset or empty; set it to a long random "
+            f"token (e.g. `export {env}=$(openssl rand -hex 32)`) and restart crmhub serve",
+        )
+    # compare_digest takes as long whatever the first differing byte: no guessing the token by timing.
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        return HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"admin API: send `Authorization: Bearer <token>` with the token in {env}",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return None
+
+
 def require_admin(
     svc: Annotated[Services, Depends(services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """Let the request through only with `Authorization: Bearer <the admin token>`."""
-    env = svc.settings.server.admin_token_env
-    expected = svc.environ.get(env, "")
-    if not expected:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"admin API disabled: environment variable {env} is unset or empty; set it to a long random "
-            f"token (e.g. `export {env}=$(openssl rand -hex 32)`) and restart crmhub serve",
-        )
-    given = credentials.credentials if credentials is not None else ""
-    # compare_digest takes as long whatever the first differing byte: no guessing the token by timing.
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            f"admin API: send `Authorization: Bearer <token>` with the token in {env}",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    refusal = admin_refusal(svc, credentials.credentials if credentials is not None else "")
+    if refusal is not None:
+        raise refusal
 
 
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
+    # AdminGate has checked the token before FastAPI read the body; this states it in the OpenAPI too.
     dependencies=[Depends(require_admin)],
+    max_body_size=ADMIN_BODY_LIMIT,
     responses={
         401: {"description": "Missing or wrong bearer token."},
+        413: {"description": "A request body over 64 KiB."},
         503: {"description": "The admin token's environment variable is unset."},
     },
 )
