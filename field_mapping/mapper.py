@@ -10,16 +10,15 @@ from connectors.records import Record
 from field_mapping.auto import AutoLeaf, DictFlattener, Leaves
 from field_mapping.auto_typeform import TypeformFlattener
 from field_mapping.config import FieldMappingConfig, MappingRule, TypeformAutoConfig
-from field_mapping.convert import as_text
 from field_mapping.identity import extract_identities
 from field_mapping.inference import HUBSPOT_CONTACT_TYPES, infer
 from field_mapping.model import FieldDefinition, FieldValue, MappedRecord, Origin, Problem, Widening
 from field_mapping.naming import label_for, unique_name
 from field_mapping.paths import Lookup, compile_path
-from field_mapping.registry import FieldPlan, FieldRegistry, FieldState
+from field_mapping.registry import LEFT_OUT, FieldPlan, FieldRegistry, FieldState
 from field_mapping.sources import KNOWN_STREAMS, stream_prefix
 from field_mapping.transforms import InvalidValue, Transform, TransformError, build_transforms
-from field_mapping.types import FieldType
+from field_mapping.types import STORAGE, Column, FieldType
 
 __all__ = ["Mapper"]
 
@@ -102,6 +101,8 @@ class Mapper:
             if held is not None and held.value is not None:
                 continue  # an earlier rule of this stream already gave this field a value
             raw = rule.lookup(payload)
+            if raw == "" and rule.state.type is not FieldType.STRING:
+                raw = None  # no value, as `FieldRegistry.accept` has it; not a transform's failure
             if raw is not None and rule.transforms:
                 done = self._transform(rule, raw, problems)
                 if isinstance(done, FieldValue):
@@ -123,9 +124,10 @@ class Mapper:
         for leaf, raw in leaves:
             state = leaf.state
             if state is None:
-                if raw is None:
-                    # A field is created by its first value, not by a null; only this leaf makes a
-                    # field of this name, so one look at the registry per leaf is enough.
+                if raw is None or raw == "":
+                    # A field is created by its first value, not by a null or "" (whose type says
+                    # nothing); only this leaf makes a field of this name, so one look at the
+                    # registry per leaf is enough.
                     if leaf.absent:
                         continue
                     if leaf.name not in registry:
@@ -157,15 +159,21 @@ class Mapper:
         return self.registry.plan()
 
     def _transform(self, rule: _Rule, raw: Any, problems: list[Problem]) -> Any:
+        """`raw` through the rule's transforms, or the field's value when one of them fails."""
+        state = rule.state
         try:
             for transform in rule.transforms:
                 raw = transform(raw)
         except InvalidValue as exc:
-            problems.append(Problem(rule.state.name, rule.origin, repr(raw), str(exc)))
-            return FieldValue(rule.state.name, exc.kept, rule.state.type, rule.origin)
+            if STORAGE[state.type] is Column.TEXT:
+                problems.append(Problem(state.name, rule.origin, repr(raw), str(exc)))
+                return FieldValue(state.name, exc.kept, state.type, rule.origin)
+            problems.append(Problem(state.name, rule.origin, repr(raw), f"{exc}; {LEFT_OUT}"))
+            return FieldValue(state.name, None, state.type, rule.origin)
         except TransformError as exc:
-            problems.append(Problem(rule.state.name, rule.origin, repr(raw), f"{exc}; kept as text"))
-            return FieldValue(rule.state.name, as_text(raw), FieldType.STRING, rule.origin)
+            # Like a value that does not fit the rule's type: the typed column cannot hold it.
+            problems.append(Problem(state.name, rule.origin, repr(raw), f"{exc}; {LEFT_OUT}"))
+            return FieldValue(state.name, None, state.type, rule.origin)
         return raw
 
     def _auto_state(self, name: str, leaf: AutoLeaf, raw: Any, created: list[str]) -> FieldState:

@@ -12,9 +12,12 @@ from field_mapping.model import FieldDefinition, FieldValue, Origin, Problem, Wi
 from field_mapping.transforms import InvalidValue, TransformError
 from field_mapping.types import FieldType, widen
 
-__all__ = ["FieldChange", "FieldPlan", "FieldRegistry", "FieldState", "plan_fields"]
+__all__ = ["LEFT_OUT", "FieldChange", "FieldPlan", "FieldRegistry", "FieldState", "plan_fields"]
 
 _SHOW_MAX = 80
+
+# How a problem ends when a rule's value does not fit the rule's type: the field gets no value.
+LEFT_OUT = "left out of the field (the raw record keeps it)"
 
 
 class FieldState:
@@ -86,8 +89,10 @@ class FieldRegistry:
     def accept(
         self, state: FieldState, raw: Any, origin: Origin, problems: list[Problem], widenings: list[Widening]
     ) -> FieldValue:
-        """`raw` typed for `state`: converted, kept flagged, kept as text, or the field widened."""
-        if raw is None:
+        """`raw` typed for `state`: converted, flagged, left out (a rule's type) or widening the field."""
+        if raw is None or (raw == "" and state.type is not FieldType.STRING):
+            # Sources send "" for a cleared value (HubSpot numbers, dates, flags): no value, like a
+            # null, rather than text that would widen a typed field for good.
             return FieldValue(state.name, None, state.type, origin)
         try:
             value = state.convert(raw, self.region)
@@ -96,8 +101,9 @@ class FieldRegistry:
             return FieldValue(state.name, exc.kept, state.type, origin)
         except TransformError as exc:
             if state.fixed:
-                problems.append(Problem(state.name, origin, _show(raw), f"{exc}; kept as text"))
-                return FieldValue(state.name, as_text(raw), FieldType.STRING, origin)
+                # The rule's type is the admin's choice, and its column holds only that type.
+                problems.append(Problem(state.name, origin, _show(raw), f"{exc}; {LEFT_OUT}"))
+                return FieldValue(state.name, None, state.type, origin)
             seen = infer(raw, state.hint, region=self.region) or FieldType.STRING
             return self._widen(state, widen(state.type, seen), raw, origin, widenings)
         if state.type is FieldType.ENUM and value not in state.options:

@@ -14,10 +14,8 @@ from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Select,
-    String,
     Text,
     bindparam,
     cast,
@@ -30,8 +28,9 @@ from sqlalchemy import (
 )
 
 from field_mapping.model import FieldDefinition, Origin
-from field_mapping.types import STORAGE, Columns, FieldType, from_columns
-from sync.store.field_columns import add_column, column_name, drop_column, fields_table, stamp
+from field_mapping.types import STORAGE, Column, Columns, FieldType, from_columns
+from sync.field_moves import move_values, stored_text
+from sync.store.field_columns import add_column, column_name, fields_table, stamp
 from sync.store.tables import contact_fields, field_definitions, field_sources
 from sync.store.upsert import Row, write_rows
 
@@ -64,6 +63,21 @@ def stored_value(ftype: FieldType, value: Any) -> Any:
     return value
 
 
+def can_hold(field: StoredField, ftype: FieldType) -> bool:
+    """Whether `field`'s column holds values typed `ftype`: the same storage kind, or text."""
+    column = STORAGE[field.type]
+    return column is Column.TEXT or STORAGE[ftype] is column
+
+
+def column_value(field: StoredField, ftype: FieldType, value: Any) -> Any:
+    """A value typed `ftype` as `field`'s column holds it, when `can_hold` says it can."""
+    if value is None:
+        return None
+    if STORAGE[ftype] is not STORAGE[field.type]:
+        return stored_text(ftype, value)  # typed before its field widened to text in the same page
+    return stored_value(ftype, value)
+
+
 def load_definitions(conn: Connection) -> list[FieldDefinition]:
     """Every stored field definition, for seeding the mapper so a second sync creates nothing."""
     fd = field_definitions.c
@@ -91,9 +105,17 @@ def load_fields(conn: Connection) -> dict[str, StoredField]:
 
 
 def save_definitions(
-    conn: Connection, definitions: Iterable[FieldDefinition], now: datetime
+    conn: Connection,
+    definitions: Iterable[FieldDefinition],
+    now: datetime,
+    *,
+    warnings: list[str] | None = None,
 ) -> dict[str, StoredField]:
-    """Create new fields (definition and column) and widen changed ones; returns every field by name."""
+    """Create new fields (definition and column) and retype changed ones; returns every field by name.
+
+    A retype converts the stored values; one for each field whose values did not all fit is added to
+    `warnings`.
+    """
     fd = field_definitions.c
     stored = {row.name: row for row in conn.execute(select(fd.id, fd.name, fd.type, fd.options))}
     for definition in definitions:
@@ -115,7 +137,9 @@ def save_definitions(
             )
             continue
         if row.type != definition.type.value:
-            _move_values(conn, row.id, FieldType(row.type), definition.type)
+            moved = move_values(conn, row.id, FieldType(row.type), definition.type)
+            if moved.cleared and warnings is not None:
+                warnings.append(moved.report(definition.name, FieldType(row.type), definition.type))
         if row.type != definition.type.value or (options and options != row.options):
             conn.execute(
                 update(field_definitions)
@@ -155,20 +179,6 @@ def create_field(
     )
     field_id = int(conn.execute(stmt).scalar_one())
     return StoredField(field_id, ftype, add_column(conn, field_id, ftype))
-
-
-def _move_values(conn: Connection, field_id: int, old: FieldType, new: FieldType) -> None:
-    """After a widening that changes the storage kind, move the values into the new column as text."""
-    if STORAGE[old] is STORAGE[new]:
-        return  # integer -> decimal: both are numbers in one float column
-    before = column_name(field_id, old)
-    after = add_column(conn, field_id, new)
-    table = fields_table([before, after])
-    value: Any = table.c[before]
-    if old is FieldType.INTEGER:
-        value = cast(value, BigInteger)  # the number column is a float: 1 must become "1", not "1.0"
-    conn.execute(update(table).values({after: cast(value, String)}))
-    drop_column(conn, before)
 
 
 def save_values(

@@ -13,10 +13,19 @@ from connectors import Batch, ContactEvent
 from field_mapping.identity import identity_hints
 from field_mapping.mapper import Mapper
 from field_mapping.model import IdentityHint, MappedRecord
+from field_mapping.types import FieldType
 from sync.consent.config import ConsentConfig
 from sync.consent.sources import apply_page_consent, consent_items
 from sync.engine import BatchResult, Evaluate
-from sync.fields import FieldValue, StoredField, save_definitions, save_values, stored_value
+from sync.fields import (
+    FieldValue,
+    StoredField,
+    can_hold,
+    column_value,
+    save_definitions,
+    save_values,
+    stored_value,
+)
 from sync.identity import Resolution, resolve_batch
 from sync.store.tables import contacts, events, quarantine, records
 from sync.store.upsert import Row, execute_rows, write_rows
@@ -25,6 +34,9 @@ from sync.store.upsert import Row, execute_rows, write_rows
 NON_PERSON_STREAMS = frozenset({("hubspot", "companies"), ("hubspot", "deals")})
 
 _NO_IDENTITY = "no usable identity: no valid e-mail, phone or external id in the record"
+# Values named in a warning about values left out of a field; the rest are counted.
+_SHOWN = 3
+_SHOW_MAX = 80
 
 
 _RECORD_ROW = (
@@ -129,21 +141,18 @@ class PageStore:
                     kept.append(
                         _quarantined(r.source, r.stream, r.external_id, _NO_IDENTITY, payload, run_id, now)
                     )
+        warnings: list[str] = []
         if self._fields is None or any(m.created or m.widenings for m in mapped):
-            self._fields = save_definitions(conn, self.mapper.definitions(), now)
+            self._fields = save_definitions(conn, self.mapper.definitions(), now, warnings=warnings)
         fields = self._fields
-        rows: list[FieldValue] = []
-        append = rows.append
-        for m, contact_id in zip(mapped, contact_ids, strict=True):
-            if contact_id is None:
-                continue
-            source, at = m.record.source, m.record.updated_at
-            for value in m.values.values():
-                append((contact_id, fields[value.field], stored_value(value.type, value.value), source, at))
+        rows, left_out = _field_rows(mapped, contact_ids, fields)
         save_values(conn, rows, fresh=resolution.created)
         result.contacts.update(c for c in contact_ids if c is not None)
         result.problems += sum(len(m.problems) for m in mapped)
         result.widenings.extend(str(w) for m in mapped for w in m.widenings)
+        # The run report's warnings; StreamReport keeps them with the widenings.
+        result.widenings.extend(warnings)
+        result.widenings.extend(_left_out(name, shown, fields[name].type) for name, shown in left_out.items())
 
     def _store_events(
         self,
@@ -230,6 +239,55 @@ def _store_records(
         update=("updated_at", "deleted", "payload", "stored_at", "run_id"),
         newer="updated_at",
         fill=("contact_id",),
+    )
+
+
+def _field_rows(
+    mapped: Sequence[MappedRecord], contact_ids: Sequence[int | None], fields: Mapping[str, StoredField]
+) -> tuple[list[FieldValue], dict[str, list[str]]]:
+    """The values to store, and per field the values left out of it, each with its record."""
+    rows: list[FieldValue] = []
+    append = rows.append
+    left_out: dict[str, list[str]] = {}
+    for m, contact_id in zip(mapped, contact_ids, strict=True):
+        if contact_id is None:
+            continue
+        source, at = m.record.source, m.record.updated_at
+        for value in m.values.values():
+            field, typed = fields[value.field], value.value
+            if value.type is field.type:
+                stored = stored_value(value.type, typed)
+            elif typed is None or can_hold(field, value.type):
+                stored = column_value(field, value.type, typed)
+            else:
+                # Never a write the column refuses (it would abort the page): the value is left out.
+                left_out.setdefault(value.field, []).append(_named(m, repr(typed)))
+                stored = None
+            append((contact_id, field, stored, source, at))
+        for problem in m.problems:
+            # A rule's value that does not fit its type leaves its field empty, with a problem.
+            held = m.values.get(problem.field)
+            if held is None or held.value is None:
+                left_out.setdefault(problem.field, []).append(_named(m, problem.raw))
+    return rows, left_out
+
+
+def _named(m: MappedRecord, shown: str) -> str:
+    """A value (as `repr` shows it) and the record it came from, as the run report names them."""
+    r = m.record
+    if len(shown) > _SHOW_MAX:
+        shown = shown[: _SHOW_MAX - 3] + "..."
+    return f"{shown} in {r.source}.{r.stream} {r.external_id}"
+
+
+def _left_out(name: str, shown: Sequence[str], ftype: FieldType) -> str:
+    """The run report's line for a page's values of one field that do not fit its type."""
+    more = f" and {len(shown) - _SHOWN:,} more" if len(shown) > _SHOWN else ""
+    count = "1 value" if len(shown) == 1 else f"{len(shown):,} values"
+    return (
+        f"{name}: {count} not fitting its type {ftype} (or its rule's transforms) left out of the field "
+        f"({', '.join(shown[:_SHOWN])}{more}); the raw records keep them: fix the values at the source, "
+        "or change the rule"
     )
 
 

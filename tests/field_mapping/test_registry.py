@@ -49,7 +49,7 @@ def test_enum_widens_to_string_past_its_distinct_limit() -> None:
     assert mapper.plan().create[0].type is T.STRING
 
 
-def test_rule_value_that_does_not_fit_is_kept_as_text() -> None:
+def test_rule_value_that_does_not_fit_is_left_out_of_the_field_with_a_problem() -> None:
     rule = {
         "source": "stripe",
         "stream": "customers",
@@ -60,14 +60,16 @@ def test_rule_value_that_does_not_fit_is_kept_as_text() -> None:
     mapper = Mapper(FieldMappingConfig.model_validate({"rules": [rule]}))
     mapped = _metadata(mapper, "a dozen")
     value = mapped.values["seats"]
-    assert (value.type, value.value) == (T.STRING, "a dozen")
+    # The field's column holds integers only: no text in it, and no value rather than a stale one.
+    assert (value.type, value.value) == (T.INTEGER, None)
     [problem] = mapped.problems
-    assert problem.field == "seats" and "kept as text" in problem.reason and problem.origin.rule == 0
+    assert (problem.field, problem.raw, problem.origin.rule) == ("seats", "'a dozen'", 0)
+    assert "left out of the field" in problem.reason
     assert not mapped.widenings
     assert {d.name: d.type for d in mapper.definitions()}["seats"] is T.INTEGER  # the rule decides the type
 
 
-def test_transform_failure_is_kept_as_text() -> None:
+def test_transform_failure_is_left_out_of_the_field() -> None:
     rule = {
         "source": "stripe",
         "stream": "customers",
@@ -77,8 +79,9 @@ def test_transform_failure_is_kept_as_text() -> None:
         "transforms": ["cents_to_amount"],
     }
     mapped = _metadata(Mapper(FieldMappingConfig.model_validate({"rules": [rule]})), "n/a")
-    assert (mapped.values["seats"].type, mapped.values["seats"].value) == (T.STRING, "n/a")
+    assert (mapped.values["seats"].type, mapped.values["seats"].value) == (T.DECIMAL, None)
     assert "cents_to_amount" in mapped.problems[0].reason
+    assert "left out of the field" in mapped.problems[0].reason
 
 
 def test_invalid_phone_and_email_kept_flagged_without_widening() -> None:
@@ -177,7 +180,7 @@ _VALUES = st.one_of(
     ),
     st.none(),
 )
-_ORDER = {T.STRING: 2, T.DECIMAL: 1}
+_ORDER = {T.STRING: 2, T.DECIMAL: 1, T.DATETIME: 1}  # integer -> decimal, date -> datetime
 
 
 @given(st.lists(_VALUES, min_size=1, max_size=25))
@@ -188,10 +191,10 @@ def test_widening_never_narrows_and_never_drops(values: list[Any]) -> None:
         mapped = _metadata(mapper, raw)
         value = mapped.values.get("stripe_customer_metadata_seats")
         if value is None:
-            assert raw is None and not seen  # only a null before any value gives no field
+            assert raw in (None, "") and not seen  # only a null or "" before any value gives no field
             continue
-        if raw is not None:
-            assert value.value is not None  # a value is never dropped
+        if raw is not None and (raw != "" or value.type is T.STRING):
+            assert value.value is not None  # a value is never dropped; "" is none for a typed field
         current = value.type
         if seen and seen[-1] is not current:
             assert _ORDER.get(current, 0) > _ORDER.get(seen[-1], 0)  # a change only ever widens

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
+from connectors.hubspot.client import PropertyDefinition
 from field_mapping.config import HubSpotPushConfig
 from field_mapping.model import FieldDefinition, Origin
 from field_mapping.types import FieldType
@@ -168,6 +169,12 @@ class _HubSpot:
     def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         self.written.update({i["id"]: dict(i["properties"]) for i in inputs})
         return {}
+
+    def properties(self, object_type: str) -> list[PropertyDefinition]:
+        return []
+
+    def update_property(self, object_type: str, name: str, body: Mapping[str, Any]) -> None:
+        raise AssertionError("no property exists to retype")
 
 
 def test_hubspot_gets_written_values_and_empties_for_cleared_ones_only(engine: Engine) -> None:
