@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from field_mapping.config import Wins
 from field_mapping.model import FieldDefinition, Origin
 from field_mapping.types import STORAGE, Column, Columns, FieldType, from_columns
 from sync.field_moves import move_values, stored_text
@@ -182,14 +183,22 @@ def create_field(
 
 
 def save_values(
-    conn: Connection, values: Sequence[FieldValue], *, fresh: Collection[int] = frozenset()
+    conn: Connection,
+    values: Sequence[FieldValue],
+    *,
+    fresh: Collection[int] = frozenset(),
+    wins: Mapping[int, Wins] | None = None,
 ) -> None:
     """Write field values; a stored value from a newer record than the incoming one is kept.
 
-    Contacts in `fresh` (created in this transaction) hold nothing yet: their rows are inserted
-    whole. The others' stored rows are read first, and only the values that change are written.
+    `wins` (field id -> a mapping rule's `wins`) changes that for its fields: "first" keeps the
+    value of the oldest record, a list of sources the value of the source listed first (among one
+    source's, the newest); sources not listed come after those listed. Contacts in `fresh` (created
+    in this transaction) hold nothing yet: their rows are inserted whole. The others' stored rows
+    are read first, and only the values that change are written.
     """
-    latest = _latest(values)
+    policies = {f.column: wins[f.id] for _, f, _, _, _ in values if f.id in wins} if wins else {}
+    latest = _latest(values, policies)
     fields = {f.column: f for _, f, _, _, _ in values}
     keys = {column: str(f.id) for column, f in fields.items()}
     held = _read_rows(conn, [c for c in latest if c not in fresh], fields.values())
@@ -206,7 +215,7 @@ def save_values(
             provenance.append((contact_id, sources))
             continue
         stored, sources = held.get(contact_id, ({}, {}))
-        changed = _changed(wanted, stored, sources, keys)
+        changed = _changed(wanted, stored, sources, keys, policies)
         if changed:
             names = tuple(sorted(changed))
             shapes.setdefault(names, []).append((contact_id, *(changed[c] for c in names)))
@@ -239,8 +248,8 @@ def _write_sources(conn: Connection, rows: Sequence[Row]) -> None:
 _Wanted = dict[int, dict[str, tuple[Any, str, str]]]
 
 
-def _latest(values: Sequence[FieldValue]) -> _Wanted:
-    """Per contact and column, the value of the latest record (on equal times, the later row)."""
+def _latest(values: Sequence[FieldValue], policies: Mapping[str, Wins]) -> _Wanted:
+    """Per contact and column, the value that wins: the latest record's (on equal times, the later row)."""
     latest: _Wanted = {}
     stamps: dict[datetime, str] = {}  # a record's values share its time: format it once
     for contact_id, field, value, source, at in values:
@@ -249,9 +258,23 @@ def _latest(values: Sequence[FieldValue]) -> _Wanted:
             when = stamps[at] = stamp(at)
         wanted = latest.setdefault(contact_id, {})
         before = wanted.get(field.column)
-        if before is None or when >= before[2]:
+        policy = policies.get(field.column) if policies else None
+        if before is None or (
+            when >= before[2] if policy is None else beats(policy, source, when, before[1], before[2])
+        ):
             wanted[field.column] = (value, source, when)
     return latest
+
+
+def beats(policy: Wins, source: str, when: str, held_source: str, held_when: str) -> bool:
+    """Whether a value from `source` at `when` replaces one from `held_source` at `held_when`."""
+    if policy == "latest":
+        return when >= held_when
+    if policy == "first":
+        return when < held_when
+    rank: dict[str, int] = {name: i for i, name in enumerate(policy)}
+    mine, theirs = rank.get(source, len(policy)), rank.get(held_source, len(policy))
+    return mine < theirs or (mine == theirs and when >= held_when)
 
 
 def _changed(
@@ -259,14 +282,17 @@ def _changed(
     stored: Mapping[str, Any],
     sources: dict[str, list[str]],
     keys: Mapping[str, str],
+    policies: Mapping[str, Wins],
 ) -> dict[str, Any]:
     """The columns whose value or provenance changes; updates `sources` to match."""
     changed: dict[str, Any] = {}
     for column, (value, source, when) in wanted.items():
         key = keys[column]
         before = sources.get(key)
-        if before is not None and before[1] > when:
-            continue  # the stored value came from a newer record
+        if before is not None:
+            policy = policies.get(column) if policies else None
+            if before[1] > when if policy is None else not beats(policy, source, when, before[0], before[1]):
+                continue  # the stored value came from a newer record, or one its rule prefers
         if before == [source, when] and _same(stored.get(column), value):
             continue
         sources[key] = [source, when]

@@ -146,7 +146,13 @@ class PageStore:
             self._fields = save_definitions(conn, self.mapper.definitions(), now, warnings=warnings)
         fields = self._fields
         rows, left_out = _field_rows(mapped, contact_ids, fields)
-        save_values(conn, rows, fresh=resolution.created)
+        # Mapping rules may say which source wins a field; the rest keep the latest record's value.
+        wins = {
+            fields[r.field].id: r.wins
+            for r in self.mapper.config.rules
+            if r.wins != "latest" and r.field in fields
+        }
+        save_values(conn, rows, fresh=resolution.created, wins=wins)
         result.contacts.update(c for c in contact_ids if c is not None)
         result.problems += sum(len(m.problems) for m in mapped)
         result.widenings.extend(str(w) for m in mapped for w in m.widenings)
