@@ -20,6 +20,7 @@ from sync.engine import ProgressCallback, RunReport, StreamReport
 from sync.exceptions import SyncError
 from sync.hubspot_push import PushReport
 from sync.locks import acquire, holder_of, release, take_over
+from sync.runs import close_abandoned
 from sync.schedule import Job
 from sync.store import write_transaction
 
@@ -81,6 +82,7 @@ def run_job(
     ttl = timedelta(seconds=settings.sync.schedule.lease_seconds)
     outcome = JobOutcome(job=job.name)
     taken: list[str] = []
+    orphaned: list[str] = []  # sources whose lease a dead process on this host still held
     with write_transaction(engine) as conn:
         now = clock()
         for lease in job.leases:
@@ -90,8 +92,13 @@ def run_job(
             other = holder_of(conn, lease, now=now) or "another run"
             if _died_here(other) and take_over(conn, lease, other, holder, now=now, ttl=ttl):
                 taken.append(lease)
+                if lease.startswith("sync:"):
+                    orphaned.append(lease.removeprefix("sync:"))
             else:
                 outcome.busy[lease] = other
+        if orphaned:
+            closed = close_abandoned(conn, orphaned, now=now)
+            log.warning("%s closed runs %s of a process that died holding %s", holder, closed, orphaned)
     if taken:
         log.info("%s took %s", holder, ", ".join(taken))
     try:

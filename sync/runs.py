@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from sync.store.tables import cursors, quarantine, records, sync_runs
 from sync.store.upsert import upsert
@@ -100,6 +100,38 @@ def mark_interrupted(
         if result.rowcount:
             closed.append(run_id)
     return closed
+
+
+def close_abandoned(conn: Connection, sources: Sequence[str], *, now: datetime) -> list[int]:
+    """Close as interrupted the runs still `running` that pulled `sources` (or every source).
+
+    Called when a run takes over those sources' leases from a process that died without releasing
+    them: nothing else would ever close its run (Ctrl-C does, a kill does not). A run over other
+    sources that is wrongly caught here is put right when it finishes (finishing sets its status).
+    """
+    r = sync_runs.c
+    stale = list(
+        conn.execute(
+            select(r.id).where(
+                r.status == "running",
+                r.started_at < now,
+                or_(r.source.in_(sorted(sources)), r.source.is_(None)),
+                r.trigger != "push",
+            )
+        ).scalars()
+    )
+    if stale:
+        conn.execute(
+            update(sync_runs)
+            .where(r.id.in_(stale))
+            .values(
+                status=INTERRUPTED,
+                error="abandoned: its process ended (killed or crashed) before it finished; "
+                "the pages it stored before are kept",
+                finished_at=now,
+            )
+        )
+    return stale
 
 
 def finish_run(

@@ -80,6 +80,9 @@ def sync(
     with engine.connect() as conn:
         counts = moved(conn, run_id=report.run_id)
     held = report.evaluation.held if report.evaluation is not None else {}
+    # A held segment that had members is a failure; one never evaluated just waits for its fields.
+    waiting = report.evaluation.waiting if report.evaluation is not None else frozenset()
+    broken = set(held) - waiting
     if json:
         push: dict[str, Any] | None = None if pushed is None else vars(pushed)
         if outcome.push_error is not None:
@@ -94,19 +97,19 @@ def sync(
                 f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
             )
         for key, problems in held.items():
-            what = (
-                "lead scores not recomputed, kept as they were"
-                if key == SCORING_HELD
-                else f"segments.{key}: not evaluated, its members kept as they were"
-            )
-            print_error(
-                f"{what}: {'; '.join(problems)}; "
+            name = "lead scores" if key == SCORING_HELD else f"segments.{key}"
+            fix = (
                 "fix the name, or declare the field with a [[field_mapping.rules]] entry if no source "
                 "has sent it yet"
             )
+            if key in waiting:
+                print_note(f"{name}: not evaluated yet, waiting for its fields: {'; '.join(problems)}; {fix}")
+            else:
+                kept = "scores kept as they were" if key == SCORING_HELD else "its members kept as they were"
+                print_error(f"{name}: not evaluated, {kept}: {'; '.join(problems)}; {fix}")
         if outcome.push_error is not None:
             print_error(f"hubspot push: {outcome.push_error}")
-    if report.failed or outcome.busy or held or outcome.push_error is not None:
+    if report.failed or outcome.busy or broken or outcome.push_error is not None:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -188,6 +191,7 @@ def _report_json(report: RunReport, counts: dict[str, tuple[int, int]]) -> dict[
             for entered, left in (counts.get(r.key, (0, 0)),)
         ],
         "segments_held": evaluation.held if evaluation else {},
+        "segments_waiting": sorted(evaluation.waiting) if evaluation else [],
         "contacts_touched": len(report.contacts),
         "pull_seconds": round(report.pull_seconds, 3),
         "streams": [

@@ -66,10 +66,13 @@ _OWNED = {
 
 
 def hint(word: str, choices: tuple[str, ...] | list[str]) -> str:
-    """`; did you mean "x"?` for the closest of `choices`, else `; expected one of ...`."""
+    """`; did you mean "x"?` for the closest of `choices`, else `; expected one of ...` (if few)."""
     # A lower cutoff than difflib's default, so "equal" still finds "eq".
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f'; did you mean "{close[0]}"?' if close else f"; expected one of {', '.join(choices)}"
+    if close:
+        return f'; did you mean "{close[0]}"?'
+    # A store's fields run to hundreds: listing them all hides the message (`crmhub fields` lists them).
+    return f"; expected one of {', '.join(choices)}" if len(choices) <= 12 else ""
 
 
 def _duration(value: str) -> str:

@@ -106,6 +106,8 @@ class EvaluationReport:
     # Segments not evaluated, their members kept as they were: a condition names a field that no
     # mapping rule declares and no source has sent (a typo would otherwise empty the segment).
     held: dict[str, list[str]] = field(default_factory=dict)
+    # Of those, the ones never evaluated before: they wait for a field, no members were at stake.
+    waiting: frozenset[str] = frozenset()
 
     @property
     def transitions(self) -> int:
@@ -334,7 +336,12 @@ def evaluate_segments(
     if large:
         scratch.drop(conn)
     return EvaluationReport(
-        now=now, run_id=run_id, segments=results, scores_changed=scores_changed, held=held
+        now=now,
+        run_id=run_id,
+        segments=results,
+        scores_changed=scores_changed,
+        held=held,
+        waiting=_never_evaluated(conn, held, catalog),
     )
 
 
@@ -362,6 +369,22 @@ def _held_scoring(scoring: ScoringConfig, catalog: Catalog, declared: set[str]) 
             if why is not None:
                 found.append(f"{path}: {why}")
     return found
+
+
+def _never_evaluated(conn: Connection, held: Mapping[str, list[str]], catalog: Catalog) -> frozenset[str]:
+    """The held segments (and scoring) that never had an evaluation, so hold no members or scores."""
+    if not held:
+        return frozenset()
+    done = set(
+        conn.execute(
+            select(segments.c.key).where(
+                segments.c.key.in_(sorted(held)), segments.c.last_evaluated_at.is_not(None)
+            )
+        ).scalars()
+    )
+    if SCORE_FIELD in catalog.fields:
+        done.add(SCORING_HELD)
+    return frozenset(key for key in held if key not in done)
 
 
 def _renewed(row: _Row) -> bool:

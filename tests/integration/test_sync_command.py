@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from connectors.exceptions import PermanentError
 from crmhub import jobs
 from crmhub.cli import app
 from crmhub.demo import Demo
+from sync.locks import acquire
+from sync.runs import start_run
+from sync.store.tables import sync_runs
 
 
 def test_a_first_sync_reports_every_member_who_entered(tmp_path: Path) -> None:
@@ -83,3 +89,26 @@ def test_a_failed_hubspot_push_still_reports_the_pull(
     assert result.exit_code == 1
     assert "stripe.customers" in result.output  # the run's table is there
     assert "hubspot push: hubspot: authentication failed (401)" in result.output
+
+
+def test_a_run_whose_process_was_killed_is_closed_by_the_next_sync(tmp_path: Path) -> None:
+    demo = Demo(tmp_path, people=40, seed=2)
+    demo.start()
+    try:
+        dead = f"{socket.gethostname()[:40]}:999999999:abcdef12"  # no such process
+        with demo.engine.begin() as conn:
+            killed = start_run(
+                conn, source="stripe", trigger="manual", now=datetime.now(UTC) - timedelta(minutes=5)
+            )
+            assert acquire(conn, "sync:stripe", dead, now=datetime.now(UTC), ttl=timedelta(minutes=30))
+        result = _cli(demo, "sync", "--source", "stripe", "--json")
+        with demo.engine.connect() as conn:
+            status, error = conn.execute(
+                select(sync_runs.c.status, sync_runs.c.error).where(sync_runs.c.id == killed)
+            ).one()
+    finally:
+        demo.stop()
+    assert result.exit_code == 0, result.output
+    assert status == "interrupted" and error.startswith("abandoned: its process ended")
+    # Stripe alone on a first sync: segments on HubSpot's fields wait for them, and that is no failure.
+    assert "customers_not_opted_out" in json.loads(result.stdout)["segments_waiting"]
