@@ -25,8 +25,7 @@ from sync.hygiene import run_hygiene
 from sync.ingest import PageStore
 from sync.locks import serialize_evaluation
 from sync.segments import EvaluationReport, check_fields, evaluate_segments
-from sync.segments.compiler import unusable
-from sync.segments.config import rule_nodes
+from sync.segments.config import segment_nodes, type_problems
 from sync.store import create_store_engine, status
 from sync.store.tables import deliveries, field_definitions, memberships, segments
 from webhooks.eligibility import OPEN_STATUSES
@@ -121,13 +120,11 @@ def rule_field_problems(settings: Settings) -> tuple[list[Problem], list[str]]:
         return [], [f"{path}: {message} ({fix})" for path, message in found]
     fix = "fix the name, or declare it with a [[field_mapping.rules]] entry if no source has sent it yet"
     problems = [Problem(path, f"{message} ({fix})") for path, message in found]
-    for key in sorted(settings.segments):
-        for path, rule in rule_nodes(settings.segments[key]):
-            why = unusable(rule, types[rule.field]) if rule.field in types else None
-            if why is not None:
-                problems.append(
-                    Problem(f"segments.{key}.{path}", f"{why} (a sync would hold the segment back)")
-                )
+    nodes = segment_nodes(settings.segments)
+    problems += [
+        Problem(path, f"{why} (a sync would hold the segment back)")
+        for path, why in type_problems(nodes, types)
+    ]
     return problems, []
 
 

@@ -91,11 +91,7 @@ def mark_interrupted(
                 sync_runs.c.started_at == started_at,
                 sync_runs.c.status == "running",
             )
-            .values(
-                status=INTERRUPTED,
-                error="interrupted (Ctrl-C); the pages it stored before are kept",
-                finished_at=now,
-            )
+            .values(_closed("interrupted (Ctrl-C)", now))
         )
         if result.rowcount:
             closed.append(run_id)
@@ -110,28 +106,23 @@ def close_abandoned(conn: Connection, sources: Sequence[str], *, now: datetime) 
     sources that is wrongly caught here is put right when it finishes (finishing sets its status).
     """
     r = sync_runs.c
-    stale = list(
-        conn.execute(
-            select(r.id).where(
-                r.status == "running",
-                r.started_at < now,
-                or_(r.source.in_(sorted(sources)), r.source.is_(None)),
-                r.trigger != "push",
-            )
-        ).scalars()
-    )
-    if stale:
-        conn.execute(
-            update(sync_runs)
-            .where(r.id.in_(stale))
-            .values(
-                status=INTERRUPTED,
-                error="abandoned: its process ended (killed or crashed) before it finished; "
-                "the pages it stored before are kept",
-                finished_at=now,
-            )
+    stale = (
+        update(sync_runs)
+        .where(
+            r.status == "running",
+            r.started_at < now,
+            or_(r.source.in_(sorted(sources)), r.source.is_(None)),
+            r.trigger != "push",
         )
-    return stale
+        .values(_closed("abandoned: its process ended (killed or crashed) before it finished", now))
+        .returning(r.id)
+    )
+    return sorted(int(run_id) for run_id in conn.execute(stale).scalars())
+
+
+def _closed(why: str, now: datetime) -> dict[str, Any]:
+    """The values that close a run cut short: what it committed stays."""
+    return {"status": INTERRUPTED, "error": f"{why}; the pages it stored before are kept", "finished_at": now}
 
 
 def finish_run(

@@ -199,7 +199,7 @@ def _withheld(
         key = (entry.contact_id, entry.segment_id)
         if key not in members or newest.get(key) != entry.transition_id:
             reasons[entry.delivery_id] = "no longer in the segment, or changed there since"
-        elif entry.contact_id in blocked.get(entry.endpoint, listed):
+        elif entry.contact_id in blocked.get(entry.endpoint, set(listed)):  # unconfigured: any listing
             reasons[entry.delivery_id] = SUPPRESSED
         elif channel and entry.contact_id not in allowed[channel]:
             reasons[entry.delivery_id] = f"consent: no opted-in {channel} consent"

@@ -84,37 +84,9 @@ class Catalog:
         """A hashable summary: statements built against an equal catalog can be reused."""
         return tuple(sorted(self.fields.items())), tuple(sorted(self.segment_ids.items()))
 
-
-_KIND_OF = {Column.TEXT: "text", Column.NUM: "number", Column.TIME: "time", Column.BOOL: "boolean"}
-_NEEDS = {
-    "contains": (Column.TEXT,),
-    "starts_with": (Column.TEXT,),
-    "ends_with": (Column.TEXT,),
-    **dict.fromkeys(("gt", "gte", "lt", "lte", "between"), (Column.NUM, Column.TIME)),
-    **dict.fromkeys(("before", "after", "within_last", "more_than_ago", "anniversary"), (Column.TIME,)),
-}
-
-
-def unusable(rule: Rule, field_type: FieldType) -> str | None:
-    """Why a field condition can never hold as meant for a field of `field_type`, or None if it can.
-
-    The compiler turns such a test into "matches nothing" (or, for `ne` and `not_in`, "everything"),
-    which would empty (or fill) a segment on a typo: `gte = "nine"` on a number, `contains` on one.
-    """
-    column, op = STORAGE[field_type], rule.op
-    if op is None or op in ("exists", "missing"):
-        return None
-    kind = _KIND_OF[column]
-    if op in _NEEDS and column not in _NEEDS[op]:
-        return f'"{op}" does not apply to {rule.field}, a {field_type.value} field ({kind} values)'
-    if op in ("within_last", "more_than_ago", "anniversary"):
-        return None  # a duration, checked with the rule itself
-    for value in rule.value if isinstance(rule.value, list) else [rule.value]:
-        if coerce(column, value) is None:
-            return (
-                f"{value!r} is not a {kind}, as {rule.field} ({field_type.value}) holds: it matches nothing"
-            )
-    return None
+    def types(self) -> dict[str, FieldType]:
+        """Each field's type, by name."""
+        return {name: ftype for name, (_, ftype) in self.fields.items()}
 
 
 def load_catalog(conn: Connection) -> Catalog:

@@ -21,7 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from sync.segments.values import parse_duration, parse_time
+from field_mapping.types import STORAGE, Column, FieldType
+from sync.segments.values import coerce, parse_duration, parse_time
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -42,8 +43,11 @@ __all__ = [
     "relative",
     "rule_nodes",
     "rule_version",
+    "segment_nodes",
     "stored_form",
+    "type_problems",
     "unknown_fields",
+    "unusable",
     "walk",
 ]
 
@@ -370,23 +374,70 @@ def unknown_fields(nodes: list[tuple[str, Rule]], known_fields: set[str]) -> lis
     ]
 
 
-def check_fields(segments: dict[str, SegmentConfig], known_fields: set[str]) -> list[tuple[str, str]]:
-    """(TOML path, message) for every field condition naming a field no mapping rule declares."""
-    nodes = [
+_KIND_OF = {Column.TEXT: "text", Column.NUM: "number", Column.TIME: "time", Column.BOOL: "boolean"}
+_NEEDS = {
+    "contains": (Column.TEXT,),
+    "starts_with": (Column.TEXT,),
+    "ends_with": (Column.TEXT,),
+    **dict.fromkeys(("gt", "gte", "lt", "lte", "between"), (Column.NUM, Column.TIME)),
+    **dict.fromkeys(("before", "after", "within_last", "more_than_ago", "anniversary"), (Column.TIME,)),
+}
+
+
+def unusable(rule: Rule, field_type: FieldType) -> str | None:
+    """Why a field condition can never hold as meant for a field of `field_type`, or None if it can.
+
+    The compiler turns such a test into "matches nothing" (or, for `ne` and `not_in`, "everything"),
+    which would empty (or fill) a segment on a typo: `gte = "nine"` on a number, `contains` on one.
+    """
+    column, op = STORAGE[field_type], rule.op
+    if op is None or op in ("exists", "missing"):
+        return None
+    kind = _KIND_OF[column]
+    if op in _NEEDS and column not in _NEEDS[op]:
+        return f'"{op}" does not apply to {rule.field}, a {field_type.value} field ({kind} values)'
+    if op in ("within_last", "more_than_ago", "anniversary"):
+        return None  # a duration, checked with the rule itself
+    for value in rule.value if isinstance(rule.value, list) else [rule.value]:
+        if coerce(column, value) is None:
+            return (
+                f"{value!r} is not a {kind}, as {rule.field} ({field_type.value}) holds: it matches nothing"
+            )
+    return None
+
+
+def type_problems(nodes: list[tuple[str, Rule]], types: Mapping[str, FieldType]) -> list[tuple[str, str]]:
+    """(TOML path, message) for every field condition among `nodes` its field's type cannot meet."""
+    found = []
+    for path, rule in nodes:
+        why = unusable(rule, types[rule.field]) if rule.field is not None and rule.field in types else None
+        if why is not None:
+            found.append((path, why))
+    return found
+
+
+def segment_nodes(segments: Mapping[str, SegmentConfig]) -> list[tuple[str, Rule]]:
+    """Every rule node of every segment, with its whole TOML path (`segments.<key>....`)."""
+    return [
         (f"segments.{key}.{path}", rule)
         for key in sorted(segments)
         for path, rule in rule_nodes(segments[key])
     ]
-    return unknown_fields(nodes, known_fields)
 
 
-def held_segments(segments: Mapping[str, SegmentConfig], known_fields: set[str]) -> dict[str, list[str]]:
-    """Per segment with a field condition on a field nobody declared or wrote, its problems."""
+def check_fields(segments: dict[str, SegmentConfig], known_fields: set[str]) -> list[tuple[str, str]]:
+    """(TOML path, message) for every field condition naming a field no mapping rule declares."""
+    return unknown_fields(segment_nodes(segments), known_fields)
+
+
+def held_segments(
+    segments: Mapping[str, SegmentConfig], known_fields: set[str], types: Mapping[str, FieldType]
+) -> dict[str, list[str]]:
+    """Per segment with a condition on a field nobody declared or sent, or one its type cannot meet, why."""
+    nodes = segment_nodes(segments)
     held: dict[str, list[str]] = {}
-    for key in sorted(segments):
-        found = check_fields({key: segments[key]}, known_fields)
-        if found:
-            held[key] = [f"{path}: {message}" for path, message in found]
+    for path, message in unknown_fields(nodes, known_fields) + type_problems(nodes, types):
+        held.setdefault(path.split(".", 2)[1], []).append(f"{path}: {message}")  # keys hold no dots
     return held
 
 

@@ -50,15 +50,16 @@ from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.elements import ColumnElement
 
 from sync.segments.batch import Target, evaluate_batch
-from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog, unusable
+from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
 from sync.segments.config import (
     SegmentConfig,
     dependencies,
     depends_on_time,
     evaluation_order,
     held_segments,
-    rule_nodes,
     rule_version,
+    type_problems,
+    unknown_fields,
     walk,
 )
 from sync.segments.scoring import SCORE_FIELD, ScoringConfig, compute_scores, score_tables
@@ -349,26 +350,14 @@ def _held(
     configured: Mapping[str, SegmentConfig], catalog: Catalog, declared: set[str]
 ) -> dict[str, list[str]]:
     """Segments not to evaluate: a field nobody declared or sent, or a test its field's type cannot meet."""
-    held = held_segments(configured, set(catalog.fields) | declared)
-    for key in sorted(configured):
-        for path, rule in rule_nodes(configured[key]):
-            found = catalog.fields.get(rule.field) if rule.field is not None else None
-            why = unusable(rule, found[1]) if found is not None else None
-            if why is not None:
-                held.setdefault(key, []).append(f"segments.{key}.{path}: {why}")
-    return held
+    return held_segments(configured, set(catalog.fields) | declared, catalog.types())
 
 
 def _held_scoring(scoring: ScoringConfig, catalog: Catalog, declared: set[str]) -> list[str]:
     """Why lead scores must not be recomputed this run: a condition on an unknown or unusable field."""
-    found = [f"{path}: {message}" for path, message in scoring.check_fields(set(catalog.fields) | declared)]
-    for i, condition in enumerate(scoring.conditions):
-        for path, rule in walk(condition.when, f"scoring.conditions[{i}].when"):
-            field = catalog.fields.get(rule.field) if rule.field is not None else None
-            why = unusable(rule, field[1]) if field is not None else None
-            if why is not None:
-                found.append(f"{path}: {why}")
-    return found
+    nodes = scoring.nodes()
+    found = unknown_fields(nodes, set(catalog.fields) | declared) + type_problems(nodes, catalog.types())
+    return [f"{path}: {message}" for path, message in found]
 
 
 def _never_evaluated(conn: Connection, held: Mapping[str, list[str]], catalog: Catalog) -> frozenset[str]:

@@ -97,12 +97,15 @@ class ScoringConfig(BaseModel):
         body = json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
-    def check_fields(self, known_fields: set[str]) -> list[tuple[str, str]]:
-        """(TOML path, message) for every scoring condition naming a field no mapping rule declares."""
-        nodes = [
+    def nodes(self) -> list[tuple[str, Rule]]:
+        """Every rule node of the conditions, with its TOML path (`scoring.conditions[i].when...`)."""
+        return [
             n for i, c in enumerate(self.conditions) for n in walk(c.when, f"scoring.conditions[{i}].when")
         ]
-        return unknown_fields(nodes, known_fields)
+
+    def check_fields(self, known_fields: set[str]) -> list[tuple[str, str]]:
+        """(TOML path, message) for every scoring condition naming a field no mapping rule declares."""
+        return unknown_fields(self.nodes(), known_fields)
 
     def depends_on_time(self) -> bool:
         """Whether scores change with `now` alone (windows, decay, relative conditions)."""
