@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from sync.store.tables import locks
 
-__all__ = ["acquire", "holder_of", "release", "serialize_evaluation", "take_over"]
+__all__ = ["acquire", "holder_of", "release", "serialize_evaluation", "take_over", "take_turns"]
 
 
 def acquire(conn: Connection, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
@@ -62,16 +62,18 @@ def holder_of(conn: Connection, name: str, *, now: datetime) -> str | None:
     ).scalar_one_or_none()
 
 
-# Any fixed number works; it names "segment evaluation" among the advisory locks of the database.
-_EVALUATION_KEY = zlib.crc32(b"crmhub:segment-evaluation")
+def take_turns(conn: Connection, name: str) -> None:
+    """Make transactions that take turns at `name` run one after another, until this one ends.
+
+    On SQLite the write lock every writing transaction takes already does this. On PostgreSQL two
+    transactions could read the same old state and both act on it, so they queue on a
+    transaction-scoped advisory lock instead; `name` picks which one (any fixed number would do).
+    """
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(f"crmhub:{name}".encode())
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def serialize_evaluation(conn: Connection) -> None:
-    """Make concurrent segment evaluations take turns, until the transaction ends.
-
-    On SQLite the write lock every writing transaction takes already does this. On PostgreSQL two
-    transactions could read the same old membership and both write the same transition, so they queue
-    on a transaction-scoped advisory lock instead.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVALUATION_KEY})
+    """Make concurrent segment evaluations take turns: two must not write the same transition."""
+    take_turns(conn, "segment-evaluation")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, bindparam, select, update
 
+from sync.locks import take_turns
 from sync.store import write_transaction
 from sync.store.statistics import analyze_grown
 from sync.store.tables import deliveries, outbox, segments, transitions
@@ -182,7 +183,12 @@ def _suppressions(
     channel = endpoint.requires_consent
     allowed = consenting(conn, contacts, channel) if channel else contacts
     cap = endpoint.parsed_cap
-    counts = cap_counts(conn, name, contacts, cap, now) if cap else {}
+    counts: dict[int, int] = {}
+    if cap:
+        # Two fan-outs at once (a webhook's and a sync's, on PostgreSQL) would each count the other's
+        # uncommitted deliveries as unsent and both send one: they count in turn, until commit.
+        take_turns(conn, "capped-fan-out")  # one name for all endpoints: no lock order to deadlock on
+        counts = cap_counts(conn, name, contacts, cap, now)
     reasons: dict[int, str] = {}
     for row in entering:
         if row.contact_id in blocked:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from sync.store.tables import consent_records, contact_identities, deliveries, o
 from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
 from webhooks import fan_out
 from webhooks.eligibility import SUPPRESSED
+from webhooks.fanout import FanoutStats, fan_out_batch
 
 
 def _deliveries(engine: Engine) -> list[dict[str, object]]:
@@ -90,6 +92,27 @@ def test_the_cap_window_slides(engine: Engine) -> None:
         add_transition(conn, add_segment(conn, "next_day"), contact, now=T0 + timedelta(days=1, hours=1))
     fan_out(engine, config, T0 + timedelta(days=1, hours=1))
     assert [r["status"] for r in _deliveries(engine)] == ["pending", "suppressed", "pending"]
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_two_fan_outs_at_once_count_each_others_deliveries_against_the_cap(engine: Engine) -> None:
+    # SQLite's write lock already makes writers take turns; PostgreSQL's do not without asking.
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    with engine.begin() as conn:
+        contact = add_contact(conn)
+        for key in ("vip", "churn"):
+            add_transition(conn, add_segment(conn, key), contact)
+    second: list[FanoutStats] = []
+    with engine.begin() as conn:
+        first = fan_out_batch(conn, config, T0, batch_size=1)  # uncommitted: the other cannot see it
+        other = threading.Thread(target=lambda: second.append(fan_out(engine, config, T0, batch_size=1)))
+        other.start()
+        other.join(timeout=1.0)
+        waited = other.is_alive()  # it must queue for the cap until this transaction commits
+    other.join(timeout=30)
+    assert waited and not other.is_alive()
+    assert (first.deliveries, dict(first.suppressed), dict(second[0].suppressed)) == (1, {}, {"cap": 1})
+    assert sorted(str(r["status"]) for r in _deliveries(engine)) == ["pending", "suppressed"]
 
 
 def test_consent_and_suppression_stop_entries_only(engine: Engine) -> None:
