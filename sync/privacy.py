@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Delete, Text, cast, delete, func, insert, or_
 from field_mapping.normalize import normalize_email, normalize_phone
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.consent.actions import current_contact
+from sync.consent.records import in_force_order
 from sync.consent.suppression import identity_hash, suppress_values
 from sync.fields import StoredField, load_fields, read_values
 from sync.store.field_columns import fields_table
@@ -115,7 +116,7 @@ def contact_export(conn: Connection, contact_id: int, *, recent: int | None = No
             conn,
             select(cr.channel, cr.status, cr.source, cr.proof, cr.recorded_at)
             .where(cr.contact_id == contact_id)
-            .order_by(cr.recorded_at, cr.id),
+            .order_by(*in_force_order(cr)),  # the last of a channel is in force
         ),
         "memberships": _rows(
             conn,

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, String, bindparam, func, select
 
 from sync.consent.config import ConsentConfig
+from sync.consent.records import in_force_order
 from sync.consent.suppression import identity_hash
 from sync.store.tables import consent_records, contact_identities, deliveries, suppressions, transitions
 from sync.store.types import UtcDateTime
@@ -50,7 +51,7 @@ _CONSENTS = (
         consent_records.c.contact_id.in_(bindparam("contacts", expanding=True)),
         consent_records.c.channel == bindparam("channel", type_=String()),
     )
-    .order_by(consent_records.c.contact_id, consent_records.c.recorded_at.desc(), consent_records.c.id.desc())
+    .order_by(consent_records.c.contact_id, *(t.desc() for t in in_force_order(consent_records.c)))
 )
 _CAP_COUNTS = (
     select(transitions.c.contact_id, func.count())
@@ -99,7 +100,7 @@ def suppressed_kinds(conn: Connection, contact_ids: Collection[int]) -> dict[int
 
 
 def consenting(conn: Connection, contact_ids: Collection[int], channel: str) -> set[int]:
-    """Contacts whose latest consent record for `channel` is `opted_in`."""
+    """Contacts whose consent record in force for `channel` is `opted_in`."""
     if not contact_ids:
         return set()
     rows = conn.execute(_CONSENTS, {"contacts": sorted(contact_ids), "channel": channel}).all()

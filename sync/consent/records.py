@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, tuple_, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from sync.consent.flags import set_flag
 from sync.store.tables import consent_records, contacts
@@ -17,6 +18,7 @@ __all__ = [
     "ConsentItem",
     "InForce",
     "in_force",
+    "in_force_order",
     "latest_statuses",
     "record_consent",
     "record_many",
@@ -45,13 +47,24 @@ class InForce:
     recorded_at: datetime
 
 
+def in_force_order(columns: Any) -> tuple[ColumnElement[Any], ...]:
+    """ORDER BY terms (ascending) after which a contact's last record of a channel is the one in force.
+
+    The latest record is in force; of records at the same time, the one whose status sorts last
+    (`unknown`, `opted_out`, then `opted_in`), so an opt-out is never undone by an opt-in stamped
+    the same moment, whichever arrived last; then the last stored. The index (contact_id, channel,
+    recorded_at, status) serves this order without a sort.
+    """
+    return (columns.recorded_at, columns.status, columns.id)
+
+
 def in_force(conn: Connection, contact_id: int, channel: str) -> InForce | None:
-    """The contact's latest record for `channel` (by time, ties by id, as segments read it), if any."""
+    """The contact's record in force for `channel` (see `in_force_order`), if any."""
     cr = consent_records.c
     row = conn.execute(
         select(cr.status, cr.recorded_at)
         .where(cr.contact_id == contact_id, cr.channel == channel)
-        .order_by(cr.recorded_at.desc(), cr.id.desc())
+        .order_by(*(term.desc() for term in in_force_order(cr)))
         .limit(1)
     ).first()
     return None if row is None else InForce(row.status, row.recorded_at)
@@ -60,7 +73,7 @@ def in_force(conn: Connection, contact_id: int, channel: str) -> InForce | None:
 def latest_statuses(
     conn: Connection, contact_ids: Collection[int], channels: Collection[str] | None = None
 ) -> dict[tuple[int, str], str]:
-    """The status in force per (contact, channel): the latest record, ties broken by id."""
+    """The status in force per (contact, channel) (see `in_force_order`)."""
     if not contact_ids:
         return {}
     cr = consent_records.c
@@ -68,7 +81,7 @@ def latest_statuses(
     if channels is not None:
         stmt = stmt.where(cr.channel.in_(sorted(channels)))
     latest: dict[tuple[int, str], str] = {}
-    for contact_id, channel, status in conn.execute(stmt.order_by(cr.recorded_at, cr.id)):
+    for contact_id, channel, status in conn.execute(stmt.order_by(*in_force_order(cr))):
         latest[(int(contact_id), channel)] = status
     return latest
 

@@ -49,6 +49,7 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import Integer, Text, TypeEngine
 
 from field_mapping.types import STORAGE, Column, FieldType
+from sync.consent.records import in_force_order
 from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest, stored_form
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
 from sync.store.field_columns import TABLE, column_name, value_column
@@ -240,28 +241,27 @@ class RuleCompiler:
         return contacts.c.id.in_(ids)
 
     def consented(self, channel: str) -> Expr:
-        """The contact's latest consent record for `channel` says opted_in (ties broken by id)."""
+        """The contact's consent record in force for `channel` says opted_in (see `in_force_order`)."""
         if self.correlated:
-            # One seek to the end of the contact's (contact_id, channel, recorded_at) entries: at 1M
-            # contacts on SQLite 0.85 s, against 1.1 s for "an opt-in with no later record".
+            # One seek to the end of the contact's (contact_id, channel, recorded_at, status) entries:
+            # at 1M contacts on SQLite 0.85 s, against 1.1 s for "an opt-in with no later record".
             latest = consent_records.alias("cr")
             status = (
                 select(latest.c.status)
                 .where(latest.c.contact_id == contacts.c.id, latest.c.channel == channel)
-                .order_by(latest.c.recorded_at.desc(), latest.c.id.desc())
+                .order_by(*(term.desc() for term in in_force_order(latest.c)))
                 .limit(1)
                 .scalar_subquery()
             )
             return func.coalesce(status == "opted_in", false())
         cr = consent_records.alias("cr")
         later = consent_records.alias("cr_later")
+        # A record after this one in in_force_order: later, or as late with a status sorting after it.
+        (t1, s1, n1), (t2, s2, n2) = in_force_order(later.c), in_force_order(cr.c)
         newer = exists().where(
             later.c.contact_id == cr.c.contact_id,
             later.c.channel == channel,
-            or_(
-                later.c.recorded_at > cr.c.recorded_at,
-                and_(later.c.recorded_at == cr.c.recorded_at, later.c.id > cr.c.id),
-            ),
+            or_(t1 > t2, and_(t1 == t2, or_(s1 > s2, and_(s1 == s2, n1 > n2)))),
         )
         return self._member(cr.c.contact_id, [cr.c.channel == channel, cr.c.status == "opted_in", ~newer])
 

@@ -167,7 +167,8 @@ class Explainer:
 
     def _consent(self, channel: str, *, label: str) -> Explanation:
         records = sorted(
-            (r for r in self.data.consents if r.channel == channel), key=lambda r: (r.recorded_at, r.id)
+            (r for r in self.data.consents if r.channel == channel),
+            key=lambda r: (r.recorded_at, r.status, r.id),  # as sync.consent.records.in_force_order
         )
         latest = records[-1] if records else None
         detail = {"channel": channel, "latest": latest.status if latest else None}

@@ -331,7 +331,8 @@ consent_records = Table(
     Column("source", String(32), nullable=False),
     Column("proof", Json, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
-    Index(None, "contact_id", "channel", "recorded_at"),
+    # With status: the order of sync.consent.records.in_force_order, read without a sort.
+    Index(None, "contact_id", "channel", "recorded_at", "status"),
 )
 
 suppressions = Table(
