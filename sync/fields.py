@@ -368,25 +368,53 @@ def read_values(
     return found
 
 
-def merge_values(conn: Connection, *, keep: int, other: int) -> None:
-    """Give `keep` the values only `other` holds (the kept contact's own values win); drop `other`'s row."""
+def merge_values(conn: Connection, *, keep: int, other: int, wins: Mapping[str, Wins] | None = None) -> None:
+    """Give `keep` the value of each field a sync would have kept of the two; drop `other`'s row."""
+    # As `save_values` decides: by the field's `wins` (by field name here, as mapping rules name
+    # fields; the rest keep the latest record's), the provenance moving with the value.
     fields = load_fields(conn)
-    by_column = {f.column: f for f in fields.values()}
     held = _read_rows(conn, [keep, other], fields.values())
     if other in held:
         theirs, their_sources = held[other]
         mine, my_sources = held.get(keep, ({}, {}))
-        moved = {c: v for c, v in theirs.items() if v is not None and mine.get(c) is None}
-        for column in moved:
-            key = str(by_column[column].id)
+        policies = {fields[name].column: policy for name, policy in (wins or {}).items() if name in fields}
+        keys = {f.column: str(f.id) for f in fields.values()}
+        taken = {
+            column: value
+            for column, value in theirs.items()
+            if value is not None
+            and _takes_theirs(
+                policies.get(column, "latest"),
+                mine.get(column),
+                my_sources.get(keys[column]),
+                their_sources.get(keys[column]),
+            )
+        }
+        for column in taken:
+            key = keys[column]
             if key in their_sources:
                 my_sources[key] = their_sources[key]
-        if moved:
-            names = tuple(sorted(moved))
-            _write_values(conn, names, [(keep, *(moved[c] for c in names))])
+            else:
+                my_sources.pop(key, None)  # the kept contact's provenance was of its own (empty) value
+        if taken:
+            names = tuple(sorted(taken))
+            _write_values(conn, names, [(keep, *(taken[c] for c in names))])
             _write_sources(conn, [(keep, my_sources)])
     for table in (contact_fields, field_sources):
         conn.execute(delete(table).where(table.c.contact_id == other))
+
+
+def _takes_theirs(policy: Wins, held: Any, mine: list[str] | None, theirs: list[str] | None) -> bool:
+    """Whether a merge replaces the kept value `held` (provenance `mine`) with the merged contact's."""
+    if held is None:
+        return True
+    if mine is None or theirs is None:
+        return False  # nothing says which record is newer: keep what the kept contact shows
+    # Only a strictly preferred value: `beats` lets an equal one replace a stored value (the later
+    # row of a sync), but a merge has no later side, so on a tie the kept value stays.
+    return beats(policy, theirs[0], theirs[1], mine[0], mine[1]) and not beats(
+        policy, mine[0], mine[1], theirs[0], theirs[1]
+    )
 
 
 def clear_values(conn: Connection, field: StoredField, contact_ids: Collection[int]) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import Executable
 
+from field_mapping.config import Wins
 from sync.fields import merge_values
 from sync.store.probe import probe_unique
 from sync.store.tables import (
@@ -148,14 +149,24 @@ class Resolution(NamedTuple):
 
 
 def resolve(
-    conn: Connection, hint_sets: Sequence[Mapping[str, str]], *, source: str, now: datetime
+    conn: Connection,
+    hint_sets: Sequence[Mapping[str, str]],
+    *,
+    source: str,
+    now: datetime,
+    wins: Mapping[str, Wins] | None = None,
 ) -> list[int | None]:
     """The contact id of each normalized hint set (None for an empty one), creating and merging as needed."""
-    return resolve_batch(conn, hint_sets, source=source, now=now).contact_ids
+    return resolve_batch(conn, hint_sets, source=source, now=now, wins=wins).contact_ids
 
 
 def resolve_batch(
-    conn: Connection, hint_sets: Sequence[Mapping[str, str]], *, source: str, now: datetime
+    conn: Connection,
+    hint_sets: Sequence[Mapping[str, str]],
+    *,
+    source: str,
+    now: datetime,
+    wins: Mapping[str, Wins] | None = None,
 ) -> Resolution:
     """As `resolve`, also saying which contacts it created (they have no stored values yet)."""
     # Union-find over the items: items sharing a key, or holding keys of one stored contact, are one person.
@@ -190,7 +201,8 @@ def resolve_batch(
             continue
         chosen[item] = contact_ids[0]
         if len(contact_ids) > 1:
-            merge(conn, keep=contact_ids[0], others=contact_ids[1:], reason="shared identity", now=now)
+            keep, others = contact_ids[0], contact_ids[1:]
+            merge(conn, keep=keep, others=others, reason="shared identity", now=now, wins=wins)
     created = _new_contacts(conn, len(fresh), now)
     chosen.update(zip(fresh, created, strict=True))
 
@@ -330,15 +342,23 @@ def _new_contacts(conn: Connection, count: int, now: datetime) -> list[int]:
     return ids
 
 
-def merge(conn: Connection, *, keep: int, others: Sequence[int], reason: str, now: datetime) -> None:
+def merge(
+    conn: Connection,
+    *,
+    keep: int,
+    others: Sequence[int],
+    reason: str,
+    now: datetime,
+    wins: Mapping[str, Wins] | None = None,
+) -> None:
     """Fold `others` into `keep`: identities, values, events, records, consent, history; log it."""
     for other in others:
         pair = {"keep": keep, "other": other}
         moved = [{"kind": kind, "value": value} for kind, value in conn.execute(_MERGE["identities"], pair)]
         conn.execute(_MERGE["log"], pair | {"reason": reason, "identities": moved, "now": now})
         conn.execute(_MERGE["move_contact_identities"], pair)
-        # The kept contact's values win; fields only the merged contact had move over.
-        merge_values(conn, keep=keep, other=other)
+        # Each field keeps the value a sync would have kept had both been one contact from the start.
+        merge_values(conn, keep=keep, other=other, wins=wins)
         _carry_memberships(conn, keep=keep, other=other, now=now)
         for table in ("events", "records", "consent_records"):
             conn.execute(_MERGE[f"move_{table}"], pair)

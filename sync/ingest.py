@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, insert, update
 from sqlalchemy.sql.dml import UpdateBase
 
 from connectors import Batch, ContactEvent
+from field_mapping.config import Wins
 from field_mapping.identity import identity_hints
 from field_mapping.mapper import Mapper
 from field_mapping.model import IdentityHint, MappedRecord
@@ -75,6 +76,9 @@ class PageStore:
         self.evaluate = evaluate
         self.endpoints = endpoints
         self._fields: dict[str, StoredField] | None = None
+        # Mapping rules may say which source wins a field; the rest keep the latest record's value.
+        # By field name: merges during identity resolution use them before the page's fields exist.
+        self._wins: dict[str, Wins] = {r.field: r.wins for r in mapper.config.rules if r.wins != "latest"}
 
     def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
         """Store `batch`: records, contacts, values, events; what cannot be used goes to quarantine."""
@@ -117,7 +121,7 @@ class PageStore:
         self, conn: Connection, mapped: list[MappedRecord], batch: Batch, now: datetime
     ) -> Resolution:
         hint_sets = [_valid(m.identities) for m in mapped]
-        return resolve_batch(conn, hint_sets, source=batch.source, now=now)
+        return resolve_batch(conn, hint_sets, source=batch.source, now=now, wins=self._wins)
 
     def _store_mapped(
         self,
@@ -146,12 +150,7 @@ class PageStore:
             self._fields = save_definitions(conn, self.mapper.definitions(), now, warnings=warnings)
         fields = self._fields
         rows, left_out = _field_rows(mapped, contact_ids, fields)
-        # Mapping rules may say which source wins a field; the rest keep the latest record's value.
-        wins = {
-            fields[r.field].id: r.wins
-            for r in self.mapper.config.rules
-            if r.wins != "latest" and r.field in fields
-        }
+        wins = {fields[name].id: policy for name, policy in self._wins.items() if name in fields}
         save_values(conn, rows, fresh=resolution.created, wins=wins)
         result.contacts.update(c for c in contact_ids if c is not None)
         result.problems += sum(len(m.problems) for m in mapped)
@@ -173,7 +172,7 @@ class PageStore:
         """Store the events; returns the identities of the contacts they created."""
         config = self.mapper.config.identity
         hint_sets = [_valid(identity_hints(e.source, e.identities, config)) for e in batch_events]
-        resolution = resolve_batch(conn, hint_sets, source=batch_events[0].source, now=now)
+        resolution = resolve_batch(conn, hint_sets, source=batch_events[0].source, now=now, wins=self._wins)
         contact_ids = resolution.contact_ids
         rows: list[Row] = []
         latest: dict[int, datetime] = {}

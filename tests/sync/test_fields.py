@@ -81,15 +81,15 @@ def test_widening_integer_to_string_moves_the_values_to_a_text_column(engine: En
         assert _sources(conn, 1) == {str(seats.id): ["stripe", stamp(T0)]}
 
 
-def test_merging_keeps_the_kept_contacts_values_and_takes_only_the_missing_ones(engine: Engine) -> None:
+def test_merging_keeps_the_newer_value_and_takes_the_missing_ones(engine: Engine) -> None:
     with engine.begin() as conn:
         _contacts(conn, 1, 2, 3, 4)
         plan, seats = _field(conn, "plan", FieldType.STRING), _field(conn, "seats", FieldType.INTEGER)
         save_values(
             conn,
             [
-                (1, plan, "gold", "stripe", T0),
-                (2, plan, "silver", "hubspot", T0 + timedelta(days=1)),
+                (1, plan, "gold", "stripe", T0 + timedelta(days=1)),  # newer than the merged contact's
+                (2, plan, "silver", "hubspot", T0),
                 (2, seats, 5, "hubspot", T0 + timedelta(days=1)),
                 (4, seats, 7, "stripe", T0),
             ],
@@ -103,7 +103,7 @@ def test_merging_keeps_the_kept_contacts_values_and_takes_only_the_missing_ones(
             3: {"seats": 7},
         }
         later = stamp(T0 + timedelta(days=1))
-        assert _sources(conn, 1) == {str(plan.id): ["stripe", stamp(T0)], str(seats.id): ["hubspot", later]}
+        assert _sources(conn, 1) == {str(plan.id): ["stripe", later], str(seats.id): ["hubspot", later]}
         assert _sources(conn, 3) == {str(seats.id): ["stripe", stamp(T0)]}
         held = conn.execute(select(contact_fields.c.contact_id).order_by(contact_fields.c.contact_id))
         assert held.scalars().all() == [1, 3]
