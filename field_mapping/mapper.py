@@ -211,6 +211,11 @@ class Mapper:
         covered = [rule.path for rule, _ in self._rules if rule.source == source and rule.stream == stream]
         flattener: _Flattener | None = None
         settings = self.config.auto.for_source(source) if source in KNOWN_STREAMS else None
+        if source == "hubspot" and settings is not None:
+            # crmhub's own properties (see field_mapping.hubspot_properties.property_name) come back
+            # on every pulled contact once pushed: as fields they would copy every pushed field.
+            own = f"{self.config.hubspot.group_name}_*"
+            settings = settings.model_copy(update={"exclude": [*settings.exclude, own]})
         if settings is not None and settings.stream_enabled(stream):
             if isinstance(settings, TypeformAutoConfig):
                 flattener = TypeformFlattener(settings=settings, covered=covered, claim=self._claim)

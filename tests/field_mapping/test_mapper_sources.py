@@ -40,6 +40,16 @@ def test_hubspot_declared_types_win_over_inference(config_data: dict[str, Any]) 
     assert typed_values(mapped)["hubspot_zip"] == (T.STRING, "02134")
 
 
+def test_crmhubs_own_pushed_properties_never_come_back_as_hubspot_fields() -> None:
+    # With no exclude configured: pushed once, they are on every contact a later sync pulls.
+    config = FieldMappingConfig.model_validate({"hubspot": {"group_name": "acme"}})
+    contact = hubspot_contact(acme_stripe_plan="pro", acmeish="kept", crmhub_plan="kept too")
+    mapped = Mapper(config).map_record(record("hubspot", "contacts", contact))
+    assert "hubspot_acme_stripe_plan" not in mapped.values
+    assert mapped.values["hubspot_acmeish"].value == "kept"
+    assert mapped.values["hubspot_crmhub_plan"].value == "kept too"  # another group's name: HubSpot's
+
+
 def test_typeform_response(mapper: Mapper) -> None:
     mapped = mapper.map_record(record("typeform", "responses", typeform_response()))
     typed = typed_values(mapped)
