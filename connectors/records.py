@@ -38,7 +38,8 @@ class Batch:
 
     `cursor` is opaque to everything but the stream that made it; None means "no change".
     `full` marks a batch of a full re-list (first run, `--full`, or a fallback); `fallback_reason`
-    is set on the first batch of a full re-list the stream chose itself, for the run to report.
+    is set on the first batch of a full re-list the stream chose itself, for the run to report;
+    `warnings` are the stream's other notes on this page for the run report.
     """
 
     source: str
@@ -49,3 +50,5 @@ class Batch:
     requests: int = 1
     full: bool = False
     fallback_reason: str | None = None
+    # What the run report should warn about this page (shown once per stream and text).
+    warnings: list[str] = field(default_factory=list)

@@ -277,7 +277,7 @@ class SyncEngine:
         out.events += result.events
         out.quarantined += result.quarantined
         out.problems += result.problems
-        out.widenings.extend(w for w in result.widenings if w not in out.widenings)
+        out.widenings.extend(w for w in (*batch.warnings, *result.widenings) if w not in out.widenings)
         out.requests += batch.requests
         out.pages += 1
         out.full = out.full or batch.full

@@ -12,7 +12,10 @@ from connectors.exceptions import MalformedPageError
 from connectors.http import Retrier, error_for_status, error_for_transport, parse_retry_after
 from connectors.ratelimit import TokenBucket
 
-__all__ = ["StripeApi"]
+__all__ = ["API_VERSION", "StripeApi"]
+
+# The API version every request is made at: the one the SDK pins (it sends Stripe-Version).
+API_VERSION: str = stripe.api_version
 
 
 def _httpx_client(http: httpx.Client) -> Any:

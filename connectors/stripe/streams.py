@@ -44,7 +44,7 @@ from connectors.base import Stream, decode_cursor, encode_cursor, from_epoch, un
 from connectors.exceptions import PermanentError
 from connectors.paginators import StripePaginator, require_list
 from connectors.records import Batch, ContactEvent, Record
-from connectors.stripe.client import StripeApi
+from connectors.stripe.client import API_VERSION, StripeApi
 from connectors.stripe.mapping import (
     event_record,
     object_record,
@@ -289,7 +289,22 @@ class StripeStream(Stream):
             events=self._contact_events(mine),
             cursor=encode_cursor({"phase": "events", "since": since, "seen": sorted(seen)}),
             requests=requests,
+            warnings=self._foreign_versions(mine),
         )
+
+    def _foreign_versions(self, events: list[Mapping[str, Any]]) -> list[str]:
+        """A warning per API version other than the SDK's that the events' objects were rendered at."""
+        # Stripe renders an event's object at the account's API version of the day it was created,
+        # while the list endpoints answer at the SDK's: a field that moved between the two is read
+        # from a place it is not. The values are stored all the same; the admin learns why.
+        versions = {str(v) for e in events if (v := e.get("api_version")) and v != API_VERSION}
+        return [
+            f"stripe.{self.name}: events rendered at Stripe API version {version}, while crmhub reads "
+            f"{API_VERSION} (the stripe SDK's): fields whose shape changed between them may be missing "
+            f"or differ; upgrade the account's API version in the Stripe Dashboard (Developers) to "
+            f"{API_VERSION}, or pull with --full to re-list the objects"
+            for version in sorted(versions)
+        ]
 
     def _mine(self, events: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The events about this stream's kind of object."""

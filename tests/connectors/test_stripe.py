@@ -18,6 +18,7 @@ from connectors import (
 )
 from connectors.base import Stream
 from connectors.config import StripeConfig
+from connectors.stripe.client import API_VERSION
 from tests.connectors.fakes import NOW, NOW_TS, STRIPE_URL, FakeSleep, FakeStripe, keys, resume_everywhere
 
 
@@ -256,6 +257,25 @@ def test_events_pick_up_exactly_what_changed_oldest_first(fake: FakeStripe, slee
     ]
     again = _pull(stream, batches[-1].cursor, now=later)
     assert keys(again) == [] and len(again) == 1 and again[0].requests == 1
+
+
+def test_events_rendered_at_another_api_version_are_stored_with_a_warning(
+    fake: FakeStripe, sleep: FakeSleep
+) -> None:
+    stream = _stream(fake, sleep)
+    cursor = _pull(stream, None)[-1].cursor
+    fake.event("customer.updated", _customer(1, 1, "new@x.io"), NOW_TS + 5)["api_version"] = API_VERSION
+    fake.event("customer.updated", _customer(2, 1, "old@x.io"), NOW_TS + 6)["api_version"] = "2020-08-27"
+    fake.event("customer.updated", _customer(3, 1, "also@x.io"), NOW_TS + 7)["api_version"] = "2020-08-27"
+    batches = _pull(stream, cursor, now=NOW + timedelta(minutes=5))
+    assert [r.external_id for b in batches for r in b.records] == ["cus_001", "cus_002", "cus_003"]
+    warnings = [w for b in batches for w in b.warnings]
+    assert len(warnings) == 1, warnings  # one per version, not per event
+    assert warnings[0].startswith("stripe.customers: events rendered at Stripe API version 2020-08-27")
+    assert (
+        f"upgrade the account's API version in the Stripe Dashboard (Developers) to {API_VERSION}"
+        in warnings[0]
+    )
 
 
 def test_events_sharing_a_second_are_deduplicated_at_the_boundary(fake: FakeStripe, sleep: FakeSleep) -> None:

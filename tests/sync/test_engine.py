@@ -131,6 +131,17 @@ def test_a_run_stores_records_contacts_fields_events_and_the_cursor(engine: Engi
     assert snap["cursor"] == json.dumps({"page": PAGES})
 
 
+def test_a_streams_warnings_reach_the_run_report_once(engine: Engine) -> None:
+    class Warning(PagedStream):
+        def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+            for batch in super().pull(cursor, now=now, full=full):
+                batch.warnings.append("stripe.customers: events rendered at another API version")
+                yield batch
+
+    report = SyncEngine(engine, _page_store()).run([OneStreamSource(Warning())], now=NOW)
+    assert report.streams[0].widenings == ["stripe.customers: events rendered at another API version"]
+
+
 def test_a_second_run_resumes_from_the_cursor_and_changes_nothing(engine: Engine) -> None:
     stream = PagedStream()
     sync = SyncEngine(engine, _page_store())
