@@ -162,6 +162,8 @@ def test_find_person_follows_a_merge_and_finds_nobody_for_what_no_contact_can_be
     with engine.connect() as conn:
         assert find_person(conn, f" {merged} ") == kept
         assert find_person(conn, "415-555-2671") == find_person(conn, "jane.doe@EXAMPLE.com") == kept
+        # Digits alone, as SMS tools show numbers: no contact has that id, so it is the phone.
+        assert find_person(conn, "4155552671") == find_person(conn, "14155552671") == kept
         # Beyond 64 bits a driver refuses to bind the number; PostgreSQL text cannot hold NUL.
         for nobody in (str(2**63), "9" * 40, "jane\x00@example.com", "", "nobody"):
             assert find_person(conn, nobody) is None, nobody
