@@ -75,6 +75,13 @@ def _invalid_phone_unflagged(field: StoredField) -> ColumnElement[bool]:
     return and_(has_invalid, not_(has_valid), not_(_flagged(field, False)))
 
 
+def _replaced(field: StoredField, kind: str) -> ColumnElement[bool]:
+    """Flagged unreachable by `kind` (a bounce, an invalid number) and holding a good one of it now."""
+    ci = contact_identities.c
+    has_valid = exists().where(ci.contact_id == contacts.c.id, ci.kind == kind, ci.valid.is_(True))
+    return and_(_flagged(field, False), has_valid)
+
+
 def _quiet_since(cutoff: datetime) -> ColumnElement[bool]:
     return func.coalesce(contacts.c.last_activity_at, contacts.c.created_at) < cutoff
 
@@ -83,9 +90,8 @@ def _policies(
     conn: Connection, config: HygieneConfig, now: datetime
 ) -> tuple[dict[str, ColumnElement[bool]], dict[str, StoredField]]:
     """The contacts each policy selects now, and the system fields they use."""
-    fields = {
-        name: system_field(conn, name, now) for name in ("phone_valid", "dormant", "consent_confirmed_at")
-    }
+    names = ("phone_valid", "email_deliverable", "dormant", "consent_confirmed_at")
+    fields = {name: system_field(conn, name, now) for name in names}
     dormant_cutoff = now - timedelta(days=30 * config.dormant_after_months)
     confirmed = fields["consent_confirmed_at"].column
     row = fields_table([confirmed])
@@ -99,6 +105,10 @@ def _policies(
         "dormant": and_(contacts.c.state == "active", _quiet_since(dormant_cutoff)),
         "revived": and_(contacts.c.state == "dormant", not_(_quiet_since(dormant_cutoff))),
         "reconfirm": and_(live, stale),
+        # Sender feedback marks the reported identity invalid; a new address or number from a source
+        # is valid, and a flag kept after it would hold the person out of segments for good.
+        "reachable_phone": and_(live, _replaced(fields["phone_valid"], "phone")),
+        "reachable_email": and_(live, _replaced(fields["email_deliverable"], "email")),
     }
     return where, fields
 
@@ -109,6 +119,8 @@ _DESCRIPTIONS = {
     "dormant": "no engagement for the period: state dormant, field dormant = true",
     "revived": "dormant contacts with new activity: back to active, field dormant removed",
     "reconfirm": "no consent confirmation for the period (consent_confirmed_at): for a reminder segment",
+    "reachable_phone": "a phone reported invalid, and a valid one held now: phone_valid removed",
+    "reachable_email": "an e-mail that bounced, and a deliverable one held now: email_deliverable removed",
 }
 
 
@@ -144,6 +156,11 @@ def run_hygiene(conn: Connection, config: HygieneConfig, *, now: datetime) -> li
     _set(conn, select(contacts.c.id).where(where["revived"]), fields["dormant"], None)
     did["revived"] = planned["revived"].would
     conn.execute(update(contacts).where(where["revived"]).values(state="active", changed_at=now))
+    for policy, field in (("reachable_phone", "phone_valid"), ("reachable_email", "email_deliverable")):
+        did[policy] = planned[policy].would
+        chosen = select(contacts.c.id).where(where[policy])
+        conn.execute(update(contacts).where(contacts.c.id.in_(chosen)).values(changed_at=now))
+        _set(conn, chosen, fields[field], None)
     results = [PolicyResult(r.policy, r.description, r.would, did.get(r.policy, 0)) for r in planned.values()]
     stats = {"policies": [asdict(r) for r in results]}
     finish_run(conn, run_id, status="succeeded", stats=stats, error=None, now=now)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     Select,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import Executable
 
 from field_mapping.config import Wins
-from sync.fields import merge_values
+from sync.fields import clear_values, load_fields, merge_values
 from sync.store.probe import probe_unique
 from sync.store.tables import (
     cancellable,
@@ -240,7 +241,21 @@ def _merge_statements() -> dict[str, Executable]:
         f"move_{table.name}": update(table).where(table.c.contact_id == other).values(contact_id=keep)
         for table in (contact_identities, events, records, consent_records)
     }
+    theirs = contacts.alias("merged")
+    their_activity = select(theirs.c.last_activity_at).where(theirs.c.id == other).scalar_subquery()
+    their_state = select(theirs.c.state).where(theirs.c.id == other).scalar_subquery()
+    mine = contacts.c.last_activity_at
     return moved | {
+        # The person was last active when either contact was, and is active if either one is.
+        "activity": update(contacts)
+        .where(contacts.c.id == keep)
+        .values(
+            last_activity_at=case(
+                (mine.is_(None), their_activity), (their_activity > mine, their_activity), else_=mine
+            ),
+            state=case((their_state == "active", "active"), else_=contacts.c.state),
+        )
+        .returning(contacts.c.state),
         # The merged contact's history is numbered after the kept one's: a consumer that drops a lower
         # sequence than it has applied must not drop what comes next (an unsubscribe's `left`).
         "sequences": select(contacts.c.id, contacts.c.transition_seq).where(contacts.c.id.in_((keep, other))),
@@ -309,6 +324,15 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
     conn.execute(_MERGE["drop_memberships"], pair)
 
 
+def _merge_activity(conn: Connection, *, keep: int, other: int) -> None:
+    """Give `keep` the later activity of the two and, if either was active, the active state."""
+    state = conn.execute(_MERGE["activity"], {"keep": keep, "other": other}).scalar_one()
+    dormant = load_fields(conn).get("dormant")
+    if state == "active" and dormant is not None:
+        # The hygiene flag follows the state (sync.hygiene): one moved from a dormant half goes.
+        clear_values(conn, dormant, [keep])
+
+
 def _move_transitions(conn: Connection, *, keep: int, other: int) -> None:
     """Give the merged contact's transitions to the kept one, numbered after the kept one's own."""
     seq = {int(cid): int(n) for cid, n in conn.execute(_MERGE["sequences"], {"keep": keep, "other": other})}
@@ -359,6 +383,7 @@ def merge(
         conn.execute(_MERGE["move_contact_identities"], pair)
         # Each field keeps the value a sync would have kept had both been one contact from the start.
         merge_values(conn, keep=keep, other=other, wins=wins)
+        _merge_activity(conn, keep=keep, other=other)
         _carry_memberships(conn, keep=keep, other=other, now=now)
         for table in ("events", "records", "consent_records"):
             conn.execute(_MERGE[f"move_{table}"], pair)

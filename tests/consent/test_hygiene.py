@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from sync.consent import Feedback, apply_feedback
 from sync.hygiene import HygieneConfig, last_run, plan, run_hygiene
+from sync.identity import merge
 from sync.privacy import contact_export
 from sync.segments import SegmentsConfig, evaluate_segments
 from sync.store import write_transaction
@@ -116,3 +117,64 @@ def test_an_invalid_number_report_flags_the_line_whatever_extensions_it_is_held_
         )
         held = {i["kind"]: (i["value"], i["valid"]) for i in contact_export(conn, cid)["identities"]}
     assert held["phone"] == ("+14155550000;ext=12", False)
+
+
+def test_a_flag_of_an_unreachable_identity_goes_once_a_valid_one_arrives(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        cid = _contact(conn, "ann@example.com", active_at=NOW, phone="+14155550000")
+        for kind, given in (
+            ("contact.bounced", {"email": "ann@example.com"}),
+            ("contact.invalid_number", {"phone": "+14155550000"}),
+        ):
+            body = {"type": kind, "timestamp": "2026-11-23T11:00:00Z", "data": {"contact_id": cid, **given}}
+            apply_feedback(
+                conn, Feedback.model_validate(body), endpoint="mailer", channel=None, now=NOW, evaluate=None
+            )
+        run_hygiene(conn, HygieneConfig(), now=NOW)
+        assert contact_export(conn, cid)["fields"] == {"email_deliverable": False, "phone_valid": False}
+        # A source brings a new address: the person can be reached again by e-mail, not by phone.
+        row = {
+            "contact_id": cid,
+            "kind": "email",
+            "value": "ann@new.example",
+            "source": "test",
+            "first_seen_at": NOW,
+        }
+        conn.execute(insert(contact_identities).values(**row))
+        assert {
+            p: n for p, n in _policies(conn, HygieneConfig(), NOW).items() if p.startswith("reachable")
+        } == {
+            "reachable_phone": 0,
+            "reachable_email": 1,
+        }
+        done = {r.policy: r.did for r in run_hygiene(conn, HygieneConfig(), now=NOW)}
+        assert (done["reachable_email"], done["reachable_phone"]) == (1, 0)
+        assert contact_export(conn, cid)["fields"] == {"phone_valid": False}
+        assert _policies(conn, HygieneConfig(), NOW)["reachable_email"] == 0  # done: nothing left to do
+
+
+def test_a_merge_keeps_the_later_activity_and_the_active_state_of_either_half(engine: Engine) -> None:
+    config = HygieneConfig()
+    with write_transaction(engine) as conn:
+        dormant_kept = _contact(conn, "old@example.com", active_at=NOW - timedelta(days=400))
+        active_merged = _contact(conn, "new@example.com", active_at=NOW - timedelta(days=2))
+        active_kept = _contact(conn, "ann@example.com", active_at=NOW - timedelta(days=3))
+        dormant_merged = _contact(conn, "ann@old.example", active_at=NOW - timedelta(days=500))
+        for cid in (dormant_kept, dormant_merged):  # last active over a year ago: they turn dormant
+            conn.execute(update(contacts).where(contacts.c.id == cid).values(last_activity_at=None))
+        run_hygiene(conn, config, now=NOW)
+        merge(conn, keep=dormant_kept, others=[active_merged], reason="test", now=NOW)
+        merge(conn, keep=active_kept, others=[dormant_merged], reason="test", now=NOW)
+        held = {
+            cid: (state, last)
+            for cid, state, last in conn.execute(
+                select(contacts.c.id, contacts.c.state, contacts.c.last_activity_at)
+            )
+        }
+        assert held == {
+            dormant_kept: ("active", NOW - timedelta(days=2)),
+            active_kept: ("active", NOW - timedelta(days=3)),
+        }
+        for cid in (dormant_kept, active_kept):
+            assert "dormant" not in contact_export(conn, cid)["fields"], cid
+        assert _policies(conn, config, NOW)["dormant"] == 0
