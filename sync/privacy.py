@@ -18,15 +18,18 @@ it off; `VACUUM` rewrites the file without them. PostgreSQL keeps deleted rows u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Delete, Text, cast, delete, func, insert, or_, select, update
+import phonenumbers
+from sqlalchemy import Connection, Delete, Text, and_, cast, delete, func, insert, or_, select, update
 
-from field_mapping.normalize import normalize_email, normalize_phone
+from field_mapping.normalize import dialable, normalize_email, normalize_phone
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.consent.actions import current_contact
 from sync.consent.records import in_force_order
@@ -44,6 +47,7 @@ from sync.store.tables import (
     events,
     field_definitions,
     field_sources,
+    hubspot_push_state,
     memberships,
     merge_log,
     outbox,
@@ -56,6 +60,9 @@ from sync.store.tables import (
 __all__ = ["contact_export", "erase_contact", "find_person"]
 
 _RECENT_TRANSITIONS = 50
+# External ids at least this long (and not all digits) are searched for in unlinked payloads.
+_LONG_ID = 8
+_PHONE_MARKS = (" ", "-", "(", ")", ".", "/")
 
 
 def find_person(conn: Connection, id_or_address: str, *, region: str = "US") -> int | None:
@@ -177,6 +184,33 @@ def contact_export(conn: Connection, contact_id: int, *, recent: int | None = No
             .where(transitions.c.contact_id == contact_id)
             .order_by(deliveries.c.id),
         ),
+        # What erasure would also delete: payloads naming the person that no contact is linked to.
+        **_unlinked_rows(conn, contact_id),
+    }
+
+
+def _unlinked_rows(conn: Connection, contact_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Unlinked records and quarantine rows whose payload names one of the contact's identities."""
+    ci = contact_identities.c
+    identities = list(conn.execute(select(ci.kind, ci.value).where(ci.contact_id == contact_id)).tuples())
+    unlinked = _unlinked_mentions(identities)
+    if unlinked is None:
+        return {"unlinked_records": [], "quarantine": []}
+    record_rows, quarantine_rows = unlinked
+    r, q = records.c, quarantine.c
+    return {
+        "unlinked_records": _rows(
+            conn,
+            select(r.source, r.stream, r.external_id, r.updated_at, r.payload)
+            .where(record_rows)
+            .order_by(r.source, r.stream, r.external_id),
+        ),
+        "quarantine": _rows(
+            conn,
+            select(q.source, q.stream, q.external_id, q.reason, q.payload)
+            .where(quarantine_rows)
+            .order_by(q.id),
+        ),
     }
 
 
@@ -230,16 +264,18 @@ def _erase(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int
     ]
     counts = {table: _count(conn.execute(stmt).rowcount) for table, stmt in steps}
     # Payloads that name the person without being linked to it: unlinked records and quarantine.
-    needles = [value.lower() for _, value in reachable]
-    if needles:
-        counts["records"] += _count(
-            conn.execute(
-                delete(records).where(records.c.contact_id.is_(None), _mentions(records.c.payload, needles))
-            ).rowcount
-        )
-        counts["quarantine"] = _count(
-            conn.execute(delete(quarantine).where(_mentions(quarantine.c.payload, needles))).rowcount
-        )
+    unlinked = _unlinked_mentions(identities)
+    if unlinked is not None:
+        record_rows, quarantine_rows = unlinked
+        counts["records"] += _count(conn.execute(delete(records).where(record_rows)).rowcount)
+        counts["quarantine"] = _count(conn.execute(delete(quarantine).where(quarantine_rows)).rowcount)
+    # What crmhub last pushed to the person's HubSpot contacts: a digest of their values.
+    hubspot_ids = [value for kind, value in identities if kind == "hubspot_contact"]
+    counts["hubspot_push_state"] = _count(
+        conn.execute(
+            delete(hubspot_push_state).where(hubspot_push_state.c.hubspot_id.in_(hubspot_ids))
+        ).rowcount
+    )
     conn.execute(update(contacts).where(contacts.c.merged_into_id == contact_id).values(merged_into_id=None))
     counts["contacts"] = _count(conn.execute(delete(contacts).where(contacts.c.id == contact_id)).rowcount)
     counts["field_options"] = _forget_options(conn, held_text)
@@ -254,9 +290,38 @@ def _count(rowcount: int | None) -> int:
     return max(rowcount or 0, 0)
 
 
-def _mentions(column: Any, needles: list[str]) -> Any:
+def _unlinked_mentions(identities: list[tuple[str, str]]) -> tuple[Any, Any] | None:
+    """Conditions on unlinked records and on quarantine rows whose payload names one of `identities`."""
+    words: set[str] = set()
+    lines: set[str] = set()
+    for kind, value in identities:
+        if kind == "email":
+            # SQLite's JSON keeps non-ASCII text as \u escapes (sync.store.engine): search both forms.
+            words |= {value.lower(), json.dumps(value.lower())[1:-1]}
+        elif kind == "phone":
+            line = dialable(value)
+            words.add(line)
+            with contextlib.suppress(phonenumbers.NumberParseException):
+                lines.add(str(phonenumbers.parse(line).national_number))
+        elif len(value) >= _LONG_ID and not value.isdigit():
+            words.add(value.lower())  # cus_..., a Segment.com userId: short or numeric ids match too much
+    if not words and not lines:
+        return None
+    return (
+        and_(records.c.contact_id.is_(None), _mentions(records.c.payload, words, lines)),
+        _mentions(quarantine.c.payload, words, lines),
+    )
+
+
+def _mentions(column: Any, words: set[str], lines: set[str]) -> Any:
+    """The JSON `column` holds one of `words` (any case) or, formatting aside, a phone of `lines`."""
     text = func.lower(cast(column, Text))
-    return or_(*[text.contains(needle, autoescape=True) for needle in needles])
+    squeezed = text
+    for mark in _PHONE_MARKS:  # "(415) 555-2671" holds the national number 4155552671 once squeezed
+        squeezed = func.replace(squeezed, mark, "")
+    tests = [text.contains(word, autoescape=True) for word in sorted(words)]
+    tests += [squeezed.contains(line, autoescape=True) for line in sorted(lines)]
+    return or_(*tests)
 
 
 def _option_fields(conn: Connection) -> list[StoredField]:

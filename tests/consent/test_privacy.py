@@ -6,13 +6,22 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import JSON, Engine, String, Text, event, func, select
+from sqlalchemy import JSON, Engine, String, Text, event, func, insert, select
 
 from sync.consent import identity_hash
 from sync.privacy import contact_export, erase_contact, find_person
 from sync.store import create_store_engine, upgrade, write_transaction
 from sync.store.checkpoint import truncate_wal
-from sync.store.tables import erasure_log, merge_log, metadata, suppressions
+from sync.store.tables import (
+    contact_identities,
+    erasure_log,
+    hubspot_push_state,
+    merge_log,
+    metadata,
+    quarantine,
+    records,
+    suppressions,
+)
 from tests.consent.conftest import (
     NOW,
     dispatch,
@@ -96,6 +105,54 @@ def test_erase_leaves_nothing_personal_in_any_table(engine: Engine) -> None:
     assert [log["contact_id"] for log in logs] == [jane, jane + 1]
     assert {log["subject_hash"] for log in logs} == {identity_hash(EMAIL)}
     assert logs[1]["counts"] == {"merged_into": jane}
+
+
+def test_erase_and_export_find_unlinked_payloads_however_they_write_the_person(engine: Engine) -> None:
+    jane = _merged_jane(engine)
+    accented = "jané@example.com"
+    with write_transaction(engine) as conn:
+        for kind, value in (("email", accented), ("stripe_customer", "cus_NffrFeUfNV2Hib")):
+            conn.execute(
+                insert(contact_identities).values(
+                    contact_id=jane, kind=kind, value=value, source="test", first_seen_at=NOW
+                )
+            )
+        quarantined = [
+            {"phone": "(415) 555-2671", "name": "Jane Doe"},  # the number as people write it
+            {"customer": "cus_NffrFeUfNV2Hib", "note": "no identity"},  # her Stripe id
+            {"phone": "(212) 555-0000"},  # someone else
+        ]
+        conn.execute(
+            insert(quarantine),
+            [
+                {"source": "stripe", "stream": "charges", "reason": "test", "payload": p, "created_at": NOW}
+                for p in quarantined
+            ],
+        )
+        conn.execute(
+            insert(records).values(
+                source="segmentio",
+                stream="users",
+                external_id="u9",
+                updated_at=NOW,
+                deleted=False,
+                payload={"traits": {"email": accented}},
+                stored_at=NOW,
+            )
+        )
+        conn.execute(insert(hubspot_push_state).values(hubspot_id="501", digest="d", pushed_at=NOW))
+        exported = contact_export(conn, jane)
+        assert [r["external_id"] for r in exported["unlinked_records"]] == ["u9"]
+        assert sorted(json.dumps(q["payload"], sort_keys=True) for q in exported["quarantine"]) == sorted(
+            json.dumps(p, sort_keys=True) for p in quarantined[:2]
+        )
+        counts = erase_contact(conn, jane, now=NOW)
+    assert (counts["quarantine"], counts["hubspot_push_state"]) == (2, 1)
+    assert _mentions(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(quarantine.c.payload)).scalars().all() == [quarantined[2]]
+        assert conn.execute(select(func.count()).select_from(hubspot_push_state)).scalar_one() == 0
+        assert conn.execute(select(func.count()).where(records.c.external_id == "u9")).scalar_one() == 0
 
 
 def test_no_number_an_erased_person_had_is_given_to_someone_new(engine: Engine) -> None:
