@@ -93,7 +93,14 @@ def _channel(settings: Settings, channel: str) -> str:
 
 
 def _apply(
-    ctx: typer.Context, id_or_email: str, channel: str, reason: str | None, now: datetime | None, out: bool
+    ctx: typer.Context,
+    id_or_email: str,
+    channel: str,
+    reason: str | None,
+    now: datetime | None,
+    *,
+    out: bool,
+    json: bool,
 ) -> None:
     at = _recorded_at(now)
     with exit_codes(), open_store(ctx) as (settings, engine):
@@ -117,7 +124,7 @@ def _apply(
                 result: ConsentResult = opt_out(conn, endpoints=wanted, **common)
             else:
                 result = opt_in(conn, **common)
-    _report(result, json=False)
+    _report(result, json=json)
 
 
 def _report(result: ConsentResult, *, json: bool) -> None:
@@ -143,6 +150,13 @@ def _report(result: ConsentResult, *, json: bool) -> None:
         f"  left {result.left} segment(s), entered {result.entered}, "
         f"cancelled {result.cancelled} pending delivery(ies), suppressed {result.suppressed} identity(ies)"
     )
+    if result.still_listed:
+        # An opt-in lifts only its channel's opt-out: a bounce or an erasure keeps entries back.
+        console.print(
+            f"[yellow]note[/] the contact's {result.channel} identities are still on the suppression "
+            f"list ({', '.join(result.still_listed)}): entries to endpoints reaching them are held back",
+            soft_wrap=True,
+        )
 
 
 @consent_app.command("opt-out")
@@ -152,9 +166,10 @@ def opt_out_command(
     channel: ChannelOption,
     reason: ReasonOption = None,
     now: NowOption = None,
+    json: JsonFlag = False,
 ) -> None:
     """Opt the contact out of a channel: it leaves every segment requiring it, entries are cancelled."""
-    _apply(ctx, contact, channel, reason, now, out=True)
+    _apply(ctx, contact, channel, reason, now, out=True, json=json)
 
 
 @consent_app.command("opt-in")
@@ -164,6 +179,7 @@ def opt_in_command(
     channel: ChannelOption,
     reason: ReasonOption = None,
     now: NowOption = None,
+    json: JsonFlag = False,
 ) -> None:
     """Record an opt-in to a channel (lifting its opt-out suppression) and re-evaluate the contact."""
-    _apply(ctx, contact, channel, reason, now, out=False)
+    _apply(ctx, contact, channel, reason, now, out=False, json=json)

@@ -74,6 +74,15 @@ def export(ctx: typer.Context, contact: Person) -> None:
     emit_json(_load(ctx, contact, None))
 
 
+def _confirmed(question: str) -> bool:
+    """The person's yes; no when there is no one to ask (end of input, Ctrl-C at the prompt)."""
+    try:
+        return typer.confirm(question)
+    except typer.Abort:
+        console.print()  # the prompt's line is still open
+        return False
+
+
 @contact_app.command("erase")
 def erase(
     ctx: typer.Context,
@@ -88,8 +97,8 @@ def erase(
         with engine.connect() as conn:
             contact_id = person(conn, contact, region=settings.field_mapping.identity.default_region)
         # Asked outside the transaction: SQLite's write lock must not wait on a person typing.
-        if not yes and not typer.confirm(f"Erase contact {contact_id} and everything about it?"):
-            print_error("nothing erased: answer yes, or pass --yes")
+        if not yes and not _confirmed(f"Erase contact {contact_id} and everything about it?"):
+            print_error("nothing erased: answer yes, or pass --yes (a script has no one to answer)")
             raise typer.Exit(EXIT_USAGE)
         with write_transaction(engine) as conn:
             counts = erase_contact(conn, contact_id, now=at)

@@ -61,6 +61,8 @@ class ConsentResult:
     # The channel's record in force after this one: a newer statement outranks it.
     in_force: str | None = None
     in_force_at: datetime | None = None
+    # Why the channel's identities are still suppressed after an opt-in (bounced, erased, ...).
+    still_listed: tuple[str, ...] = ()
 
     @property
     def outranked(self) -> bool:
@@ -223,6 +225,12 @@ def opt_in(
                 suppressions.c.value_hash.in_(hashes), suppressions.c.reason == f"opt-out:{channel}"
             )
         )
+    # What the opt-in could not lift: a bounce, an erasure, another channel's opt-out of a shared kind.
+    listed = conn.execute(
+        select(suppressions.c.reason).where(suppressions.c.value_hash.in_(hashes)).distinct()
+    ).scalars()
     report = evaluate(conn, now=now, run_id=None, contact_ids=[contact_id]) if evaluate else None
     left, entered = _counts(report)
-    return ConsentResult(contact_id, channel, "opted_in", recorded, 0, 0, left, entered, *_shown(current))
+    shown = _shown(current)
+    still = tuple(sorted(listed))
+    return ConsentResult(contact_id, channel, "opted_in", recorded, 0, 0, left, entered, *shown, still)

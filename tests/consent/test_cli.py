@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner, Result
 
 from crmhub.cli.app import app
@@ -224,3 +224,29 @@ def test_every_command_finds_a_merged_contact_by_its_old_id_e_mail_or_phone(
     assert out.exit_code == 0 and f"contact {kept} opted out of sms" in out.stdout and note in out.stderr
     with engine.connect() as conn:
         assert kept not in members(conn, "sms_offers")
+
+
+def test_an_opt_in_says_which_suppressions_it_could_not_lift_and_answers_json(
+    tmp_path: Path, engine: Engine, jane: int
+) -> None:
+    config = cli_config(tmp_path, engine)
+    _run(config, "consent", "opt-out", str(jane), "--channel", "sms")
+    with write_transaction(engine) as conn:  # the number is also reported invalid by a sender
+        conn.execute(update(suppressions).values(reason="invalid_number"))
+    out = " ".join(_run(config, "consent", "opt-in", str(jane), "--channel", "sms").split())
+    assert (
+        "note the contact's sms identities are still on the suppression list (invalid_number): entries "
+        "to endpoints reaching them are held back"
+    ) in out
+    answer = json.loads(_run(config, "consent", "opt-out", str(jane), "--channel", "sms", "--json"))
+    assert (answer["contact_id"], answer["status"], answer["still_listed"]) == (jane, "opted_out", [])
+
+
+def test_an_erase_with_no_one_to_answer_its_question_erases_nothing_and_says_why(
+    tmp_path: Path, engine: Engine, jane: int
+) -> None:
+    result = _invoke(cli_config(tmp_path, engine), "contact", "erase", str(jane))  # no input: end of file
+    assert result.exit_code == 2
+    assert "nothing erased: answer yes, or pass --yes" in result.output and "Aborted" not in result.output
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(contacts.c.id == jane)).scalar_one() == 1
