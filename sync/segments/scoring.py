@@ -1,10 +1,11 @@
 """`[scoring]`: lead-score point rules, computed set-based into the system field `lead_score`.
 
 Score = sum over `[[scoring.events]]` of min(max_points, points x occurrences in the window, each
-occurrence weighted by its decay) + sum over `[[scoring.conditions]]` of points when the condition
-holds. Decay halves an occurrence's weight per elapsed half-life, in whole steps (weight 1 within
-one half-life, 1/2 within two, ... 1/1024 within eleven, then 0), which keeps the SQL portable
-(SQLite has no pow/exp by default). Every non-merged contact gets a row, 0 included.
+occurrence weighted by its decay; for negative points max(-max_points, ...), a floor) + sum over
+`[[scoring.conditions]]` of points when the condition holds. Decay halves an occurrence's weight per
+elapsed half-life, in whole steps (weight 1 within one half-life, 1/2 within two, ... 1/1024 within
+eleven, then 0), which keeps the SQL portable (SQLite has no pow/exp by default). Every non-merged
+contact gets a row, 0 included.
 """
 
 from __future__ import annotations
@@ -267,9 +268,7 @@ def _plan(
         source = contacts.outerjoin(agg, agg.c.contact_id == contacts.c.id)
         for i, rule in enumerate(scoring.events):
             points: ColumnElement[Any] = func.coalesce(agg.c[f"r{i}"], literal(0.0, Float))
-            if rule.max_points is not None:
-                points = case((points > rule.max_points, literal(rule.max_points, Float)), else_=points)
-            total = total + points
+            total = total + _capped(points, rule, dialect)
     for cond in scoring.conditions:
         total = total + case((compiler.compile(cond.when), literal(cond.points, Float)), else_=0.0)
     scored = select(contacts.c.id, total).select_from(compiler.source(source)).where(*where)
@@ -338,6 +337,17 @@ def _window(ev: Any, rule: EventPoints, clock: RuleCompiler) -> list[ColumnEleme
     return [at >= clock.ago(parse_duration(rule.within), at.type), at <= clock.ago(timedelta(0), at.type)]
 
 
+def _capped(points: ColumnElement[Any], rule: EventPoints, dialect: str) -> ColumnElement[Any]:
+    """A rule's points held within `max_points` of zero: a cap for gains, a floor for penalties."""
+    if rule.max_points is None:
+        return points
+    postgresql = dialect == "postgresql"
+    # The two-argument min() and max() are SQLite's least() and greatest().
+    if rule.points >= 0:
+        return (func.least if postgresql else func.min)(points, literal(rule.max_points, Float))
+    return (func.greatest if postgresql else func.max)(points, literal(-rule.max_points, Float))
+
+
 def _event_points(rule: EventPoints, half_life: str | None, clock: RuleCompiler) -> ColumnElement[Any]:
     """One rule's capped points for the contact of the outer query, as a correlated subquery."""
     ev = events.alias("ev_score")
@@ -348,9 +358,6 @@ def _event_points(rule: EventPoints, half_life: str | None, clock: RuleCompiler)
     points: ColumnElement[Any] = func.coalesce(
         func.sum(_weight(half_life, ev.c.occurred_at, clock) * rule.points), literal(0.0, Float)
     )
-    if rule.max_points is not None:
-        # Capped inside the subquery so it runs once; the two-argument min() is SQLite's least().
-        least = func.least if clock.dialect == "postgresql" else func.min
-        points = least(points, literal(rule.max_points, Float))
-    summed = select(points).where(and_(*where)).scalar_subquery()
+    # Capped inside the subquery so it runs once.
+    summed = select(_capped(points, rule, clock.dialect)).where(and_(*where)).scalar_subquery()
     return func.coalesce(summed, literal(0.0, Float))

@@ -90,6 +90,34 @@ def test_scores_add_points_caps_windows_decay_and_conditions(engine: Engine) -> 
         assert (field.origin, field.type) == ("system", "decimal")
 
 
+def test_max_points_of_a_penalty_is_a_floor_in_full_and_incremental_runs(engine: Engine) -> None:
+    scoring = ScoringConfig.model_validate(
+        {
+            "events": [
+                {"event": "ticket.opened", "points": -5, "max_points": 12},
+                {"event": "login", "points": 1},
+            ]
+        }
+    )
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann, bob = s.contact(), s.contact()
+        for _ in range(4):  # 4 x -5 = -20, held at -12
+            s.event(ann, "ticket.opened", NOW)
+        s.event(bob, "ticket.opened", NOW)
+        s.event(bob, "login", NOW)
+        evaluate_segments(conn, {}, now=NOW, scoring=scoring)
+        assert stored_scores(conn) == {ann: -12.0, bob: -4.0}
+        s.event(bob, "ticket.opened", NOW)
+        s.event(bob, "ticket.opened", NOW)
+        s.event(bob, "ticket.opened", NOW)
+        conn.execute(
+            update(contacts).where(contacts.c.id == bob).values(changed_at=NOW + timedelta(minutes=1))
+        )
+        evaluate_segments(conn, {}, now=NOW + timedelta(minutes=1), scoring=scoring, contact_ids=[bob])
+        assert stored_scores(conn) == {ann: -12.0, bob: -11.0}
+
+
 def test_time_dependent_scores_move_segments_without_new_data(engine: Engine) -> None:
     hot = {"hot": {"name": "Hot leads", "all": [{"lead_score": {"gte": 20}}]}}
     with engine.begin() as conn:
