@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import from_epoch
@@ -26,6 +26,11 @@ DELETING_EVENTS = frozenset({"customer.deleted", "invoice.deleted"})
 # Copied into ContactEvent.properties when present, so segment rules need not dig in payloads.
 _EVENT_PROPERTIES = ("amount", "amount_paid", "amount_due", "currency", "status", "total")
 _PAID = "invoice.paid"
+# Event times are whole seconds, and Stripe delivers webhooks in no particular order: a
+# `customer.created` arriving after the `customer.updated` of the same second would replace the
+# newer state (a store keeps the later arrival of equal times). Within its second, a record is
+# dated by where its event stands in the object's life: created, then changed, then deleted.
+_LIFECYCLE_STEP = timedelta(microseconds=1)
 
 
 def _customer_id(obj: Mapping[str, Any]) -> str | None:
@@ -102,14 +107,22 @@ def validate_event(event: Any) -> Mapping[str, Any]:
 def event_record(stream: str, event: Mapping[str, Any]) -> Record:
     """The object an event carries, as the Record of its state at the event's time."""
     obj = event["data"]["object"]
+    deleted = event["type"] in DELETING_EVENTS or bool(obj.get("deleted"))
     return Record(
         source="stripe",
         stream=stream,
         external_id=str(obj["id"]),
-        updated_at=from_epoch(event["created"]),
+        updated_at=from_epoch(event["created"]) + _LIFECYCLE_STEP * _lifecycle_rank(event["type"], deleted),
         payload=obj,
-        deleted=event["type"] in DELETING_EVENTS or bool(obj.get("deleted")),
+        deleted=deleted,
     )
+
+
+def _lifecycle_rank(event_type: str, deleted: bool) -> int:
+    """0 for a creation, 2 for a deletion, 1 for anything between: the order within one second."""
+    if deleted:
+        return 2
+    return 0 if event_type.endswith(".created") else 1
 
 
 def stripe_event(event: Mapping[str, Any]) -> ContactEvent | None:

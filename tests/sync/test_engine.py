@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, event, select
 from connectors import Batch, ContactEvent, Record
 from connectors.base import Source, Stream
 from connectors.exceptions import PermanentError
+from connectors.stripe.mapping import event_record
 from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
 from sync.engine import BatchResult, SyncEngine
@@ -140,6 +141,29 @@ def test_a_streams_warnings_reach_the_run_report_once(engine: Engine) -> None:
 
     report = SyncEngine(engine, _page_store()).run([OneStreamSource(Warning())], now=NOW)
     assert report.streams[0].widenings == ["stripe.customers: events rendered at another API version"]
+
+
+def test_stripe_events_of_one_second_keep_the_later_state_whatever_order_they_arrive_in(
+    engine: Engine,
+) -> None:
+    second = int(NOW.timestamp())
+    customer = {"id": "cus_9", "object": "customer", "email": "old@example.com", "name": "Old"}
+    created = {"id": "evt_1", "type": "customer.created", "created": second, "data": {"object": customer}}
+    changed = {**customer, "email": "new@example.com", "name": "New"}
+    updated = {"id": "evt_2", "type": "customer.updated", "created": second, "data": {"object": changed}}
+    deleted = {"id": "evt_3", "type": "customer.deleted", "created": second, "data": {"object": changed}}
+
+    class Reversed(PagedStream):
+        def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+            for given in (deleted, updated, created):  # as webhooks may come: newest first
+                yield Batch(
+                    "stripe", "customers", [event_record("customers", given)], cursor=str(given["id"])
+                )
+
+    SyncEngine(engine, _page_store()).run([OneStreamSource(Reversed())], now=NOW)
+    with engine.connect() as conn:
+        stored = conn.execute(select(records.c.payload, records.c.deleted)).one()
+    assert (stored.payload["email"], stored.deleted) == ("new@example.com", True)
 
 
 def test_a_second_run_resumes_from_the_cursor_and_changes_nothing(engine: Engine) -> None:
