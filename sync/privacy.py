@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,6 +56,7 @@ from sync.store.tables import (
     quarantine,
     records,
     segments,
+    sync_runs,
     transitions,
 )
 
@@ -193,7 +196,7 @@ def _unlinked_rows(conn: Connection, contact_id: int) -> dict[str, list[dict[str
     """Unlinked records and quarantine rows whose payload names one of the contact's identities."""
     ci = contact_identities.c
     identities = list(conn.execute(select(ci.kind, ci.value).where(ci.contact_id == contact_id)).tuples())
-    unlinked = _unlinked_mentions(identities)
+    unlinked = _unlinked_mentions(_traces(identities))
     if unlinked is None:
         return {"unlinked_records": [], "quarantine": []}
     record_rows, quarantine_rows = unlinked
@@ -264,11 +267,13 @@ def _erase(conn: Connection, contact_id: int, *, now: datetime) -> dict[str, int
     ]
     counts = {table: _count(conn.execute(stmt).rowcount) for table, stmt in steps}
     # Payloads that name the person without being linked to it: unlinked records and quarantine.
-    unlinked = _unlinked_mentions(identities)
+    traces = _traces(identities)
+    unlinked = _unlinked_mentions(traces)
     if unlinked is not None:
         record_rows, quarantine_rows = unlinked
         counts["records"] += _count(conn.execute(delete(records).where(record_rows)).rowcount)
         counts["quarantine"] = _count(conn.execute(delete(quarantine).where(quarantine_rows)).rowcount)
+    counts["sync_runs_scrubbed"] = _scrub_runs(conn, traces)
     # What crmhub last pushed to the person's HubSpot contacts: a digest of their values.
     hubspot_ids = [value for kind, value in identities if kind == "hubspot_contact"]
     counts["hubspot_push_state"] = _count(
@@ -290,8 +295,36 @@ def _count(rowcount: int | None) -> int:
     return max(rowcount or 0, 0)
 
 
-def _unlinked_mentions(identities: list[tuple[str, str]]) -> tuple[Any, Any] | None:
-    """Conditions on unlinked records and on quarantine rows whose payload names one of `identities`."""
+@dataclass(frozen=True)
+class _Traces:
+    """How a person's identities show in text: `words` (any case) and phones' national numbers."""
+
+    words: frozenset[str]
+    lines: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.words or self.lines)
+
+    def mentioned(self, column: Any) -> Any:
+        """The text of `column` holds one of `words` or, formatting aside, a phone of `lines`."""
+        text = func.lower(cast(column, Text))
+        squeezed = text
+        for mark in _PHONE_MARKS:  # "(415) 555-2671" holds the national number 4155552671 once squeezed
+            squeezed = func.replace(squeezed, mark, "")
+        tests = [text.contains(word, autoescape=True) for word in sorted(self.words)]
+        tests += [squeezed.contains(line, autoescape=True) for line in sorted(self.lines)]
+        return or_(*tests)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every trace replaced by `[erased]`."""
+        marks = "[" + re.escape("".join(_PHONE_MARKS)) + "]*"
+        patterns = [re.escape(word) for word in sorted(self.words, key=len, reverse=True)]
+        patterns += [r"\+?\d*" + marks + marks.join(line) for line in sorted(self.lines)]
+        return re.sub("|".join(patterns), "[erased]", text, flags=re.IGNORECASE)
+
+
+def _traces(identities: list[tuple[str, str]]) -> _Traces:
+    """The traces of `identities` that erasure looks for where no contact is linked."""
     words: set[str] = set()
     lines: set[str] = set()
     for kind, value in identities:
@@ -305,23 +338,35 @@ def _unlinked_mentions(identities: list[tuple[str, str]]) -> tuple[Any, Any] | N
                 lines.add(str(phonenumbers.parse(line).national_number))
         elif len(value) >= _LONG_ID and not value.isdigit():
             words.add(value.lower())  # cus_..., a Segment.com userId: short or numeric ids match too much
-    if not words and not lines:
+    return _Traces(frozenset(words), frozenset(lines))
+
+
+def _unlinked_mentions(traces: _Traces) -> tuple[Any, Any] | None:
+    """Conditions on unlinked records and on quarantine rows whose payload holds one of `traces`."""
+    if not traces:
         return None
     return (
-        and_(records.c.contact_id.is_(None), _mentions(records.c.payload, words, lines)),
-        _mentions(quarantine.c.payload, words, lines),
+        and_(records.c.contact_id.is_(None), traces.mentioned(records.c.payload)),
+        traces.mentioned(quarantine.c.payload),
     )
 
 
-def _mentions(column: Any, words: set[str], lines: set[str]) -> Any:
-    """The JSON `column` holds one of `words` (any case) or, formatting aside, a phone of `lines`."""
-    text = func.lower(cast(column, Text))
-    squeezed = text
-    for mark in _PHONE_MARKS:  # "(415) 555-2671" holds the national number 4155552671 once squeezed
-        squeezed = func.replace(squeezed, mark, "")
-    tests = [text.contains(word, autoescape=True) for word in sorted(words)]
-    tests += [squeezed.contains(line, autoescape=True) for line in sorted(lines)]
-    return or_(*tests)
+def _scrub_runs(conn: Connection, traces: _Traces) -> int:
+    """Replace the person's traces in run reports (warnings quote values); how many runs changed."""
+    if not traces:
+        return 0
+    sr = sync_runs.c
+    found = conn.execute(
+        select(sr.id, sr.stats, sr.error).where(or_(traces.mentioned(sr.stats), traces.mentioned(sr.error)))
+    ).all()
+    for run_id, stats, error in found:
+        cleaned = json.loads(traces.scrub(json.dumps(stats, ensure_ascii=False)))
+        conn.execute(
+            update(sync_runs)
+            .where(sr.id == run_id)
+            .values(stats=cleaned, error=None if error is None else traces.scrub(error))
+        )
+    return len(found)
 
 
 def _option_fields(conn: Connection) -> list[StoredField]:

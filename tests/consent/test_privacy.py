@@ -21,6 +21,7 @@ from sync.store.tables import (
     quarantine,
     records,
     suppressions,
+    sync_runs,
 )
 from tests.consent.conftest import (
     NOW,
@@ -141,18 +142,35 @@ def test_erase_and_export_find_unlinked_payloads_however_they_write_the_person(e
             )
         )
         conn.execute(insert(hubspot_push_state).values(hubspot_id="501", digest="d", pushed_at=NOW))
+        warned = {"widenings": ["phone_note: '+1 (415) 555-2671' does not fit, kept as text", "all fine"]}
+        run_id = conn.execute(
+            insert(sync_runs)
+            .values(
+                trigger="manual",
+                status="failed",
+                started_at=NOW,
+                stats=warned,
+                error="bad row Jane.Doe@Example.com",
+            )
+            .returning(sync_runs.c.id)
+        ).scalar_one()
         exported = contact_export(conn, jane)
         assert [r["external_id"] for r in exported["unlinked_records"]] == ["u9"]
         assert sorted(json.dumps(q["payload"], sort_keys=True) for q in exported["quarantine"]) == sorted(
             json.dumps(p, sort_keys=True) for p in quarantined[:2]
         )
         counts = erase_contact(conn, jane, now=NOW)
-    assert (counts["quarantine"], counts["hubspot_push_state"]) == (2, 1)
+    assert (counts["quarantine"], counts["hubspot_push_state"], counts["sync_runs_scrubbed"]) == (2, 1, 1)
     assert _mentions(engine) == []
     with engine.connect() as conn:
         assert conn.execute(select(quarantine.c.payload)).scalars().all() == [quarantined[2]]
         assert conn.execute(select(func.count()).select_from(hubspot_push_state)).scalar_one() == 0
         assert conn.execute(select(func.count()).where(records.c.external_id == "u9")).scalar_one() == 0
+        scrubbed = conn.execute(
+            select(sync_runs.c.stats, sync_runs.c.error).where(sync_runs.c.id == run_id)
+        ).one()
+    assert scrubbed.stats == {"widenings": ["phone_note: '[erased]' does not fit, kept as text", "all fine"]}
+    assert scrubbed.error == "bad row [erased]"
 
 
 def test_no_number_an_erased_person_had_is_given_to_someone_new(engine: Engine) -> None:
