@@ -15,7 +15,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from sync.store.tables import locks
 
-__all__ = ["acquire", "holder_of", "release", "serialize_evaluation", "take_over", "take_turns"]
+__all__ = [
+    "acquire",
+    "holder_of",
+    "lapsed_holder",
+    "release",
+    "renew",
+    "serialize_evaluation",
+    "take_over",
+    "take_turns",
+]
 
 
 def acquire(conn: Connection, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
@@ -37,6 +46,28 @@ def acquire(conn: Connection, name: str, holder: str, *, now: datetime, ttl: tim
         .returning(locks.c.name)
     ).first()
     return inserted is not None
+
+
+def renew(conn: Connection, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+    """Extend `holder`'s lease `name` until `now + ttl`; False when `holder` no longer has it."""
+    # Unlike `acquire`, never takes the lease afresh: a lease that lapsed and was taken (and maybe
+    # released) by another run meanwhile means that run did this one's work, and this one must stop.
+    return bool(
+        conn.execute(
+            update(locks).where(locks.c.name == name, locks.c.holder == holder).values(expires_at=now + ttl)
+        ).rowcount
+    )
+
+
+def lapsed_holder(conn: Connection, name: str, *, now: datetime) -> str | None:
+    """Who held `name` last, when that lease has run out; None when it is held or free.
+
+    On PostgreSQL the row stays locked until the transaction ends, so of two runs about to take the
+    lapsed lease the second sees it taken, not lapsed.
+    """
+    return conn.execute(
+        select(locks.c.holder).where(locks.c.name == name, locks.c.expires_at <= now).with_for_update()
+    ).scalar_one_or_none()
 
 
 def take_over(conn: Connection, name: str, old: str, new: str, *, now: datetime, ttl: timedelta) -> bool:

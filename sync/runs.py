@@ -136,6 +136,14 @@ def finish_run(
     )
 
 
+def add_run_error(conn: Connection, run_id: int, error: str) -> None:
+    """Add `error` after what a finished run recorded, such as why it stopped before the end."""
+    r = sync_runs.c
+    conn.execute(
+        update(sync_runs).where(r.id == run_id).values(error=func.coalesce(r.error + "; ", "") + error)
+    )
+
+
 def load_cursor(conn: Connection, source: str, stream: str) -> str | None:
     """The saved cursor of a stream, or None before its first committed batch."""
     return conn.execute(

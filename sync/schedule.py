@@ -4,12 +4,14 @@ A job is either a sync of some sources or a re-evaluation of the segments (for r
 alone). Each job holds one lease per thing it works on (`sync:stripe`, `segments`), so two jobs, two
 processes or two hosts never run the same thing at once; a job that finds its lease taken reports that
 the previous run overran instead of starting a second one.
+
+Cron expressions are read in UTC, whatever the host's time zone: "0 9 * * *" fires at 09:00 UTC.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from croniter import croniter
@@ -89,6 +91,7 @@ def jobs(config: ScheduleConfig, enabled: list[str]) -> list[Job]:
 
 
 def next_run(cron: str, after: datetime) -> datetime:
-    """The first time after `after` that `cron` fires."""
-    moment: datetime = croniter(cron, after).get_next(datetime)
+    """The first time after `after` (an aware datetime) that `cron`, read in UTC, fires; in UTC."""
+    # croniter reads the fields in `after`'s own zone: a clock in local time would move every schedule.
+    moment: datetime = croniter(cron, after.astimezone(UTC)).get_next(datetime)
     return moment

@@ -34,7 +34,7 @@ class SchedulerThread:
     def start(self) -> None:
         """Run the loop in its own thread."""
         if self.jobs:
-            log.info("scheduler: %s", ", ".join(f"{j.name} at {j.cron!r}" for j in self.jobs))
+            log.info("scheduler: %s", ", ".join(f"{j.name} at {j.cron!r} UTC" for j in self.jobs))
             self._thread.start()
 
     def stop(self, timeout: float) -> None:
@@ -94,7 +94,7 @@ class SchedulerThread:
                 "scheduler: %s finished: run %d %s, %d records",
                 job.name,
                 report.run_id,
-                report.status,
+                "stopped" if report.stopped else report.status,
                 records,
             )
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
-from sync.locks import acquire, holder_of, release, take_over
+from sync.locks import acquire, holder_of, lapsed_holder, release, renew, take_over
 from sync.schedule import Job, ScheduleConfig, jobs, next_run
 from sync.store import write_transaction
 
@@ -47,6 +48,31 @@ def test_a_dead_holders_lease_moves_only_from_that_holder(engine: Engine) -> Non
         assert holder_of(conn, "sync:typeform", now=NOW) == "new"
 
 
+def test_renewing_keeps_only_the_holders_own_lease_and_never_takes_it_afresh(engine: Engine) -> None:
+    later = NOW + 2 * TTL
+    with write_transaction(engine) as conn:
+        assert not renew(conn, "sync:stripe", "a", now=NOW, ttl=TTL)  # never taken: nothing to renew
+        assert acquire(conn, "sync:stripe", "a", now=NOW, ttl=TTL)
+        assert renew(conn, "sync:stripe", "a", now=NOW + TTL / 2, ttl=TTL)
+        assert holder_of(conn, "sync:stripe", now=NOW + TTL) == "a"  # renewed past its first expiry
+        assert acquire(conn, "sync:stripe", "b", now=later, ttl=TTL)  # ran out: b took it
+        assert not renew(conn, "sync:stripe", "a", now=later, ttl=TTL)
+        release(conn, "sync:stripe", "b")
+        # Free again, but b may have pulled what a was pulling: a must not carry on as if it still held it.
+        assert not renew(conn, "sync:stripe", "a", now=later, ttl=TTL)
+        assert holder_of(conn, "sync:stripe", now=later) is None
+
+
+def test_the_lapsed_holder_is_named_only_once_its_lease_ran_out(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        assert lapsed_holder(conn, "segments", now=NOW) is None  # never held
+        assert acquire(conn, "segments", "crashed", now=NOW, ttl=TTL)
+        assert lapsed_holder(conn, "segments", now=NOW + TTL / 2) is None  # still held
+        assert lapsed_holder(conn, "segments", now=NOW + TTL) == "crashed"
+        release(conn, "segments", "crashed")
+        assert lapsed_holder(conn, "segments", now=NOW + TTL) is None  # let go of properly
+
+
 def test_jobs_give_a_source_with_its_own_cron_a_job_of_its_own() -> None:
     config = ScheduleConfig(every="*/15 * * * *", sources={"hubspot": "*/5 * * * *"}, segments="0 * * * *")
     found = jobs(config, ["stripe", "hubspot", "typeform"])
@@ -66,6 +92,12 @@ def test_no_schedule_means_no_jobs() -> None:
 def test_next_run_follows_the_cron_expression_including_seconds() -> None:
     assert next_run("*/15 * * * *", NOW + timedelta(minutes=7)) == NOW + timedelta(minutes=15)
     assert next_run("* * * * * */10", NOW + timedelta(seconds=1)) == NOW + timedelta(seconds=10)
+
+
+def test_cron_expressions_are_read_in_utc_whatever_the_zone_of_the_clock() -> None:
+    paris = NOW.astimezone(ZoneInfo("Europe/Paris"))  # 13:00 there
+    assert next_run("0 9 * * *", paris) == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    assert next_run("30 12 * * *", paris) == datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

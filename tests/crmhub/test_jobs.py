@@ -1,0 +1,283 @@
+"""A run under its leases: it stops on losing one, pushes under a lease of its own, closes dead runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Connection, Engine, select
+
+from connectors import Batch, Record
+from connectors.base import Source, Stream
+from crmhub import jobs, wiring
+from crmhub.settings import Settings
+from field_mapping.config import FieldMappingConfig, HubSpotPushConfig
+from sync.engine import StreamReport, SyncEngine
+from sync.hubspot_push import PushReport
+from sync.locks import acquire, holder_of
+from sync.runs import load_cursor, start_run
+from sync.schedule import Job, ScheduleConfig, SyncConfig
+from sync.segments import EvaluationReport
+from sync.store import write_transaction
+from sync.store.tables import locks, records, sync_runs
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+LEASE_SECONDS = 10
+TTL = timedelta(seconds=LEASE_SECONDS)
+PAGES = 4
+STRIPE = Job("sync", "*/15 * * * *", ("stripe",))
+
+
+@dataclass
+class Clock:
+    """A clock that moves only when a test moves it."""
+
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Customers(Stream):
+    """Pages of one customer each; the cursor is the number of the next page."""
+
+    source = "stripe"
+    name = "customers"
+
+    def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+        for page in range(int(cursor or 0), PAGES):
+            payload = {"id": f"cus_{page}", "email": f"person{page}@example.com"}
+            record = Record("stripe", "customers", f"cus_{page}", now, payload)
+            yield Batch("stripe", "customers", [record], cursor=str(page + 1))
+
+
+class Stripe(Source):
+    name = "stripe"
+
+    @property
+    def streams(self) -> list[Stream]:
+        return [Customers()]
+
+
+@dataclass
+class Pushes:
+    """Stands in for `hubspot_push`: counts calls and runs `during` inside each one."""
+
+    calls: int = 0
+    during: list[Any] = field(default_factory=list)
+
+    def __call__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        http: httpx.Client,
+        *,
+        now: datetime,
+        environ: Mapping[str, str] | None = None,
+    ) -> PushReport:
+        self.calls += 1
+        for step in self.during:
+            step()
+        return PushReport()
+
+
+@pytest.fixture
+def pushes(monkeypatch: pytest.MonkeyPatch) -> Pushes:
+    fake = Pushes()
+    monkeypatch.setattr(jobs, "hubspot_push", fake)
+    monkeypatch.setattr(jobs, "build_sources", lambda settings, names, http, environ: [Stripe()])
+    return fake
+
+
+def _settings() -> Settings:
+    return Settings(
+        field_mapping=FieldMappingConfig(hubspot=HubSpotPushConfig(push=True)),
+        sync=SyncConfig(schedule=ScheduleConfig(lease_seconds=LEASE_SECONDS)),
+    )
+
+
+def _run(engine: Engine, clock: Clock, **kwargs: Any) -> jobs.JobOutcome:
+    return jobs.run_job(_settings(), engine, STRIPE, clock=clock, trigger="schedule", **kwargs)
+
+
+def _steal(engine: Engine, clock: Clock, name: str = "sync:stripe", conn: Connection | None = None) -> None:
+    """What another host does once this run's lease has run out unrenewed: take it."""
+    clock.now += TTL
+    if conn is None:
+        with write_transaction(engine) as own:
+            assert acquire(own, name, "other-host:1:thief", now=clock.now, ttl=TTL)
+    else:
+        assert acquire(conn, name, "other-host:1:thief", now=clock.now, ttl=TTL)
+
+
+def _run_row(engine: Engine, run_id: int) -> tuple[str, str | None]:
+    with engine.connect() as conn:
+        status, error = conn.execute(
+            select(sync_runs.c.status, sync_runs.c.error).where(sync_runs.c.id == run_id)
+        ).one()
+    return status, error
+
+
+def _holder_of_stripe(engine: Engine, clock: Clock) -> str | None:
+    with engine.connect() as conn:
+        return holder_of(conn, "sync:stripe", now=clock.now)
+
+
+def test_a_run_that_loses_its_lease_stops_at_the_next_page_boundary_and_does_not_push(
+    engine: Engine, pushes: Pushes, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+
+    def steal_after_the_first_page(stream: StreamReport) -> None:
+        if stream.pages == 1:
+            _steal(engine, clock)  # while the second page is on its way
+
+    with caplog.at_level(logging.WARNING, logger="crmhub.jobs"):
+        outcome = _run(engine, clock, on_progress=steal_after_the_first_page)
+    assert outcome.lost == {"sync:stripe": "other-host:1:thief"}
+    assert outcome.report is not None and outcome.report.stopped
+    assert pushes.calls == 0 and outcome.pushed is None
+    with engine.connect() as conn:
+        stored = conn.execute(select(records.c.external_id)).scalars().all()
+        cursor = load_cursor(conn, "stripe", "customers")
+    # The page in flight when the lease went is kept with its cursor; no page after it.
+    assert sorted(stored) == ["cus_0", "cus_1"] and cursor == "2"
+    status, error = _run_row(engine, outcome.report.run_id)
+    assert status == "stopped" and error is not None
+    assert error.startswith("stopped: lost sync:stripe to other-host:1:thief")
+    assert "lost sync:stripe to other-host:1:thief" in caplog.text and "Traceback" not in caplog.text
+    assert _holder_of_stripe(engine, clock) == "other-host:1:thief"  # not released from under the thief
+
+
+def test_a_lease_lost_during_the_evaluation_skips_the_push(
+    engine: Engine, pushes: Pushes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    build = wiring.build_sync_engine
+
+    def stealing_engine(settings: Settings, store: Engine) -> SyncEngine:
+        sync_engine = build(settings, store)
+        evaluate = sync_engine.evaluate
+        assert evaluate is not None
+
+        def slow_evaluation(
+            conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
+        ) -> EvaluationReport:
+            _steal(store, clock, conn=conn)  # the evaluation outlasted the lease
+            return evaluate(conn, now=now, run_id=run_id, contact_ids=contact_ids)
+
+        sync_engine.evaluate = slow_evaluation
+        return sync_engine
+
+    monkeypatch.setattr(jobs, "build_sync_engine", stealing_engine)
+    outcome = _run(engine, clock)
+    assert outcome.report is not None and outcome.report.status == "succeeded"  # the pull was done
+    assert outcome.lost == {"sync:stripe": "other-host:1:thief"}
+    assert pushes.calls == 0
+
+
+def test_a_push_gives_way_to_another_push_holding_its_lease(
+    engine: Engine, pushes: Pushes, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    with write_transaction(engine) as conn:
+        assert acquire(conn, jobs.PUSH_LEASE, "other-host:1:pusher", now=NOW, ttl=TTL)
+    with caplog.at_level(logging.INFO, logger="crmhub.jobs"):
+        outcome = _run(engine, clock)
+    assert pushes.calls == 0
+    assert outcome.push_skipped == "other-host:1:pusher" and outcome.pushed is None
+    assert "skipped the hubspot push: other-host:1:pusher is pushing" in caplog.text
+    assert outcome.report is not None and outcome.report.status == "succeeded"
+    with engine.connect() as conn:
+        assert holder_of(conn, jobs.PUSH_LEASE, now=NOW) == "other-host:1:pusher"
+
+
+def test_a_push_holds_its_own_lease_while_it_runs_and_gives_it_back(engine: Engine, pushes: Pushes) -> None:
+    clock = Clock()
+    seen: list[str | None] = []
+
+    def look() -> None:
+        with engine.connect() as conn:
+            seen.append(holder_of(conn, jobs.PUSH_LEASE, now=clock.now))
+
+    pushes.during.append(look)
+    outcome = _run(engine, clock)
+    assert pushes.calls == 1 and outcome.pushed is not None and outcome.push_skipped is None
+    [holder] = seen
+    assert holder is not None and holder.startswith(jobs.run_holder().rsplit(":", 1)[0])
+    with engine.connect() as conn:
+        assert holder_of(conn, jobs.PUSH_LEASE, now=clock.now) is None
+
+
+def test_a_run_renews_its_leases_while_a_long_push_runs(
+    engine: Engine, pushes: Pushes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "_RENEWALS_PER_LEASE", 1_000)  # every 10 ms, not every 3.3 s
+    clock = Clock()
+
+    def outlast_the_lease() -> None:
+        clock.now += 2 * TTL
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                held = (
+                    conn.execute(select(locks.c.name).where(locks.c.expires_at > clock.now)).scalars().all()
+                )
+            if sorted(held) == [jobs.PUSH_LEASE, "sync:stripe"]:
+                return
+            time.sleep(0.01)
+        pytest.fail("the leases were not renewed during the push")
+
+    pushes.during.append(outlast_the_lease)
+    outcome = _run(engine, clock)
+    assert pushes.calls == 1 and outcome.lost == {}
+
+
+def test_taking_a_lease_that_ran_out_closes_the_runs_its_holder_left_running(
+    engine: Engine, pushes: Pushes
+) -> None:
+    clock = Clock()
+    crashed_at = NOW - 3 * TTL
+    with write_transaction(engine) as conn:
+        # A run on another host that crashed (or whose PID was reused): only its lease's expiry lets go.
+        abandoned = start_run(conn, source="stripe", trigger="schedule", now=crashed_at)
+        assert acquire(conn, "sync:stripe", "other-host:4242:deadbeef", now=crashed_at, ttl=TTL)
+    outcome = _run(engine, clock)
+    assert outcome.busy == {}
+    status, error = _run_row(engine, abandoned)
+    assert status == "interrupted" and error is not None and error.startswith("abandoned:")
+    assert outcome.report is not None
+    assert _run_row(engine, outcome.report.run_id)[0] == "succeeded"
+
+
+def test_a_lease_still_held_leaves_its_holders_runs_alone(engine: Engine, pushes: Pushes) -> None:
+    clock = Clock()
+    with write_transaction(engine) as conn:
+        going = start_run(conn, source="stripe", trigger="schedule", now=NOW - timedelta(seconds=5))
+        assert acquire(conn, "sync:stripe", "other-host:4242:alive", now=NOW, ttl=TTL)
+    outcome = _run(engine, clock)
+    assert outcome.busy == {"sync:stripe": "other-host:4242:alive"} and outcome.report is None
+    assert _run_row(engine, going) == ("running", None)
+
+
+def test_the_heartbeat_renews_until_its_block_ends() -> None:
+    beats: list[float] = []
+    three = threading.Event()
+
+    def renew() -> None:
+        beats.append(time.monotonic())
+        if len(beats) == 3:
+            three.set()
+
+    with jobs._heartbeat(renew, every=0.001):
+        assert three.wait(10)
+    after = len(beats)
+    time.sleep(0.01)
+    assert len(beats) == after  # the thread ended with the block
