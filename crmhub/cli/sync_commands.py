@@ -75,6 +75,13 @@ def sync(
             f"{lease}: skipped, another run ({holder}) holds it; wait for it to finish, "
             f"or see `crmhub sources` for the last run"
         )
+    for lease, holder in outcome.lost.items():
+        print_error(
+            f"{lease}: lost to another run ({holder}) when this one's lease ran out: stopped at a page "
+            "boundary, no HubSpot push; the other run carries on from the stored cursor"
+        )
+    if outcome.push_skipped is not None:
+        print_note(f"hubspot push: skipped, another run ({outcome.push_skipped}) is pushing")
     if report is None:
         raise typer.Exit(EXIT_FAILED)
     with engine.connect() as conn:
@@ -87,6 +94,8 @@ def sync(
         push: dict[str, Any] | None = None if pushed is None else vars(pushed)
         if outcome.push_error is not None:
             push = {"error": outcome.push_error}
+        elif outcome.push_skipped is not None:
+            push = {"skipped": f"another run ({outcome.push_skipped}) is pushing"}
         emit_json(_report_json(report, counts) | {"hubspot_push": push})
     else:
         _print_report(report, counts)
@@ -109,7 +118,7 @@ def sync(
                 print_error(f"{name}: not evaluated, {kept}: {'; '.join(problems)}; {fix}")
         if outcome.push_error is not None:
             print_error(f"hubspot push: {outcome.push_error}")
-    if report.failed or outcome.busy or broken or outcome.push_error is not None:
+    if report.failed or outcome.busy or outcome.lost or broken or outcome.push_error is not None:
         raise typer.Exit(EXIT_FAILED)
 
 

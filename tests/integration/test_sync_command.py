@@ -91,6 +91,22 @@ def test_a_failed_hubspot_push_still_reports_the_pull(
     assert "hubspot push: hubspot: authentication failed (401)" in result.output
 
 
+def test_a_sync_that_loses_its_lease_says_so_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "renew_lease", lambda *_args, **_kwargs: False)  # taken while it ran
+    demo = Demo(tmp_path, people=40, seed=2)
+    demo.start()
+    try:
+        result = _cli(demo, "sync", "--source", "stripe")
+    finally:
+        demo.stop()
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert "sync:stripe: lost to another run (" in said
+    assert "stopped at a page boundary, no HubSpot push" in said
+
+
 def test_a_run_whose_process_was_killed_is_closed_by_the_next_sync(tmp_path: Path) -> None:
     demo = Demo(tmp_path, people=40, seed=2)
     demo.start()
