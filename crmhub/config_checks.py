@@ -14,6 +14,7 @@ from crmhub.settings import Problem, Settings
 from field_mapping.sources import SOURCES
 from sync.segments.config import BUILTIN_FIELDS, hint
 from webhooks.exceptions import SecretError
+from webhooks.payload import IDENTITY_FIELDS
 from webhooks.signing import decode_secret
 
 __all__ = ["reference_problems", "secret_format_problems"]
@@ -27,7 +28,12 @@ def reference_problems(settings: Settings, stored_fields: set[str]) -> list[Prob
     """Endpoints naming unknown segments or fields, consent from unknown sources, a form-less Typeform."""
     problems: list[Problem] = []
     segments = sorted(settings.segments)
-    known_fields = stored_fields | BUILTIN_FIELDS | {rule.field for rule in settings.field_mapping.rules}
+    known_fields = (
+        stored_fields
+        | BUILTIN_FIELDS
+        | set(IDENTITY_FIELDS)
+        | {rule.field for rule in settings.field_mapping.rules}
+    )
     for name in sorted(settings.webhooks.endpoints):
         endpoint = settings.webhooks.endpoints[name]
         base = f"webhooks.endpoints.{name}"

@@ -40,6 +40,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The identities Segment.com knows a person by: its userId, else its anonymousId (sync.identity kinds).
+SEGMENTIO_IDS = ("segmentio_user", "segmentio_anonymous")
+
+
 class EndpointConfig(_Strict):
     """`[webhooks.endpoints.<name>]`: one consumer URL and what it receives."""
 
@@ -99,6 +103,14 @@ class EndpointConfig(_Strict):
                 "found none"
             )
         return self
+
+    @property
+    def payload_fields(self) -> list[str]:
+        """The contact fields its payloads carry: `fields`, and for Segment.com the person's ids there."""
+        if self.kind != "segmentio":
+            return self.fields
+        # Entries land on the profile Segment.com knows the person by, not on a new one named by our id.
+        return [*self.fields, *(n for n in SEGMENTIO_IDS if n not in self.fields)]
 
     @property
     def parsed_cap(self) -> Cap | None:

@@ -40,7 +40,7 @@ MAX_BODY_BYTES = 20_000
 # Longest text value put in a payload, so 30 fields stay under the 20 kB the spec recommends.
 MAX_TEXT = 500
 # Field names answered from the contact's identities rather than its custom fields.
-IDENTITY_FIELDS = ("email", "phone")
+IDENTITY_FIELDS = ("email", "phone", "segmentio_user", "segmentio_anonymous")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import requests
 from segment.analytics import Client
 from segment.analytics.request import APIError
 
-from webhooks.config import EndpointConfig
+from webhooks.config import SEGMENTIO_IDS, EndpointConfig
 from webhooks.queue import Job
 from webhooks.record import Attempt
 from webhooks.ssrf import AddressPolicy, refusal
@@ -22,6 +23,25 @@ from webhooks.ssrf import AddressPolicy, refusal
 __all__ = ["SegmentioSender", "segmentio_messages"]
 
 ENTERED, EXITED = "Audience Entered", "Audience Exited"
+# Contact keys of a payload that are not traits: our ids, and the ids Segment.com knows the person by.
+_NOT_TRAITS = frozenset({"id", "merged_ids", *SEGMENTIO_IDS})
+# The SDK refuses a message over 32 KiB, serialised with ASCII escapes; the rest of a message (ids,
+# context, properties, the library's own) takes well under 4 KiB. Traits go twice (identify, track).
+_TRAITS_BUDGET = (32 << 10) // 2 - (4 << 10)
+
+
+def _fit(traits: dict[str, Any]) -> list[str]:
+    """Drop the largest traits until they fit a message; the names dropped, for the consumer to see."""
+    left_out: list[str] = []
+    sizes = {name: len(json.dumps({name: value}, default=str)) for name, value in traits.items()}
+    total = sum(sizes.values())
+    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+        if total <= _TRAITS_BUDGET:
+            break
+        total -= sizes[name]
+        del traits[name]
+        left_out.append(name)
+    return sorted(left_out)
 
 
 def segmentio_messages(job: Job, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,27 +50,36 @@ def segmentio_messages(job: Job, body: dict[str, Any]) -> tuple[dict[str, Any], 
     member = info.kind == "entered"
     contact = body["data"]["contact"]
     # The ids merged into the contact are not a trait of the person (a webhook consumer's aid).
-    traits = {k: v for k, v in contact.items() if k not in ("id", "merged_ids") and v is not None}
-    user_id = str(info.contact_id)
+    traits = {k: v for k, v in contact.items() if k not in _NOT_TRAITS and v is not None}
+    left_out = _fit(traits)
+    # The profile Segment.com knows the person by; our contact id only for people it never sent.
+    known_user, anonymous = contact.get("segmentio_user"), contact.get("segmentio_anonymous")
+    ids = {"user_id": str(known_user or info.contact_id)}
+    if anonymous and not known_user:
+        ids["anonymous_id"] = str(anonymous)
     personas = {"computation_class": "audience", "computation_key": info.segment_key}
     identify = {
-        "user_id": user_id,
+        **ids,
         "traits": {**traits, info.segment_key: member},
         "context": {"personas": personas},
         "timestamp": info.occurred_at,
         # Stable across retries, so Segment.com drops a resent duplicate.
         "message_id": f"{job.webhook_id}-identify",
     }
+    properties: dict[str, Any] = {
+        "audience_key": info.segment_key,
+        info.segment_key: member,
+        "transition_id": info.transition_id,
+        "sequence": info.sequence,
+        "reason": info.reason,
+        "crmhub_contact_id": info.contact_id,
+    }
+    if left_out:
+        properties["traits_left_out"] = left_out
     track = {
-        "user_id": user_id,
+        **ids,
         "event": ENTERED if member else EXITED,
-        "properties": {
-            "audience_key": info.segment_key,
-            info.segment_key: member,
-            "transition_id": info.transition_id,
-            "sequence": info.sequence,
-            "reason": info.reason,
-        },
+        "properties": properties,
         "context": {"personas": personas, "traits": traits},
         "timestamp": info.occurred_at,
         "message_id": f"{job.webhook_id}-track",
@@ -96,6 +125,13 @@ class SegmentioSender:
             )
         except requests.RequestException as exc:
             return Attempt(job, now, None, self._ms(started), f"{type(exc).__name__}: {exc}")
+        except (RuntimeError, AssertionError) as exc:
+            # The library's own checks, before sending: resending the same message cannot pass them.
+            # Its text after the first argument is the whole message (the person's traits): left out.
+            said = str(exc.args[0])[:120] if exc.args else type(exc).__name__
+            return Attempt(
+                job, now, None, self._ms(started), f"the Segment.com library refused it: {said}", refused=True
+            )
         return Attempt(job, now, 200, self._ms(started))
 
     def _refused(self, host: str) -> str | None:

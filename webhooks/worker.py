@@ -277,7 +277,7 @@ class DeliveryWorker:
         return max(0, min(free, self._config.batch_size))
 
     def _bodies(self, conn: Connection, jobs: list[Job]) -> list[dict[str, Any]]:
-        names = {n for job in jobs for n in self._config.endpoints[job.endpoint].fields}
+        names = {n for job in jobs for n in self._config.endpoints[job.endpoint].payload_fields}
         contact_ids = {job.transition.contact_id for job in jobs}
         values = contact_fields(conn, contact_ids, names)
         merged = merged_ids(conn, contact_ids)
@@ -285,7 +285,8 @@ class DeliveryWorker:
             payload(
                 job.transition,
                 ordered_fields(
-                    values.get(job.transition.contact_id, {}), self._config.endpoints[job.endpoint].fields
+                    values.get(job.transition.contact_id, {}),
+                    self._config.endpoints[job.endpoint].payload_fields,
                 ),
                 merged.get(job.transition.contact_id, ()),
             )
