@@ -12,7 +12,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmhub.sandbox import FaultSpecError, Sandbox, SandboxServer, parse_fault, sandbox_config, start_before
+from crmhub.sandbox import (
+    LIVED_DAYS,
+    FaultSpecError,
+    Sandbox,
+    SandboxServer,
+    parse_fault,
+    sandbox_config,
+    start_before,
+)
 from crmhub.sandbox.faults import Fault
 from crmhub.sandbox.webhooks_out import Dispatcher
 
@@ -65,7 +73,10 @@ def serve(
         datetime | None,
         typer.Option(
             formats=["%Y-%m-%d"],
-            help="The sandbox clock's first day, UTC (default: a week ago, so its data is recent).",
+            help=(
+                "The sandbox clock's first day, UTC (default: a week ago, then four days lived through, "
+                "so its data is recent)."
+            ),
         ),
     ] = None,
 ) -> None:
@@ -91,6 +102,8 @@ def serve(
     first_day = start_before(time.time()) if start is None else int(start.replace(tzinfo=UTC).timestamp())
     with _out.status(f"generating {people} people (seed {seed})..."):
         sandbox = Sandbox(people=people, seed=seed, start=first_day, faults=faults)
+        if start is None:
+            sandbox.world.tick(LIVED_DAYS)  # recent activity for windows measured from today
     sandbox.webhooks.configure(targets)
     server = SandboxServer(sandbox, host=host, port=port)
     try:

@@ -13,10 +13,11 @@ from crmhub.sandbox.config import sandbox_config
 from crmhub.sandbox.faults import Fault, FaultSpecError, parse_fault
 from crmhub.sandbox.server import SandboxServer
 from crmhub.sandbox.webhooks_out import hubspot_signature_v3, stripe_signature, typeform_signature
-from crmhub.sandbox.world import EPOCH, World, start_before
+from crmhub.sandbox.world import EPOCH, LIVED_DAYS, World, start_before
 
 __all__ = [
     "EPOCH",
+    "LIVED_DAYS",
     "Fault",
     "FaultSpecError",
     "Sandbox",

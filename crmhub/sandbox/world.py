@@ -19,6 +19,10 @@ DAY = 86_400
 # How far before the real clock such a sandbox starts: `tick` moves its clock a day at a time, and
 # a week of ticks stays in the past, as a real provider's data always is.
 RECENT_DAYS = 7
+# Of those, the days `crmhub sandbox serve` lives through before it answers: a first sync on the
+# real clock finds the last days' payments, failures and answers ("paid in the last 7 days" has
+# members), and three days of `tick` are left before the sandbox's clock passes today's.
+LIVED_DAYS = 4
 
 
 def start_before(now: float) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from crmhub.sandbox import start_before
+from crmhub.sandbox import LIVED_DAYS, credentials, start_before
 
 CRMHUB = str(Path(sys.executable).with_name("crmhub"))
 
@@ -42,10 +42,19 @@ def _clock(url: str) -> int:
     return int(httpx.get(f"{url}/_sandbox/state", timeout=10).json()["now"])
 
 
-def test_serve_starts_the_clock_a_week_before_today() -> None:
+def test_serve_starts_the_clock_a_week_before_today_and_lives_four_days() -> None:
     before = start_before(time.time())
     with _serving() as url:
-        assert _clock(url) in (before, start_before(time.time()))
+        lived = LIVED_DAYS * 86_400
+        assert _clock(url) in (before + lived, start_before(time.time()) + lived)
+        # Those days happened: payments a first sync on the real clock counts as recent.
+        paid = httpx.get(
+            f"{url}/v1/events",
+            params={"type": "invoice.paid", "limit": 100},
+            headers={"Authorization": f"Bearer {credentials.STRIPE_API_KEY}"},
+            timeout=10,
+        )
+        assert any(e["created"] >= before for e in paid.json()["data"])
 
 
 def test_serve_starts_the_clock_on_the_day_start_names() -> None:
