@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -10,7 +11,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-console = Console(highlight=False)
+# Wide enough that no table reaches it: off a terminal a table takes its natural width.
+_PIPED_WIDTH = 400
+
+
+def _width() -> int | None:
+    """The terminal's width, or for a pipe or file one no table fills: `| grep` sees whole lines."""
+    # Rich falls back to 80 columns off a terminal and folds long field names onto a second line.
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else _PIPED_WIDTH
+
+
+console = Console(highlight=False, width=_width())
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
