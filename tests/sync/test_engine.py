@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -259,6 +260,22 @@ def test_the_run_is_recorded_with_its_outcome(engine: Engine) -> None:
         run = conn.execute(select(sync_runs)).one()
     assert run.status == "failed" and "connection lost" in run.error
     assert run.stats["streams"][0]["error"]
+
+
+def test_the_run_record_says_how_long_it_took_while_its_data_keeps_the_runs_now(engine: Engine) -> None:
+    class Slow(PagedStream):
+        def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+            time.sleep(0.2)  # a slow provider; the bound below has room for a slow machine too
+            yield from super().pull(cursor, now=now, full=full)
+
+    SyncEngine(engine, _page_store()).run([OneStreamSource(Slow())], now=NOW)
+    with engine.connect() as conn:
+        run = conn.execute(select(sync_runs)).one()
+        stored = set(conn.execute(select(records.c.stored_at)).scalars())
+    assert run.started_at == NOW and timedelta(seconds=0.2) <= run.finished_at - run.started_at < timedelta(
+        hours=1
+    )
+    assert stored == {NOW}
 
 
 def test_a_value_that_does_not_fit_widens_the_field_and_keeps_every_stored_value(engine: Engine) -> None:
