@@ -4,16 +4,22 @@ Each webhook or Segment.com call used to be a transaction of its own, and most o
 segment evaluation, which costs about the same for one contact as for fifty. So callers queue their
 batch, and whoever holds the combiner takes everything queued and commits it together; the others find
 their result ready when they get their turn. A batch that would fail the group (a bug, bad data) is
-retried on its own, so it never takes the others down with it.
+retried on its own, so it never takes the others down with it. A group that failed waiting for a
+lock (SQLite busy, PostgreSQL lock_timeout) is not: each batch alone would wait as long again, so
+all of them get that error at once (the receiver answers 503 and the senders retry).
+Either way each batch is stored once, in one commit, or its caller gets an error.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DBAPIError
 
 from connectors import Batch
 
@@ -63,11 +69,14 @@ class GroupCommit:
         try:
             self._commit(group)
         except Exception as exc:
-            if len(group) == 1:
-                group[0].error = exc
+            if len(group) == 1 or _lock_wait_failed(exc):
+                # One by one, each would wait out the lock again: all get the error now, and retry.
+                for item in group:
+                    item.error = exc
             else:
                 # Nothing of the group was committed; each one alone shows whose batch is at fault.
                 for item in group:
+                    item.error = None  # an AlreadyReceivedError set in the group, which rolled back
                     try:
                         self._commit([item])
                     except Exception as alone:
@@ -75,3 +84,17 @@ class GroupCommit:
         finally:
             for item in group:
                 item.done = True
+
+
+# PostgreSQL's lock_not_available: lock_timeout ran out (psycopg is not imported for one constant).
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _lock_wait_failed(exc: BaseException) -> bool:
+    """Whether `exc` is the store giving up on a lock: SQLite busy or locked, PostgreSQL lock_timeout."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(cause, sqlite3.Error):
+        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+        code = getattr(cause, "sqlite_errorcode", 0)
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE

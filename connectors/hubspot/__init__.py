@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -15,7 +16,11 @@ from connectors.hubspot.streams import SEARCH_RESULT_CAP, HubSpotStream
 from connectors.ratelimit import TokenBucket
 from connectors.records import Record
 
-__all__ = ["SEARCH_RESULT_CAP", "HubSpotSource", "HubSpotStream", "PropertyDefinition"]
+__all__ = ["DEFINITIONS_MAX_AGE", "SEARCH_RESULT_CAP", "HubSpotSource", "HubSpotStream", "PropertyDefinition"]
+
+# How long `read_contacts(ids, now=)` trusts the property definitions it read: the server's Source
+# lives for days, and properties are created meanwhile (crmhub's own push creates some).
+DEFINITIONS_MAX_AGE = timedelta(minutes=10)
 
 
 class HubSpotSource(Source):
@@ -41,6 +46,7 @@ class HubSpotSource(Source):
             search=TokenBucket(config.search_requests_per_second, clock=clock, sleep=retrier.sleep),
         )
         self._definitions: dict[str, list[PropertyDefinition]] = {}
+        self._definitions_since: datetime | None = None
         self._selected = list(config.properties)
         self._streams = [
             HubSpotStream(
@@ -57,14 +63,29 @@ class HubSpotSource(Source):
     def streams(self) -> Sequence[Stream]:
         return self._streams
 
-    def read_contacts(self, ids: Sequence[str]) -> list[Record]:
-        """Contacts by HubSpot id, as the contacts stream would pull them (for webhooks naming only ids)."""
+    def read_contacts(self, ids: Sequence[str], *, now: datetime | None = None) -> list[Record]:
+        """Contacts by HubSpot id, as the contacts stream would pull them (for webhooks naming only ids).
+
+        With `now` (a Source that outlives a run), definitions DEFINITIONS_MAX_AGE old are read again.
+        """
+        if now is not None:
+            self._expire_definitions(now)
         return HubSpotStream(
             self.api, "contacts", properties=self.property_definitions, selected=self._selected
         ).read(ids)
 
     def property_definitions(self, object_type: str) -> list[PropertyDefinition]:
-        """The declared properties of an object type, read from HubSpot once per Source (per run)."""
-        if object_type not in self._definitions:
-            self._definitions[object_type] = self.api.properties(object_type)
-        return self._definitions[object_type]
+        """The declared properties of an object type, read once per Source (per run) or per max age."""
+        # One lookup in one dict: `_expire_definitions` may swap the dict on another thread.
+        definitions = self._definitions
+        found = definitions.get(object_type)
+        if found is None:
+            found = definitions[object_type] = self.api.properties(object_type)
+        return found
+
+    def _expire_definitions(self, now: datetime) -> None:
+        since = self._definitions_since
+        # A clock set back also expires them: one read too many beats definitions kept for good.
+        if since is None or not since <= now < since + DEFINITIONS_MAX_AGE:
+            self._definitions = {}
+            self._definitions_since = now

@@ -26,8 +26,12 @@ router = APIRouter(tags=["inbound webhooks"])
 
 _SIGNED: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, forged or stale signature; nothing was stored"},
-    404: {"description": "This provider is not enabled (the message names the key that enables it)"},
+    404: {"description": "Not a provider crmhub knows"},
     413: {"description": "Body over the size limit; nothing was stored"},
+    503: {
+        "description": "Nothing was stored, send it again (Retry-After): the provider is not enabled yet "
+        "(the message names the key), the store is busy or unreachable, or HubSpot could not be read"
+    },
 }
 
 

@@ -20,6 +20,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed JSON or a message the Segment Spec does not allow"},
     401: {"description": "Missing or wrong write key (HTTP Basic auth, the write key as user name)"},
     413: {"description": "A message over 32 KB or a batch over 500 KB"},
+    503: {
+        "description": "Nothing was stored, send it again (Retry-After): the Tracking API is not enabled "
+        "yet (the message names the key), or the store is busy or unreachable"
+    },
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
@@ -14,7 +14,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from connectors import HubSpotSource, default_http_client
+from connectors import HubSpotSource, Record, default_http_client
 from crmhub.jobs import JobOutcome, run_job
 from crmhub.server.metrics import Metrics
 from crmhub.settings import Settings, secret
@@ -22,7 +22,7 @@ from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
 from sync.engine import SyncEngine
 from sync.schedule import Job
 from sync.store import status
-from webhooks.inbound import InboundReceiver
+from webhooks.inbound import HubSpotFetch, InboundReceiver
 
 __all__ = ["Services", "services"]
 
@@ -71,7 +71,7 @@ class Services:
                     self._http = self._http or default_http_client(settings.connectors)
                     [hubspot] = build_sources(settings, ["hubspot"], self._http, self.environ)
                     assert isinstance(hubspot, HubSpotSource)
-                    fetch = hubspot.read_contacts
+                    fetch = self._hubspot_fetch(hubspot)
                 write_key = None
                 if settings.connectors.segmentio.enabled:
                     path = "connectors.segmentio.write_key_env"
@@ -80,6 +80,14 @@ class Services:
                     settings.webhooks.inbound, self.environ, sync_engine, fetch, write_key
                 )
             return self._receiver
+
+    def _hubspot_fetch(self, hubspot: HubSpotSource) -> HubSpotFetch:
+        """Contacts read by id with property definitions kept fresh (this Source lives as the server does)."""
+
+        def fetch(ids: Sequence[str]) -> list[Record]:
+            return hubspot.read_contacts(ids, now=self.clock())
+
+        return fetch
 
     def start_thread(self, target: Callable[..., object], *args: object, name: str) -> None:
         """Run `target(*args)` on a thread that shutdown waits for (a sync asked for through the API)."""

@@ -153,13 +153,22 @@ def test_an_oversized_body_is_413_before_anything_else(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_a_provider_not_enabled_is_404_naming_the_key(
-    make_receiver: Callable[..., InboundReceiver], provider: Provider
+def test_a_provider_not_enabled_is_503_so_it_retries_naming_the_key(
+    make_receiver: Callable[..., InboundReceiver], engine: Engine, provider: Provider
 ) -> None:
+    # A 404 would be final: Typeform turns the webhook off, HubSpot and Segment.com do not retry it.
     receiver = make_receiver(InboundConfig())
     answer = receiver.receive(provider, _signed(provider, _body(provider)), now=NOW)
-    assert answer.status == 404
+    assert (answer.status, answer.body["error"]) == (503, "not_enabled")
+    assert answer.headers == {"retry-after": "300"}
+    assert provider in answer.body["message"]
     assert f"webhooks.inbound.{provider}.enabled = true" in answer.body["message"]
+    assert counts(engine)["inbound_events"] == 0
+
+
+def test_a_provider_crmhub_does_not_know_is_404(receiver: InboundReceiver) -> None:
+    answer = receiver.receive("mailchimp", _signed("stripe", _body("stripe")), now=NOW)  # type: ignore[arg-type]
+    assert (answer.status, answer.body["error"]) == (404, "unknown_provider")
 
 
 def test_an_enabled_provider_without_its_secret_fails_at_start(

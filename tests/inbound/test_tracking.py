@@ -251,14 +251,22 @@ def test_a_gzip_bomb_stops_at_the_batch_limit(receiver: InboundReceiver) -> None
     assert (answer.status, answer.body["code"]) == (400, "payload_too_large")
 
 
-def test_the_tracking_api_is_404_without_a_write_key(make_receiver: Any) -> None:
+def test_the_tracking_api_is_503_without_a_write_key_so_libraries_retry(make_receiver: Any) -> None:
     receiver = make_receiver(segmentio_write_key=None)
     request = InboundRequest(
         "POST", f"{BASE}/v1/batch", {"authorization": _basic(WRITE_KEY)}, b'{"batch": []}'
     )
     answer = receiver.track_api("batch", request, now=NOW)
-    assert answer.status == 404
+    assert (answer.status, answer.body["success"], answer.body["code"]) == (503, False, "not_enabled")
+    assert answer.headers == {"retry-after": "300"}
     assert "connectors.segmentio.enabled = true" in answer.body["message"]
+
+
+def test_a_call_the_tracking_api_does_not_have_is_404_even_when_off(make_receiver: Any) -> None:
+    receiver = make_receiver(segmentio_write_key=None)
+    request = InboundRequest("POST", f"{BASE}/v1/nope", {}, b"{}")
+    answer = receiver.track_api("nope", request, now=NOW)
+    assert (answer.status, answer.body["code"]) == (404, "not_found")
 
 
 def _basic(key: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from connectors import ConnectorError
 from sync.engine import SyncEngine
@@ -25,10 +29,22 @@ from webhooks.inbound.events import (
 from webhooks.inbound.request import InboundError, InboundRequest, InboundResponse
 from webhooks.inbound.tracking import TRACKING_KINDS, SegmentioApiError, TrackingKind, parse_tracking
 
-__all__ = ["PROVIDERS", "InboundReceiver", "Provider"]
+__all__ = ["NOT_ENABLED_RETRY_SECONDS", "PROVIDERS", "STORE_RETRY_SECONDS", "InboundReceiver", "Provider"]
 
 Provider = Literal["stripe", "hubspot", "typeform", "segmentio"]
 PROVIDERS: tuple[Provider, ...] = ("stripe", "hubspot", "typeform", "segmentio")
+
+# A route that exists but is off answers 503, not 404: Typeform turns a webhook off on 404, HubSpot
+# never retries a 4xx and Segment.com's libraries drop it, so events sent before the operator enables
+# the provider would be lost. Providers that honour Retry-After come back every few minutes.
+NOT_ENABLED_RETRY_SECONDS = 300
+# A busy or unreachable store is usually over in seconds (another writer's transaction, a restart).
+STORE_RETRY_SECONDS = 10
+
+log = logging.getLogger(__name__)
+
+# What the store raises when it is busy, locked or down (the pool's TimeoutError: no connection free).
+_STORE_ERRORS = (DBAPIError, PoolTimeoutError)
 
 
 class InboundReceiver:
@@ -68,25 +84,30 @@ class InboundReceiver:
             return self._receive(provider, request, now)
         except InboundError as exc:
             return exc.response()
+        except _STORE_ERRORS as exc:
+            return _store_unavailable(provider, exc, InboundError)
 
     def track_api(self, kind: TrackingKind, request: InboundRequest, *, now: datetime) -> InboundResponse:
         """One Segment.com Tracking API call, answered as Segment.com answers."""
         try:
-            if self.segmentio_write_key is None:
-                raise SegmentioApiError(
-                    404,
-                    "not_enabled",
-                    "segmentio: the Tracking API is off: set connectors.segmentio.enabled = true "
-                    "and its write_key_env",
-                )
             if kind not in TRACKING_KINDS:
                 raise SegmentioApiError(
                     404, "not_found", f"segmentio: no /v1/{kind}: use {', '.join(TRACKING_KINDS)}"
                 )
+            if self.segmentio_write_key is None:
+                raise SegmentioApiError(
+                    503,
+                    "not_enabled",
+                    "segmentio: the Tracking API is off: set connectors.segmentio.enabled = true and its "
+                    "write_key_env, then restart crmhub serve (answered 503 so that the library retries)",
+                    {"retry-after": str(NOT_ENABLED_RETRY_SECONDS)},
+                )
             parsed = parse_tracking(kind, request, self.segmentio_write_key, now=now)
+            answer = self._ingest("segmentio", parsed, now, trigger="push")
         except InboundError as exc:
             return exc.response()
-        answer = self._ingest("segmentio", parsed, now, trigger="push")
+        except _STORE_ERRORS as exc:
+            return _store_unavailable("segmentio", exc, SegmentioApiError)
         return InboundResponse(answer.status, {"success": True, **answer.body}, answer.headers)
 
     def _receive(self, provider: Provider, request: InboundRequest, now: datetime) -> InboundResponse:
@@ -97,9 +118,11 @@ class InboundReceiver:
         settings = getattr(self.config, provider)
         if not settings.enabled:
             raise InboundError(
-                404,
+                503,
                 "not_enabled",
-                f"{provider}: inbound webhooks are off: set webhooks.inbound.{provider}.enabled = true",
+                f"{provider}: inbound webhooks are off: set webhooks.inbound.{provider}.enabled = true, "
+                f"then restart crmhub serve (answered 503 so that {provider} retries until then)",
+                {"retry-after": str(NOT_ENABLED_RETRY_SECONDS)},
             )
         if len(request.body) > settings.max_body_bytes:
             raise InboundError(
@@ -171,6 +194,27 @@ class InboundReceiver:
         if parsed.ignored:
             body["ignored"] = parsed.ignored
         return InboundResponse(200, body)
+
+
+def _store_unavailable(
+    source: str, exc: DBAPIError | PoolTimeoutError, error: type[InboundError]
+) -> InboundResponse:
+    """503 for a store that is busy or down, its cause logged on one line and kept out of the answer."""
+    # exc.orig, not exc: SQLAlchemy's text carries the statement's parameters (e-mail addresses...).
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    log.warning(
+        "inbound %s: answered 503, the store failed: %s: %s",
+        source,
+        type(cause).__name__,
+        " ".join(str(cause).split()),
+    )
+    return error(
+        503,
+        "store_unavailable",
+        f"{source}: crmhub's store is busy or unreachable (the cause is in crmhub's log); nothing was "
+        f"stored: send it again in {STORE_RETRY_SECONDS} s",
+        {"retry-after": str(STORE_RETRY_SECONDS)},
+    ).response()
 
 
 def _duplicate() -> InboundResponse:
