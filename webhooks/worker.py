@@ -64,6 +64,8 @@ class RunStats:
     fanned_out: int = 0
     attempts: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Of those fanned out, the deliveries held back and never sent, by kind of reason (cap, consent, ...).
+    held_back: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def default_worker_id() -> str:
@@ -235,6 +237,8 @@ class DeliveryWorker:
             conn, self._config, now, batch_size=self._config.batch_size, channels=self._channels
         )
         stats.fanned_out += fanned.deliveries
+        for reason, count in fanned.suppressed.items():
+            stats.held_back[reason] += count
         states = load_states(conn, self._config.endpoints)
         # Resting endpoints do not ask for a claim until their circuit half-opens (disabled: a moment).
         recheck = now + timedelta(seconds=DISABLED_RECHECK_SECONDS)

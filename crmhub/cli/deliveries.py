@@ -131,6 +131,9 @@ def deliveries_list(
             found = list_deliveries(
                 conn, status=status.value if status else None, endpoint=endpoint, limit=limit
             )
+    if len(found) == limit:
+        # On stderr: the list (or its JSON) on stdout stays what it was, and a count is not mistaken.
+        print_note(f"showing the newest {limit:,}; there may be more: --limit N shows up to N")
     if json:
         emit_json(found)
         return
@@ -291,16 +294,24 @@ def deliver_command(
             raise typer.Exit(EXIT_USAGE)
         worker = DeliveryWorker(engine, config, build_senders(config, os.environ), channels=channels)
         stats = asyncio.run(_deliver(worker, forever))
-    summary = {"fanned_out": stats.fanned_out, "attempts": stats.attempts, **stats.outcomes}
+    summary: dict[str, Any] = {"fanned_out": stats.fanned_out, "attempts": stats.attempts, **stats.outcomes}
     with engine.connect() as conn:
         waiting = troubles(conn) if set(stats.outcomes) - {"succeeded"} else []
     if json:
         emit_json(
             summary
+            | {"held_back": dict(stats.held_back)}
             | {"troubles": [{"endpoint": e, "status": s, "count": n, "reason": r} for e, s, n, r in waiting]}
         )
         return
     console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items()))
+    if stats.held_back:
+        # Fanned out but never to be sent: without this line the counts above do not add up.
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.held_back.items()))
+        console.print(
+            f"held back: {sum(stats.held_back.values()):,} ({reasons}; "
+            "`crmhub deliveries --status suppressed` lists them)"
+        )
     for endpoint, status, count, reason in waiting:
         what = (
             "will be retried on the schedule"

@@ -113,8 +113,13 @@ def _webhooks(session: Demo) -> None:
     for delivery in received["accepted"]:
         kind = delivery["payload"]["type"]
         types[kind] = types.get(kind, 0) + 1
+    held = (
+        f", {sum(stats.held_back.values()):,} held back ({_counts(dict(stats.held_back))})"
+        if stats.held_back
+        else ""
+    )
     console.print(
-        f"{stats.fanned_out:,} transitions fanned out; {stats.attempts:,} attempts ({_counts(sent)}); "
+        f"{stats.fanned_out:,} deliveries fanned out{held}; {stats.attempts:,} attempts ({_counts(sent)}); "
         f"the receiver verified {len(received['accepted']):,} signatures in all ({_counts(types)}), "
         f"rejected {received['rejected']:,}, saw {received['duplicates']:,} duplicates"
     )

@@ -71,10 +71,38 @@ def test_deliver_sends_signed_requests_to_a_local_consumer_through_the_ssrf_allo
         _use(monkeypatch, store, WebhooksConfig(endpoints={"local": local}))
         result = _run("deliver", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"fanned_out": 3, "attempts": 3, "succeeded": 3, "troubles": []}
+    assert json.loads(result.stdout) == {
+        "fanned_out": 3,
+        "attempts": 3,
+        "succeeded": 3,
+        "held_back": {},
+        "troubles": [],
+    }
     assert len(server.received) == 3
     for got in server.received:
         assert Webhook(secret).verify(got.body, got.headers)["type"] == "segment.entered"
+
+
+def test_deliver_counts_what_it_held_back_so_the_numbers_add_up(
+    monkeypatch: pytest.MonkeyPatch, store: Engine
+) -> None:
+    with store.begin() as conn:
+        contact = add_contact(conn)
+        for key in ("vip", "churn"):
+            add_transition(conn, add_segment(conn, key), contact)
+    monkeypatch.setenv("LOCAL_SECRET", generate_secret())
+    with LocalServer() as server:
+        capped = endpoint(
+            "local", url=server.url, allow_http=True, allow_networks=["127.0.0.1/32"], cap="1 per 1d"
+        )
+        _use(monkeypatch, store, WebhooksConfig(endpoints={"local": capped}))
+        result = _run("deliver")
+    assert result.exit_code == 0, result.output
+    assert "fanned out: 2, attempts: 1, succeeded: 1" in result.output
+    assert "held back: 1 (cap 1; `crmhub deliveries --status suppressed` lists them)" in result.output
+    listed = _run("deliveries", "--status", "suppressed", "--limit", "1", "--json")
+    assert len(json.loads(listed.stdout)) == 1
+    assert "note: showing the newest 1; there may be more: --limit N shows up to N" in listed.stderr
 
 
 def test_deliver_without_the_allow_list_refuses_loopback(
