@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Any, NoReturn, Protocol, cast
 
 import typer
 from rich.table import Table
@@ -19,6 +19,7 @@ from crmhub.wiring import declared_fields
 from field_mapping.config import FieldMappingConfig
 from sync.config import DatabaseConfig
 from sync.segments import ScoringConfig, SegmentConfig, evaluate_segments
+from sync.segments.config import hint
 from sync.segments.explain import Explainer, Explanation, load_contact
 from sync.segments.queries import history, members, overview
 
@@ -58,6 +59,14 @@ def _open(ctx: typer.Context) -> Iterator[tuple[_SegmentSettings, Engine]]:
         yield cast(_SegmentSettings, settings), engine
     finally:
         engine.dispose()
+
+
+def _unknown_segment(key: str, configured: Mapping[str, Any]) -> NoReturn:
+    """Exit 2 naming a key no [segments.<key>] has, with the closest configured one."""
+    print_error(
+        f'no segment "{key}" in the configuration{hint(key, sorted(configured))}; see `crmhub segments`'
+    )
+    raise typer.Exit(EXIT_USAGE)
 
 
 def _clock(now: datetime | None) -> datetime:
@@ -133,10 +142,12 @@ def segments_members(
     json: JsonFlag = False,
 ) -> None:
     """List the members of one segment."""
-    with exit_codes(), _open(ctx) as (_, engine), engine.connect() as conn:
+    with exit_codes(), _open(ctx) as (settings, engine), engine.connect() as conn:
         rows = members(conn, key, limit=limit)
     if rows is None:
-        print_error(f'segment "{key}" has not been evaluated: check the key or run `crmhub sync` first')
+        if key not in settings.segments:
+            _unknown_segment(key, settings.segments)
+        print_error(f'segment "{key}" has not been evaluated yet: run `crmhub sync` first')
         raise typer.Exit(EXIT_USAGE)
     if json:
         emit_json(
@@ -179,8 +190,7 @@ def explain_command(
     at = _clock(now)
     with exit_codes(), _open(ctx) as (settings, engine):
         if segment not in settings.segments:
-            print_error(f'no segment "{segment}" in the configuration: see `crmhub segments`')
-            raise typer.Exit(EXIT_USAGE)
+            _unknown_segment(segment, settings.segments)
         with engine.connect() as conn:
             data = load_contact(conn, _contact(conn, settings, contact))
     if data is None:

@@ -18,6 +18,7 @@ from crmhub.server.admin._common import (
     router,
     utc,
 )
+from sync.segments.config import hint
 from sync.segments.explain import Explainer, Explanation, load_contact
 from sync.segments.queries import MemberRow, member_page, overview
 
@@ -110,7 +111,10 @@ def get_members(
     with svc.engine.connect() as conn:
         rows = member_page(conn, key, limit=limit, after=after)
     if rows is None:
-        raise not_found(f'segment "{key}" has not been evaluated: check the key or run a sync first')
+        if key not in svc.settings.segments:
+            configured = sorted(svc.settings.segments)
+            raise not_found(f'segment "{key}" is not in the configuration{hint(key, configured)}')
+        raise not_found(f'segment "{key}" has not been evaluated yet: run a sync first')
     return MembersPage(
         segment=key,
         members=rows,
