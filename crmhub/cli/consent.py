@@ -12,13 +12,14 @@ from sqlalchemy import Connection, Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_note
+from crmhub.cli._time import clock, parse_moment
 from crmhub.settings import Settings
 from crmhub.wiring import evaluator
 from sync.consent import ConsentError, ConsentResult, endpoints_by_channel, opt_in, opt_out
 from sync.privacy import find_person
 from sync.store import write_transaction
 
-__all__ = ["clock", "consent_app", "open_store", "person"]
+__all__ = ["consent_app", "open_store", "person"]
 
 consent_app = typer.Typer(help="Consent: record an opt-out or opt-in, with its effects on segments at once.")
 
@@ -27,7 +28,8 @@ ChannelOption = Annotated[
 ]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, kept as proof.")]
 NowOption = Annotated[
-    datetime | None, typer.Option("--now", help="Record as of this UTC time instead of the clock.")
+    datetime | None,
+    typer.Option("--now", help="Record as of this UTC time instead of the clock.", parser=parse_moment),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Person = Annotated[str, typer.Argument(help="Contact id, e-mail address or phone number.")]
@@ -46,13 +48,6 @@ def open_store(ctx: typer.Context) -> Iterator[tuple[Settings, Engine]]:
         yield settings, engine
     finally:
         engine.dispose()
-
-
-def clock(now: datetime | None) -> datetime:
-    """The clock is read here, at the edge; a naive --now is taken as UTC."""
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def person(conn: Connection, id_or_email: str, *, region: str) -> int:

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from crmhub.cli._context import EXIT_USAGE, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_table
-from crmhub.cli.consent import JsonFlag, NowOption, Person, clock, open_store, person
+from crmhub.cli._time import clock
+from crmhub.cli.consent import JsonFlag, NowOption, Person, open_store, person
 from sync.privacy import contact_export, erase_contact
 from sync.store import write_transaction
 from sync.store.checkpoint import truncate_wal

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_note, print_table
+from crmhub.cli._time import parse_moment
 from crmhub.settings import ConfigError, Problem, Settings
 from webhooks import (
     DeliveryWorker,
@@ -178,7 +179,9 @@ def deliveries_replay(
     ctx: typer.Context,
     since: Annotated[
         datetime | None,
-        typer.Option("--since", help="Deliveries created at or after this time (UTC if no zone)."),
+        typer.Option(
+            "--since", help="Deliveries created at or after this time (UTC if no zone).", parser=parse_moment
+        ),
     ] = None,
     delivery_id: Annotated[
         int | None, typer.Option("--id", help="This one delivery, whatever its status.")

@@ -7,7 +7,8 @@ from rich.table import Table
 
 from crmhub.cli._context import exit_codes
 from crmhub.cli._output import console, emit_json, print_table
-from crmhub.cli.consent import JsonFlag, NowOption, clock, open_store
+from crmhub.cli._time import clock
+from crmhub.cli.consent import JsonFlag, NowOption, open_store
 from crmhub.wiring import declared_fields
 from sync.hygiene import last_run, plan, run_hygiene
 from sync.segments import evaluate_segments

@@ -10,7 +10,8 @@ from rich.table import Table
 from connectors import default_http_client
 from crmhub.cli._context import CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_table
-from crmhub.cli.segments import JsonFlag, NowOption, _clock, print_segment_plan, segment_plan
+from crmhub.cli._time import clock
+from crmhub.cli.segments import JsonFlag, NowOption, print_segment_plan, segment_plan
 from crmhub.fields_plan import FieldsDryRun, plan_fields
 from crmhub.wiring import pull_source_names
 
@@ -29,7 +30,7 @@ def plan(
     json: JsonFlag = False,
 ) -> None:
     """Dry run: the fields the next sync would create or widen, and who would enter or leave each segment."""
-    at = _clock(now)
+    at = clock(now)
     cli = ctx.ensure_object(CliContext)
     with exit_codes():
         settings = cli.settings()

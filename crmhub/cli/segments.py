@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, NoReturn, Protocol, cast
 
 import typer
@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_table
+from crmhub.cli._time import clock, parse_moment
 from crmhub.cli.consent import person
 from crmhub.wiring import declared_fields
 from field_mapping.config import FieldMappingConfig
@@ -29,7 +30,11 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 ContactOption = Annotated[str, typer.Option("--contact", help="Contact id, e-mail address or phone number.")]
 NowOption = Annotated[
     datetime | None,
-    typer.Option("--now", help="Evaluate as of this UTC time instead of the clock (e.g. 2026-04-01T09:00)."),
+    typer.Option(
+        "--now",
+        help="Evaluate as of this UTC time instead of the clock (e.g. 2026-04-01T09:00).",
+        parser=parse_moment,
+    ),
 ]
 
 segments_app = typer.Typer(help="Segments: members, counts and latest changes.")
@@ -67,13 +72,6 @@ def _unknown_segment(key: str, configured: Mapping[str, Any]) -> NoReturn:
         f'no segment "{key}" in the configuration{hint(key, sorted(configured))}; see `crmhub segments`'
     )
     raise typer.Exit(EXIT_USAGE)
-
-
-def _clock(now: datetime | None) -> datetime:
-    """The clock is read here, at the edge; a naive --now is taken as UTC."""
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def _when(moment: datetime | None) -> str:
@@ -187,7 +185,7 @@ def explain_command(
     json: JsonFlag = False,
 ) -> None:
     """Why a contact is (or is not) in a segment: each rule node true or false, with the values it used."""
-    at = _clock(now)
+    at = clock(now)
     with exit_codes(), _open(ctx) as (settings, engine):
         if segment not in settings.segments:
             _unknown_segment(segment, settings.segments)
@@ -210,7 +208,7 @@ def explain_command(
 
 def plan_command(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) -> None:
     """Dry run: per segment, how many contacts would enter and leave now; writes nothing."""
-    at = _clock(now)
+    at = clock(now)
     with exit_codes(), _open(ctx) as (settings, engine):
         rows = segment_plan(settings, engine, at)
     if json:

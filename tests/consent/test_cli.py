@@ -250,3 +250,15 @@ def test_an_erase_with_no_one_to_answer_its_question_erases_nothing_and_says_why
     assert "nothing erased: answer yes, or pass --yes" in result.output and "Aborted" not in result.output
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).where(contacts.c.id == jane)).scalar_one() == 1
+
+
+def test_a_time_that_is_not_iso_is_refused_with_the_form_expected(tmp_path: Path, engine: Engine) -> None:
+    config = cli_config(tmp_path, engine)
+    for args in (
+        ("hygiene", "report", "--now", "tomorrow"),
+        ("consent", "opt-in", "1", "--channel", "sms", "--now", "soon"),
+    ):
+        result = _invoke(config, *args)
+        said = " ".join(result.output.replace("│", " ").split())
+        assert result.exit_code == 2 and "expected an ISO date or time such as 2026-04-01" in said, said
+    json.loads(_run(config, "hygiene", "report", "--now", "2026-11-23T09:00Z", "--json"))  # a zone is fine
