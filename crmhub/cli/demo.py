@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -30,12 +31,19 @@ def demo(
     """The main job on the built-in sandbox: sync, fields, segments, verified webhooks; a tick; again."""
     where = workdir or Path(tempfile.mkdtemp(prefix="crmhub-demo-"))
     session = Demo(where, people=people, seed=seed)
-    with exit_codes():
-        session.start()
-        try:
-            _narrate(session, days)
-        finally:
-            session.stop()
+    try:
+        with exit_codes():
+            session.start()
+            try:
+                _narrate(session, days)
+            finally:
+                session.stop()
+    finally:
+        if workdir is None:
+            # A store of its own in a temp dir: tens of MB that nobody would find again.
+            shutil.rmtree(where, ignore_errors=True)
+    if workdir is None:
+        console.print(f"(the demo's config and store in {where} are removed; `--dir DIR` keeps them)")
 
 
 def _narrate(session: Demo, days: int) -> None:

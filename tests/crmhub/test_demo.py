@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from crmhub.cli import app
@@ -37,3 +39,14 @@ def test_the_demo_syncs_creates_fields_ticks_and_syncs_incrementally(tmp_path: P
     assert re.search(r"why is contact \d+ in \w+\?", out)
     # The real-time step: a signed webhook through a real `crmhub serve` came out as segment.entered.
     assert re.search(r"delivered\s+segment\.entered\s+\(paid_last_7_days\)\s+to the receiver", out)
+
+
+def test_the_demo_without_a_dir_leaves_no_temp_dir_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    result = CliRunner().invoke(app, ["demo", "--people", "40", "--days", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "`--dir DIR` keeps them" in result.output
+    assert list(tmp_path.glob("crmhub-demo-*")) == []
