@@ -115,7 +115,8 @@ def serve(
         raise typer.Exit(exc.code) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # One line per outgoing request would drown what the operator needs to see.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for chatty in ("httpx", "stripe"):  # the stripe SDK logs every request it makes at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     app = create_app(services, scheduler=scheduler, worker=worker)
     config = uvicorn.Config(
         app,
