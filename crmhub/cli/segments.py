@@ -254,14 +254,22 @@ def segment_plan(settings: _SegmentSettings, engine: Engine, at: datetime) -> li
 def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:
     """The segment plan as a table."""
     table = Table(
-        "segment", "would enter", "would leave", "examples", title=f"plan at {_when(at)} (nothing written)"
+        "segment",
+        "would enter",
+        "would leave",
+        "example contacts",
+        title=f"plan at {_when(at)} (nothing written)",
     )
     for row in rows:
         if row["mode"] == "held":
             table.add_row(row["key"], "-", "-", f"[red]held, not evaluated[/]: {'; '.join(row['held'])}")
             continue
-        examples = [f"+{c}" for c in row["enter_examples"]] + [f"-{c}" for c in row["leave_examples"]]
-        table.add_row(row["key"], str(row["enter"]), str(row["leave"]), " ".join(examples) or "-")
+        examples = [
+            f"{what} {', '.join(map(str, ids))}"
+            for what, ids in (("enter:", row["enter_examples"]), ("leave:", row["leave_examples"]))
+            if ids
+        ]
+        table.add_row(row["key"], str(row["enter"]), str(row["leave"]), "; ".join(examples) or "-")
     print_table(table)
 
 

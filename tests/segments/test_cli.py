@@ -164,7 +164,8 @@ def test_plan_counts_what_would_change_and_writes_nothing(seeded: dict[str, Any]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(transitions)).scalar_one() == 2
     engine.dispose()
-    assert "would enter" in _run("plan", "--now", "2026-03-25T00:00").stdout
+    shown = " ".join(_run("plan", "--now", "2026-03-25T00:00").stdout.split())
+    assert "would enter" in shown and f"enter: {seeded['bob']}; leave: {seeded['ann']}" in shown
 
 
 def test_history_lists_transitions_in_order(seeded: dict[str, Any]) -> None:
