@@ -103,9 +103,19 @@ def error_for_transport(source: str, exc: BaseException, *, what: str = "") -> C
         )
     if isinstance(exc, httpx.TransportError):
         return RetryableError(
-            f"{thing}connection failed ({type(exc).__name__}): check connectors.{source}.base_url"
+            f"{thing}connection to {_origin(exc)} failed ({type(exc).__name__}): "
+            f"check connectors.{source}.base_url"
         )
     return PermanentError(f"{thing}unexpected failure ({type(exc).__name__}: {exc})")
+
+
+def _origin(exc: httpx.TransportError) -> str:
+    """Where the failed request went (scheme, host, port: no path or query, which may hold ids)."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised by httpx when the error was made without a request
+        return "the provider"
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
 
 
 @dataclass

@@ -84,6 +84,18 @@ def test_transport_failures(exc: Exception, retryable: bool) -> None:
     assert error_for_transport("typeform", exc).retryable is retryable
 
 
+def test_a_failed_connection_names_where_it_went_without_path_or_query() -> None:
+    request = httpx.Request("GET", "https://api.eu.typeform.com:8443/forms/abc/responses?since=1")
+    said = str(error_for_transport("typeform", httpx.ConnectError("refused", request=request)))
+    assert said == (
+        "typeform: connection to https://api.eu.typeform.com:8443 failed (ConnectError): "
+        "check connectors.typeform.base_url"
+    )
+    assert "connection to the provider failed" in str(
+        error_for_transport("typeform", httpx.ConnectError("x"))
+    )
+
+
 def test_parse_retry_after() -> None:
     now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("7") == 7.0
