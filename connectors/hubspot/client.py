@@ -18,7 +18,7 @@ from hubspot.crm.properties import (
     PropertyUpdate,
 )
 
-from connectors.exceptions import MalformedPageError
+from connectors.exceptions import MalformedPageError, PermanentError
 from connectors.http import Retrier, error_for_status, error_for_transport, parse_retry_after
 from connectors.hubspot.transport import HttpxPoolManager, httpx_api_factory
 from connectors.ratelimit import TokenBucket
@@ -180,7 +180,12 @@ class HubSpotApi:
         return [body["name"] for body in bodies if body["name"] in created]
 
     def batch_update(self, object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-        """`POST /crm/v3/objects/{object_type}/batch/update`: properties of objects known by id, <= 100."""
+        """`POST /crm/v3/objects/{object_type}/batch/update` of <= 100 objects known by id: HubSpot's answer.
+
+        200, or 207 with the inputs it did not write in `errors`. A 400 (HubSpot refuses the whole
+        batch for one unknown id or refused value) is answered with HubSpot's error body, marked
+        `"status": "error"`, for the caller to find the bad inputs; other failures raise as usual.
+        """
         models = importlib.import_module(f"hubspot.crm.{object_type}")
         api = getattr(self._client.crm, object_type).batch_api
         batch = models.BatchInputSimplePublicObjectBatchInput(
@@ -188,9 +193,17 @@ class HubSpotApi:
                 models.SimplePublicObjectBatchInput(id=i["id"], properties=i["properties"]) for i in inputs
             ]
         )
+        # The generic 403 fix asks for read access; a write needs the write scope.
+        fixes = {
+            403: f"give the private app token in connectors.hubspot.api_key_env the "
+            f"crm.objects.{object_type}.write scope"
+        }
         return self._call(
             f"{object_type} batch update",
-            lambda: api.update(batch_input_simple_public_object_batch_input=batch, _preload_content=False),
+            lambda: _refusal_as_answer(
+                lambda: api.update(batch_input_simple_public_object_batch_input=batch, _preload_content=False)
+            ),
+            fixes=fixes,
         )
 
     def batch_read(
@@ -214,10 +227,12 @@ class HubSpotApi:
         # a create answers with the object it made.
         return bool(self._call(what, lambda: _refused_as_empty(fn, (409,))))
 
-    def _call(self, what: str, fn: Callable[[], Any]) -> Mapping[str, Any]:
-        return self.retrier.call(lambda: self._once(what, fn))
+    def _call(
+        self, what: str, fn: Callable[[], Any], *, fixes: Mapping[int, str] | None = None
+    ) -> Mapping[str, Any]:
+        return self.retrier.call(lambda: self._once(what, fn, fixes or {}))
 
-    def _once(self, what: str, fn: Callable[[], Any]) -> Mapping[str, Any]:
+    def _once(self, what: str, fn: Callable[[], Any], fixes: Mapping[int, str]) -> Mapping[str, Any]:
         try:
             response = fn()
         except httpx.TransportError as exc:
@@ -227,12 +242,16 @@ class HubSpotApi:
             if not isinstance(status, int) or status == 0:
                 raise error_for_transport("hubspot", exc, what=what) from exc
             headers = getattr(exc, "headers", None) or {}
+            detail = _message(getattr(exc, "body", None))
+            if status in fixes:
+                extra = f" ({detail})" if detail else ""
+                raise PermanentError(f"hubspot: {what}: refused ({status}){extra}: {fixes[status]}") from exc
             raise error_for_status(
                 "hubspot",
                 status,
                 what=what,
                 retry_after=parse_retry_after(headers.get("retry-after")),
-                detail=_message(getattr(exc, "body", None)),
+                detail=detail,
             ) from exc
         try:
             data = json.loads(response.data)
@@ -260,6 +279,30 @@ def _refused_as_empty(fn: Callable[[], Any], statuses: tuple[int, ...]) -> Any:
         if getattr(exc, "status", None) not in statuses:
             raise
         return _EmptyResponse()
+
+
+class _RefusalResponse:
+    """Stands in for the SDK's response when HubSpot refused a batch whole (400): its error body."""
+
+    def __init__(self, body: Any) -> None:
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, Mapping):
+            parsed = {"message": text[:500]}
+        self.data = json.dumps({**parsed, "status": "error"}).encode()
+
+
+def _refusal_as_answer(fn: Callable[[], Any]) -> Any:
+    """`fn()`, with HubSpot refusing the request with 400 answered by its error body."""
+    try:
+        return fn()
+    except Exception as exc:
+        if getattr(exc, "status", None) != 400:
+            raise
+        return _RefusalResponse(getattr(exc, "body", None))
 
 
 def _property_create(body: Mapping[str, Any]) -> PropertyCreate:

@@ -58,3 +58,30 @@ def test_a_widened_fields_property_takes_its_new_type_and_the_others_are_left(en
         ("crmhub_seats", "string", "text")
     ]
     assert report.properties_retyped == ["crmhub_seats"]
+
+
+class _Unlisted(_HubSpot):
+    """HubSpot that did not list `crmhub_seats` (number) before its create answered 409."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.create_tried = False
+
+    def create_properties(self, object_type: str, bodies: Sequence[Mapping[str, Any]]) -> list[str]:
+        self.create_tried = True
+        return [body["name"] for body in bodies if body["name"] != "crmhub_seats"]
+
+    def properties(self, object_type: str) -> list[PropertyDefinition]:
+        return super().properties(object_type)[:1] if self.create_tried else []
+
+
+def test_a_property_that_existed_with_another_type_is_retyped_by_the_push_that_met_it(engine: Engine) -> None:
+    with engine.begin() as conn:
+        create_field(
+            conn, "seats", FieldType.STRING, now=T0, label="seats", origin="automatic", source="stripe"
+        )
+    hubspot = _Unlisted()
+    report = push_to_hubspot(engine, hubspot, HubSpotPushConfig(push=True), now=T0)
+    # Its type is read after the create, so this push's values meet a text property, not the next's.
+    assert report.properties_created == [] and report.properties_retyped == ["crmhub_seats"]
+    assert [(name, body["type"]) for name, body in hubspot.retyped] == [("crmhub_seats", "string")]
