@@ -105,6 +105,8 @@ def sync(
                 f"{len(pushed.properties_retyped)} retyped (their field widened), "
                 f"{pushed.contacts_updated:,} contacts updated in {pushed.calls} calls"
             )
+            for warning in pushed.warnings:
+                print_note(warning)
         for key, problems in held.items():
             name = "lead scores" if key == SCORING_HELD else f"segments.{key}"
             fix = (

@@ -15,6 +15,7 @@ from connectors.exceptions import PermanentError
 from crmhub import jobs
 from crmhub.cli import app
 from crmhub.demo import Demo
+from sync.hubspot_push import PushReport
 from sync.locks import acquire
 from sync.runs import start_run
 from sync.store.tables import sync_runs
@@ -105,6 +106,23 @@ def test_a_sync_that_loses_its_lease_says_so_and_fails(
     said = " ".join(result.output.split())
     assert "sync:stripe: lost to another run (" in said
     assert "stopped at a page boundary, no HubSpot push" in said
+
+
+def test_contacts_hubspot_refused_are_named_after_the_push_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warning = "hubspot: HubSpot refused the values of 1 contacts (283: Could not get some contacts objects)"
+    refused = PushReport(contacts_updated=4, contacts_refused=1, warnings=[warning], calls=3)
+    monkeypatch.setattr(jobs, "hubspot_push", lambda *_args, **_kwargs: refused)
+    demo = Demo(tmp_path, people=40, seed=2)
+    demo.start()
+    try:
+        result = _cli(demo, "sync", "--source", "stripe")
+    finally:
+        demo.stop()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "4 contacts updated in 3 calls" in said and f"note: {warning}" in said
 
 
 def test_a_run_whose_process_was_killed_is_closed_by_the_next_sync(tmp_path: Path) -> None:
