@@ -25,7 +25,7 @@ from sync.hygiene import run_hygiene
 from sync.ingest import PageStore
 from sync.locks import serialize_evaluation
 from sync.segments import EvaluationReport, check_fields, evaluate_segments
-from sync.segments.config import segment_nodes, type_problems
+from sync.segments.config import hint, segment_nodes, type_problems
 from sync.store import create_store_engine, status
 from sync.store.tables import deliveries, field_definitions, memberships, segments
 from webhooks.eligibility import OPEN_STATUSES
@@ -40,8 +40,16 @@ def pull_source_names(settings: Settings, wanted: Sequence[str] | None) -> list[
         return enabled
     problems = []
     for name in wanted:
-        if name not in PULL_SOURCES:
-            problems.append(Problem("--source", f"expected one of {', '.join(PULL_SOURCES)}, found {name!r}"))
+        if name == "segmentio":
+            # Segment.com has no API to pull from: its sources send to crmhub serve.
+            why = "found 'segmentio', which is not pulled: Segment.com sends to `crmhub serve`"
+            problems.append(Problem("--source", f"expected one of {', '.join(PULL_SOURCES)}, {why}"))
+        elif name not in PULL_SOURCES:
+            suggestion = hint(name, list(PULL_SOURCES))
+            close = suggestion if "did you mean" in suggestion else ""  # the list is named already
+            problems.append(
+                Problem("--source", f"expected one of {', '.join(PULL_SOURCES)}, found {name!r}{close}")
+            )
         elif name not in enabled:
             problems.append(
                 Problem(f"connectors.{name}.enabled", f"expected true to sync {name}, found false")

@@ -172,3 +172,13 @@ def test_check_names_a_test_the_fields_type_cannot_meet(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(config), "check"])
     assert result.exit_code == 2
     assert "segments.big.all[0]: 'nine' is not a number, as mrr (decimal) holds" in result.output
+
+
+def test_sync_of_an_unknown_or_pushed_source_says_what_it_meant(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "crmhub.db"}"\n', encoding="utf-8")
+    typo = CliRunner().invoke(app, ["--config", str(config), "sync", "--source", "strip"])
+    assert typo.exit_code == 2 and "found 'strip'; did you mean \"stripe\"?" in typo.output
+    pushed = CliRunner().invoke(app, ["--config", str(config), "sync", "--source", "segmentio"])
+    said = " ".join(pushed.output.split())
+    assert pushed.exit_code == 2 and "which is not pulled: Segment.com sends to `crmhub serve`" in said
