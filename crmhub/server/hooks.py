@@ -18,6 +18,7 @@ from sync.inbound import AlreadyReceivedError, claim_events
 from sync.store import write_transaction
 from webhooks.exceptions import SecretError
 from webhooks.inbound import PROVIDERS, InboundRequest, Provider
+from webhooks.inbound.receiver import STORE_ERRORS, STORE_RETRY_SECONDS, store_unavailable
 from webhooks.signing import SignatureError, load_keys, verify
 
 __all__ = ["router"]
@@ -65,6 +66,7 @@ async def provider_hook(
         401: {"description": "Signature does not verify with the endpoint's secret"},
         404: {"description": "Unknown endpoint or contact"},
         422: {"description": "Body is not a feedback message"},
+        503: {"description": "The store is busy or unreachable (Retry-After), or a secret is unset"},
     },
 )
 async def feedback_hook(
@@ -106,6 +108,11 @@ async def _feedback(inbound: InboundRequest, endpoint: str, svc: Services) -> JS
         return _error(404, "unknown_contact", str(exc))
     except ConsentError as exc:
         return _error(422, "invalid_feedback", str(exc))
+    except STORE_ERRORS as exc:
+        # An unsubscribe must not be lost to a busy store: the sender retries what is not 2xx.
+        answer = _error(503, "store_unavailable", store_unavailable(f"feedback for {endpoint}", exc))
+        answer.headers["retry-after"] = str(STORE_RETRY_SECONDS)
+        return answer
     svc.wake_worker()
     return JSONResponse({"applied": True, "duplicate": False, **result})
 

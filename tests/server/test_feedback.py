@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from starlette.exceptions import StarletteDeprecationWarning
 
 from crmhub.server.app import create_app
@@ -94,3 +95,28 @@ def test_unknown_endpoints_share_one_metrics_series(client: TestClient) -> None:
         if s.name == "crmhub_inbound_requests_total"
     }
     assert sources == {"feedback:sms", "feedback:(unknown)"}
+
+
+def test_an_unsubscribe_meeting_a_locked_store_is_503_and_the_retry_applies_it(
+    client: TestClient, engine: Engine
+) -> None:
+    @event.listens_for(engine, "connect")
+    def _short_waits(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=100")  # the store's own 10 s would slow the test
+
+    engine.dispose()
+    other = sqlite3.connect(str(engine.url.database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    try:
+        busy = _post(client, "sms", "msg_fb_9", _unsubscribed())
+    finally:
+        other.rollback()
+        other.close()
+    assert (busy.status_code, busy.json()["error"], busy.headers["retry-after"]) == (
+        503,
+        "store_unavailable",
+        "10",
+    )
+    assert "nothing was stored" in busy.json()["message"]
+    again = _post(client, "sms", "msg_fb_9", _unsubscribed())
+    assert again.status_code == 200 and again.json()["applied"] is True

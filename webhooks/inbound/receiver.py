@@ -29,7 +29,15 @@ from webhooks.inbound.events import (
 from webhooks.inbound.request import InboundError, InboundRequest, InboundResponse
 from webhooks.inbound.tracking import TRACKING_KINDS, SegmentioApiError, TrackingKind, parse_tracking
 
-__all__ = ["NOT_ENABLED_RETRY_SECONDS", "PROVIDERS", "STORE_RETRY_SECONDS", "InboundReceiver", "Provider"]
+__all__ = [
+    "NOT_ENABLED_RETRY_SECONDS",
+    "PROVIDERS",
+    "STORE_ERRORS",
+    "STORE_RETRY_SECONDS",
+    "InboundReceiver",
+    "Provider",
+    "store_unavailable",
+]
 
 Provider = Literal["stripe", "hubspot", "typeform", "segmentio"]
 PROVIDERS: tuple[Provider, ...] = ("stripe", "hubspot", "typeform", "segmentio")
@@ -44,7 +52,7 @@ STORE_RETRY_SECONDS = 10
 log = logging.getLogger(__name__)
 
 # What the store raises when it is busy, locked or down (the pool's TimeoutError: no connection free).
-_STORE_ERRORS = (DBAPIError, PoolTimeoutError)
+STORE_ERRORS = (DBAPIError, PoolTimeoutError)
 
 
 class InboundReceiver:
@@ -84,7 +92,7 @@ class InboundReceiver:
             return self._receive(provider, request, now)
         except InboundError as exc:
             return exc.response()
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             return _store_unavailable(provider, exc, InboundError)
 
     def track_api(self, kind: TrackingKind, request: InboundRequest, *, now: datetime) -> InboundResponse:
@@ -106,7 +114,7 @@ class InboundReceiver:
             answer = self._ingest("segmentio", parsed, now, trigger="push")
         except InboundError as exc:
             return exc.response()
-        except _STORE_ERRORS as exc:
+        except STORE_ERRORS as exc:
             return _store_unavailable("segmentio", exc, SegmentioApiError)
         return InboundResponse(answer.status, {"success": True, **answer.body}, answer.headers)
 
@@ -200,6 +208,12 @@ def _store_unavailable(
     source: str, exc: DBAPIError | PoolTimeoutError, error: type[InboundError]
 ) -> InboundResponse:
     """503 for a store that is busy or down, its cause logged on one line and kept out of the answer."""
+    message = store_unavailable(source, exc)
+    return error(503, "store_unavailable", message, {"retry-after": str(STORE_RETRY_SECONDS)}).response()
+
+
+def store_unavailable(source: str, exc: DBAPIError | PoolTimeoutError) -> str:
+    """Log why the store failed `source`'s request on one line; the message to answer it with."""
     # exc.orig, not exc: SQLAlchemy's text carries the statement's parameters (e-mail addresses...).
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     log.warning(
@@ -208,13 +222,10 @@ def _store_unavailable(
         type(cause).__name__,
         " ".join(str(cause).split()),
     )
-    return error(
-        503,
-        "store_unavailable",
+    return (
         f"{source}: crmhub's store is busy or unreachable (the cause is in crmhub's log); nothing was "
-        f"stored: send it again in {STORE_RETRY_SECONDS} s",
-        {"retry-after": str(STORE_RETRY_SECONDS)},
-    ).response()
+        f"stored: send it again in {STORE_RETRY_SECONDS} s"
+    )
 
 
 def _duplicate() -> InboundResponse:
