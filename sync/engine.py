@@ -21,7 +21,7 @@ from connectors import Batch
 from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
 from sync.group_commit import GroupCommit, Pushed
-from sync.inbound import AlreadyReceivedError, claim_events
+from sync.inbound import AlreadyReceivedError, claim_events, prune_claims
 from sync.prefetch import merged
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
@@ -153,6 +153,7 @@ class SyncEngine:
             report.stopped = True
         with write_transaction(self.engine) as conn:
             refresh_statistics(conn, rows_written=sum(s.records for s in report.streams))
+            prune_claims(conn, now=now)
             # Segments follow the data on every run, and time-window ones move with `now` alone.
             if self.evaluate is not None:
                 report.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=None)

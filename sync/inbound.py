@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sync.exceptions import SyncError
 from sync.store.tables import inbound_events
 
-__all__ = ["AlreadyReceivedError", "claim_events", "seen_events"]
+__all__ = ["RETENTION", "AlreadyReceivedError", "claim_events", "prune_claims", "seen_events"]
+
+# How long a claimed id is kept: past every provider's retries (Stripe's 3 days, HubSpot's and
+# Typeform's hours) and a month of dashboard resends. A resend after that is stored again, which
+# the data's own keys make harmless: records keep the newest state, events their (source, id, name).
+RETENTION = timedelta(days=30)
+# At most this many claims go per call (one sync), so a first prune of years of claims does not hold
+# the write lock for long; a sync a day clears far more than a busy store gathers.
+PRUNE_LIMIT = 50_000
 
 
 class AlreadyReceivedError(SyncError):
@@ -53,3 +61,16 @@ def claim_events(conn: Connection, source: str, event_ids: Collection[str], *, n
     if not claimed:
         raise AlreadyReceivedError(source, wanted)
     return claimed
+
+
+def prune_claims(conn: Connection, *, now: datetime) -> int:
+    """Forget up to PRUNE_LIMIT claims older than RETENTION; how many went."""
+    c = inbound_events.c
+    old = (
+        select(c.source, c.event_id)
+        .where(c.received_at < now - RETENTION)
+        .order_by(c.received_at)
+        .limit(PRUNE_LIMIT)
+    )
+    gone = conn.execute(delete(inbound_events).where(tuple_(c.source, c.event_id).in_(old))).rowcount
+    return max(gone or 0, 0)

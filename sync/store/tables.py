@@ -364,7 +364,7 @@ inbound_events = Table(
     metadata,
     Column("source", String(32), primary_key=True),
     Column("event_id", String(255), primary_key=True),
-    Column("received_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False, index=True),  # pruned by age: sync.inbound
 )
 
 locks = Table(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, inspect
 
 from connectors import Batch, ContactEvent
+from sync import inbound
 from sync.engine import BatchResult, SyncEngine
-from sync.inbound import AlreadyReceivedError, claim_events, seen_events
+from sync.inbound import RETENTION, AlreadyReceivedError, claim_events, seen_events
 from sync.store import write_transaction
 from tests.inbound.conftest import NOW, counts
 
@@ -50,3 +51,27 @@ def test_a_failed_ingest_leaves_the_event_unclaimed_and_a_retry_stores_it(engine
     with pytest.raises(AlreadyReceivedError):
         sync_engine.ingest(_batch(), now=NOW, trigger="webhook", event_ids=["evt_1"])
     assert len(calls) == 2
+
+
+def test_claims_older_than_the_retention_are_pruned_by_a_sync_and_the_rest_kept(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        claim_events(conn, "stripe", ["evt_old"], now=NOW - RETENTION - timedelta(seconds=1))
+        claim_events(conn, "stripe", ["evt_new"], now=NOW - RETENTION + timedelta(seconds=1))
+    SyncEngine(engine, lambda *_args, **_kwargs: BatchResult()).run([], now=NOW)
+    with engine.connect() as conn:
+        assert seen_events(conn, "stripe", ["evt_old", "evt_new"]) == {"evt_new"}
+        assert "ix_inbound_events_received_at" in {
+            i["name"] for i in inspect(conn).get_indexes("inbound_events")
+        }
+
+
+def test_a_prune_takes_at_most_its_limit_oldest_first(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbound, "PRUNE_LIMIT", 2)
+    long_ago = NOW - RETENTION - timedelta(days=1)
+    with write_transaction(engine) as conn:
+        for n in range(3):
+            claim_events(conn, "hubspot", [f"e{n}"], now=long_ago + timedelta(minutes=n))
+        assert inbound.prune_claims(conn, now=NOW) == 2
+        assert seen_events(conn, "hubspot", ["e0", "e1", "e2"]) == {"e2"}
