@@ -274,7 +274,7 @@ def sources(ctx: typer.Context, json: JsonFlag = False) -> None:
         emit_json(rows)
         return
     table = Table(title="sources")
-    for column in ("stream", "records", "quarantined", "cursor saved", "last run"):
+    for column in ("stream", "records", "quarantined", "cursor saved at", "last run"):
         table.add_column(column)
     for row in rows:
         table.add_row(
