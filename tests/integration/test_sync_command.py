@@ -92,16 +92,21 @@ def test_a_failed_hubspot_push_still_reports_the_pull(
     assert "hubspot push: hubspot: authentication failed (401)" in result.output
 
 
+def _sync_stripe(tmp_path: Path) -> Result:
+    """`crmhub sync --source stripe` against a small sandbox started for it."""
+    demo = Demo(tmp_path, people=40, seed=2)
+    demo.start()
+    try:
+        return _cli(demo, "sync", "--source", "stripe")
+    finally:
+        demo.stop()
+
+
 def test_a_sync_that_loses_its_lease_says_so_and_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jobs, "renew_lease", lambda *_args, **_kwargs: False)  # taken while it ran
-    demo = Demo(tmp_path, people=40, seed=2)
-    demo.start()
-    try:
-        result = _cli(demo, "sync", "--source", "stripe")
-    finally:
-        demo.stop()
+    result = _sync_stripe(tmp_path)
     assert result.exit_code == 1, result.output
     said = " ".join(result.output.split())
     assert "sync:stripe: lost to another run (" in said
@@ -114,12 +119,7 @@ def test_contacts_hubspot_refused_are_named_after_the_push_line(
     warning = "hubspot: HubSpot refused the values of 1 contacts (283: Could not get some contacts objects)"
     refused = PushReport(contacts_updated=4, contacts_refused=1, warnings=[warning], calls=3)
     monkeypatch.setattr(jobs, "hubspot_push", lambda *_args, **_kwargs: refused)
-    demo = Demo(tmp_path, people=40, seed=2)
-    demo.start()
-    try:
-        result = _cli(demo, "sync", "--source", "stripe")
-    finally:
-        demo.stop()
+    result = _sync_stripe(tmp_path)
     said = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert "4 contacts updated in 3 calls" in said and f"note: {warning}" in said
