@@ -13,15 +13,7 @@ from rich.text import Text
 
 # Wide enough that no table reaches it: off a terminal a table takes its natural width.
 _PIPED_WIDTH = 400
-
-
-def _width() -> int | None:
-    """The terminal's width, or for a pipe or file one no table fills: `| grep` sees whole lines."""
-    # Rich falls back to 80 columns off a terminal and folds long field names onto a second line.
-    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else _PIPED_WIDTH
-
-
-console = Console(highlight=False, width=_width())
+console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -40,7 +32,16 @@ def print_table(table: Table) -> None:
     table.padding = (0, 1, 0, 0)
     for column in table.columns:
         column.overflow = "fold"
-    console.print(table)
+    # Off a terminal rich assumes 80 columns and folds long field names: `| grep` would see halves.
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        console.print(table)
+        return
+    width = console.width
+    console.width = _PIPED_WIDTH  # for this table only: rules and panels keep their 80 columns
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def print_error(message: str) -> None:
