@@ -368,11 +368,21 @@ def read_values(
     return found
 
 
-def merge_values(conn: Connection, *, keep: int, other: int, wins: Mapping[str, Wins] | None = None) -> None:
-    """Give `keep` the value of each field a sync would have kept of the two; drop `other`'s row."""
+def merge_values(
+    conn: Connection,
+    *,
+    keep: int,
+    other: int,
+    wins: Mapping[str, Wins] | None = None,
+    fields: Mapping[str, StoredField] | None = None,
+) -> None:
+    """Give `keep` the value of each field a sync would have kept of the two; drop `other`'s row.
+
+    `fields` is `load_fields(conn)` when the caller has it already.
+    """
     # As `save_values` decides: by the field's `wins` (by field name here, as mapping rules name
     # fields; the rest keep the latest record's), the provenance moving with the value.
-    fields = load_fields(conn)
+    fields = load_fields(conn) if fields is None else fields
     held = _read_rows(conn, [keep, other], fields.values())
     if other in held:
         theirs, their_sources = held[other]

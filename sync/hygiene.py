@@ -68,18 +68,20 @@ def _flagged(field: StoredField, value: bool) -> ColumnElement[bool]:
     return exists().where(row.c.contact_id == contacts.c.id, row.c[field.column].is_(value))
 
 
-def _invalid_phone_unflagged(field: StoredField) -> ColumnElement[bool]:
+def _holds(kind: str, *, valid: bool) -> ColumnElement[bool]:
+    """The contact holds an identity of `kind` that is (or is not) valid."""
     ci = contact_identities.c
-    has_invalid = exists().where(ci.contact_id == contacts.c.id, ci.kind == "phone", ci.valid.is_(False))
-    has_valid = exists().where(ci.contact_id == contacts.c.id, ci.kind == "phone", ci.valid.is_(True))
+    return exists().where(ci.contact_id == contacts.c.id, ci.kind == kind, ci.valid.is_(valid))
+
+
+def _invalid_phone_unflagged(field: StoredField) -> ColumnElement[bool]:
+    has_invalid, has_valid = _holds("phone", valid=False), _holds("phone", valid=True)
     return and_(has_invalid, not_(has_valid), not_(_flagged(field, False)))
 
 
 def _replaced(field: StoredField, kind: str) -> ColumnElement[bool]:
     """Flagged unreachable by `kind` (a bounce, an invalid number) and holding a good one of it now."""
-    ci = contact_identities.c
-    has_valid = exists().where(ci.contact_id == contacts.c.id, ci.kind == kind, ci.valid.is_(True))
-    return and_(_flagged(field, False), has_valid)
+    return and_(_flagged(field, False), _holds(kind, valid=True))
 
 
 def _quiet_since(cutoff: datetime) -> ColumnElement[bool]:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import Executable
 
 from field_mapping.config import Wins
-from sync.fields import clear_values, load_fields, merge_values
+from sync.fields import StoredField, clear_values, load_fields, merge_values
 from sync.store.probe import probe_unique
 from sync.store.tables import (
     cancellable,
@@ -324,10 +324,9 @@ def _carry_memberships(conn: Connection, *, keep: int, other: int, now: datetime
     conn.execute(_MERGE["drop_memberships"], pair)
 
 
-def _merge_activity(conn: Connection, *, keep: int, other: int) -> None:
+def _merge_activity(conn: Connection, *, keep: int, other: int, dormant: StoredField | None) -> None:
     """Give `keep` the later activity of the two and, if either was active, the active state."""
     state = conn.execute(_MERGE["activity"], {"keep": keep, "other": other}).scalar_one()
-    dormant = load_fields(conn).get("dormant")
     if state == "active" and dormant is not None:
         # The hygiene flag follows the state (sync.hygiene): one moved from a dormant half goes.
         clear_values(conn, dormant, [keep])
@@ -376,14 +375,15 @@ def merge(
     wins: Mapping[str, Wins] | None = None,
 ) -> None:
     """Fold `others` into `keep`: identities, values, events, records, consent, history; log it."""
+    fields = load_fields(conn)
     for other in others:
         pair = {"keep": keep, "other": other}
         moved = [{"kind": kind, "value": value} for kind, value in conn.execute(_MERGE["identities"], pair)]
         conn.execute(_MERGE["log"], pair | {"reason": reason, "identities": moved, "now": now})
         conn.execute(_MERGE["move_contact_identities"], pair)
         # Each field keeps the value a sync would have kept had both been one contact from the start.
-        merge_values(conn, keep=keep, other=other, wins=wins)
-        _merge_activity(conn, keep=keep, other=other)
+        merge_values(conn, keep=keep, other=other, wins=wins, fields=fields)
+        _merge_activity(conn, keep=keep, other=other, dormant=fields.get("dormant"))
         _carry_memberships(conn, keep=keep, other=other, now=now)
         for table in ("events", "records", "consent_records"):
             conn.execute(_MERGE[f"move_{table}"], pair)

@@ -21,15 +21,20 @@ from sync.store.field_columns import fields_table
 from sync.store.tables import contact_identities, contacts, sync_runs
 
 
-@pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    demo = Demo(tmp_path_factory.mktemp("push"), people=80, seed=3)
+def _pulled(path: Path, *, people: int, seed: int) -> Iterator[Demo]:
+    """A demo of its own, pulled once and not pushed yet, stopped when the test is done."""
+    demo = Demo(path, people=people, seed=seed)
     demo.start()
     try:
         demo.sync()
         yield demo
     finally:
         demo.stop()
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    yield from _pulled(tmp_path_factory.mktemp("push"), people=80, seed=3)
 
 
 def test_push_creates_the_group_the_properties_and_writes_the_values(pushed: Demo) -> None:
@@ -96,13 +101,7 @@ def test_contacts_that_changed_without_new_values_are_not_pushed_again(pushed: D
 @pytest.fixture
 def synced(tmp_path: Path) -> Iterator[Demo]:
     """A demo of its own, pulled and not pushed yet: tests change its HubSpot."""
-    demo = Demo(tmp_path, people=20, seed=5)
-    demo.start()
-    try:
-        demo.sync()
-        yield demo
-    finally:
-        demo.stop()
+    yield from _pulled(tmp_path, people=20, seed=5)
 
 
 def _balances(demo: Demo) -> dict[str, float]:
