@@ -26,7 +26,11 @@ from connectors import Batch
 if TYPE_CHECKING:
     from sync.engine import BatchResult
 
-__all__ = ["GroupCommit", "Pushed"]
+__all__ = ["CommitInterrupted", "GroupCommit", "Pushed"]
+
+
+class CommitInterrupted(Exception):
+    """The group this batch was in stopped before saying whether it was stored (Ctrl-C, exit)."""
 
 
 @dataclass(eq=False)
@@ -83,6 +87,13 @@ class GroupCommit:
                         item.error = alone
         finally:
             for item in group:
+                if item.result is None and item.error is None:
+                    # A BaseException went through the combiner's thread; the others must not wait
+                    # for a result that will never come, nor mistake silence for success.
+                    item.error = CommitInterrupted(
+                        f"{item.batch.source}: the store's commit was interrupted, so this batch may "
+                        "not be stored: send it again (provider event ids make that safe)"
+                    )
                 item.done = True
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from connectors import Batch
 from sync.engine import BatchResult
-from sync.group_commit import GroupCommit, Pushed
+from sync.group_commit import CommitInterrupted, GroupCommit, Pushed
 from sync.inbound import AlreadyReceivedError
 from tests.inbound.conftest import NOW
 
@@ -71,7 +71,7 @@ def _run_two_behind_one(store: _Store) -> dict[str, BaseException | BatchResult]
     def submit(name: str) -> None:
         try:
             outcomes[name] = commit.submit(_pushed(name))
-        except Exception as exc:
+        except BaseException as exc:  # a KeyboardInterrupt too: it is what one test raises
             outcomes[name] = exc
 
     first = threading.Thread(target=submit, args=("first",))
@@ -135,3 +135,17 @@ def test_a_batch_stored_alone_is_not_answered_as_a_duplicate_of_the_failed_group
     # `a`'s claim was rolled back with the group, so `b` alone claimed the id and was stored.
     assert isinstance(outcomes["a"], ValueError)
     assert isinstance(outcomes["b"], BatchResult)
+
+
+def test_an_interrupted_group_gives_each_waiting_batch_an_error_not_silence() -> None:
+    def interrupted(_group: list[Pushed]) -> None:
+        raise KeyboardInterrupt
+
+    store = _Store(interrupted)
+    outcomes = _run_two_behind_one(store)
+    # The combiner's own thread sees the interrupt; the other caller learns its batch may not be stored.
+    assert sorted(map(sorted, store.groups)) == [["a", "b"], ["first"]]
+    kinds = sorted(type(outcomes[name]).__name__ for name in ("a", "b"))
+    assert kinds == ["CommitInterrupted", "KeyboardInterrupt"]
+    waiting = next(outcomes[n] for n in ("a", "b") if isinstance(outcomes[n], CommitInterrupted))
+    assert "send it again" in str(waiting)
