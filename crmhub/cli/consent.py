@@ -119,10 +119,10 @@ def _apply(
                 result: ConsentResult = opt_out(conn, endpoints=wanted, **common)
             else:
                 result = opt_in(conn, **common)
-    _report(result, json=json)
+    _report(result, at, json=json)
 
 
-def _report(result: ConsentResult, *, json: bool) -> None:
+def _report(result: ConsentResult, given_at: datetime, *, json: bool) -> None:
     if json:
         emit_json(result.as_dict())
         return
@@ -133,9 +133,14 @@ def _report(result: ConsentResult, *, json: bool) -> None:
         at = result.in_force_at.isoformat(timespec="seconds") if result.in_force_at else "?"
         # An opt-out acts all the same (see sync.consent.actions): say so, or the count below puzzles.
         still = "; its identities are suppressed all the same" if result.status == "opted_out" else ""
+        # At one moment an opt-out outranks an opt-in (sync.consent.records.in_force_order).
+        if result.in_force_at == given_at:
+            why = f"recorded at the same moment ({at}) outranks it"
+        else:
+            why = f"recorded at {at} is newer"
         console.print(
             f"contact {result.contact_id}: {given} {result.channel} recorded{note}, but {newer} "
-            f"recorded at {at} is newer and stays in force{still}",
+            f"{why} and stays in force{still}",
             soft_wrap=True,
         )
     else:

@@ -188,6 +188,22 @@ def test_an_opt_in_outranked_by_a_newer_opt_out_says_so(tmp_path: Path, engine: 
     assert _stored(engine)[1] == 1  # the opt-out's suppression of her phone stays
 
 
+def test_an_opt_in_at_the_moment_of_an_opt_out_says_the_opt_out_outranks_it(
+    tmp_path: Path, engine: Engine, jane: int
+) -> None:
+    config = cli_config(tmp_path, engine)
+    _run(config, "consent", "opt-out", str(jane), "--channel", "sms", "--now", EARLIER.isoformat())
+    out = " ".join(
+        _run(config, "consent", "opt-in", str(jane), "--channel", "sms", "--now", EARLIER.isoformat()).split()
+    )
+    assert (
+        f"contact {jane}: opt-in to sms recorded, but an opt-out recorded at the same moment "
+        f"({EARLIER.isoformat()}) outranks it and stays in force"
+    ) in out
+    assert "is newer" not in out
+    assert _consent_node(config, str(jane), "sms_offers")["latest"] == "opted_out"
+
+
 def test_a_backdated_opt_out_outranked_by_a_newer_opt_in_says_so(
     tmp_path: Path, engine: Engine, jane: int
 ) -> None:
