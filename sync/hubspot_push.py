@@ -18,11 +18,8 @@ refused) or failed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,24 +34,17 @@ from field_mapping.hubspot_properties import (
     group_create,
     property_create,
     property_name,
-    property_value,
     pushable,
 )
 from field_mapping.model import FieldDefinition
-from field_mapping.types import STORAGE, Columns, FieldType, from_columns
 from sync.fields import load_definitions
+from sync.hubspot_push_state import already_pushed, changed_values, digest, remember
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
-from sync.store.field_columns import column_name, fields_table
 from sync.store.tables import (
-    contact_identities,
-    contacts,
     field_definitions,
-    field_sources,
-    hubspot_push_state,
     sync_runs,
 )
-from sync.store.upsert import upsert
 
 BATCH_SIZE = 100  # HubSpot's limit per batch call
 _CURSOR = ("hubspot", "_push")
@@ -142,15 +132,15 @@ def _push(
         cursor = _next_cursor(conn, now=now)  # before the contacts are read: see _next_cursor
         # A property made again holds none of the values pushed before: every contact is read.
         since = None if lost else load_cursor(conn, *_CURSOR)
-        changed = _changed_values(conn, since=datetime.fromisoformat(since) if since else None)
-        digests = {hubspot_id: _digest(props) for hubspot_id, props in changed.items() if props}
-        unchanged = _already_pushed(conn, digests)
+        changed = changed_values(conn, since=datetime.fromisoformat(since) if since else None)
+        digests = {hubspot_id: digest(props) for hubspot_id, props in changed.items() if props}
+        unchanged = already_pushed(conn, digests)
     due = [i for i in digests if i not in unchanged or lost & changed[i].keys()]
     for start in range(0, len(due), BATCH_SIZE):
         written, refused = _write(api, due[start : start + BATCH_SIZE], changed, report)
         # Remembered per batch: a push that fails half-way re-sends only what HubSpot did not get.
         with write_transaction(engine) as conn:
-            _remember(conn, written, refused, digests, now=now)
+            remember(conn, written, refused, digests, now=now)
         _count(report, written, refused)
     for warning in report.warnings:
         log.warning("%s", warning)
@@ -371,90 +361,3 @@ def _refused_warning(report: PushReport) -> str:
         "they are sent again once their values change; a contact deleted or merged in HubSpot needs "
         "nothing, a refused value needs its field's values or its HubSpot property fixed"
     )
-
-
-def _remember(
-    conn: Connection,
-    written: Sequence[str],
-    refused: Mapping[str, str],
-    digests: Mapping[str, str],
-    *,
-    now: datetime,
-) -> None:
-    """Store what a batch wrote, and what HubSpot refused with the refused mark."""
-    rows = [{"hubspot_id": i, "digest": digests[i], "pushed_at": now} for i in written]
-    rows += [{"hubspot_id": i, "digest": _refused_mark(digests[i]), "pushed_at": now} for i in refused]
-    if rows:
-        upsert(conn, hubspot_push_state, rows, keys=["hubspot_id"], update=["digest", "pushed_at"])
-
-
-def _refused_mark(digest: str) -> str:
-    """The digest stored for properties HubSpot refused: another 64-character digest of the same."""
-    return hashlib.sha256(f"refused:{digest}".encode()).hexdigest()
-
-
-def _digest(props: Mapping[str, str]) -> str:
-    """A fingerprint of the properties a push would write to one contact."""
-    return hashlib.sha256(json.dumps(props, sort_keys=True).encode()).hexdigest()
-
-
-def _already_pushed(conn: Connection, digests: Mapping[str, str]) -> set[str]:
-    """The HubSpot ids whose last push wrote exactly these properties, or had HubSpot refuse them."""
-    found: set[str] = set()
-    ids = sorted(digests)
-    for start in range(0, len(ids), 500):  # far below the databases' bound-parameter limits
-        chunk = ids[start : start + 500]
-        query = select(hubspot_push_state.c.hubspot_id, hubspot_push_state.c.digest).where(
-            hubspot_push_state.c.hubspot_id.in_(chunk)
-        )
-        found.update(
-            hubspot_id
-            for hubspot_id, digest in conn.execute(query)
-            if digest in (digests[hubspot_id], _refused_mark(digests[hubspot_id]))
-        )
-    return found
-
-
-def _pushed_fields(conn: Connection) -> dict[str, tuple[int, FieldType, str]]:
-    """Column -> (field id, type, HubSpot property) of every field pushed to HubSpot."""
-    fd = field_definitions.c
-    query = select(fd.id, fd.type, fd.hubspot_property).where(fd.hubspot_property.is_not(None))
-    return {
-        column_name(fid, FieldType(ftype)): (int(fid), FieldType(ftype), prop)
-        for fid, ftype, prop in conn.execute(query)
-        if ftype in FieldType._value2member_map_
-    }
-
-
-def _changed_values(conn: Connection, *, since: datetime | None) -> dict[str, dict[str, str]]:
-    """HubSpot id -> {property: value} for contacts changed since `since`, over pushed fields only.
-
-    A null value that a record wrote (its provenance is kept) is pushed as empty, clearing HubSpot's.
-    """
-    pushed = _pushed_fields(conn)
-    if not pushed:
-        return {}
-    c, ci = contacts.c, contact_identities.c
-    names = sorted(pushed)
-    row = fields_table(names)
-    fs = field_sources.c
-    query = (
-        select(ci.value, fs.sources, *(row.c[name] for name in names))
-        .select_from(
-            contacts.join(contact_identities, ci.contact_id == c.id)
-            .join(row, row.c.contact_id == c.id)
-            .outerjoin(field_sources, fs.contact_id == c.id)
-        )
-        .where(ci.kind == "hubspot_contact", c.state != "merged")
-    )
-    if since is not None:
-        query = query.where(c.changed_at > since)
-    changed: dict[str, dict[str, str]] = defaultdict(dict)
-    for hubspot_id, sources, *stored in conn.execute(query):
-        for name, raw in zip(names, stored, strict=True):
-            field_id, kind, prop = pushed[name]
-            if raw is None and str(field_id) not in (sources or {}):
-                continue
-            value = from_columns(kind, Columns(**{STORAGE[kind].value: raw}))
-            changed[hubspot_id][prop] = property_value(kind, value)
-    return changed
