@@ -14,7 +14,7 @@ from field_mapping.identity import extract_identities
 from field_mapping.inference import HUBSPOT_CONTACT_TYPES, infer
 from field_mapping.model import FieldDefinition, FieldValue, MappedRecord, Origin, Problem, Widening
 from field_mapping.naming import label_for, unique_name
-from field_mapping.paths import Lookup, compile_path
+from field_mapping.paths import Lookup, PathFailed, compile_path
 from field_mapping.registry import LEFT_OUT, FieldPlan, FieldRegistry, FieldState
 from field_mapping.sources import KNOWN_STREAMS, stream_prefix
 from field_mapping.transforms import InvalidValue, Transform, TransformError, build_transforms
@@ -100,7 +100,14 @@ class Mapper:
             held = values.get(name)
             if held is not None and held.value is not None:
                 continue  # an earlier rule of this stream already gave this field a value
-            raw = rule.lookup(payload)
+            try:
+                raw = rule.lookup(payload)
+            except PathFailed as exc:
+                # This record only: the field stays empty for it, and the run report says why.
+                shown = f"path {rule.origin.path!r} failed: {exc}"
+                problems.append(Problem(name, rule.origin, shown, f"{shown}; {LEFT_OUT}"))
+                values[name] = FieldValue(name, None, rule.state.type, rule.origin)
+                continue
             if raw == "" and rule.state.type is not FieldType.STRING:
                 raw = None  # no value, as `FieldRegistry.accept` has it; not a transform's failure
             if raw is not None and rule.transforms:

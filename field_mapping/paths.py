@@ -6,19 +6,31 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jmespath
+from jmespath.exceptions import JMESPathError
 
-__all__ = ["Lookup", "compile_path"]
+__all__ = ["Lookup", "PathFailed", "compile_path"]
 
 Lookup = Callable[[Any], Any]
 Step = str | int
 
 
+class PathFailed(ValueError):
+    """A valid expression that failed on one payload: a function given a value of another type."""
+
+
 def compile_path(expression: str) -> Lookup:
-    """A function reading `expression` from a payload, as `jmespath.search` would."""
+    """A function reading `expression` from a payload, as `jmespath.search` would; raises PathFailed."""
     compiled = jmespath.compile(expression)
     steps = _steps(compiled.parsed)
     if steps is None:
-        return compiled.search
+
+        def search(payload: Any) -> Any:
+            try:
+                return compiled.search(payload)
+            except JMESPathError as exc:  # `length(phone)` on a null phone, `to_number` of a list...
+                raise PathFailed(" ".join(str(exc).split())) from None
+
+        return search
     # jmespath's tree walk costs a few µs per rule and record; most rules are `a.b[0].c`.
     return lambda payload: _follow(payload, steps)
 

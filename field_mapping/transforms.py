@@ -65,7 +65,10 @@ def cents_to_amount(value: Any) -> Decimal:
     # 19.99 is already an amount, or a mistake: dividing it again would silently give 0.20.
     if not cents.is_finite() or cents != cents.to_integral_value():
         raise _not_cents(value)
-    return (cents / 100).quantize(_CENT)
+    try:
+        return (cents / 100).quantize(_CENT)
+    except InvalidOperation:  # more digits than the decimal context holds (10**30 cents)
+        raise _not_cents(value) from None
 
 
 def _not_cents(value: Any) -> TransformError:

@@ -52,3 +52,24 @@ def test_a_later_rule_of_the_stream_still_fills_a_field_an_earlier_one_could_not
     payload = {"id": "cus_1", "metadata": {"v": "forty", "w": "40"}}
     mapped = mapper.map_record(record("stripe", "customers", payload))
     assert mapped.values["v"].value == 40
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("length(metadata.v)", {"metadata": {}}),  # length() of a null
+        ("join(', ', metadata.v)", {"metadata": {"v": [1, 2]}}),  # join() of numbers
+    ],
+)
+def test_a_path_that_fails_on_one_record_leaves_the_field_empty_with_a_problem(
+    path: str, payload: dict[str, Any]
+) -> None:
+    rule = {**_rule("string", []), "path": path}
+    mapper = Mapper(FieldMappingConfig.model_validate({"rules": [rule]}))
+    mapped = mapper.map_record(record("stripe", "customers", {"id": "cus_1", **payload}))
+    assert mapped.values["v"].value is None
+    [problem] = mapped.problems
+    assert problem.raw.startswith(f"path {path!r} failed: In function") and "left out" in problem.reason
+    # The next record, where the path works, fills the field.
+    fine = mapper.map_record(record("stripe", "customers", {"id": "cus_2", "metadata": {"v": ["a", "b"]}}))
+    assert fine.values["v"].value in ("2", "a, b") and fine.problems == ()

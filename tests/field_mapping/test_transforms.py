@@ -59,7 +59,10 @@ def test_transform_rejects_wrong_kind(transform: Any, raw: Any) -> None:
         transform(raw)
 
 
-@pytest.mark.parametrize("raw", [19.99, "19.99", Decimal("19.5"), "2000.5", float("inf")])
+@pytest.mark.parametrize(
+    "raw",
+    [19.99, "19.99", Decimal("19.5"), "2000.5", float("inf"), 10**30, "1e400"],  # last two: too many digits
+)
 def test_cents_to_amount_refuses_an_amount_that_is_not_whole_cents(raw: Any) -> None:
     with pytest.raises(TransformError, match="expected an integer amount in cents"):
         cents_to_amount(raw)
