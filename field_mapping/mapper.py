@@ -63,8 +63,10 @@ class Mapper:
         self.config = config
         self.region = config.identity.default_region
         self.registry = FieldRegistry(known, region=self.region)
-        # Field name -> the path key that owns it; None for a stored field not yet claimed.
-        self._owners: dict[str, str | None] = dict.fromkeys(self.registry.baseline)
+        # Field name -> the path key that owns it; None for a stored field any path may claim.
+        self._owners: dict[str, str | None] = {
+            name: _stored_owner(definition) for name, definition in self.registry.baseline.items()
+        }
         self._declared: dict[str, Mapping[str, FieldType]] = {"hubspot.contacts": HUBSPOT_CONTACT_TYPES}
         for key, types in (declared or {}).items():
             self._declared[key] = {**self._declared.get(key, {}), **types}
@@ -249,3 +251,19 @@ class Mapper:
         name = unique_name(candidate, key)
         self._owners.setdefault(name, key)
         return name
+
+
+def _stored_owner(definition: FieldDefinition) -> str | None:
+    """The path key a stored automatic field was made for (as `DictFlattener` names it), if known.
+
+    Two paths that sanitise to one name (`traits.first_name`, `traits.firstName`) would otherwise
+    swap names in a later run, whichever came first, and one field would hold both attributes.
+    Typeform's keys name the form, which a stored origin does not keep: those stay claimable.
+    """
+    origin = definition.origin
+    if origin.kind != "auto" or origin.source not in _PATH_KEYED:
+        return None
+    return f"{origin.source}.{origin.stream}:{origin.path}"
+
+
+_PATH_KEYED = frozenset(KNOWN_STREAMS) - {"typeform"}

@@ -96,6 +96,20 @@ def test_segmentio_identify(mapper: Mapper) -> None:
     assert mapped.values["segmentio_first_name"].origin.path == "traits.firstName"
 
 
+def test_two_paths_of_one_name_keep_their_fields_in_a_later_run(mapper: Mapper) -> None:
+    first = segmentio_identify(first_name="Ann", firstName="ANN-camel")
+    before = typed_values(mapper.map_record(record("segmentio", "users", first)))
+    assert before["segmentio_first_name"] == (T.STRING, "Ann")
+    [other] = [name for name in before if name.startswith("segmentio_first_name_")]
+    # The next run's mapper knows the stored fields; this time the camel-case path comes first.
+    later = Mapper(mapper.config, known=mapper.definitions())
+    again = segmentio_identify(firstName="BOB-camel", first_name="Bob")
+    mapped = later.map_record(record("segmentio", "users", again))
+    assert typed_values(mapped)["segmentio_first_name"] == (T.STRING, "Bob")
+    assert typed_values(mapped)[other] == (T.STRING, "BOB-camel")
+    assert not later.plan().create
+
+
 def test_include_and_exclude_patterns() -> None:
     config = FieldMappingConfig.model_validate(
         {
