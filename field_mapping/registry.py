@@ -62,6 +62,9 @@ class FieldRegistry:
         self.region = region
         self.baseline: dict[str, FieldDefinition] = {d.name: d for d in known}
         self._fields: dict[str, FieldState] = {n: FieldState(d) for n, d in self.baseline.items()}
+        # Counts every change to a definition (a field, a type, an enum option), so a store can
+        # tell whether its saved definitions are behind without comparing them.
+        self.revision = 0
 
     def __contains__(self, name: str) -> bool:
         return name in self._fields
@@ -79,9 +82,11 @@ class FieldRegistry:
             state = self._fields[definition.name] = FieldState(
                 definition, fixed=fixed, enum_max=enum_max, hint=hint
             )
+            self.revision += 1
             return state
         if fixed and state.type is not definition.type:
             state.retype(definition.type)
+            self.revision += 1
         state.fixed, state.enum_max, state.hint = fixed, enum_max, hint
         state.label, state.origin, state.wins = definition.label, definition.origin, definition.wins
         return state
@@ -110,6 +115,7 @@ class FieldRegistry:
             if len(state.options) >= state.enum_max and not state.fixed:
                 return self._widen(state, FieldType.STRING, raw, origin, widenings)
             state.options[value] = None
+            self.revision += 1
         return FieldValue(state.name, value, state.type, origin)
 
     def _widen(
@@ -117,6 +123,7 @@ class FieldRegistry:
     ) -> FieldValue:
         widenings.append(Widening(state.name, state.type, new, origin, _show(raw)))
         state.retype(new)
+        self.revision += 1
         try:
             value = state.convert(raw, self.region)
         except TransformError:

@@ -76,6 +76,7 @@ class PageStore:
         self.evaluate = evaluate
         self.endpoints = endpoints
         self._fields: dict[str, StoredField] | None = None
+        self._saved_revision = -1  # the mapper registry's revision the stored definitions are at
         # Mapping rules may say which source wins a field; the rest keep the latest record's value.
         # By field name: merges during identity resolution use them before the page's fields exist.
         self._wins: dict[str, Wins] = {r.field: r.wins for r in mapper.config.rules if r.wins != "latest"}
@@ -146,8 +147,12 @@ class PageStore:
                         _quarantined(r.source, r.stream, r.external_id, _NO_IDENTITY, payload, run_id, now)
                     )
         warnings: list[str] = []
-        if self._fields is None or any(m.created or m.widenings for m in mapped):
+        revision = self.mapper.registry.revision
+        if self._fields is None or revision != self._saved_revision:
+            # New fields, widened ones, and new enum options: an enum seen a few values per run
+            # must still reach its `enum_max_distinct` and widen, as one big run would.
             self._fields = save_definitions(conn, self.mapper.definitions(), now, warnings=warnings)
+            self._saved_revision = revision
         fields = self._fields
         rows, left_out = _field_rows(mapped, contact_ids, fields)
         wins = {fields[name].id: policy for name, policy in self._wins.items() if name in fields}

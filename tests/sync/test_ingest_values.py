@@ -15,7 +15,7 @@ from field_mapping.mapper import Mapper
 from field_mapping.model import FieldValue, MappedRecord
 from field_mapping.types import FieldType
 from sync.engine import BatchResult
-from sync.fields import load_fields
+from sync.fields import load_definitions, load_fields
 from sync.ingest import PageStore
 from sync.runs import start_run
 from sync.store.field_columns import fields_table
@@ -177,3 +177,17 @@ def test_a_value_its_field_column_cannot_hold_is_left_out_and_never_aborts_the_p
     ]
     with engine.connect() as conn:
         assert _held(conn, "age") == {}
+
+
+def test_an_enum_reaches_its_distinct_limit_across_runs_as_in_one_run(engine: Engine) -> None:
+    """New options are saved on any page, so small incremental runs count them like one big run."""
+    config = FieldMappingConfig.model_validate({"auto": {"stripe": {"enum_max_distinct": 5}}})
+    for run in range(3):
+        with engine.connect() as conn:
+            mapper = Mapper(config, known=load_definitions(conn))  # each run starts from the store
+        store = PageStore(mapper)
+        _store(engine, store, [_customer(0, tier="tier_0")])  # a run's first page: nothing new
+        _store(engine, store, [_customer(n, tier=f"tier_{n}") for n in range(run * 3 + 1, run * 3 + 4)])
+    with engine.connect() as conn:
+        tier = load_fields(conn)["stripe_customer_metadata_tier"]
+    assert tier.type is FieldType.STRING  # 10 distinct values over 3 runs, the limit 5
