@@ -12,8 +12,8 @@ from connectors.base import Source, Stream
 from connectors.config import HubSpotConfig
 from connectors.http import Retrier
 from connectors.hubspot.client import HubSpotApi, PropertyDefinition
+from connectors.hubspot.limits import portal_buckets
 from connectors.hubspot.streams import SEARCH_RESULT_CAP, HubSpotStream
-from connectors.ratelimit import TokenBucket
 from connectors.records import Record
 
 __all__ = ["DEFINITIONS_MAX_AGE", "SEARCH_RESULT_CAP", "HubSpotSource", "HubSpotStream", "PropertyDefinition"]
@@ -37,13 +37,18 @@ class HubSpotSource(Source):
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.api = HubSpotApi(
+        # HubSpot limits the portal, not a client: the server's webhook reads, each sync run and the
+        # push build Sources of their own, and all of them draw from one pair of buckets.
+        buckets = portal_buckets(
             access_token,
             config.base_url,
-            http,
-            retrier,
-            overall=TokenBucket(config.requests_per_second, clock=clock, sleep=retrier.sleep),
-            search=TokenBucket(config.search_requests_per_second, clock=clock, sleep=retrier.sleep),
+            requests_per_second=config.requests_per_second,
+            search_requests_per_second=config.search_requests_per_second,
+            clock=clock,
+            sleep=retrier.sleep,
+        )
+        self.api = HubSpotApi(
+            access_token, config.base_url, http, retrier, overall=buckets.overall, search=buckets.search
         )
         self._definitions: dict[str, list[PropertyDefinition]] = {}
         self._definitions_since: datetime | None = None

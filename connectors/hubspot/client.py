@@ -51,8 +51,9 @@ class HubSpotApi:
         search: TokenBucket,
     ) -> None:
         self.retrier = retrier
-        self._overall = overall
-        self._search = search
+        # Public, so callers can see which buckets (shared per portal, see limits.py) they draw from.
+        self.overall_bucket = overall
+        self.search_bucket = search
         pool = HttpxPoolManager(http, before_request=self._throttle)
         # The pool replaces urllib3 entirely, so the SDK's urllib3 retries never run; retries are ours.
         self._client = HubSpot(
@@ -63,9 +64,9 @@ class HubSpotApi:
         self._properties_api: Any = None
 
     def _throttle(self, method: str, url: str) -> None:
-        self._overall.acquire()
+        self.overall_bucket.acquire()
         if url.split("?", 1)[0].endswith("/search"):
-            self._search.acquire()
+            self.search_bucket.acquire()
 
     def search(self, object_type: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """One page of `POST /crm/v3/objects/{object_type}/search`."""

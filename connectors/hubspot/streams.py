@@ -1,17 +1,24 @@
-"""HubSpot object streams: search by last-modified time, ascending, with keyset cursors.
+"""HubSpot object streams: search by last-modified time, ascending, paged by time.
 
 Cursor (JSON): ``{"since": MS, "seen": {id: MS2}}`` -- objects whose last-modified time is
 ``>= MS`` (inclusive, epoch milliseconds), minus those whose id and time are in ``seen`` (already
 stored). An object modified again has a newer time and is pulled again: the boundary is
 de-duplicated by id + time, not by id alone. The first run and ``full=True`` start at 0.
 
-After every page ``since`` advances to the newest time on it, but never past ``now`` minus
-SEARCH_INDEX_LAG: HubSpot's search index lags writes by seconds, so an object modified just before
-a newer one may be indexed after it. Everything pulled inside that window stays in ``seen``, so the
-overlap is read again but not yielded again.
+Paging is by time, not by offset: each next page is a new search ``>= T``, T the newest time read
+so far in the run, and ``seen`` skips what the overlap at T reads again. HubSpot's ``after`` is an
+offset into a live result list: an object on an earlier page modified mid-run moves to its end and
+every later row shifts left, so an offset would jump over one. ``after`` is used only while a whole
+page shares T (time cannot advance past a tie); an object of that millisecond modified between
+those pages can still shift another past the offset, a window that needs ``page_size`` objects
+written in one millisecond. A search is read past its first page only in such a tie, so the
+10,000-result cap is reached only by 10,000 objects in one millisecond: a PermanentError.
 
-Search stops at 10,000 results per query; before reaching it the stream starts a new search from
-the cursor, which is the same as resuming.
+After every page ``since`` becomes T, but never later than ``now`` minus SEARCH_INDEX_LAG: HubSpot's
+search index lags writes by seconds, so an object modified just before a newer one may be indexed
+after it. Everything pulled inside that window stays in ``seen``, so the overlap is read again by
+the next run but not yielded again. Each page's Batch carries the cursor that covers it and every
+page before it, to be saved with its records.
 """
 
 from __future__ import annotations
@@ -79,36 +86,20 @@ class HubSpotStream(Stream):
     def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
         """Objects modified since the cursor, oldest first; see the module docstring."""
         state = None if full else decode_cursor(self.source, self.name, cursor)
-        try:
-            since = int(state["since"]) if state else 0
-            seen = {str(k): int(v) for k, v in state.get("seen", {}).items()} if state else {}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise unreadable_cursor(self.source, self.name, cursor) from exc
+        since, seen = self._since_and_seen(state, cursor)
         horizon = int((now - SEARCH_INDEX_LAG).timestamp() * 1000)
         properties = self.property_names()
-        query_since, paginator, in_query = since, HubSpotPaginator(), 0
+        # `at` is where the current search starts; unlike `since` it is not held back by the lag,
+        # or a run with a page's worth of objects inside the lag would search them again and again.
+        at, paginator, offset = since, HubSpotPaginator(), 0
         while True:
-            body = {
-                "filters": [
-                    {"property_name": self.cursor_field, "operator": "GTE", "value": str(query_since)}
-                ],
-                "sorts": [{"propertyName": self.cursor_field, "direction": "ASCENDING"}],
-                "properties": properties,
-                "limit": self.page_size,
-                "after": paginator.token,
-            }
-            page = self.api.search(self.name, body)
+            page = self.api.search(self.name, self._search_body(at, paginator.token, properties))
             results = require_list(self.source, page, "results")
             paginator.update(page)
-            records: list[Record] = []
-            newest = since
-            for obj in results:
-                stamp = self._stamp(obj)
-                if seen.get(str(obj["id"])) == stamp:
-                    continue
-                records.append(self._record(obj, stamp))
-                seen[str(obj["id"])] = stamp
-                newest = max(newest, stamp)
+            stamped = [(obj, self._stamp(obj)) for obj in results]
+            records = [self._record(o, t) for o, t in stamped if seen.get(str(o["id"])) != t]
+            seen.update((str(o["id"]), t) for o, t in stamped)
+            newest = max((t for _, t in stamped), default=at)
             since = max(since, min(newest, horizon))
             seen = {key: stamp for key, stamp in seen.items() if stamp >= since}
             yield Batch(
@@ -121,15 +112,35 @@ class HubSpotStream(Stream):
             )
             if paginator.finished:
                 return
-            in_query += len(results)
-            if in_query + self.page_size > self.search_cap:
-                if since == query_since:
-                    raise PermanentError(
-                        f"hubspot.{self.name}: more than {self.search_cap} objects modified at one "
-                        f"{self.cursor_field} value (or within the last {SEARCH_INDEX_LAG.seconds} s), "
-                        "which search cannot page past: retry later; if it persists, report it"
-                    )
-                query_since, paginator, in_query = since, HubSpotPaginator(), 0
+            offset += len(results)
+            if newest > at:
+                at, paginator, offset = newest, HubSpotPaginator(), 0
+            elif offset + self.page_size > self.search_cap:
+                raise PermanentError(
+                    f"hubspot.{self.name}: more than {self.search_cap} objects modified at one "
+                    f"{self.cursor_field} value ({at}), which search cannot page past: report it"
+                )
+
+    def _since_and_seen(
+        self, state: Mapping[str, Any] | None, cursor: str | None
+    ) -> tuple[int, dict[str, int]]:
+        """The cursor's `since` and `seen`, or (0, {}) for a full pull."""
+        try:
+            since = int(state["since"]) if state else 0
+            seen = {str(k): int(v) for k, v in state.get("seen", {}).items()} if state else {}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise unreadable_cursor(self.source, self.name, cursor) from exc
+        return since, seen
+
+    def _search_body(self, at: int, after: str | None, properties: list[str]) -> dict[str, Any]:
+        """One search for objects modified at or after `at`, oldest first, from offset `after`."""
+        return {
+            "filters": [{"property_name": self.cursor_field, "operator": "GTE", "value": str(at)}],
+            "sorts": [{"propertyName": self.cursor_field, "direction": "ASCENDING"}],
+            "properties": properties,
+            "limit": self.page_size,
+            "after": after,
+        }
 
     def read(self, ids: Sequence[str]) -> list[Record]:
         """The current state of the objects with these ids (batch read, 100 per request), as Records."""

@@ -54,7 +54,8 @@ def _pull(
 def test_full_pull_pages_to_the_end_oldest_first(fake: FakeHubSpot, sleep: FakeSleep) -> None:
     source = _source(fake, sleep)
     batches = _pull(source, None)
-    assert [[r.external_id for r in b.records] for b in batches] == [["1", "2", "3"], ["4", "5", "6"], ["7"]]
+    # Each page is a new search from the newest time read, which it reads again (and skips).
+    assert [[r.external_id for r in b.records] for b in batches] == [["1", "2", "3"], ["4", "5"], ["6", "7"]]
     assert json.loads(batches[-1].cursor or "") == {"since": BASE_MS + 6000, "seen": {"7": BASE_MS + 6000}}
     assert batches[0].records[0].payload["properties"]["email"] == "c0@x.io"
     body = fake.search_bodies[0]
@@ -65,7 +66,8 @@ def test_full_pull_pages_to_the_end_oldest_first(fake: FakeHubSpot, sleep: FakeS
     }
     assert body["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
     assert body["properties"] == ["email", "firstname", "lastmodifieddate", "plan"]
-    assert fake.search_bodies[1]["after"] == "3"
+    assert fake.search_bodies[1]["filterGroups"][0]["filters"][0]["value"] == str(BASE_MS + 2000)
+    assert not any(b.get("after") for b in fake.search_bodies)
     # The properties API is read once, and its request is counted on the first page.
     assert [r.url.path for r in fake.requests].count("/crm/v3/properties/contacts") == 1
     assert [b.requests for b in batches] == [2, 1, 1]
@@ -122,7 +124,7 @@ def test_resume_from_any_saved_cursor_matches_an_uninterrupted_pull(
         assert keys(run) == keys(whole)
 
 
-def test_search_cap_restarts_from_the_last_seen_value(fake: FakeHubSpot, sleep: FakeSleep) -> None:
+def test_paging_by_time_never_reaches_the_search_cap(fake: FakeHubSpot, sleep: FakeSleep) -> None:
     fake.cap = 6
     for n in range(8, 21):
         fake.put("contacts", f"{n}", BASE_MS + 10_000 + n)
@@ -133,8 +135,17 @@ def test_search_cap_restarts_from_the_last_seen_value(fake: FakeHubSpot, sleep: 
     batches = _pull(source, None)
     assert sorted(int(k[1]) for k in keys(batches)) == list(range(1, 21))
     assert len({k[1] for k in keys(batches)}) == len(keys(batches))
-    restarts = [b["filterGroups"][0]["filters"][0]["value"] for b in fake.search_bodies if not b.get("after")]
-    assert restarts == ["0", str(BASE_MS + 5000), str(BASE_MS + 10_011), str(BASE_MS + 10_016)]
+    assert not any(b.get("after") for b in fake.search_bodies)
+
+
+def test_a_tie_longer_than_a_page_is_paged_by_offset(fake: FakeHubSpot, sleep: FakeSleep) -> None:
+    for n in range(8, 13):
+        fake.put("contacts", f"{n}", BASE_MS + 4000)  # six contacts in one millisecond, with "5"
+    batches = _pull(_source(fake, sleep), None)
+    assert [k[1] for k in keys(batches)] == ["1", "2", "3", "4", "10", "11", "12", "5", "8", "9", "6", "7"]
+    ties = [(b["filterGroups"][0]["filters"][0]["value"], b.get("after")) for b in fake.search_bodies]
+    tie = str(BASE_MS + 4000)
+    assert ties == [("0", None), (str(BASE_MS + 2000), None), (tie, None), (tie, "3"), (tie, "6")]
 
 
 def test_cap_without_progress_is_a_clear_error(sleep: FakeSleep) -> None:
@@ -161,12 +172,12 @@ def test_companies_use_hs_lastmodifieddate(fake: FakeHubSpot, sleep: FakeSleep) 
 def test_search_is_throttled_by_both_buckets(fake: FakeHubSpot, sleep: FakeSleep) -> None:
     for n in range(8, 40):
         fake.put("contacts", f"{n}", BASE_MS + 10_000 + n)
-    source = _source(fake, sleep, page_size=1, requests_per_second=9.0, search_requests_per_second=4.0)
+    source = _source(fake, sleep, page_size=2, requests_per_second=9.0, search_requests_per_second=4.0)
     batches = _pull(source, None)
     searches = sum(b.requests for b in batches) - 1
     # The properties read goes at once, the first search 1/9 s later (the overall bucket), then the
     # 4/s search bucket sets the pace: one search every quarter second, never 5 in one second.
-    assert searches == 39
+    assert searches == 38
     assert sleep.now - 1000.0 == pytest.approx(1 / 9 + (searches - 1) / 4.0, abs=0.01)
 
 
@@ -218,3 +229,51 @@ def test_the_cursor_stays_behind_the_search_index_lag(fake: FakeHubSpot, sleep: 
     again = _pull(source, cursor)
     assert [k[1] for k in keys(again)] == ["21"]
     assert keys(_pull(source, again[-1].cursor)) == []
+
+
+def test_a_contact_edited_between_pages_shifts_no_other_past_the_pull(
+    fake: FakeHubSpot, sleep: FakeSleep
+) -> None:
+    pulled: list[str] = []
+    for n, batch in enumerate(_source(fake, sleep).stream("contacts").pull(None, now=NOW)):
+        pulled.extend(r.external_id for r in batch.records)
+        if n == 0:
+            # Moves to the end of the ascending search: an offset would now skip contact 4.
+            fake.put("contacts", "2", BASE_MS + 9000, email="edited@x.io")
+    assert sorted(set(pulled)) == ["1", "2", "3", "4", "5", "6", "7"]
+    assert pulled[-1] == "2"
+
+
+def _source_for(token: str, base_url: str, sleep: FakeSleep) -> HubSpotSource:
+    connectors = ConnectorsConfig(hubspot=HubSpotConfig(enabled=True, base_url=base_url))
+    source = build_source("hubspot", connectors, token, httpx.Client(), sleep=sleep, clock=sleep.clock)
+    assert isinstance(source, HubSpotSource)
+    return source
+
+
+def test_sources_of_one_portal_draw_from_the_same_buckets(sleep: FakeSleep) -> None:
+    # The server's webhook reads, a sync run and the push each build a Source for one portal.
+    first, second = (_source_for("pat-1", HUBSPOT_URL, sleep) for _ in range(2))
+    assert first.api.overall_bucket is second.api.overall_bucket
+    assert first.api.search_bucket is second.api.search_bucket
+    assert first.api.search_bucket is not first.api.overall_bucket
+
+
+@pytest.mark.parametrize(
+    ("token", "base_url"), [("pat-2", HUBSPOT_URL), ("pat-1", "https://eu1.hubspot.test")]
+)
+def test_another_token_or_host_has_buckets_of_its_own(sleep: FakeSleep, token: str, base_url: str) -> None:
+    first, other = _source_for("pat-1", HUBSPOT_URL, sleep), _source_for(token, base_url, sleep)
+    assert first.api.overall_bucket is not other.api.overall_bucket
+    assert first.api.search_bucket is not other.api.search_bucket
+
+
+def test_a_search_through_one_source_takes_the_token_of_the_other(
+    fake: FakeHubSpot, sleep: FakeSleep
+) -> None:
+    first, second = _source(fake, sleep), _source(fake, sleep)
+    first.property_definitions("contacts")
+    assert sleep.calls == []
+    second.property_definitions("contacts")
+    # The one token the shared bucket held went to the first Source: the second waited for its own.
+    assert len(sleep.calls) == 1

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.contacts import (
@@ -28,7 +31,8 @@ from hubspot.crm.properties import (
 )
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 
-from crmhub.sandbox import Sandbox, credentials
+from connectors import ConnectorsConfig, build_source
+from crmhub.sandbox import Sandbox, SandboxServer, credentials
 from crmhub.sandbox.hubspot_store import parse_time_ms
 
 
@@ -287,3 +291,45 @@ def test_a_value_a_property_cannot_hold_is_a_400_until_the_property_is_retyped(
     )
     write("many")
     assert sandbox.world.hubspot.objects["contacts"][int(contact_id)].properties["crmhub_seats"] == "many"
+
+
+@pytest.fixture
+def own() -> Iterator[tuple[Sandbox, str]]:
+    """A small sandbox of this test's own, for tests that change its contacts."""
+    box = Sandbox(people=40, seed=3)
+    with SandboxServer(box) as server:
+        yield box, server.url
+
+
+def _edit(client: HubSpot, contact_id: str) -> None:
+    inputs = [SimplePublicObjectBatchInput(id=contact_id, properties={"lastname": "Edited mid-sync"})]
+    client.crm.contacts.batch_api.update(
+        batch_input_simple_public_object_batch_input=BatchInputSimplePublicObjectBatchInput(inputs=inputs)
+    )
+
+
+def test_an_edit_between_search_pages_shifts_the_offset_as_in_hubspot(own: tuple[Sandbox, str]) -> None:
+    client = HubSpot(access_token=credentials.HUBSPOT_ACCESS_TOKEN, host=own[1])
+    ranked = [r.id for r in _search(client, 0, 200, None).results]
+    first = _search(client, 0, 10, None)
+    _edit(client, first.results[1].id)
+    second = _search(client, 0, 10, first.paging.next.after)
+    # The edited contact moved to the end, so offset 10 now starts at what was the 12th.
+    assert [r.id for r in second.results] == ranked[11:21]
+
+
+def test_a_pull_misses_no_contact_edited_between_its_pages(own: tuple[Sandbox, str]) -> None:
+    box, url = own
+    client = HubSpot(access_token=credentials.HUBSPOT_ACCESS_TOKEN, host=url)
+    config = ConnectorsConfig.model_validate(
+        {"hubspot": {"enabled": True, "base_url": url, "page_size": 10, "properties": ["email"]}}
+    )
+    with httpx.Client(timeout=10) as http:
+        source = build_source("hubspot", config, credentials.HUBSPOT_ACCESS_TOKEN, http, sleep=lambda _: None)
+        pulled: list[str] = []
+        now = datetime.fromtimestamp(box.world.now, tz=UTC)
+        for n, batch in enumerate(source.stream("contacts").pull(None, now=now)):
+            pulled.extend(r.external_id for r in batch.records)
+            if n == 0:
+                _edit(client, batch.records[1].external_id)
+    assert set(pulled) == {str(i) for i in box.world.hubspot.objects["contacts"]}
