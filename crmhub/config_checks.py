@@ -2,8 +2,8 @@
 
 Run by `crmhub check`, as they need the environment or the store: endpoints naming segments and
 fields that do not exist, consent read from an unknown source, webhook secrets that are not
-`whsec_` secrets, a Typeform connector with no form. (Channel names are checked wherever the
-configuration loads: crmhub.channels.)
+`whsec_` secrets, a Typeform connector with no form. (Mapping rules that could never fill their field:
+crmhub.mapping_checks. Channel names are checked wherever the configuration loads: crmhub.channels.)
 """
 
 from __future__ import annotations

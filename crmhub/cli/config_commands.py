@@ -14,6 +14,7 @@ from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_confi
 from crmhub.cli._output import console, emit_json, print_error, print_table
 from crmhub.config_checks import reference_problems, secret_format_problems
 from crmhub.example import example_config_text
+from crmhub.mapping_checks import mapping_problems
 from crmhub.settings import ConfigError, Settings, missing_secrets
 from crmhub.wiring import leftovers, pull_source_names, push_problems, rule_field_problems, stored_field_names
 from sync.schedule import jobs
@@ -48,6 +49,7 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
                 *secret_format_problems(settings, os.environ),
                 *field_problems,
                 *reference_problems(settings, stored_field_names(settings)),
+                *mapping_problems(settings),
                 *push_problems(settings),
             ]
             if problems:
