@@ -49,10 +49,28 @@ class CliContext:
         return settings
 
     def engine(self, settings: Settings, *, migrate: bool | None = None) -> Engine:
-        """Open the store and make sure its schema is current."""
+        """Open the store and make sure its schema is current; say so when that made a new SQLite file."""
         engine = create_store_engine(settings.database.url)
+        new_file = _missing_sqlite_file(engine)
         ensure_schema(engine, migrate=settings.database.migrate_on_start if migrate is None else migrate)
+        if new_file is not None and new_file.exists():
+            # A relative path follows the current directory: run elsewhere, the data seems gone.
+            relative = "" if Path(str(engine.url.database)).is_absolute() else ", relative to this directory"
+            errors.print(
+                f"[yellow]note[/] no store at {new_file} yet (database.url{relative}): created an empty "
+                "one; `crmhub sync` fills it",
+                soft_wrap=True,
+            )
         return engine
+
+
+def _missing_sqlite_file(engine: Engine) -> Path | None:
+    """The SQLite file `engine` would create on first use, or None (it exists, or is not a file)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or engine.url.query:
+        return None
+    path = Path(database).resolve()
+    return None if path.exists() else path
 
 
 _invocation: ContextVar[CliContext | None] = ContextVar("crmhub_invocation", default=None)

@@ -186,3 +186,21 @@ def test_a_configuration_error_found_by_sync_names_the_file(config: Path) -> Non
     assert result.exit_code == 2, result.output
     assert f"configuration error in {config}" in result.output
     assert "STRIPE_API_KEY to hold the secret, found it set but empty" in result.output
+
+
+def test_a_command_that_creates_the_store_says_where_once(config: Path, tmp_path: Path) -> None:
+    first = _run(config, "segments")
+    assert first.exit_code == 0, first.output
+    note = " ".join(first.stderr.split())
+    assert f"note no store at {tmp_path / 'hub.db'} yet (database.url): created an empty one" in note
+    again = _run(config, "segments")
+    assert "no store at" not in again.stderr
+
+
+def test_a_relative_store_path_is_named_relative_to_this_directory(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _run(config, "segments", env={"CRMHUB_DATABASE__URL": "sqlite:///elsewhere.db"})
+    note = " ".join(result.stderr.split())
+    assert f"no store at {tmp_path / 'elsewhere.db'} yet (database.url, relative to this directory)" in note
