@@ -12,8 +12,10 @@ from connectors.records import ContactEvent, Record
 
 __all__ = [
     "DELETING_EVENTS",
+    "PREVIEW_EVENTS",
     "event_record",
     "identities",
+    "is_preview",
     "object_record",
     "paid_invoice_event",
     "stripe_event",
@@ -22,6 +24,9 @@ __all__ = [
 
 # Only these mean the object is gone; `customer.subscription.deleted` is a cancellation (status canceled).
 DELETING_EVENTS = frozenset({"customer.deleted", "invoice.deleted"})
+# These carry a preview of an object that does not exist yet: `invoice.upcoming`'s invoice has no id
+# (or, at some API versions, an `upcoming_in_...` id that names nothing), so it is never a Record.
+PREVIEW_EVENTS = frozenset({"invoice.upcoming"})
 
 # Copied into ContactEvent.properties when present, so segment rules need not dig in payloads.
 _EVENT_PROPERTIES = ("amount", "amount_paid", "amount_due", "currency", "status", "total")
@@ -85,8 +90,16 @@ def object_record(stream: str, obj: Mapping[str, Any], *, seen_at: datetime) -> 
     )
 
 
-def validate_event(event: Any) -> Mapping[str, Any]:
-    """An event with the keys we rely on, or a MalformedPageError."""
+def is_preview(event: Mapping[str, Any]) -> bool:
+    """Whether the event's object is a preview (PREVIEW_EVENTS): no object of its id exists."""
+    return event["type"] in PREVIEW_EVENTS
+
+
+def validate_event(event: Any, *, previews: bool = False) -> Mapping[str, Any]:
+    """An event with the keys we rely on, or a MalformedPageError; `previews` admits id-less previews.
+
+    A caller passing `previews=True` must make no Record of a preview (see `is_preview`).
+    """
     data = event.get("data") if isinstance(event, Mapping) else None
     obj = data.get("object") if isinstance(data, Mapping) else None
     if (
@@ -95,7 +108,7 @@ def validate_event(event: Any) -> Mapping[str, Any]:
         or not isinstance(event.get("created"), int)
         or not isinstance(event.get("type"), str)
         or not isinstance(obj, Mapping)
-        or not isinstance(obj.get("id"), str)
+        or not (isinstance(obj.get("id"), str) or (previews and is_preview(event)))
     ):
         raise MalformedPageError(
             "stripe: /v1/events: malformed page: an event lacks id, created, type or data.object.id: "
@@ -131,7 +144,9 @@ def stripe_event(event: Mapping[str, Any]) -> ContactEvent | None:
     # An invoice is paid once: keyed by the invoice, the payment is one event however it was
     # learnt (the invoice list, the event history, a webhook).
     key = obj["id"] if event["type"] == _PAID else event["id"]
-    return _contact_event(obj, str(event["type"]), str(key), event["created"])
+    # A preview's id, when it has one, names no stored object: a rule must not join on it.
+    object_id = None if is_preview(event) else str(obj["id"])
+    return _contact_event(obj, str(event["type"]), str(key), event["created"], object_id)
 
 
 def paid_invoice_event(invoice: Mapping[str, Any]) -> ContactEvent | None:
@@ -144,14 +159,18 @@ def paid_invoice_event(invoice: Mapping[str, Any]) -> ContactEvent | None:
     paid_at = transitions.get("paid_at") if isinstance(transitions, Mapping) else None
     if invoice.get("status") != "paid" or not isinstance(paid_at, int):
         return None
-    return _contact_event(invoice, _PAID, str(invoice["id"]), paid_at)
+    return _contact_event(invoice, _PAID, str(invoice["id"]), paid_at, str(invoice["id"]))
 
 
-def _contact_event(obj: Mapping[str, Any], name: str, key: str, created: int) -> ContactEvent | None:
+def _contact_event(
+    obj: Mapping[str, Any], name: str, key: str, created: int, object_id: str | None
+) -> ContactEvent | None:
     who = identities(obj)
     if not who:
         return None
-    properties = {"object": obj.get("object"), "object_id": obj["id"]}
+    properties: dict[str, Any] = {"object": obj.get("object")}
+    if object_id is not None:
+        properties["object_id"] = object_id
     properties.update({k: obj[k] for k in _EVENT_PROPERTIES if obj.get(k) is not None})
     return ContactEvent(
         source="stripe",

@@ -10,13 +10,18 @@ Cursor (JSON), one of three phases:
   count too.
 * ``{"phase": "history", "since": T0, "seen": [evt ids], "after": ID|null}`` -- the events of the 30
   days Stripe keeps, up to T0, walked newest first and resumed like the list: they become contact
-  events only (`invoice.paid` of last week is what "paid in the last 7 days" needs on the first
-  sync), as the list already gave each object's state at T0. Stored events are skipped by their id,
-  so a page walked twice changes nothing. The last page saves the events cursor below with
-  ``since = T0`` and the same ``seen``.
+  events (`invoice.paid` of last week is what "paid in the last 7 days" needs on the first
+  sync), and Records only for deletions (`customer.deleted`, ...): the list already gave the state
+  at T0 of every object still there, but says nothing of those deleted, which a store from before a
+  `--full` or a fallback still holds as they were. Stored events are skipped by their id, and a
+  deletion is dated by its event, so a page walked twice stores nothing new. The last page saves
+  the events cursor below with ``since = T0`` and the same ``seen``.
 * ``{"phase": "events", "since": T, "seen": [evt ids]}`` -- events with ``created >= T`` (inclusive),
   minus the ids in ``seen`` (the events at second T already stored: several share a second).
   Events are applied oldest first, so the last Record of an object is its newest state.
+
+In every phase, an event whose object is a preview (`invoice.upcoming`, PREVIEW_EVENTS) is a contact
+event only: its invoice does not exist yet, and has no id to store it by.
 
 No cursor, ``full=True``, or an events cursor older than the 30 days Stripe keeps events: a new
 backfill; the fallback is flagged on the first Batch (``fallback_reason``) and logged.
@@ -47,6 +52,7 @@ from connectors.records import Batch, ContactEvent, Record
 from connectors.stripe.client import API_VERSION, StripeApi
 from connectors.stripe.mapping import (
     event_record,
+    is_preview,
     object_record,
     paid_invoice_event,
     stripe_event,
@@ -214,20 +220,22 @@ class StripeStream(Stream):
         yield from self._history(started, seen, None)
 
     def _history(self, until: int, seen: set[str], after: str | None) -> Iterator[Batch]:
-        """The kept events up to `until`, newest first, as contact events; then the events cursor."""
+        """The kept events up to `until`, newest first, as contact events and deletions; then events."""
         paginator = StripePaginator(after)
         params = {"limit": self.page_size, "created": {"lte": until}, **self.kind.event_params}
         while not paginator.finished:
             page = self.api.get("/v1/events", {**params, **paginator.params()})
-            events = [validate_event(e) for e in require_list(self.source, page, "data")]
+            events = [validate_event(e, previews=True) for e in require_list(self.source, page, "data")]
             paginator.update(page)
             state: dict[str, Any] = {"phase": "events", "since": until, "seen": sorted(seen)}
             if not paginator.finished:
                 state = {"phase": "history", "since": until, "seen": sorted(seen), "after": paginator.token}
+            mine = self._mine(events)
             yield Batch(
                 source=self.source,
                 stream=self.name,
-                events=self._contact_events(self._mine(events)),
+                records=_last_per_object([r for r in self._records(mine) if r.deleted]),
+                events=self._contact_events(mine),
                 cursor=encode_cursor(state),
                 requests=self.api.retrier.take_attempts(),
                 full=True,
@@ -241,7 +249,7 @@ class StripeStream(Stream):
         fetched = 0
         while not paginator.finished:
             page = self.api.get("/v1/events", {**params, **paginator.params()})
-            events = [validate_event(e) for e in require_list(self.source, page, "data")]
+            events = [validate_event(e, previews=True) for e in require_list(self.source, page, "data")]
             paginator.update(page)
             fetched += len(events)
             # A full deque drops from the left, where the newest events are: those come back next sweep.
@@ -285,7 +293,7 @@ class StripeStream(Stream):
         return Batch(
             source=self.source,
             stream=self.name,
-            records=_last_per_object([event_record(self.name, e) for e in mine]),
+            records=_last_per_object(self._records(mine)),
             events=self._contact_events(mine),
             cursor=encode_cursor({"phase": "events", "since": since, "seen": sorted(seen)}),
             requests=requests,
@@ -309,6 +317,10 @@ class StripeStream(Stream):
     def _mine(self, events: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """The events about this stream's kind of object."""
         return [e for e in events if e["data"]["object"].get("object") == self.kind.object]
+
+    def _records(self, events: list[Mapping[str, Any]]) -> list[Record]:
+        """The events' objects as Records; previews are left out, as no such object exists yet."""
+        return [event_record(self.name, e) for e in events if not is_preview(e)]
 
     def _contact_events(self, events: list[Mapping[str, Any]]) -> list[ContactEvent]:
         """The events as things people did; events naming no one are left out."""

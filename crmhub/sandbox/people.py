@@ -76,11 +76,15 @@ def format_phone(rng: random.Random, e164: str) -> str:
     return f"+1 {national[:3]} {national[3:6]} {national[6:]}"
 
 
-def generate_people(count: int, seed: int, now: int) -> list[Person]:
-    """`count` people spread over the sources, overlapping, deterministic for `(count, seed, now)`."""
+def generate_people(count: int, seed: int, now: int, *, start: int = 0) -> list[Person]:
+    """`count` people spread over the sources, overlapping, deterministic for `(count, seed, now)`.
+
+    Their indexes (in e-mails and phone numbers) run from `start`, so people added later (a tick's
+    new signups) do not take the e-mail or phone of person 0.
+    """
     rng = random.Random(f"people:{seed}")
     people: list[Person] = []
-    for index in range(count):
+    for index in range(start, start + count):
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         domain = rng.choice(_DOMAINS)
         email = f"{first}.{last}{index}@{domain}".lower()

@@ -304,6 +304,36 @@ class StripeStore:
 
     def new_invoice(self, subscription: StripeObject, created: int, paid: bool) -> StripeObject:
         """An invoice for one period of `subscription`, paid or still open."""
+        invoice_id = random_id(self.rng, "in_", 24)
+        return self.add("invoices", self._invoice(subscription, created, paid, invoice_id))
+
+    def upcoming_invoice(self, subscription: StripeObject, due: int) -> JSON:
+        """The preview an `invoice.upcoming` carries of the invoice `subscription` makes at `due`; not stored.
+
+        As on Stripe, it has no id (the invoice does not exist yet) and no list shows it.
+        """
+        preview = self._invoice(subscription, due, False, "upcoming")
+        del preview["id"]
+        preview["lines"]["data"][0]["invoice"] = None
+        preview["lines"]["url"] = "/v1/invoices/upcoming/lines"
+        never = dict.fromkeys(preview["status_transitions"])
+        return preview | {
+            "attempt_count": 0,
+            "attempted": False,
+            "auto_advance": False,
+            "billing_reason": "upcoming",
+            "effective_at": None,
+            "hosted_invoice_url": None,
+            "invoice_pdf": None,
+            "next_payment_attempt": due,
+            "number": None,
+            "status": "draft",
+            "status_transitions": never,
+            "webhooks_delivered_at": None,
+        }
+
+    def _invoice(self, subscription: StripeObject, created: int, paid: bool, invoice_id: str) -> JSON:
+        """The invoice `invoice_id` of `subscription` for the period ending at `created`."""
         sub = subscription.data
         price = sub["items"]["data"][0]["price"]
         amount = int(price["unit_amount"])
@@ -311,7 +341,6 @@ class StripeStore:
         email = customer.data["email"] if customer else None
         name = customer.data["name"] if customer else None
         phone = customer.data["phone"] if customer else None
-        invoice_id = random_id(self.rng, "in_", 24)
         line = {
             "id": random_id(self.rng, "il_", 24),
             "object": "line_item",
@@ -326,109 +355,106 @@ class StripeStore:
             "quantity": 1,
             "subtotal": amount,
         }
-        return self.add(
-            "invoices",
-            {
-                "id": invoice_id,
-                "object": "invoice",
-                "account_country": "US",
-                "amount_due": amount,
-                "amount_paid": amount if paid else 0,
-                "amount_remaining": 0 if paid else amount,
-                "attempt_count": 1,
-                "attempted": True,
-                "billing_reason": "subscription_cycle",
-                "collection_method": "charge_automatically",
-                "created": created,
-                "currency": "usd",
-                "customer": sub["customer"],
-                "customer_email": email,
-                "lines": {
-                    "object": "list",
-                    "data": [line],
-                    "has_more": False,
-                    "url": f"/v1/invoices/{invoice_id}/lines",
-                },
-                "livemode": False,
-                "metadata": {},
-                "number": f"{random_id(self.rng, '', 8).upper()}-0001",
-                "parent": {
-                    "type": "subscription_details",
-                    "subscription_details": {"metadata": {}, "subscription": sub["id"]},
-                },
-                "period_end": created,
-                "period_start": created - 30 * 86400,
-                "status": "paid" if paid else "open",
-                "status_transitions": {
-                    "finalized_at": created,
-                    "marked_uncollectible_at": None,
-                    "paid_at": created + 60 if paid else None,
-                    "voided_at": None,
-                },
-                "subscription": sub["id"],
-                "subtotal": amount,
-                "total": amount,
-                "account_name": "crmhub sandbox",
-                "account_tax_ids": None,
-                "amount_overpaid": 0,
-                "amount_shipping": 0,
-                "application": None,
-                "auto_advance": not paid,
-                "automatic_tax": {
-                    "disabled_reason": None,
-                    "enabled": False,
-                    "liability": None,
-                    "provider": None,
-                    "status": None,
-                },
-                "automatically_finalizes_at": None,
-                "custom_fields": None,
-                "customer_account": None,
-                "customer_address": None,
-                "customer_name": name,
-                "customer_phone": phone,
-                "customer_shipping": None,
-                "customer_tax_exempt": "none",
-                "customer_tax_ids": [],
-                "default_payment_method": None,
-                "default_source": None,
-                "default_tax_rates": [],
-                "description": None,
-                "discounts": [],
-                "due_date": None,
-                "effective_at": created,
-                "ending_balance": 0,
-                "footer": None,
-                "from_invoice": None,
-                "hosted_invoice_url": f"https://invoice.stripe.com/i/sandbox/{invoice_id}",
-                "invoice_pdf": f"https://pay.stripe.com/invoice/sandbox/{invoice_id}/pdf",
-                "issuer": {"type": "self"},
-                "last_finalization_error": None,
-                "latest_revision": None,
-                "next_payment_attempt": None if paid else created + 3 * 86400,
-                "on_behalf_of": None,
-                "payment_settings": {
-                    "default_mandate": None,
-                    "payment_method_options": None,
-                    "payment_method_types": None,
-                },
-                "post_payment_credit_notes_amount": 0,
-                "pre_payment_credit_notes_amount": 0,
-                "receipt_number": None,
-                "rendering": None,
-                "shipping_cost": None,
-                "shipping_details": None,
-                "starting_balance": 0,
-                "statement_descriptor": None,
-                "subtotal_excluding_tax": amount,
-                "test_clock": None,
-                "total_discount_amounts": [],
-                "total_excluding_tax": amount,
-                "total_pretax_credit_amounts": [],
-                "total_taxes": [],
-                "webhooks_delivered_at": created,
+        return {
+            "id": invoice_id,
+            "object": "invoice",
+            "account_country": "US",
+            "amount_due": amount,
+            "amount_paid": amount if paid else 0,
+            "amount_remaining": 0 if paid else amount,
+            "attempt_count": 1,
+            "attempted": True,
+            "billing_reason": "subscription_cycle",
+            "collection_method": "charge_automatically",
+            "created": created,
+            "currency": "usd",
+            "customer": sub["customer"],
+            "customer_email": email,
+            "lines": {
+                "object": "list",
+                "data": [line],
+                "has_more": False,
+                "url": f"/v1/invoices/{invoice_id}/lines",
             },
-        )
+            "livemode": False,
+            "metadata": {},
+            "number": f"{random_id(self.rng, '', 8).upper()}-0001",
+            "parent": {
+                "type": "subscription_details",
+                "subscription_details": {"metadata": {}, "subscription": sub["id"]},
+            },
+            "period_end": created,
+            "period_start": created - 30 * 86400,
+            "status": "paid" if paid else "open",
+            "status_transitions": {
+                "finalized_at": created,
+                "marked_uncollectible_at": None,
+                "paid_at": created + 60 if paid else None,
+                "voided_at": None,
+            },
+            "subscription": sub["id"],
+            "subtotal": amount,
+            "total": amount,
+            "account_name": "crmhub sandbox",
+            "account_tax_ids": None,
+            "amount_overpaid": 0,
+            "amount_shipping": 0,
+            "application": None,
+            "auto_advance": not paid,
+            "automatic_tax": {
+                "disabled_reason": None,
+                "enabled": False,
+                "liability": None,
+                "provider": None,
+                "status": None,
+            },
+            "automatically_finalizes_at": None,
+            "custom_fields": None,
+            "customer_account": None,
+            "customer_address": None,
+            "customer_name": name,
+            "customer_phone": phone,
+            "customer_shipping": None,
+            "customer_tax_exempt": "none",
+            "customer_tax_ids": [],
+            "default_payment_method": None,
+            "default_source": None,
+            "default_tax_rates": [],
+            "description": None,
+            "discounts": [],
+            "due_date": None,
+            "effective_at": created,
+            "ending_balance": 0,
+            "footer": None,
+            "from_invoice": None,
+            "hosted_invoice_url": f"https://invoice.stripe.com/i/sandbox/{invoice_id}",
+            "invoice_pdf": f"https://pay.stripe.com/invoice/sandbox/{invoice_id}/pdf",
+            "issuer": {"type": "self"},
+            "last_finalization_error": None,
+            "latest_revision": None,
+            "next_payment_attempt": None if paid else created + 3 * 86400,
+            "on_behalf_of": None,
+            "payment_settings": {
+                "default_mandate": None,
+                "payment_method_options": None,
+                "payment_method_types": None,
+            },
+            "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0,
+            "receipt_number": None,
+            "rendering": None,
+            "shipping_cost": None,
+            "shipping_details": None,
+            "starting_balance": 0,
+            "statement_descriptor": None,
+            "subtotal_excluding_tax": amount,
+            "test_clock": None,
+            "total_discount_amounts": [],
+            "total_excluding_tax": amount,
+            "total_pretax_credit_amounts": [],
+            "total_taxes": [],
+            "webhooks_delivered_at": created,
+        }
 
     def new_charge(self, invoice: StripeObject, succeeded: bool) -> StripeObject:
         """The card charge that paid (or failed to pay) `invoice`."""

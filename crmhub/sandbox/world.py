@@ -48,6 +48,8 @@ SUBSCRIPTION_STATUSES = (
 _STATUS_WEIGHTS = (50, 10, 8, 12, 4, 4, 3, 4)
 _PLANS = (("Basic", 900, "basic"), ("Pro", 2900, "pro"), ("Enterprise", 9900, "enterprise"))
 _INVOICE_HISTORY_MONTHS = 6
+# Stripe sends `invoice.upcoming` this many days before a subscription invoices (an account setting).
+UPCOMING_DAYS = 3
 _PRODUCT_EVENTS = ("Logged In", "Feature Used", "Report Exported", "Order Completed", "Invite Sent")
 
 
@@ -191,7 +193,33 @@ class World:
             when = self.now - month * 30 * DAY - self.rng.randrange(DAY)
             if when < created:
                 continue
+            # A renewal is announced; the first invoice, days after subscribing, may not be.
+            if when - UPCOMING_DAYS * DAY >= created:
+                self._announce(sub, when, report)
             self._invoice(sub, when, paid=not (failing and month == 0), report=report)
+
+    def _announce(self, sub: StripeObject, due: int, report: TickReport | None) -> None:
+        """The `invoice.upcoming` of the invoice `sub` makes at `due`, UPCOMING_DAYS before it."""
+        at = due - UPCOMING_DAYS * DAY
+        # Checked here too, before building the preview: most generated renewals are months old.
+        if at >= self.now - EVENT_RETENTION_SECONDS or report is not None:
+            preview = self.stripe.upcoming_invoice(sub, due)
+            # Listed, not sent as a webhook: a Stripe endpoint gets only the types it subscribes to,
+            # and crmhub's (webhooks.inbound) still refuses an event whose object has no id.
+            self._event("invoice.upcoming", preview, at, report, notify=False)
+
+    def _announce_renewal(self, sub: StripeObject, report: TickReport) -> None:
+        """On the day an active or trialing `sub` comes within UPCOMING_DAYS of invoicing, announce it."""
+        data = sub.data
+        if data["status"] == "active":
+            due = data["items"]["data"][0]["current_period_end"]
+        elif data["status"] == "trialing":
+            due = data["trial_end"]
+        else:
+            return
+        # A tick moves the clock a day at a time, so exactly one day sees each announcement.
+        if due is not None and self.now - DAY < due - UPCOMING_DAYS * DAY <= self.now:
+            self._announce(sub, due, report)
 
     def _invoice(self, sub: StripeObject, when: int, paid: bool, report: TickReport | None) -> None:
         # The charge follows its invoice by a minute; neither may be dated after the sandbox clock.
@@ -210,6 +238,8 @@ class World:
         when: int,
         report: TickReport | None,
         previous: dict[str, Any] | None = None,
+        *,
+        notify: bool = True,
     ) -> None:
         # Events older than Stripe's retention are never listed, so generating them would only cost memory.
         if when < self.now - EVENT_RETENTION_SECONDS and report is None:
@@ -217,7 +247,8 @@ class World:
         event = self.stripe.new_event(kind, obj, when, previous)
         if report is not None:
             report.count(f"stripe.{kind}")
-            report.notifications.append(Notification("stripe", event.data))
+            if notify:
+                report.notifications.append(Notification("stripe", event.data))
 
     def _product_event(self, person: Person, kind: str, when: int) -> None:
         message: dict[str, Any] = {
@@ -303,6 +334,7 @@ class World:
             self._delete_a_customer(report)
 
     def _advance_subscription(self, sub: StripeObject, report: TickReport) -> None:
+        self._announce_renewal(sub, report)
         data, rng = sub.data, self.rng
         status = data["status"]
         previous: dict[str, Any] = {}
@@ -367,12 +399,8 @@ class World:
             )
 
     def _new_person(self, report: TickReport) -> None:
-        index = len(self.people)
-        person = generate_people(1, self.rng.randrange(10**9), self.now)[0]
-        person.index, person.created = index, self.now - self.rng.randrange(120, DAY)
-        person.email = person.email.replace("0@", f"{index}@", 1)
-        for key in [k for k in person.variants if k.endswith(".email")]:
-            person.variants[key] = messy_email(self.rng, person.email)
+        person = generate_people(1, self.rng.randrange(10**9), self.now, start=len(self.people))[0]
+        person.created = self.now - self.rng.randrange(120, DAY)
         self.people.append(person)
         report.count("people.created")
         self._add_person(person, report=report)

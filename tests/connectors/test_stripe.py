@@ -320,6 +320,65 @@ def test_invoice_events_become_contact_events_with_email(fake: FakeStripe, sleep
     assert [r.external_id for b in batches for r in b.records] == ["in_1"]
 
 
+def _upcoming(**ids: object) -> dict[str, object]:
+    """The preview invoice of an `invoice.upcoming`: no id, or what `ids` gives (None, `upcoming_in_...`)."""
+    return {
+        "object": "invoice",
+        "customer": "cus_001",
+        "amount_due": 2900,
+        "billing_reason": "upcoming",
+        **ids,
+    }
+
+
+@pytest.mark.parametrize(
+    "ids", [{}, {"id": None}, {"id": "upcoming_in_1Ab"}], ids=["no id", "null", "prefixed"]
+)
+def test_an_upcoming_invoice_is_a_contact_event_and_never_an_invoice_record(
+    fake: FakeStripe, sleep: FakeSleep, ids: dict[str, object]
+) -> None:
+    # Stripe sends it days before a renewal ("renews in 3 days"), about an invoice not made yet.
+    stream = _stream(fake, sleep, "invoices")
+    fake.event("invoice.upcoming", _upcoming(**ids), NOW_TS + 1)
+    fake.event("invoice.paid", {"id": "in_1", "object": "invoice", "customer": "cus_002"}, NOW_TS + 2)
+    batches = _pull(stream, json.dumps({"phase": "events", "since": NOW_TS, "seen": []}))
+    assert [r.external_id for b in batches for r in b.records] == ["in_1"]
+    upcoming = next(e for b in batches for e in b.events if e.name == "invoice.upcoming")
+    assert (upcoming.external_id, upcoming.identities) == ("evt_0000", {"stripe_customer": "cus_001"})
+    # No `object_id`: a preview's id, if any, names no invoice crmhub will ever store.
+    assert upcoming.properties == {"object": "invoice", "amount_due": 2900}
+    assert json.loads(batches[-1].cursor or "") == {
+        "phase": "events",
+        "since": NOW_TS + 2,
+        "seen": ["evt_0001"],
+    }
+
+
+def test_an_upcoming_invoice_in_the_event_history_is_a_contact_event(
+    fake: FakeStripe, sleep: FakeSleep
+) -> None:
+    fake.event("invoice.upcoming", _upcoming(), NOW_TS - 86_400)
+    batches = _pull(_stream(fake, sleep, "invoices"), None)
+    assert [e.name for b in batches for e in b.events] == ["invoice.upcoming"]
+    assert keys(batches) == []
+
+
+@pytest.mark.parametrize(
+    ("type_", "obj"),
+    [
+        ("invoice.paid", {"object": "invoice", "customer": "cus_001"}),
+        ("invoice.upcoming", "not an object"),
+    ],
+    ids=["an id-less invoice that is no preview", "a preview that is no object"],
+)
+def test_an_event_malformed_beyond_a_preview_still_stops_the_pull(
+    fake: FakeStripe, sleep: FakeSleep, type_: str, obj: object
+) -> None:
+    fake.events.append({"id": "evt_bad", "type": type_, "created": NOW_TS + 1, "data": {"object": obj}})
+    with pytest.raises(MalformedPageError, match=r"lacks id, created, type or data.object.id"):
+        _pull(_stream(fake, sleep, "invoices"), json.dumps({"phase": "events", "since": NOW_TS, "seen": []}))
+
+
 def test_listed_paid_invoices_are_payments_older_than_the_event_history(
     fake: FakeStripe, sleep: FakeSleep
 ) -> None:
@@ -367,6 +426,37 @@ def test_full_ignores_the_cursor(fake: FakeStripe, sleep: FakeSleep) -> None:
     cursor = json.dumps({"phase": "events", "since": NOW_TS, "seen": []})
     batches = _pull(_stream(fake, sleep), cursor, full=True)
     assert len(keys(batches)) == 7 and batches[0].fallback_reason is None
+
+
+def _deleted_ten_days_ago(fake: FakeStripe) -> None:
+    """cus_009: stored by an earlier sync, deleted in Stripe since, so no longer listed."""
+    # Stripe's newest event, a minute ago, is where the re-list starts (T0).
+    fake.event("customer.updated", _customer(3, 1, "kept@x.io"), NOW_TS - 60)
+    fake.event(
+        "customer.deleted", {"id": "cus_009", "object": "customer", "deleted": True}, NOW_TS - 10 * 86_400
+    )
+
+
+@pytest.mark.parametrize(
+    ("cursor", "full"),
+    [
+        (json.dumps({"phase": "events", "since": NOW_TS - 31 * 86_400, "seen": []}), False),
+        (json.dumps({"phase": "events", "since": NOW_TS - 11 * 86_400, "seen": []}), True),
+    ],
+    ids=["fallback", "full"],
+)
+def test_a_re_list_still_deletes_what_was_deleted_in_the_event_history(
+    fake: FakeStripe, sleep: FakeSleep, cursor: str, full: bool
+) -> None:
+    _deleted_ten_days_ago(fake)
+    batches = _pull(_stream(fake, sleep), cursor, full=full)
+    listed, history = batches[:3], batches[3:]
+    assert len(keys(listed)) == 7 and not any(r.deleted for b in listed for r in b.records)
+    # The history gives the deletion as the events phase would, dated by its event; nothing else.
+    [deletion] = [r for b in history for r in b.records]
+    assert (deletion.external_id, deletion.deleted) == ("cus_009", True)
+    assert deletion.updated_at > datetime.fromtimestamp(NOW_TS - 10 * 86_400, UTC)
+    assert [e.name for b in history for e in b.events] == ["customer.updated", "customer.deleted"]
 
 
 def test_resume_from_any_saved_cursor_matches_an_uninterrupted_backfill(

@@ -9,7 +9,8 @@ import httpx
 import pytest
 import stripe
 
-from crmhub.sandbox import Sandbox, credentials
+from crmhub.sandbox import Sandbox, World, credentials
+from crmhub.sandbox.world import DAY, UPCOMING_DAYS
 
 MakeClient = Callable[..., stripe.StripeClient]
 
@@ -212,3 +213,41 @@ def test_auto_paging_backwards_with_ending_before(make_client: MakeClient, sandb
     page = make_client().v1.customers.list(params={"limit": 25, "ending_before": oldest})
     got = {c.id for c in page.auto_paging_iter()}
     assert got == {c.data["id"] for c in customers[1:]}
+
+
+def _upcoming(world: World, after: int = 0) -> list[dict[str, Any]]:
+    """The `invoice.upcoming` events dated after `after`."""
+    events = (e.data for e in world.stripe["events"].items)
+    return [e for e in events if e["type"] == "invoice.upcoming" and e["created"] > after]
+
+
+def _invoiced(world: World) -> dict[str, list[int]]:
+    """Each subscription's invoice times."""
+    times: dict[str, list[int]] = {}
+    for invoice in world.stripe["invoices"].items:
+        times.setdefault(invoice.data["subscription"], []).append(invoice.data["created"])
+    return times
+
+
+def test_renewals_are_announced_by_invoice_upcoming_carrying_an_id_less_preview() -> None:
+    world = World(120, seed=5)
+    start = world.now
+    generated = _upcoming(world)
+    report = world.tick(UPCOMING_DAYS + 30)
+    ticked = _upcoming(world, after=start)
+    assert generated and len(ticked) == report.changes["stripe.invoice.upcoming"] > 0
+    subscriptions = world.stripe["subscriptions"].by_id
+    for event in generated + ticked:
+        preview = event["data"]["object"]
+        # As on Stripe: the invoice does not exist yet, so it has no id.
+        assert "id" not in preview and preview["billing_reason"] == "upcoming"
+        assert preview["customer"] == subscriptions[preview["subscription"]].data["customer"]
+        assert event["created"] == preview["next_payment_attempt"] - UPCOMING_DAYS * DAY <= world.now
+    # No list shows a preview, and each announced renewal happened (a day later on a price change).
+    assert all(i.data["billing_reason"] != "upcoming" for i in world.stripe["invoices"].items)
+    invoiced = _invoiced(world)
+    for event in generated + ticked:
+        preview = event["data"]["object"]
+        due, sub = preview["next_payment_attempt"], subscriptions[preview["subscription"]].data
+        if due <= world.now and sub["status"] == "active":
+            assert any(due - DAY <= at <= due + 2 * DAY for at in invoiced[sub["id"]]), event

@@ -51,6 +51,17 @@ def test_people_overlap_with_messy_emails_and_phones() -> None:
     assert any(not p.email_valid for p in world.people) and any(not p.phone_valid for p in world.people)
 
 
+def test_people_a_tick_adds_take_no_one_elses_e_mail_or_phone() -> None:
+    world = World(50, seed=3)
+    world.tick(10)
+    assert len(world.people) > 50
+    emails = [p.email for p in world.people]
+    phones = [p.phone_e164 for p in world.people if p.phone_e164 and p.phone_valid]
+    assert len(set(emails)) == len(emails)
+    assert len(set(phones)) == len(phones)
+    assert [p.index for p in world.people] == list(range(len(world.people)))
+
+
 def test_invoices_and_charges_spread_over_months() -> None:
     world = World(100, seed=4)
     created = [i.data["created"] for i in world.stripe["invoices"].items]
