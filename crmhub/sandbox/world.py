@@ -203,10 +203,7 @@ class World:
         at = due - UPCOMING_DAYS * DAY
         # Checked here too, before building the preview: most generated renewals are months old.
         if at >= self.now - EVENT_RETENTION_SECONDS or report is not None:
-            preview = self.stripe.upcoming_invoice(sub, due)
-            # Listed, not sent as a webhook: a Stripe endpoint gets only the types it subscribes to,
-            # and crmhub's (webhooks.inbound) still refuses an event whose object has no id.
-            self._event("invoice.upcoming", preview, at, report, notify=False)
+            self._event("invoice.upcoming", self.stripe.upcoming_invoice(sub, due), at, report)
 
     def _announce_renewal(self, sub: StripeObject, report: TickReport) -> None:
         """On the day an active or trialing `sub` comes within UPCOMING_DAYS of invoicing, announce it."""
@@ -238,8 +235,6 @@ class World:
         when: int,
         report: TickReport | None,
         previous: dict[str, Any] | None = None,
-        *,
-        notify: bool = True,
     ) -> None:
         # Events older than Stripe's retention are never listed, so generating them would only cost memory.
         if when < self.now - EVENT_RETENTION_SECONDS and report is None:
@@ -247,8 +242,7 @@ class World:
         event = self.stripe.new_event(kind, obj, when, previous)
         if report is not None:
             report.count(f"stripe.{kind}")
-            if notify:
-                report.notifications.append(Notification("stripe", event.data))
+            report.notifications.append(Notification("stripe", event.data))
 
     def _product_event(self, person: Person, kind: str, when: int) -> None:
         message: dict[str, Any] = {

@@ -160,3 +160,19 @@ def test_a_stripe_event_of_another_kind_stores_the_person_event(
     assert answer.status == 200, answer.body
     assert counts(engine)["records"] == 0
     assert _rows(engine, select(events.c.name)) == [("payment_intent.succeeded",)]
+
+
+@pytest.mark.parametrize("preview_id", [None, "upcoming_in_1Ab"], ids=["no-id", "prefixed-id"])
+def test_an_upcoming_invoice_webhook_is_the_persons_event_and_no_invoice(
+    receiver: InboundReceiver, engine: Engine, preview_id: str | None
+) -> None:
+    event = stripe_event("evt_up") | {"type": "invoice.upcoming"}
+    preview = {k: v for k, v in event["data"]["object"].items() if k != "id"} | {"status": "draft"}
+    if preview_id is not None:
+        preview["id"] = preview_id
+    event["data"] = {"object": preview}
+    answer = receiver.receive("stripe", stripe_request(dumps(event)), now=NOW)
+    # A 400 would have Stripe retry it for days, then disable the endpoint.
+    assert answer.status == 200, answer.body
+    assert counts(engine)["records"] == 0
+    assert _rows(engine, select(events.c.name)) == [("invoice.upcoming",)]

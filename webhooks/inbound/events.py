@@ -11,7 +11,7 @@ from typing import Any
 from connectors import Batch, InvalidMessageError, MalformedPageError, Record
 from connectors.base import parse_time
 from connectors.segmentio import parse_messages
-from connectors.stripe.mapping import event_record, stripe_event, validate_event
+from connectors.stripe.mapping import event_record, is_preview, stripe_event, validate_event
 from connectors.stripe.streams import KINDS
 from connectors.typeform.mapping import response_event, response_record
 from webhooks.inbound.request import InboundError
@@ -94,13 +94,14 @@ def _deeper_than(value: Any, limit: int) -> bool:
 def stripe_batch(body: Any) -> Parsed:
     """A Stripe event: the object's Record (for the four pulled kinds) and the person's ContactEvent."""
     try:
-        event = validate_event(body)
+        event = validate_event(body, previews=True)
     except MalformedPageError:
         raise _malformed(
             "stripe", "an event needs id, created, type and data.object.id", "send a Stripe event"
         ) from None
     stream = _STREAM_OF_OBJECT.get(str(event["data"]["object"].get("object")))
-    records = [event_record(stream, event)] if stream else []
+    # A preview (invoice.upcoming) has no object yet to store: its person's contact event only.
+    records = [event_record(stream, event)] if stream and not is_preview(event) else []
     contact_event = stripe_event(event)
     events = [contact_event] if contact_event else []
     if not records and not events:
