@@ -92,19 +92,27 @@ def _identifier(value: Any) -> str | None:
 
 
 def _timestamp(message: Mapping[str, Any], where: str, received_at: datetime) -> datetime:
-    """`timestamp`, else receivedAt - (sentAt - originalTimestamp) as the Spec defines, else receivedAt."""
+    """When it happened, corrected for the sender's clock as the Spec does; else receivedAt.
+
+    The Spec: timestamp = receivedAt - (sentAt - originalTimestamp). A library sends the device's
+    time of the call as `timestamp` and its clock at sending as `sentAt`, so that `timestamp` is the
+    original one: a phone a day behind would otherwise file its events a day early. A message that
+    Segment.com already processed (its webhooks destination, the Spec's examples) carries
+    `receivedAt` or `originalTimestamp` and a corrected `timestamp`, kept as it is.
+    """
     for key in ("timestamp", "originalTimestamp", "sentAt"):
         if key in message and message[key] is not None and parse_time(message[key]) is None:
             raise _fail(
                 where, f"'{key}' is not an ISO-8601 time: {message[key]!r}", "send e.g. 2026-11-23T10:00:00Z"
             )
-    stamp = parse_time(message.get("timestamp"))
-    if stamp is not None:
+    stamp, sent = parse_time(message.get("timestamp")), parse_time(message.get("sentAt"))
+    original = parse_time(message.get("originalTimestamp"))
+    if stamp is not None and (original is not None or "receivedAt" in message):
         return stamp
-    original, sent = parse_time(message.get("originalTimestamp")), parse_time(message.get("sentAt"))
-    if original is not None and sent is not None:
-        return received_at - (sent - original)
-    return original or received_at
+    called = original or stamp
+    if called is None:
+        return received_at
+    return called if sent is None else received_at - (sent - called)
 
 
 def _message_id(message: Mapping[str, Any], where: str) -> str:

@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import pytest
@@ -48,11 +49,37 @@ class CrmhubSession:
         return _Answer(self.receiver.track_api(kind, request, now=NOW))
 
 
+class _LibraryClock(datetime):
+    """The library's clock (it stamps `sentAt` with it): crmhub's NOW, plus `behind` set by a test."""
+
+    behind = timedelta(0)
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _LibraryClock:
+        at = NOW - cls.behind
+        return cls.fromtimestamp(at.timestamp(), tz)
+
+
 @pytest.fixture
 def session(receiver: InboundReceiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[CrmhubSession]:
     fake = CrmhubSession(receiver)
     monkeypatch.setattr(segment_request, "_session", fake)
+    monkeypatch.setattr(segment_request, "datetime", _LibraryClock)
+    monkeypatch.setattr(_LibraryClock, "behind", timedelta(0))
     yield fake
+
+
+def test_a_device_clock_a_day_behind_is_corrected_as_the_spec_says(
+    session: CrmhubSession, engine: Engine
+) -> None:
+    # timestamp = receivedAt - (sentAt - originalTimestamp): the library's `timestamp` is the original.
+    _LibraryClock.behind = timedelta(days=1)
+    client = Client(WRITE_KEY, host=BASE, sync_mode=True)
+    called = NOW - timedelta(days=1, minutes=5)  # five minutes before sending, by the device's clock
+    client.track("u_7", "Order Completed", {"revenue": 9.5}, timestamp=called, message_id="order-1")
+    with engine.connect() as conn:
+        [occurred] = conn.execute(select(events.c.occurred_at)).scalars().all()
+    assert occurred.replace(tzinfo=NOW.tzinfo) == NOW - timedelta(minutes=5)
 
 
 @pytest.mark.parametrize("compress", [False, True])
