@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
@@ -11,8 +12,9 @@ from sqlalchemy import Engine
 from crmhub.settings import Settings
 from crmhub.wiring import build_sources, pull_source_names
 from field_mapping.mapper import Mapper
-from field_mapping.registry import FieldPlan
-from sync.fields import load_definitions
+from field_mapping.registry import FieldChange, FieldPlan
+from sync.field_moves import move_values
+from sync.fields import load_definitions, load_fields
 from sync.runs import load_cursor
 
 __all__ = ["FieldsDryRun", "plan_fields"]
@@ -26,6 +28,8 @@ class FieldsDryRun:
     records: int
     pages: int
     complete: bool  # every stream was read to its end (otherwise: a sample of the next sync)
+    # Field -> how many stored values its retype (a rule's new type) would clear.
+    cleared: Mapping[str, int] = field(default_factory=dict)
 
 
 def plan_fields(
@@ -53,4 +57,23 @@ def plan_fields(
                 for record in batch.records:
                     mapper.map_record(record)
                 records += len(batch.records)
-    return FieldsDryRun(mapper.plan(), records, read, complete)
+    plan = mapper.plan()
+    return FieldsDryRun(plan, records, read, complete, cleared_by_retypes(engine, plan.retype))
+
+
+def cleared_by_retypes(engine: Engine, changes: Sequence[FieldChange]) -> dict[str, int]:
+    """How many stored values each retype would clear: the sync's own conversion, rolled back."""
+    if not changes:
+        return {}
+    cleared: dict[str, int] = {}
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            fields = load_fields(conn)
+            for change in changes:
+                cleared[change.name] = move_values(
+                    conn, fields[change.name].id, change.old, change.new
+                ).cleared
+        finally:
+            transaction.rollback()
+    return cleared

@@ -13,7 +13,6 @@ from crmhub.cli._output import console, emit_json, print_table
 from crmhub.cli._time import clock
 from crmhub.cli.segments import JsonFlag, NowOption, print_segment_plan, segment_plan
 from crmhub.fields_plan import FieldsDryRun, plan_fields
-from crmhub.wiring import pull_source_names
 
 __all__ = ["plan"]
 
@@ -36,7 +35,7 @@ def plan(
         settings = cli.settings()
         engine = cli.engine(settings)
         dry: FieldsDryRun | None = None
-        if fields and pull_source_names(settings, None):
+        if fields:  # with no source to read, still a rule's type change (known from the config)
             with default_http_client(settings.connectors) as http:
                 dry = plan_fields(settings, engine, http, now=at, pages=pages)
         rows = segment_plan(settings, engine, at)
@@ -56,6 +55,11 @@ def _fields_json(dry: FieldsDryRun | None) -> dict[str, Any] | None:
             {"name": d.name, "type": d.type.value, "source": d.origin.source} for d in dry.plan.create
         ],
         "widen": [{"name": c.name, "from": c.old.value, "to": c.new.value} for c in dry.plan.widen],
+        "retype": [
+            {"name": c.name, "from": c.old.value, "to": c.new.value, "cleared": dry.cleared.get(c.name, 0)}
+            for c in dry.plan.retype
+        ],
+        "new_options": {name: list(options) for name, options in dry.plan.new_options.items()},
         "records_read": dry.records,
         "pages_read": dry.pages,
         "complete": dry.complete,
@@ -64,12 +68,16 @@ def _fields_json(dry: FieldsDryRun | None) -> dict[str, Any] | None:
 
 def _print_fields(dry: FieldsDryRun) -> None:
     sample = "" if dry.complete else f" (a sample: the first pages of each stream, {dry.records:,} records)"
-    table = Table("field", "type", "from", title=f"fields the next sync would create{sample}")
+    table = Table("field", "type", "from", title=f"fields the next sync would create or change{sample}")
     for definition in dry.plan.create:
         table.add_row(definition.name, definition.type.value, definition.origin.source)
     for change in dry.plan.widen:
         table.add_row(change.name, f"{change.old.value} -> {change.new.value}", "widened")
-    if dry.plan.create or dry.plan.widen:
+    for change in dry.plan.retype:
+        cleared = dry.cleared.get(change.name, 0)
+        lost = f"; {cleared:,} stored value(s) not fitting {change.new.value} cleared" if cleared else ""
+        table.add_row(change.name, f"{change.old.value} -> {change.new.value}", f"its rule's type{lost}")
+    if dry.plan.create or dry.plan.widen or dry.plan.retype:
         print_table(table)
     else:
         console.print(f"fields: the next sync would create none{sample}")
