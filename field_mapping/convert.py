@@ -205,11 +205,17 @@ def _datetime(value: Any, region: str) -> datetime | None:
         stamp = parse_datetime(value)
         if stamp is None and INT_TEXT.fullmatch(value):
             number = exact_int_text(value)
+            if number == 0:
+                return None  # as below
             stamp = None if number is None else epoch_to_datetime(number)
         elif stamp is None:
             day = _iso_date(value)
             stamp = None if day is None else datetime.combine(day, datetime.min.time(), tzinfo=UTC)
     elif isinstance(value, int) and not isinstance(value, bool):
+        if value == 0:
+            # Epoch 0 is how many systems write "never" (a trial_ends_at with no trial): no value,
+            # rather than a reason to widen a date-time field to text for good.
+            return None
         stamp = epoch_to_datetime(value)
     elif _empty(value):
         return None

@@ -192,6 +192,18 @@ def test_datetime_field_takes_dates_as_midnight_utc() -> None:
     assert _convert(T.DATETIME, "1990-01-02") == datetime(1990, 1, 2, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("never", [0, "0"])
+def test_an_epoch_zero_in_a_datetime_field_is_no_value_and_widens_nothing(never: Any) -> None:
+    registry = FieldRegistry()
+    origin = Origin("auto", "segmentio", "users", "traits.trial_ends_at")
+    state = registry.add(FieldDefinition("trial_ends_at", T.DATETIME, "Trial ends at", origin))
+    widenings: list[Any] = []
+    assert registry.accept(state, never, origin, [], widenings).value is None
+    assert widenings == [] and state.type is T.DATETIME
+    later = registry.accept(state, 1_700_000_001, origin, [], widenings)
+    assert later.value == datetime(2023, 11, 14, 22, 13, 21, tzinfo=UTC)
+
+
 def test_date_field_widens_to_datetime_not_string() -> None:
     registry = FieldRegistry()
     origin = Origin("auto", "segmentio", "users", "traits.birthday")
