@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from field_mapping.types import FieldType
 from sync.fields import StoredField
@@ -32,7 +32,10 @@ def list_fields(conn: Connection, *, source: str | None = None) -> list[FieldInf
     """Every field (of one source, if given), with how many live contacts hold a value."""
     fd = field_definitions.c
     query = select(fd.id, fd.name, fd.type, fd.label, fd.origin, fd.source, fd.path, fd.first_seen_at)
-    if source is not None:
+    if source == "crmhub":
+        # Stores from before lead_score was created with source "crmhub" hold it with none.
+        query = query.where(or_(fd.source == source, and_(fd.origin == "system", fd.source.is_(None))))
+    elif source is not None:
         query = query.where(fd.source == source)
     rows = conn.execute(query.order_by(fd.source, fd.name)).all()
     # A type this version does not know has no column here: it shows as empty.

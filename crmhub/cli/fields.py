@@ -11,6 +11,7 @@ from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import emit_json, print_error, print_table
 from field_mapping.sources import SOURCES
 from sync.registry import list_fields
+from sync.segments.config import hint
 
 
 def fields(
@@ -22,7 +23,8 @@ def fields(
     cli = ctx.ensure_object(CliContext)
     known = (*SOURCES, "crmhub")  # crmhub's own fields: consent, hygiene, lead score
     if source is not None and source not in known:
-        print_error(f"--source: expected one of {', '.join(known)}, found {source!r}")
+        suggestion = hint(source, list(known))
+        print_error(f"--source: expected one of {', '.join(known)}, found {source!r}{suggestion}")
         raise typer.Exit(EXIT_USAGE)
     with exit_codes():
         settings = cli.settings()

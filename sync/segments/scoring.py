@@ -171,7 +171,13 @@ def _score_field(
     ).first()
     if row is None:
         field = create_field(
-            conn, SCORE_FIELD, FieldType.DECIMAL, now=now, label="Lead score", origin="system", source=None
+            conn,
+            SCORE_FIELD,
+            FieldType.DECIMAL,
+            now=now,
+            label="Lead score",
+            origin="system",
+            source="crmhub",
         )
         return field, None, True
     ftype = FieldType(row.type)

@@ -104,8 +104,8 @@ def test_fields_of_an_unknown_source_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--config", str(config), "fields", "--source", "strpe"])
     assert result.exit_code == 2
     assert (
-        "--source: expected one of stripe, hubspot, typeform, segmentio, crmhub, found 'strpe'"
-        in result.output
+        "--source: expected one of stripe, hubspot, typeform, segmentio, crmhub, found 'strpe'; "
+        'did you mean "stripe"?' in " ".join(result.output.split())
     )
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 
+from sync.registry import list_fields
 from sync.segments import ScoringConfig, evaluate_segments, variant
 from sync.segments.scoring import decay_weight
 from sync.store.tables import contacts, field_definitions, memberships, transitions
@@ -87,7 +88,13 @@ def test_scores_add_points_caps_windows_decay_and_conditions(engine: Engine) -> 
         assert scores == {ann: 41.5, bob: 0.0}
         assert report.scores_changed == 2 and report.segments[0].entered_examples == [ann]
         field = conn.execute(select(field_definitions).where(field_definitions.c.name == "lead_score")).one()
-        assert (field.origin, field.type) == ("system", "decimal")
+        assert (field.origin, field.type, field.source) == ("system", "decimal", "crmhub")
+        assert "lead_score" in [f.name for f in list_fields(conn, source="crmhub")]
+        # A store from before holds it with no source: `crmhub fields --source crmhub` lists it all the same.
+        conn.execute(
+            update(field_definitions).where(field_definitions.c.name == "lead_score").values(source=None)
+        )
+        assert "lead_score" in [f.name for f in list_fields(conn, source="crmhub")]
 
 
 def test_max_points_of_a_penalty_is_a_floor_in_full_and_incremental_runs(engine: Engine) -> None:
