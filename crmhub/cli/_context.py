@@ -81,8 +81,12 @@ def report_config_error(exc: ConfigError) -> None:
     # A problem found after loading (a secret read when a source starts) is still about this file.
     cli = _invocation.get()
     file = exc.file or (cli.path if cli is not None else None)
-    where = f" in {file}" if file else ""
-    errors.print(f"[bold red]configuration error{where}[/]")
+    if exc.problems and all(p.path.startswith("--") for p in exc.problems):
+        # A mistyped option (`--source strpe`) is no mistake of the file's.
+        errors.print("[bold red]error in the command's options[/]")
+    else:
+        where = f" in {file}" if file else ""
+        errors.print(f"[bold red]configuration error{where}[/]")
     for problem in exc.problems:
         errors.print(f"  {problem}", markup=False)
 
