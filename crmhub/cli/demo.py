@@ -66,7 +66,7 @@ def _narrate(session: Demo, days: int) -> None:
     console.print(
         f"{store.records:,} records from {len({s.source for s in first.streams}) + 1} sources became "
         f"[bold]{store.contacts:,} contacts[/] ({store.identities:,} identities; "
-        f"{store.merges:,} merges; {store.quarantined:,} records held in quarantine with a reason)"
+        f"{_merges(store.merges)}; {store.quarantined:,} records held in quarantine with a reason)"
     )
     fields = session.fields()
     console.rule("2. fields created automatically")
@@ -175,3 +175,9 @@ def _sync(session: Demo) -> RunReport:
 
 
 __all__ = ["demo"]
+
+
+def _merges(count: int) -> str:
+    """The merge count, which depends on the order the sources' pages met (they pull side by side)."""
+    merges = "1 merge" if count == 1 else f"{count:,} merges"
+    return f"{merges} of contacts first seen apart, as the side-by-side pulls' pages met"
