@@ -1,4 +1,4 @@
-"""`crmhub sandbox serve | config | tick`: run the provider sandbox, configure crmhub for it, move time."""
+"""`crmhub sandbox serve | config | tick | send-events`: run it, configure crmhub, move time, push."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from segment.analytics import Client
 
 from crmhub.sandbox import (
     LIVED_DAYS,
@@ -21,6 +22,7 @@ from crmhub.sandbox import (
     sandbox_config,
     start_before,
 )
+from crmhub.sandbox.credentials import SEGMENT_WRITE_KEY
 from crmhub.sandbox.faults import Fault
 from crmhub.sandbox.webhooks_out import Dispatcher
 
@@ -151,3 +153,50 @@ def tick(
         table.add_row(name, str(count))
     table.add_row("provider webhooks sent", str(report["webhooks_sent"]))
     _out.print(table)
+
+
+@sandbox_app.command("send-events")
+def send_events(
+    url: Annotated[str, typer.Option(help="Base URL of the running sandbox.")],
+    to: Annotated[
+        str, typer.Option(help="Base URL of `crmhub serve`, whose Tracking API (/v1/batch) takes them.")
+    ] = "http://127.0.0.1:8484",
+    write_key: Annotated[
+        str, typer.Option(envvar="SEGMENT_WRITE_KEY", help="The write key crmhub's config names.")
+    ] = SEGMENT_WRITE_KEY,
+) -> None:
+    """Send the sandbox's Segment.com product events to crmhub serve, as segment-analytics-python does."""
+    messages = _control(url, "GET", "/_sandbox/segmentio/product-events")["events"]
+    refused: list[str] = []
+
+    def failed(error: Exception, batch: list[dict[str, Any]]) -> None:
+        refused.append(f"{len(batch)} message(s): {error}")
+
+    # The real library, as an app would use it; its retries are capped so a crmhub that is down ends soon.
+    client = Client(write_key, host=to.rstrip("/"), on_error=failed, upload_size=100, max_retries=2)
+    for message in messages:
+        _send(client, message)
+    client.flush()
+    client.join()
+    kinds = {kind: sum(m["type"] == kind for m in messages) for kind in ("identify", "track")}
+    if refused:
+        raise _fail(
+            f"{to} refused {len(refused)} batch(es) of the {len(messages)} events (is `crmhub serve` "
+            f"running there, with connectors.segmentio enabled?): {refused[0]}",
+            EXIT_FAILED,
+        )
+    _out.print(
+        f"sent {kinds['identify']} identify and {kinds['track']} track calls to {to}/v1/batch; "
+        "`crmhub segments` shows who entered",
+        highlight=False,
+    )
+
+
+def _send(client: Client, message: dict[str, Any]) -> None:
+    """One sandbox message through the library call of its type."""
+    when = datetime.fromisoformat(message["timestamp"])
+    common = {"timestamp": when, "message_id": message["messageId"]}
+    if message["type"] == "identify":
+        client.identify(message["userId"], message.get("traits") or {}, **common)
+    else:
+        client.track(message["userId"], message["event"], message.get("properties") or {}, **common)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
+import threading
 import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
+import pytest
 from typer.testing import CliRunner
 
 from connectors.config import ConnectorsConfig
 from crmhub.cli.sandbox import sandbox_app
-from crmhub.sandbox import credentials, sandbox_config
+from crmhub.sandbox import Sandbox, credentials, sandbox_config
 
 runner = CliRunner()
 
@@ -67,3 +74,59 @@ def test_serve_on_a_taken_port_is_exit_1() -> None:
         result = runner.invoke(sandbox_app, ["serve", "--people", "5", "--port", str(port)])
     assert result.exit_code == 1
     assert "cannot listen" in result.stderr
+
+
+class _TrackingApi(BaseHTTPRequestHandler):
+    """Records each batch a client posts to /v1/batch; answers as crmhub's Tracking API, or with `status`."""
+
+    batches: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    status = 200
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).batches.append((self.headers["authorization"], body))
+        answer = json.dumps({"success": self.status == 200}).encode()
+        self.send_response(self.status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def tracking_api() -> Iterator[tuple[str, type[_TrackingApi]]]:
+    _TrackingApi.batches, _TrackingApi.status = [], 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TrackingApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _TrackingApi
+    server.shutdown()
+    server.server_close()
+
+
+def test_send_events_pushes_every_product_event_through_the_library(
+    url: str, sandbox: Sandbox, tracking_api: tuple[str, type[_TrackingApi]]
+) -> None:
+    target, api = tracking_api
+    result = runner.invoke(sandbox_app, ["send-events", "--url", url, "--to", target], env={})
+    assert result.exit_code == 0, result.output
+    sent = [m for _, body in api.batches for m in body["batch"]]
+    expected = sandbox.world.product_events
+    assert sorted(m["messageId"] for m in sent) == sorted(m["messageId"] for m in expected)
+    key = base64.b64encode(f"{credentials.SEGMENT_WRITE_KEY}:".encode()).decode()
+    assert {auth for auth, _ in api.batches} == {f"Basic {key}"}
+    assert all(len(body["batch"]) <= 100 for _, body in api.batches)
+    assert f"identify and {sum(m['type'] == 'track' for m in expected)} track calls" in result.stdout
+
+
+def test_send_events_to_a_crmhub_that_refuses_says_so(
+    url: str, tracking_api: tuple[str, type[_TrackingApi]]
+) -> None:
+    target, api = tracking_api
+    api.status = 400  # not retried by the library
+    result = runner.invoke(sandbox_app, ["send-events", "--url", url, "--to", target], env={})
+    assert result.exit_code == 1
+    assert f"{target} refused" in result.stderr and "connectors.segmentio enabled" in result.stderr
