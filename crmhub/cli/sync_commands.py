@@ -67,7 +67,7 @@ def sync(
                             on_progress=progress.update,
                         )
             except KeyboardInterrupt:
-                _interrupted(engine, started, clock())
+                _interrupted(engine, started, clock(), full=full)
                 raise typer.Exit(EXIT_INTERRUPTED) from None
     report, pushed = outcome.report, outcome.pushed
     for lease, holder in outcome.busy.items():
@@ -124,7 +124,9 @@ def sync(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _interrupted(engine: Engine, started: list[tuple[int, datetime]], now: datetime) -> None:
+def _interrupted(
+    engine: Engine, started: list[tuple[int, datetime]], now: datetime, *, full: bool = False
+) -> None:
     """After Ctrl-C: close the run as interrupted (its committed pages stay) and say how to resume."""
     if not started:
         errors.print("interrupted before the run began: nothing was stored", markup=False)
@@ -147,6 +149,12 @@ def _interrupted(engine: Engine, started: list[tuple[int, datetime]], now: datet
             f"interrupted: run {_ids(closed)} stopped after the last stored page; "
             "run `crmhub sync` again to resume"
         )
+        if full:
+            # A stream that had not started its re-list has only its incremental cursor to go on.
+            message += (
+                " (it resumes the streams that were re-listing; those --full had not reached yet "
+                "are pulled incrementally: run `crmhub sync --full` again to re-list every stream)"
+            )
     errors.print(message, markup=False)
 
 

@@ -66,6 +66,23 @@ def _count(config: Path, table: Any) -> int:
         engine.dispose()
 
 
+def test_ctrl_c_during_a_full_sync_says_a_plain_sync_re_lists_only_what_was_re_listing(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = sync_commands.StreamProgress.update
+
+    def interrupt_after_a_page(self: sync_commands.StreamProgress, stream: StreamReport) -> None:
+        shown(self, stream)
+        if stream.pages:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync_commands.StreamProgress, "update", interrupt_after_a_page)
+    result = _cli(config, "sync", "--full")
+    assert result.exit_code == 130
+    said = " ".join(result.output.split())
+    assert "those --full had not reached yet are pulled incrementally: run `crmhub sync --full` again" in said
+
+
 def test_ctrl_c_during_a_sync_closes_the_run_as_interrupted_and_keeps_its_pages(
     config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,6 +101,7 @@ def test_ctrl_c_during_a_sync_closes_the_run_as_interrupted_and_keeps_its_pages(
         in result.output
     )
     assert "Traceback" not in result.output
+    assert "--full" not in result.output
     [(status, error)] = _runs(config)
     assert status == "interrupted" and error and "Ctrl-C" in error
     # The committed page stays, with its cursor, for the next run to resume from.
