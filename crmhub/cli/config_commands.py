@@ -62,6 +62,11 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
             emit_json({"valid": False, "config": str(cli.path), "problems": found})
             raise typer.Exit(EXIT_USAGE) from None
     summary = {"valid": True} | _summary(settings, cli.path) | {"notes": field_notes + leftovers(settings)}
+    if not summary["sources"]:
+        summary["notes"].append(
+            "no source is enabled, so `crmhub sync` pulls nothing: set enabled = true in a "
+            "[connectors.<name>] table (stripe, hubspot, typeform, segmentio)"
+        )
     if json:
         emit_json(summary)
         return

@@ -259,9 +259,8 @@ def _print_report(report: RunReport, counts: dict[str, tuple[int, int]]) -> None
     )
     if report.evaluation is not None:
         changes = [f"{key} +{entered} -{left}" for key, (entered, left) in sorted(counts.items())]
-        console.print(
-            f"segments: {', '.join(changes) or 'no change'}; run `crmhub deliver` to send the webhooks"
-        )
+        send = "; run `crmhub deliver` to send the webhooks" if changes else ""
+        console.print(f"segments: {', '.join(changes) or 'no change'}{send}")
     for s in report.streams:
         if s.fallback_reason:
             console.print(f"[yellow]note[/] {s.source}.{s.stream}: {s.fallback_reason}")

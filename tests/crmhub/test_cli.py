@@ -48,6 +48,8 @@ def test_check_accepts_the_starter_config_once_its_webhook_secret_is_set(tmp_pat
     )
     result = _run("--config", str(target), "check", env={"CRMHUB_SMS_WEBHOOK_SECRET": generate_secret()})
     assert result.exit_code == 0 and "configuration is valid" in result.output
+    # The starter config enables no source: valid, but a sync would pull nothing, and check says so.
+    assert "no source is enabled, so `crmhub sync` pulls nothing" in " ".join(result.output.split())
 
 
 def test_check_json_summarizes_without_secrets(config: Path) -> None:
@@ -56,6 +58,7 @@ def test_check_json_summarizes_without_secrets(config: Path) -> None:
     assert result.exit_code == 0
     summary = json.loads(result.stdout)
     assert summary["sources"] == {"stripe": "https://api.stripe.com"}
+    assert not any("no source is enabled" in note for note in summary["notes"])
     assert "sk_test_secret" not in result.output
 
 
