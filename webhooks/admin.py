@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -14,15 +14,19 @@ from sync.store.tables import deliveries, delivery_attempts, memberships, segmen
 from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
 from webhooks.eligibility import DEFAULT_CHANNELS, SUPPRESSED, blocked_at, consenting, suppressed_kinds
+from webhooks.endpoints import load_states
 from webhooks.exceptions import WebhookConfigError
 from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
 
 __all__ = [
     "REPLAYABLE",
+    "WAITING",
     "Backfill",
+    "Disabled",
     "Replayed",
     "attempts_of",
     "backfill",
+    "disabled_endpoints",
     "list_deliveries",
     "replay",
     "troubles",
@@ -33,6 +37,8 @@ __all__ = [
 REPLAYABLE = ("dead", "failed")
 # Contacts decided per statement, to stay far below the databases' bound-parameter limits.
 _CHUNK = 500
+# Statuses of deliveries still to be sent: what a disabled endpoint keeps waiting.
+WAITING = ("pending", "leased", "failed")
 
 
 def list_deliveries(
@@ -83,6 +89,37 @@ def troubles(conn: Connection) -> list[tuple[str, str, int, str | None]]:
     return [(endpoint, status, count, reasons.get(latest)) for endpoint, status, count, latest in counts]
 
 
+class Disabled(NamedTuple):
+    """An endpoint that is disabled (a 410 Gone, or by hand), and how many of its deliveries wait for it."""
+
+    endpoint: str
+    disabled_at: datetime
+    reason: str | None
+    waiting: int
+
+
+def disabled_endpoints(conn: Connection, names: Iterable[str]) -> list[Disabled]:
+    """Those of `names` that are disabled, by name, each with its count of deliveries still to be sent."""
+    states = [s for s in load_states(conn, names).values() if s.disabled_at is not None]
+    if not states:
+        return []
+    d = deliveries.c
+    counts = dict(
+        conn.execute(
+            select(d.endpoint, func.count())
+            .where(d.endpoint.in_([s.name for s in states]), d.status.in_(WAITING))
+            .group_by(d.endpoint)
+        )
+        .tuples()
+        .all()
+    )
+    return [
+        Disabled(s.name, s.disabled_at, s.disabled_reason, counts.get(s.name, 0))
+        for s in states
+        if s.disabled_at is not None
+    ]
+
+
 def attempts_of(conn: Connection, delivery_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     """Each delivery's attempts, oldest first; a delivery never attempted has none."""
     a = delivery_attempts.c
@@ -125,7 +162,7 @@ def replay(
     """
     d, t = deliveries.c, transitions.c
     query = (
-        select(d.id, d.endpoint, t.id, t.kind, t.contact_id, t.segment_id)
+        select(d.id, d.endpoint, t.id, t.kind, t.contact_id, t.segment_id, d.status)
         .join(transitions, t.id == d.transition_id)
         .where(d.status != "leased")
     )
@@ -137,7 +174,7 @@ def replay(
             query = query.where(d.created_at >= since)
     if endpoint:
         query = query.where(d.endpoint == endpoint)
-    due: list[int] = []
+    due: dict[str, list[int]] = defaultdict(list)  # by the status they were read in
     withheld: dict[str, int] = defaultdict(int)
     rows = [_Candidate(*row) for row in conn.execute(query)]
     for start in range(0, len(rows), _CHUNK):
@@ -146,16 +183,26 @@ def replay(
         for row in chunk:
             reason = reasons.get(row.delivery_id)
             if reason is None:
-                due.append(row.delivery_id)
+                due[row.status].append(row.delivery_id)
             else:
                 withheld[reason] += 1
-    for start in range(0, len(due), _CHUNK):
-        conn.execute(
-            update(deliveries)
-            .where(d.id.in_(due[start : start + _CHUNK]))
-            .values(status="pending", attempts=0, next_attempt_at=now, reason=None, updated_at=now)
-        )
-    return Replayed(len(due), dict(withheld))
+    return Replayed(_make_due(conn, due, now), dict(withheld))
+
+
+def _make_due(conn: Connection, due: Mapping[str, list[int]], now: datetime) -> int:
+    """Make the deliveries due again, each only if still in the status it was read in; how many were."""
+    done = 0
+    for status, ids in due.items():
+        for start in range(0, len(ids), _CHUNK):
+            # On PostgreSQL a worker may claim or finish a row between our read and this write: such a
+            # row is left as it is, or a delivery just sent would be queued (and sent) once more.
+            result = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids[start : start + _CHUNK]), deliveries.c.status == status)
+                .values(status="pending", attempts=0, next_attempt_at=now, reason=None, updated_at=now)
+            )
+            done += result.rowcount
+    return done
 
 
 class _Candidate(NamedTuple):
@@ -165,6 +212,7 @@ class _Candidate(NamedTuple):
     kind: str
     contact_id: int
     segment_id: int
+    status: str
 
 
 def _withheld(

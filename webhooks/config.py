@@ -5,14 +5,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import timedelta
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from webhooks.inbound.config import InboundConfig
 
-__all__ = ["Cap", "EndpointConfig", "EventType", "WebhooksConfig", "parse_cap"]
+__all__ = ["CONTACT_KEYS", "Cap", "EndpointConfig", "EventType", "WebhooksConfig", "parse_cap"]
 
 EventType = Literal["segment.entered", "segment.left"]
 
@@ -42,6 +42,18 @@ class _Strict(BaseModel):
 
 # The identities Segment.com knows a person by: its userId, else its anonymousId (sync.identity kinds).
 SEGMENTIO_IDS = ("segmentio_user", "segmentio_anonymous")
+# crmhub's own keys in a body's `data.contact` (webhooks.payload): a field of that name would hide them.
+CONTACT_KEYS = ("id", "merged_ids", "truncated_fields")
+
+
+def _field_name(name: str) -> str:
+    """Refuse a contact field named like one of crmhub's own keys in the body."""
+    if name in CONTACT_KEYS:
+        raise ValueError(
+            f"expected a field name other than crmhub's own keys in data.contact "
+            f'({", ".join(CONTACT_KEYS)}), found "{name}": map the value to another field name'
+        )
+    return name
 
 
 class EndpointConfig(_Strict):
@@ -55,7 +67,8 @@ class EndpointConfig(_Strict):
         default_factory=lambda: list[EventType](["segment.entered", "segment.left"])
     )
     segments: list[str] = Field(default_factory=list)
-    fields: list[str] = Field(default_factory=list, max_length=30)
+    # Checked per item, so a mistake is located as `fields[i]`.
+    fields: list[Annotated[str, AfterValidator(_field_name)]] = Field(default_factory=list, max_length=30)
     timeout_seconds: float = Field(default=15.0, gt=0, le=60)
     concurrency: int = Field(default=10, ge=1, le=500)
     rate_limit: float | None = Field(default=None, gt=0)

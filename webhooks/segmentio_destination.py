@@ -15,7 +15,8 @@ import requests
 from segment.analytics import Client
 from segment.analytics.request import APIError
 
-from webhooks.config import SEGMENTIO_IDS, EndpointConfig
+from webhooks.config import CONTACT_KEYS, SEGMENTIO_IDS, EndpointConfig
+from webhooks.payload import largest_first
 from webhooks.queue import Job
 from webhooks.record import Attempt
 from webhooks.ssrf import AddressPolicy, refusal
@@ -24,7 +25,7 @@ __all__ = ["SegmentioSender", "segmentio_messages"]
 
 ENTERED, EXITED = "Audience Entered", "Audience Exited"
 # Contact keys of a payload that are not traits: our ids, and the ids Segment.com knows the person by.
-_NOT_TRAITS = frozenset({"id", "merged_ids", *SEGMENTIO_IDS})
+_NOT_TRAITS = frozenset({*CONTACT_KEYS, *SEGMENTIO_IDS})
 # The SDK refuses a message over 32 KiB, serialised with ASCII escapes; the rest of a message (ids,
 # context, properties, the library's own) takes well under 4 KiB. Traits go twice (identify, track).
 _TRAITS_BUDGET = (32 << 10) // 2 - (4 << 10)
@@ -32,15 +33,10 @@ _TRAITS_BUDGET = (32 << 10) // 2 - (4 << 10)
 
 def _fit(traits: dict[str, Any]) -> list[str]:
     """Drop the largest traits until they fit a message; the names dropped, for the consumer to see."""
-    left_out: list[str] = []
     sizes = {name: len(json.dumps({name: value}, default=str)) for name, value in traits.items()}
-    total = sum(sizes.values())
-    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
-        if total <= _TRAITS_BUDGET:
-            break
-        total -= sizes[name]
+    left_out = largest_first(sizes, _TRAITS_BUDGET)
+    for name in left_out:
         del traits[name]
-        left_out.append(name)
     return sorted(left_out)
 
 
@@ -49,7 +45,7 @@ def segmentio_messages(job: Job, body: dict[str, Any]) -> tuple[dict[str, Any], 
     info = job.transition
     member = info.kind == "entered"
     contact = body["data"]["contact"]
-    # The ids merged into the contact are not a trait of the person (a webhook consumer's aid).
+    # crmhub's own keys (merged ids, the fields cut short) are not traits of the person: a consumer's aid.
     traits = {k: v for k, v in contact.items() if k not in _NOT_TRAITS and v is not None}
     left_out = _fit(traits)
     # The profile Segment.com knows the person by; our contact id only for people it never sent.

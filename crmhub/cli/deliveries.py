@@ -29,7 +29,7 @@ from webhooks import (
     generate_secret,
     write_transaction,
 )
-from webhooks.admin import backfill, list_deliveries, replay, troubles
+from webhooks.admin import Disabled, backfill, disabled_endpoints, list_deliveries, replay, troubles
 from webhooks.endpoints import enable
 
 __all__ = ["deliver_command", "deliveries_app", "webhooks_app"]
@@ -132,6 +132,7 @@ def deliveries_list(
             found = list_deliveries(
                 conn, status=status.value if status else None, endpoint=endpoint, limit=limit
             )
+            off = {d.endpoint for d in disabled_endpoints(conn, {row["endpoint"] for row in found})}
     if len(found) == limit:
         # On stderr: the list (or its JSON) on stdout stays what it was, and a count is not mistaken.
         print_note(f"showing the newest {limit:,}; there may be more: --limit N shows up to N")
@@ -154,12 +155,15 @@ def deliveries_list(
         "reason",
     )
     for row in found:
-        table.add_row(*_cells(row))
+        table.add_row(*_cells(row, row["endpoint"] in off))
     print_table(table)
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
+def _cells(row: dict[str, Any], endpoint_disabled: bool) -> list[str]:
     nxt = row["next_attempt_at"].isoformat(timespec="seconds") if row["next_attempt_at"] else ""
+    if endpoint_disabled:
+        # Its time has passed long ago, or passes with nothing sent: only re-enabling sends it.
+        nxt = f"waits for `crmhub webhooks enable {row['endpoint']}`"
     return [
         str(row["id"]),
         row["endpoint"],
@@ -202,7 +206,9 @@ def deliveries_replay(
     with exit_codes(), _webhook_errors():
         config, engine, channels = _open(ctx)
         _check_endpoint(config, endpoint)
-        with engine.begin() as conn:
+        # Replay reads, then writes: on SQLite only a transaction holding the write lock from its start
+        # waits (busy_timeout) for a sync or `crmhub deliver` instead of failing at once when one commits.
+        with write_transaction(engine) as conn:
             done = replay(
                 conn,
                 _now(),
@@ -300,11 +306,17 @@ def deliver_command(
     summary: dict[str, Any] = {"fanned_out": stats.fanned_out, "attempts": stats.attempts, **stats.outcomes}
     with engine.connect() as conn:
         waiting = troubles(conn) if set(stats.outcomes) - {"succeeded"} else []
+        # From the endpoints' states, not this run's answers: a later run sends nothing and says why.
+        disabled = disabled_endpoints(conn, config.endpoints)
+    off = {d.endpoint for d in disabled}
+    # A disabled endpoint's failed deliveries are not retried on any schedule: they wait for `enable`.
+    waiting = [t for t in waiting if not (t[0] in off and t[1] == "failed")]
     if json:
         emit_json(
             summary
             | {"held_back": dict(stats.held_back)}
             | {"troubles": [{"endpoint": e, "status": s, "count": n, "reason": r} for e, s, n, r in waiting]}
+            | {"disabled": [_disabled_json(d) for d in disabled]}
         )
         return
     console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items()))
@@ -325,6 +337,27 @@ def deliver_command(
             f"{endpoint}: {count:,} deliveries {what}; latest: {reason or 'no reason recorded'} "
             f"(`crmhub deliveries --endpoint {endpoint} --status {status}`)"
         )
+    for off_endpoint in disabled:
+        print_note(_disabled_note(off_endpoint))
+
+
+def _disabled_note(endpoint: Disabled) -> str:
+    """What a disabled endpoint waits for: since when, why, how many deliveries, and the command."""
+    when = endpoint.disabled_at.isoformat(timespec="seconds")
+    why = f" ({endpoint.reason})" if endpoint.reason else ""
+    return (
+        f"{endpoint.endpoint}: disabled at {when}{why}; {endpoint.waiting:,} deliveries wait: "
+        f"run `crmhub webhooks enable {endpoint.endpoint}`"
+    )
+
+
+def _disabled_json(endpoint: Disabled) -> dict[str, Any]:
+    return {
+        "endpoint": endpoint.endpoint,
+        "disabled_at": endpoint.disabled_at.isoformat(),
+        "reason": endpoint.reason,
+        "waiting": endpoint.waiting,
+    }
 
 
 async def _deliver(worker: DeliveryWorker, forever: bool) -> RunStats:

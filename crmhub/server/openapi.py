@@ -35,6 +35,11 @@ class WebhookContact(BaseModel):
         description="Present once other contacts were merged into this one: their ids, which you may know "
         "the person by. Apply the message to them too.",
     )
+    truncated_fields: list[str] | None = Field(
+        default=None,
+        description="Present when a value was cut (or left null) to keep the body under 20 kB: those "
+        "fields' names. The contact's full values are in crmhub.",
+    )
 
 
 class WebhookTransition(BaseModel):

@@ -81,3 +81,13 @@ def test_the_body_model_accepts_what_the_sender_builds(document: dict[str, Any])
     parsed = SegmentWebhook.model_validate(body)
     assert parsed.type == "segment.left" and parsed.data.contact.id == 42
     assert parsed.model_dump(mode="json", exclude_unset=True)["data"]["contact"]["email"] == "ada@example.com"
+
+
+def test_the_body_model_accepts_a_body_with_cut_fields() -> None:
+    info = TransitionInfo(
+        7, 42, "entered", datetime(2026, 11, 23, 12, tzinfo=UTC), "rule", "3f2a", None, 3, "vip", "VIP"
+    )
+    body = payload(info, {f"note_{n}": "東" * 500 for n in range(20)})  # 30 kB of text before fitting
+    assert body["data"]["contact"]["truncated_fields"]
+    parsed = SegmentWebhook.model_validate(body)
+    assert parsed.data.contact.truncated_fields == body["data"]["contact"]["truncated_fields"]

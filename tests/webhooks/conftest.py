@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from webhooks import EndpointConfig, WebhooksConfig, build_senders, generate_sec
 from webhooks.worker import DeliveryWorker
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "webhook.schema.json").read_text())
 
 
 class Clock:
@@ -204,3 +206,38 @@ class LocalServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def matches_schema(value: Any, schema: dict[str, Any] | None = None, path: str = "$") -> None:
+    """Assert `value` is valid by `schema` (docs/webhook.schema.json unless told), in the parts it uses."""
+    schema = SCHEMA if schema is None else schema
+    kinds = schema.get("type")
+    if kinds is not None:
+        allowed = kinds if isinstance(kinds, list) else [kinds]
+        py: dict[str, type | tuple[type, ...]] = {
+            "object": dict,
+            "array": list,
+            "string": str,
+            "integer": int,
+            "null": type(None),
+            "boolean": bool,
+            "number": (int, float),
+        }
+        assert any(
+            isinstance(value, py[k]) and not (k == "integer" and isinstance(value, bool)) for k in allowed
+        ), path
+    if "enum" in schema:
+        assert value in schema["enum"], path
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            matches_schema(item, schema.get("items", {}), f"{path}[{i}]")
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            assert key in value, f"{path}.{key} missing"
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
+        if extra is False:
+            assert set(value) <= set(props), f"{path}: unexpected {set(value) - set(props)}"
+        for key, item in value.items():
+            matches_schema(item, props.get(key, extra or {}), f"{path}.{key}")
+    if "minimum" in schema:
+        assert value >= schema["minimum"], path

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, event, select, update
 from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
@@ -77,6 +79,7 @@ def test_deliver_sends_signed_requests_to_a_local_consumer_through_the_ssrf_allo
         "succeeded": 3,
         "held_back": {},
         "troubles": [],
+        "disabled": [],
     }
     assert len(server.received) == 3
     for got in server.received:
@@ -139,6 +142,35 @@ def test_deliver_names_the_endpoint_that_is_down_and_why(
     assert "crmhub deliveries --endpoint local --status failed" in result.output
 
 
+def test_after_a_410_every_run_says_the_endpoint_waits_to_be_enabled_not_retried(
+    monkeypatch: pytest.MonkeyPatch, store: Engine
+) -> None:
+    seed(store, 2)
+    monkeypatch.setenv("LOCAL_SECRET", generate_secret())
+    with LocalServer(status=410) as server:
+        gone = endpoint("local", url=server.url, allow_http=True, allow_networks=["127.0.0.1/32"])
+        _use(monkeypatch, store, WebhooksConfig(endpoints={"local": gone}))
+        first = _run("deliver")
+        again = _run("deliver", "--json")
+    waits = "2 deliveries wait: run `crmhub webhooks enable local`"
+    assert first.exit_code == 0, first.output
+    assert "local: disabled at " in first.output and "(consumer answered 410 Gone)" in first.output
+    assert waits in first.output and "will be retried" not in first.output
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert report["attempts"] == 0 and report["troubles"] == []
+    [disabled] = report["disabled"]
+    assert (disabled["endpoint"], disabled["reason"], disabled["waiting"]) == (
+        "local",
+        "consumer answered 410 Gone",
+        2,
+    )
+    listed = _run("deliveries").stdout
+    assert listed.count("waits for `crmhub webhooks enable local`") == 2
+    assert _run("webhooks", "enable", "local").exit_code == 0
+    assert "waits for" not in _run("deliveries").stdout
+
+
 def test_deliver_reports_an_unset_secret_as_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch, store: Engine
 ) -> None:
@@ -173,6 +205,40 @@ def test_list_filters_and_replay_resends_dead_with_the_same_id(
         ).all()
     assert {r.id: r.webhook_id for r in after} == before
     assert {(r.status, r.attempts) for r in after} == {("pending", 0)}
+
+
+def test_replay_waits_for_the_write_lock_rather_than_failing_when_another_process_writes(
+    monkeypatch: pytest.MonkeyPatch, store: Engine
+) -> None:
+    seed(store, 3)
+    config = WebhooksConfig(endpoints={"sms": endpoint("sms")})
+    _use(monkeypatch, store, config)
+    fan_out(store, config, T0)
+    with store.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id <= 2).values(status="dead", reason="gave up"))
+    other_writes: list[str] = []
+
+    def another_process_writes(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Between replay's read and its write, as a sync or `crmhub deliver` would commit at any moment.
+        if not statement.startswith("UPDATE deliveries SET status") or other_writes:
+            return
+        other = sqlite3.connect(store.url.database or "", timeout=0, isolation_level=None)
+        try:
+            other.execute("UPDATE deliveries SET reason = 'other writer' WHERE id = 3")
+            other_writes.append("committed")
+        except sqlite3.OperationalError as exc:
+            other_writes.append(str(exc))  # replay holds the write lock: the other one waits its turn
+        finally:
+            other.close()
+
+    event.listen(Engine, "before_cursor_execute", another_process_writes)
+    try:
+        result = _run("deliveries", "replay", "--status", "dead", "--json")
+    finally:
+        event.remove(Engine, "before_cursor_execute", another_process_writes)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"replayed": 2, "withheld": {}}
+    assert other_writes == ["database is locked"]
 
 
 def test_replay_needs_a_selection_and_an_unknown_endpoint_is_a_usage_error(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from crmhub.settings import ConfigError, load_settings
 from webhooks import Cap, EndpointConfig, WebhooksConfig, parse_cap
 
 
@@ -40,6 +42,8 @@ def test_bad_caps_say_what_is_expected(text: str) -> None:
         ({"url": "https://h.example", "secret_envs": ["S"], "allow_networks": ["local"]}, "CIDR"),
         ({"url": "https://h.example", "kind": "segmentio"}, "write_key_env"),
         ({"url": "https://h.example", "secret_envs": ["S"], "events": ["segment.moved"]}, "segment.entered"),
+        ({"url": "https://h.example", "secret_envs": ["S"], "fields": ["id", "merged_ids"]}, 'found "id"'),
+        ({"url": "https://h.example", "secret_envs": ["S"], "fields": ["merged_ids"]}, 'found "merged_ids"'),
     ],
 )
 def test_endpoint_mistakes_are_refused(values: dict[str, object], message: str) -> None:
@@ -76,3 +80,23 @@ def test_the_lease_must_outlive_a_request_and_names_must_be_simple() -> None:
         WebhooksConfig(endpoints={"sms": ep}, lease_seconds=20)
     with pytest.raises(ValidationError, match="endpoint names"):
         WebhooksConfig(endpoints={"SMS Sender": ep})
+
+
+@pytest.mark.parametrize("name", ["id", "merged_ids", "truncated_fields"])
+def test_a_field_named_like_crmhubs_own_keys_is_refused_at_its_toml_path(tmp_path: Path, name: str) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(
+        "[webhooks.endpoints.local]\n"
+        'url = "https://hooks.example/local"\n'
+        'secret_envs = ["LOCAL_SECRET"]\n'
+        f'fields = ["email", "{name}"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    [problem] = [str(p) for p in caught.value.problems]
+    assert problem == (
+        "webhooks.endpoints.local.fields[1]: expected a field name other than crmhub's own keys in "
+        f'data.contact (id, merged_ids, truncated_fields), found "{name}": '
+        "map the value to another field name"
+    )

@@ -1,0 +1,47 @@
+"""A replay leaves alone a delivery that a worker claimed or finished between its read and its write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, event, select, update
+
+from sync.store.tables import deliveries
+from tests.webhooks.conftest import T0, endpoint, make_config, seed
+from webhooks import fan_out
+from webhooks.admin import replay
+
+
+def _statuses(engine: Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(deliveries.c.id, deliveries.c.status)).tuples().all())
+
+
+# Only PostgreSQL lets another worker commit in between: on SQLite a replay holds the write lock.
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_delivery_claimed_or_sent_meanwhile_is_not_queued_again(engine: Engine) -> None:
+    seed(engine, 3)
+    config = make_config(("sms", endpoint("sms")))
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).values(status="failed", attempts=3, reason="HTTP 503"))
+    meanwhile = {1: "succeeded", 2: "leased"}  # what workers did while the replay was deciding
+
+    def workers_move_on(_conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("UPDATE deliveries SET status") or not meanwhile:
+            return
+        changes = dict(meanwhile)
+        meanwhile.clear()  # once, and not again for the workers' own updates below
+        with engine.begin() as other:
+            for delivery_id, status in changes.items():
+                other.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(status=status))
+
+    event.listen(engine, "before_cursor_execute", workers_move_on)
+    try:
+        with engine.begin() as conn:
+            done = replay(conn, T0, endpoints=config.endpoints, status="failed")
+    finally:
+        event.remove(engine, "before_cursor_execute", workers_move_on)
+    assert done.replayed == 1, "only the one still failed"
+    assert _statuses(engine) == {1: "succeeded", 2: "leased", 3: "pending"}
