@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, select, update
 
-from sync.store.tables import deliveries, delivery_attempts, memberships, segments, transitions
+from sync.segments.config import hint
+from sync.store.tables import deliveries, delivery_attempts, memberships, outbox, segments, transitions
 from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
 from webhooks.eligibility import DEFAULT_CHANNELS, SUPPRESSED, blocked_at, consenting, suppressed_kinds
@@ -30,6 +31,7 @@ __all__ = [
     "list_deliveries",
     "replay",
     "troubles",
+    "undispatched",
 ]
 
 # Statuses a bulk replay resends unless told which; a single id may be replayed whatever its status.
@@ -282,7 +284,11 @@ def backfill(
         raise WebhookConfigError(f"endpoint {endpoint}: does not subscribe to segment.entered of {segment}")
     segment_id = conn.execute(select(segments.c.id).where(segments.c.key == segment)).scalar_one_or_none()
     if segment_id is None:
-        raise WebhookConfigError(f"segment {segment}: not found: check the segment key in the configuration")
+        known = sorted(conn.execute(select(segments.c.key)).scalars())
+        raise WebhookConfigError(
+            f"segment {segment}: not found among the evaluated segments{hint(segment, known)}; "
+            "see `crmhub segments` (a segment new to the configuration has members after the next sync)"
+        )
     t = transitions.c
     latest = (
         select(t.contact_id, func.max(t.id).label("tid"))
@@ -314,3 +320,9 @@ def backfill(
         already=sum(1 for r in rows if r.has),
         without_transition=sum(1 for r in rows if not r.tid),
     )
+
+
+def undispatched(conn: Connection) -> int:
+    """How many transitions wait in the outbox for a worker to make their deliveries."""
+    query = select(func.count()).select_from(outbox).where(outbox.c.dispatched_at.is_(None))
+    return int(conn.execute(query).scalar_one())

@@ -29,7 +29,15 @@ from webhooks import (
     generate_secret,
     write_transaction,
 )
-from webhooks.admin import Disabled, backfill, disabled_endpoints, list_deliveries, replay, troubles
+from webhooks.admin import (
+    Disabled,
+    backfill,
+    disabled_endpoints,
+    list_deliveries,
+    replay,
+    troubles,
+    undispatched,
+)
 from webhooks.endpoints import enable
 
 __all__ = ["deliver_command", "deliveries_app", "webhooks_app"]
@@ -133,6 +141,13 @@ def deliveries_list(
                 conn, status=status.value if status else None, endpoint=endpoint, limit=limit
             )
             off = {d.endpoint for d in disabled_endpoints(conn, {row["endpoint"] for row in found})}
+            waiting = undispatched(conn)
+    if waiting:
+        # Deliveries are made when a worker fans the outbox out: right after a sync there are none yet.
+        print_note(
+            f"{waiting:,} transition(s) wait in the outbox, not fanned out to deliveries yet: "
+            "`crmhub deliver` (or `crmhub serve`'s worker) makes and sends them"
+        )
     if len(found) == limit:
         # On stderr: the list (or its JSON) on stdout stays what it was, and a count is not mistaken.
         print_note(f"showing the newest {limit:,}; there may be more: --limit N shows up to N")
@@ -272,7 +287,9 @@ def webhooks_backfill(
     if json:
         emit_json(summary)
     else:
-        console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items()))
+        # `already_queued` counts entries whose delivery exists, whatever became of it.
+        labels = {"already_queued": "already sent or queued"}
+        console.print(", ".join(f"{labels.get(k, k.replace('_', ' '))}: {v}" for k, v in summary.items()))
 
 
 @webhooks_app.command("enable")

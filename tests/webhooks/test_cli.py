@@ -275,5 +275,25 @@ def test_backfill_queues_current_members_once(monkeypatch: pytest.MonkeyPatch, s
     }
     again = json.loads(_run("webhooks", "backfill", "--endpoint", "new", "--segment", "vip", "--json").stdout)
     assert again["queued"] == 0 and again["already_queued"] == 3
-    unknown = _run("webhooks", "backfill", "--endpoint", "new", "--segment", "nope")
-    assert unknown.exit_code == 2 and "segment nope: not found" in unknown.output
+    unknown = _run("webhooks", "backfill", "--endpoint", "new", "--segment", "vp")
+    said = " ".join(unknown.output.split())
+    assert (
+        unknown.exit_code == 2
+        and 'segment vp: not found among the evaluated segments; did you mean "vip"?' in said
+    )
+    text = " ".join(_run("webhooks", "backfill", "--endpoint", "new", "--segment", "vip").stdout.split())
+    assert "already sent or queued: 3" in text
+
+
+def test_the_list_says_when_transitions_wait_in_the_outbox(
+    monkeypatch: pytest.MonkeyPatch, store: Engine
+) -> None:
+    with store.begin() as conn:
+        sid = add_segment(conn, "vip")
+        add_transition(conn, sid, add_contact(conn))
+    _use(monkeypatch, store, WebhooksConfig(endpoints={"sms": endpoint("sms")}))
+    listed = _run("deliveries")
+    assert "no deliveries" in listed.stdout
+    assert "1 transition(s) wait in the outbox" in " ".join(listed.stderr.split())
+    fan_out(store, WebhooksConfig(endpoints={"sms": endpoint("sms")}), T0)
+    assert "wait in the outbox" not in _run("deliveries").stderr
