@@ -255,8 +255,15 @@ def _run(
     with default_http_client(settings.connectors) as http:
         sources = build_sources(settings, names, http, environ)
         now = leases.clock()
+        # The clock goes along: the segments are evaluated when the pull is over, not at its start.
         report = sync_engine.run(
-            sources, now=now, full=full, trigger=trigger, on_progress=progress, should_stop=stop
+            sources,
+            now=now,
+            clock=leases.clock,
+            full=full,
+            trigger=trigger,
+            on_progress=progress,
+            should_stop=stop,
         )
         outcome.report = report
         if report.stopped and leases.lost:

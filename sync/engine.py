@@ -22,6 +22,7 @@ from connectors.base import Source, Stream
 from connectors.exceptions import ConnectorError
 from sync.group_commit import GroupCommit, Pushed
 from sync.inbound import AlreadyReceivedError, claim_events, prune_claims
+from sync.locks import serialize_evaluation
 from sync.prefetch import merged
 from sync.runs import finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
@@ -128,6 +129,7 @@ class SyncEngine:
         sources: Sequence[Source],
         *,
         now: datetime,
+        clock: Callable[[], datetime] | None = None,
         full: bool = False,
         trigger: str = "manual",
         on_progress: ProgressCallback | None = None,
@@ -136,7 +138,9 @@ class SyncEngine:
     ) -> RunReport:
         """Pull every stream of every source once (or only `streams`, as "source.stream").
 
-        Stops early, at a page boundary, when `should_stop()` turns true.
+        `now` is the run's start: its pages are stored at it. The segments are evaluated at `clock()`,
+        read once the pull is over (at `now` without a clock). Stops early, at a page boundary, when
+        `should_stop()` turns true.
         """
         only = sources[0].name if len(sources) == 1 else None
         began = time.perf_counter()
@@ -156,7 +160,12 @@ class SyncEngine:
             prune_claims(conn, now=now)
             # Segments follow the data on every run, and time-window ones move with `now` alone.
             if self.evaluate is not None:
-                report.evaluation = self.evaluate(conn, now=now, run_id=run_id, contact_ids=None)
+                # At the time of the evaluation, not the run's start: a webhook evaluated during the
+                # pull saw a later moment, and this run must not undo it. The lock first, then the
+                # clock: every evaluation that had its turn before this one is earlier than `at`.
+                serialize_evaluation(conn)
+                at = now if clock is None else max(now, clock())
+                report.evaluation = self.evaluate(conn, now=at, run_id=run_id, contact_ids=None)
             finish_run(
                 conn,
                 run_id,

@@ -38,7 +38,7 @@ def plan(
         if fields:  # with no source to read, still a rule's type change (known from the config)
             with default_http_client(settings.connectors) as http:
                 dry = plan_fields(settings, engine, http, now=at, pages=pages)
-        rows = segment_plan(settings, engine, at)
+        rows, at = segment_plan(settings, engine, at)
     if json:
         emit_json({"now": at.isoformat(), "fields": _fields_json(dry), "segments": rows})
         return

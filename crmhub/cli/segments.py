@@ -13,7 +13,7 @@ from rich.tree import Tree
 from sqlalchemy import Connection, Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
-from crmhub.cli._output import console, emit_json, print_error, print_table
+from crmhub.cli._output import console, emit_json, print_error, print_note, print_table
 from crmhub.cli._time import clock, parse_moment
 from crmhub.cli.consent import person
 from crmhub.wiring import declared_fields
@@ -210,15 +210,21 @@ def plan_command(ctx: typer.Context, now: NowOption = None, json: JsonFlag = Fal
     """Dry run: per segment, how many contacts would enter and leave now; writes nothing."""
     at = clock(now)
     with exit_codes(), _open(ctx) as (settings, engine):
-        rows = segment_plan(settings, engine, at)
+        rows, at = segment_plan(settings, engine, at)
     if json:
         emit_json({"now": at.isoformat(), "segments": rows})
         return
     print_segment_plan(rows, at)
 
 
-def segment_plan(settings: _SegmentSettings, engine: Engine, at: datetime) -> list[dict[str, Any]]:
-    """Per segment, who would enter and leave at `at`, from an evaluation that is rolled back."""
+def segment_plan(
+    settings: _SegmentSettings, engine: Engine, at: datetime
+) -> tuple[list[dict[str, Any]], datetime]:
+    """Per segment, who would enter and leave at `at`, from an evaluation that is rolled back; and when.
+
+    The moment is `at`, or the segments' last evaluation when that is later (time never runs back for
+    a segment, sync.segments.evaluate), which a note then says.
+    """
     with engine.connect() as conn:
         # Everything runs in a transaction that is always rolled back.
         trans = conn.begin()
@@ -248,7 +254,12 @@ def segment_plan(settings: _SegmentSettings, engine: Engine, at: datetime) -> li
         {"key": key, "mode": "held", "enter": 0, "leave": 0, "held": problems}
         for key, problems in report.held.items()
     ]
-    return rows + held
+    if report.now != at:
+        print_note(
+            f"--now {_when(at)} is before the segments' last evaluation: planned at {_when(report.now)}, "
+            "as a sync would evaluate (time never runs back for a segment)"
+        )
+    return rows + held, report.now
 
 
 def print_segment_plan(rows: list[dict[str, Any]], at: datetime) -> None:

@@ -3,13 +3,18 @@
 Which contacts a segment re-evaluates:
 - all of them when the segment is new, its rule version changed, or its rule depends on `now`;
 - otherwise those whose `changed_at` is at or after the segment's `last_evaluated_at` (or an earlier
-  `changed_since`), plus those whose membership of a segment it names with `in_segment` changed in
-  this run, plus (for rules on `lead_score`) those whose score changed in this run;
+  `changed_since`, or the start of a sync still running: it stamps what it stores with its start),
+  plus those whose membership of a segment it names with `in_segment` changed in this run, plus
+  (for rules on `lead_score`) those whose score changed in this run;
 - with `contact_ids`, only those contacts (new or changed rules still go in full), and
   `last_evaluated_at` is left alone so the next regular run still sees every change. Those
   segments are tested together in one pass over the contacts (`sync/segments/batch.py`) before
   any whole run.
 Consent changes and merges must bump `contacts.changed_at`, as every data change does.
+
+Time never runs backwards for a segment: a run is evaluated at `now` or, if later, at the segment's
+last evaluation (its `last_evaluated_at`, or its latest transition, which a contacts-mode run
+writes without moving `last_evaluated_at`); see `_not_before`.
 
 A segment's statements are built once per (segment, rule version, catalog, dialect, strategy, scope)
 and kept for the process (`_plan`); `now`, the run id and the reason are bound at execution, so a
@@ -42,6 +47,7 @@ from sqlalchemy import (
     insert,
     literal,
     not_,
+    or_,
     select,
     union_all,
     update,
@@ -64,7 +70,7 @@ from sync.segments.config import (
 )
 from sync.segments.scoring import SCORE_FIELD, ScoringConfig, compute_scores, score_tables
 from sync.segments.split import variant_sql
-from sync.store.tables import contacts, memberships, outbox, segments, transitions
+from sync.store.tables import contacts, memberships, outbox, segments, sync_runs, transitions
 from sync.store.types import Id
 
 __all__ = [
@@ -182,8 +188,53 @@ def _ddl(dialect: Dialect, table: Table, *, create: bool) -> str:
     return _DDL[key]
 
 
-def _upsert_rows(conn: Connection, configured: Mapping[str, SegmentConfig], now: datetime) -> dict[str, _Row]:
-    existing = {r.key: r for r in conn.execute(select(segments)).mappings()}
+def _stored_rows(conn: Connection) -> dict[str, Any]:
+    """Every stored segment row by key, with `latest`: the time of its latest transition (or None)."""
+    t = transitions.c
+    # ORDER BY ... LIMIT 1 rather than MAX: a seek in the (segment_id, occurred_at) index on both backends.
+    latest = (
+        select(t.occurred_at)
+        .where(t.segment_id == segments.c.id)
+        .order_by(t.occurred_at.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label("latest")
+    )
+    return {r.key: r for r in conn.execute(select(segments, latest)).mappings()}
+
+
+def _not_before(now: datetime, stored: Iterable[Any]) -> datetime:
+    """`now`, or the latest evaluation of one of the `stored` segment rows if that is later.
+
+    Evaluating at an earlier `now` than a segment's last evaluation would undo what that one saw: a
+    sync that read its clock before a webhook was evaluated would remove a contact the webhook had
+    just put in a time-window segment (a `left` stamped before the `entered` it cancels), and the
+    next run would put it back. A contacts-mode run leaves `last_evaluated_at` alone, so its latest
+    transition counts too. One moment for the whole run keeps `in_segment` dependencies consistent.
+    """
+    moments: list[datetime] = [now]
+    moments += (m for row in stored for m in (row["last_evaluated_at"], row["latest"]) if m is not None)
+    return max(moments)
+
+
+def _still_storing(conn: Connection, now: datetime) -> datetime | None:
+    """The earliest start of a sync still running (this run's own included), or None.
+
+    A sync stamps every contact it stores `changed_at = <its start>`, and may commit them after an
+    evaluation that began later: their `changed_at` is then below that segment's
+    `last_evaluated_at`, and an incremental cutoff of `last_evaluated_at` alone would skip them
+    until they change again (sync/hubspot_push.py `_next_cursor` keeps its cursor below them the
+    same way). Pushed batches commit with their evaluation, and HubSpot pushes stamp no contacts.
+    """
+    r = sync_runs.c
+    return conn.execute(
+        select(func.min(r.started_at)).where(r.status == "running", r.trigger != "push", r.started_at <= now)
+    ).scalar_one_or_none()
+
+
+def _upsert_rows(
+    conn: Connection, configured: Mapping[str, SegmentConfig], existing: Mapping[str, Any], now: datetime
+) -> dict[str, _Row]:
     rows: dict[str, _Row] = {}
     for key, segment in configured.items():
         version = rule_version(segment)
@@ -241,7 +292,9 @@ def evaluate_segments(
     catalog = load_catalog(conn)
     held = {} if declared is None else _held(configured, catalog, set(declared))
     order = [key for key in evaluation_order(dict(configured)) if key not in held]
-    rows = _upsert_rows(conn, {key: configured[key] for key in order}, now)
+    stored = _stored_rows(conn)
+    now = _not_before(now, (stored[key] for key in order if key in stored))
+    rows = _upsert_rows(conn, {key: configured[key] for key in order}, stored, now)
     if any(row.is_new for row in rows.values()):
         catalog = load_catalog(conn)  # the new segments' ids, for `in_segment` conditions
     scores_changed = None
@@ -297,6 +350,8 @@ def evaluate_segments(
             versions=versions,
         )
     results = []
+    incremental = any(key not in batched and key not in wholes for key in order)
+    storing = _still_storing(conn, now) if incremental else None
     for key in order:
         segment, row = configured[key], rows[key]
         if key in batched:
@@ -312,10 +367,8 @@ def evaluate_segments(
         mode = "full" if whole else "incremental"
         large = large or whole
         if mode == "incremental":
-            cutoff = row.last_evaluated_at
-            assert cutoff is not None
-            if changed_since is not None:
-                cutoff = min(cutoff, changed_since)
+            assert row.last_evaluated_at is not None
+            cutoff = min(m for m in (row.last_evaluated_at, changed_since, storing) if m is not None)
             _fill_incremental(
                 conn, scratch, segment, catalog.segment_ids, cutoff, run_mark, scores_changed is not None
             )
@@ -333,7 +386,13 @@ def evaluate_segments(
             plan = _PLANS[plan_key] = _plan(scratch, key, segment, row, catalog, now, dialect, whole)
         result = _apply(conn, scratch, plan, row, now=now, run_id=run_id, mark=run_mark)
         results.append(SegmentResult(key, row.id, mode, *result))
-        conn.execute(update(segments).where(segments.c.id == row.id).values(last_evaluated_at=now))
+        # Never backwards, even against an evaluation that committed after this one read the row.
+        last = segments.c.last_evaluated_at
+        conn.execute(
+            update(segments)
+            .where(segments.c.id == row.id, or_(last.is_(None), last <= now))
+            .values(last_evaluated_at=now)
+        )
     if large:
         scratch.drop(conn)
     return EvaluationReport(

@@ -14,14 +14,23 @@ __all__ = ["anniversary_days", "coerce", "parse_duration", "parse_time"]
 
 _DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# 100 years. `now` minus a longer one can leave the dates a datetime holds: "999999w" is 19,000
+# years, and scoring's decay goes back eleven half-lives (1,100 years here, still in range).
+_MAX_DURATION_DAYS = 36_500
 
 
 def parse_duration(text: str) -> timedelta:
-    """`"30d"` -> 30 days; units s, m, h, d, w; raises ValueError naming the accepted form."""
+    """`"30d"` -> 30 days; units s, m, h, d, w; at most 100 years; raises ValueError naming the form."""
     match = _DURATION.match(text.strip()) if isinstance(text, str) else None
     if match is None or int(match.group(1)) == 0:
         raise ValueError(f'expected a duration such as "30d", "6h", "15m" or "2w", found "{text}"')
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    duration = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if duration > timedelta(days=_MAX_DURATION_DAYS):
+        raise ValueError(
+            f'expected a duration of at most {_MAX_DURATION_DAYS}d (100 years), found "{text}"; '
+            'leave the window out to mean "ever" (a half_life out: no decay)'
+        )
+    return duration
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -26,7 +26,8 @@ from sync.runs import load_cursor, start_run
 from sync.schedule import Job, ScheduleConfig, SyncConfig
 from sync.segments import EvaluationReport
 from sync.store import write_transaction
-from sync.store.tables import locks, records, sync_runs
+from sync.store.tables import locks, records, segments, sync_runs
+from tests.segments.conftest import segments_from
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEASE_SECONDS = 10
@@ -265,6 +266,24 @@ def test_a_lease_still_held_leaves_its_holders_runs_alone(engine: Engine, pushes
     outcome = _run(engine, clock)
     assert outcome.busy == {"sync:stripe": "other-host:4242:alive"} and outcome.report is None
     assert _run_row(engine, going) == ("running", None)
+
+
+def test_a_run_evaluates_segments_at_the_clock_once_its_pull_is_over(engine: Engine, pushes: Pushes) -> None:
+    clock = Clock()
+    paid = {"paid7": {"name": "Paid", "all": [{"event": "invoice.paid", "within": "7d"}]}}
+    settings = _settings().model_copy(update={"segments": segments_from(paid)})
+
+    def time_passes(stream: StreamReport) -> None:
+        if stream.pages == 1:
+            clock.now += timedelta(minutes=10)  # a long pull; webhooks evaluated meanwhile saw later times
+
+    outcome = jobs.run_job(settings, engine, STRIPE, clock=clock, trigger="schedule", on_progress=time_passes)
+    assert outcome.report is not None and outcome.report.evaluation is not None
+    assert outcome.report.evaluation.now == NOW + timedelta(minutes=10)
+    with engine.connect() as conn:
+        started = select(sync_runs.c.started_at).where(sync_runs.c.id == outcome.report.run_id)
+        assert conn.execute(started).scalar_one() == NOW  # its data keeps the run's start
+        assert conn.execute(select(segments.c.last_evaluated_at)).scalar_one() == NOW + timedelta(minutes=10)
 
 
 def test_the_heartbeat_renews_until_its_block_ends() -> None:

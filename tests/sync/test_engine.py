@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from sync.engine import BatchResult, SyncEngine
 from sync.fields import load_fields, read_values
 from sync.ingest import PageStore
 from sync.runs import load_cursor
+from sync.segments import EvaluationReport, evaluate_segments
 from sync.store import create_store_engine, upgrade
 from sync.store.field_columns import field_columns, fields_table
 from sync.store.tables import (
@@ -34,7 +35,9 @@ from sync.store.tables import (
     quarantine,
     records,
     sync_runs,
+    transitions,
 )
+from tests.segments.conftest import Seeder, segments_from
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 PAGES = 5
@@ -530,3 +533,47 @@ def test_progress_names_every_stream_in_config_order_before_any_page(engine: Eng
     # The live display adds a line per stream as it first hears of it: config order, not arrival.
     assert seen[:3] == [("stripe.customers", 0), ("stripe.invoices", 0), ("hubspot.contacts", 0)]
     assert len(seen) == 3 + 3 * 3  # then two pages and the end of each stream
+
+
+def test_a_run_evaluates_segments_when_its_pull_is_over_not_at_its_start(engine: Engine) -> None:
+    paid_7d = segments_from({"paid7": {"name": "P", "all": [{"event": "invoice.paid", "within": "7d"}]}})
+    webhook, evaluated = NOW + timedelta(minutes=5), NOW + timedelta(minutes=10)
+
+    def evaluate(
+        conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
+    ) -> EvaluationReport:
+        return evaluate_segments(conn, paid_7d, now=now, run_id=run_id, contact_ids=contact_ids)
+
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        late, lapsing = s.contact(at=NOW), s.contact(at=NOW)
+        # Paid 7 days before 12:07: in the segment at the webhook's 12:05, out at the run's 12:10.
+        s.event(lapsing, "invoice.paid", NOW - timedelta(days=7) + timedelta(minutes=7))
+        evaluate_segments(conn, paid_7d, now=NOW - timedelta(hours=1))
+
+    def webhook_during_the_pull(stream: Any) -> None:
+        if stream.pages == 1:
+            with engine.begin() as conn:
+                s.conn = conn
+                s.event(late, "invoice.paid", webhook)
+                evaluate(conn, now=webhook, run_id=None, contact_ids=[late])
+
+    report = SyncEngine(engine, _page_store(), evaluate).run(
+        [OneStreamSource(PagedStream())],
+        now=NOW,
+        clock=lambda: evaluated,
+        on_progress=webhook_during_the_pull,
+    )
+    assert report.evaluation is not None and report.evaluation.now == evaluated
+    with engine.connect() as conn:
+        t = transitions.c
+        moves = conn.execute(
+            select(t.contact_id, t.kind, t.occurred_at)
+            .where(t.contact_id.in_([late, lapsing]))
+            .order_by(t.id)
+        ).all()
+    assert [tuple(m) for m in moves] == [
+        (lapsing, "entered", NOW - timedelta(hours=1)),
+        (late, "entered", webhook),  # and no `left` at the run's start
+        (lapsing, "left", evaluated),  # its week ran out by the time the run evaluated
+    ]
