@@ -168,6 +168,14 @@ def test_plan_counts_what_would_change_and_writes_nothing(seeded: dict[str, Any]
     assert "would enter" in shown and f"enter: {seeded['bob']}; leave: {seeded['ann']}" in shown
 
 
+def test_plan_before_the_last_evaluation_plans_at_it_and_says_so(seeded: dict[str, Any]) -> None:
+    earlier = (NOW - timedelta(days=2)).isoformat()
+    result = _run("plan", "--now", earlier, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["now"] == NOW.isoformat()  # the segments were evaluated at NOW
+    assert "is before the segments' last evaluation: planned at" in " ".join(result.stderr.split())
+
+
 def test_history_lists_transitions_in_order(seeded: dict[str, Any]) -> None:
     result = _run("history", "--contact", "ann@example.com", "--json")
     assert result.exit_code == 0
