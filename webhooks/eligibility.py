@@ -1,39 +1,70 @@
-"""Who may be sent `segment.entered`: consent, the suppression list by channel, frequency caps."""
+"""Who may be sent what: consent, the suppression list by channel, frequency caps, a `left` after its entry.
+
+Fan-out decides with these when it creates deliveries; the worker asks again, with the same checks,
+when it claims a delivery and when an entry's attempt failed, since an opt-out cannot cancel what is
+in flight or not yet committed (`verdicts`).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import Connection, String, bindparam, func, select
+from sqlalchemy import Connection, String, and_, bindparam, func, or_, select
 
 from sync.consent.config import ConsentConfig
 from sync.consent.records import in_force_order
 from sync.consent.suppression import identity_hash
-from sync.store.tables import consent_records, contact_identities, deliveries, suppressions, transitions
+from sync.store.tables import (
+    consent_records,
+    contact_identities,
+    deliveries,
+    outbox,
+    suppressions,
+    transitions,
+)
 from sync.store.types import UtcDateTime
 from webhooks.config import Cap, EndpointConfig
+from webhooks.payload import TransitionInfo
 
 __all__ = [
     "DEFAULT_CHANNELS",
+    "NO_ENTRY",
     "OPEN_STATUSES",
     "SUPPRESSED",
+    "UNSUBSCRIBED",
+    "Outgoing",
+    "Standing",
+    "Told",
     "blocked_at",
     "cap_counts",
+    "consent_in_force",
     "consenting",
+    "entry_told",
     "reached_kinds",
+    "standing",
     "suppressed_kinds",
+    "told_before",
+    "verdicts",
 ]
 
 # `[consent] channels` unless the caller passes the configured ones: the channel -> identity kind.
 DEFAULT_CHANNELS: Mapping[str, str] = ConsentConfig().channels
 _EVERY_KIND = frozenset(("email", "phone"))
 SUPPRESSED = "suppression list: an e-mail or phone the endpoint sends to is suppressed"
+NO_ENTRY = "no entry: no entry was sent to this endpoint"
+# What an opt-out records on the entries it cancels (sync.consent.cancel_entries), at send time too.
+UNSUBSCRIBED = "unsubscribed"
 
 # Deliveries that are, or will be, sent; what caps count and what per-contact ordering waits for.
 OPEN_STATUSES = ("pending", "leased", "failed")
 _COUNTED = ("pending", "leased", "failed", "succeeded", "dead")
+# Deliveries the consumer got, may have got (an attempt was made: a timeout, a 5xx after it acted), or
+# will get: after such an entry, the endpoint must be told when the contact leaves.
+_TOLD = (*OPEN_STATUSES, "succeeded")
 
 # Built once; each fan-out batch binds its contacts (see webhooks.queue).
 _IDENTITIES = select(
@@ -64,6 +95,34 @@ _CAP_COUNTS = (
         transitions.c.contact_id.in_(bindparam("contacts", expanding=True)),
     )
     .group_by(transitions.c.contact_id)
+)
+_LEFT, _EARLIER = transitions.alias("left_t"), transitions.alias("earlier_t")
+# A `left`'s earlier transitions of its contact and segment, each with the endpoints it was told to,
+# or with none (NULL) while its outbox row waits for a fan-out, another worker's perhaps.
+_TOLD_BEFORE = (
+    select(_LEFT.c.id, _EARLIER.c.id, _EARLIER.c.kind, _EARLIER.c.contact_seq, deliveries.c.endpoint)
+    .select_from(
+        _LEFT.join(
+            _EARLIER,
+            and_(
+                _EARLIER.c.contact_id == _LEFT.c.contact_id,
+                _EARLIER.c.contact_seq < _LEFT.c.contact_seq,
+                _EARLIER.c.segment_id == _LEFT.c.segment_id,
+            ),
+        )
+        .outerjoin(
+            deliveries,
+            and_(
+                deliveries.c.transition_id == _EARLIER.c.id,
+                or_(deliveries.c.status.in_(_TOLD), deliveries.c.attempts > 0),
+            ),
+        )
+        .outerjoin(outbox, outbox.c.transition_id == _EARLIER.c.id)
+    )
+    .where(
+        _LEFT.c.id.in_(bindparam("lefts", expanding=True)),
+        or_(deliveries.c.id.is_not(None), and_(outbox.c.id.is_not(None), outbox.c.dispatched_at.is_(None))),
+    )
 )
 
 
@@ -99,15 +158,144 @@ def suppressed_kinds(conn: Connection, contact_ids: Collection[int]) -> dict[int
     return dict(found)
 
 
-def consenting(conn: Connection, contact_ids: Collection[int], channel: str) -> set[int]:
-    """Contacts whose consent record in force for `channel` is `opted_in`."""
+def consent_in_force(conn: Connection, contact_ids: Collection[int], channel: str) -> dict[int, str]:
+    """Per contact with a consent record for `channel`, the status of the one in force."""
     if not contact_ids:
-        return set()
+        return {}
     rows = conn.execute(_CONSENTS, {"contacts": sorted(contact_ids), "channel": channel}).all()
     latest: dict[int, str] = {}
     for contact_id, status in rows:
         latest.setdefault(contact_id, status)
-    return {cid for cid, status in latest.items() if status == "opted_in"}
+    return latest
+
+
+def consenting(conn: Connection, contact_ids: Collection[int], channel: str) -> set[int]:
+    """Contacts whose consent record in force for `channel` is `opted_in`."""
+    statuses = consent_in_force(conn, contact_ids, channel)
+    return {cid for cid, status in statuses.items() if status == "opted_in"}
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What a batch's entries are decided on: the contacts' listed identity kinds, their consent in force."""
+
+    listed: Mapping[int, set[str]]
+    consent: Mapping[str, Mapping[int, str]]  # channel -> contact -> status in force
+    channels: Mapping[str, str]
+
+    def refusal(self, endpoint: EndpointConfig, contact_id: int) -> str | None:
+        """Why `endpoint` must not be sent the contact's entry (suppression first, then consent), or None."""
+        kinds = self.listed.get(contact_id)
+        if kinds and not reached_kinds(endpoint.requires_consent, self.channels).isdisjoint(kinds):
+            return SUPPRESSED
+        channel = endpoint.requires_consent
+        if channel and self.consent[channel].get(contact_id) != "opted_in":
+            return f"consent: no opted-in {channel} consent"
+        return None
+
+    def opted_out(self, endpoint: EndpointConfig, contact_id: int) -> bool:
+        """True when the contact's consent in force for the endpoint's channel is an opt-out."""
+        channel = endpoint.requires_consent
+        return channel is not None and self.consent[channel].get(contact_id) == "opted_out"
+
+
+def standing(
+    conn: Connection,
+    contact_ids: Collection[int],
+    endpoints: Iterable[EndpointConfig],
+    channels: Mapping[str, str],
+) -> Standing:
+    """The suppression list and, per channel `endpoints` require, the consent of `contact_ids`."""
+    needed = sorted({e.requires_consent for e in endpoints if e.requires_consent})
+    consent = {channel: consent_in_force(conn, contact_ids, channel) for channel in needed}
+    return Standing(suppressed_kinds(conn, contact_ids), consent, channels)
+
+
+class Told(NamedTuple):
+    """An earlier transition of a `left`'s contact and segment, and an endpoint it went (or goes) to."""
+
+    transition_id: int
+    kind: str
+    sequence: int
+    endpoint: str | None  # None: not fanned out yet, so it may go to any endpoint
+
+
+def told_before(conn: Connection, left_ids: Collection[int]) -> dict[int, list[Told]]:
+    """Per `left` transition, its membership's earlier transitions that endpoints were or will be told."""
+    if not left_ids:
+        return {}
+    found: dict[int, list[Told]] = defaultdict(list)
+    for left_id, *told in conn.execute(_TOLD_BEFORE, {"lefts": sorted(left_ids)}):
+        found[left_id].append(Told(*told))
+    return dict(found)
+
+
+def entry_told(
+    told: Iterable[Told], endpoint: str, *, batch: Collection[int] = (), sent_in_batch: Collection[int] = ()
+) -> bool:
+    """True when the last transition `endpoint` was (or will be) told of, before a `left`, is an entry.
+
+    `batch` are transitions being fanned out now, and `sent_in_batch` those of them that go to `endpoint`.
+    """
+    latest: Told | None = None
+    for item in told:
+        if item.transition_id in batch:
+            reaches = item.transition_id in sent_in_batch
+        else:
+            reaches = item.endpoint is None or item.endpoint == endpoint
+        if reaches and (latest is None or item.sequence > latest.sequence):
+            latest = item
+    return latest is not None and latest.kind == "entered"
+
+
+class Outgoing(Protocol):
+    """A delivery about to be sent (a claimed `webhooks.queue.Job`)."""
+
+    @property
+    def delivery_id(self) -> int: ...
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def transition(self) -> TransitionInfo: ...
+
+
+def verdicts(
+    conn: Connection,
+    endpoints: Mapping[str, EndpointConfig],
+    outgoing: Sequence[Outgoing],
+    channels: Mapping[str, str],
+) -> dict[int, tuple[str, str]]:
+    """delivery id -> (status, reason) for those of `outgoing` that fan-out would now hold back.
+
+    An entry to someone who opted out of the endpoint's channel is `cancelled` as an opt-out records
+    it (`unsubscribed`); another one fan-out would refuse is `suppressed` with fan-out's reason; a
+    `left` to an endpoint that was never told of the entry is `suppressed` (`NO_ENTRY`).
+    """
+    out = [o for o in outgoing if o.endpoint in endpoints]
+    entries = [o for o in out if o.transition.kind == "entered"]
+    lefts = [o for o in out if o.transition.kind == "left" and _wants_entries(endpoints[o.endpoint], o)]
+    held: dict[int, tuple[str, str]] = {}
+    if entries:
+        reached = [endpoints[name] for name in {o.endpoint for o in entries}]
+        known = standing(conn, {o.transition.contact_id for o in entries}, reached, channels)
+        for o in entries:
+            target, contact = endpoints[o.endpoint], o.transition.contact_id
+            reason = known.refusal(target, contact)
+            if reason is not None and known.opted_out(target, contact):
+                held[o.delivery_id] = ("cancelled", UNSUBSCRIBED)
+            elif reason is not None:
+                held[o.delivery_id] = ("suppressed", reason)
+    if lefts:
+        told = told_before(conn, {o.transition.transition_id for o in lefts})
+        for o in lefts:
+            if not entry_told(told.get(o.transition.transition_id, ()), o.endpoint):
+                held[o.delivery_id] = ("suppressed", NO_ENTRY)
+    return held
+
+
+def _wants_entries(endpoint: EndpointConfig, outgoing: Outgoing) -> bool:
+    """True when `endpoint` takes the segment's entries: only then does its `left` need one first."""
+    return endpoint.wants("segment.entered", outgoing.transition.segment_key)
 
 
 def cap_counts(

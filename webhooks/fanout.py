@@ -21,11 +21,13 @@ from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
 from webhooks.eligibility import (
     DEFAULT_CHANNELS,
-    SUPPRESSED,
-    blocked_at,
+    NO_ENTRY,
+    Standing,
+    Told,
     cap_counts,
-    consenting,
-    suppressed_kinds,
+    entry_told,
+    standing,
+    told_before,
 )
 from webhooks.payload import event_type
 
@@ -139,14 +141,17 @@ def decide_deliveries(
     channels: Mapping[str, str] = DEFAULT_CHANNELS,
 ) -> list[dict[str, Any]]:
     """The delivery rows for `rows` at each endpoint that wants them: pending, or suppressed with why."""
-    entering = {r.contact_id for r in rows if r.kind == "entered"}
-    listed = suppressed_kinds(conn, entering)
+    known = standing(conn, {r.contact_id for r in rows if r.kind == "entered"}, endpoints.values(), channels)
+    told = told_before(conn, {r.transition_id for r in rows if r.kind == "left"})
+    batch = {r.transition_id for r in rows}
     out: list[dict[str, Any]] = []
     for name, endpoint in endpoints.items():
         wanted = [r for r in rows if endpoint.wants(event_type(r.kind), r.segment_key)]
         if not wanted:
             continue
-        reasons = _suppressions(conn, name, endpoint, wanted, blocked_at(endpoint, listed, channels), now)
+        reasons = _entry_reasons(conn, name, endpoint, wanted, known, now)
+        sent = {r.transition_id for r in wanted if r.kind == "entered" and r.transition_id not in reasons}
+        reasons |= _left_reasons(name, endpoint, wanted, told, batch, sent)
         for row in wanted:
             reason = reasons.get(row.transition_id)
             if reason:
@@ -167,34 +172,30 @@ def decide_deliveries(
     return out
 
 
-def _suppressions(
+def _entry_reasons(
     conn: Connection,
     name: str,
     endpoint: EndpointConfig,
     rows: list[TransitionRow],
-    blocked: set[int],
+    known: Standing,
     now: datetime,
 ) -> dict[int, str]:
-    """transition id -> why it is not sent; `segment.left` is always sent so consumers stop messaging."""
+    """transition id -> why an entry of `rows` is not sent: suppression, consent, then the cap."""
     entering = [r for r in rows if r.kind == "entered"]
     if not entering:
         return {}
-    contacts = {r.contact_id for r in entering}
-    channel = endpoint.requires_consent
-    allowed = consenting(conn, contacts, channel) if channel else contacts
     cap = endpoint.parsed_cap
     counts: dict[int, int] = {}
     if cap:
         # Two fan-outs at once (a webhook's and a sync's, on PostgreSQL) would each count the other's
         # uncommitted deliveries as unsent and both send one: they count in turn, until commit.
         take_turns(conn, "capped-fan-out")  # one name for all endpoints: no lock order to deadlock on
-        counts = cap_counts(conn, name, contacts, cap, now)
+        counts = cap_counts(conn, name, {r.contact_id for r in entering}, cap, now)
     reasons: dict[int, str] = {}
     for row in entering:
-        if row.contact_id in blocked:
-            reasons[row.transition_id] = SUPPRESSED
-        elif row.contact_id not in allowed:
-            reasons[row.transition_id] = f"consent: no opted-in {channel} consent"
+        refused = known.refusal(endpoint, row.contact_id)
+        if refused:
+            reasons[row.transition_id] = refused
         elif cap is not None:
             sent = counts.get(row.contact_id, 0)
             if sent >= cap.limit:
@@ -202,3 +203,24 @@ def _suppressions(
             else:
                 counts[row.contact_id] = sent + 1
     return reasons
+
+
+def _left_reasons(
+    name: str,
+    endpoint: EndpointConfig,
+    rows: list[TransitionRow],
+    told: Mapping[int, list[Told]],
+    batch: set[int],
+    sent: set[int],
+) -> dict[int, str]:
+    """transition id -> why a `left` of `rows` is not sent: the endpoint was never told of the entry."""
+    # A `left` tells a consumer to stop messaging someone, with their fields: to an endpoint that never
+    # got the entry (held back by consent, say) it would only hand out a person it was not to know.
+    # An endpoint that takes no entries of the segment is sent its lefts as they come.
+    return {
+        row.transition_id: NO_ENTRY
+        for row in rows
+        if row.kind == "left"
+        and endpoint.wants("segment.entered", row.segment_key)
+        and not entry_told(told.get(row.transition_id, ()), name, batch=batch, sent_in_batch=sent)
+    }

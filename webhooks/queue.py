@@ -6,7 +6,7 @@ Every statement is built once, with what changes from call to call bound at run 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,7 +32,7 @@ from sync.store.types import UtcDateTime
 from webhooks.eligibility import OPEN_STATUSES
 from webhooks.payload import TransitionInfo
 
-__all__ = ["Job", "claim", "has_due", "load_jobs", "work_waiting"]
+__all__ = ["Job", "claim", "has_due", "load_jobs", "withhold", "work_waiting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,11 @@ def _due() -> ColumnElement[bool]:
 
 
 def _earlier_open() -> ColumnElement[bool]:
-    """True when the same contact has an earlier transition still open at the claimed endpoint."""
+    """True when the same contact has an earlier transition still open at the claimed endpoint.
+
+    Open: its delivery there will still be attempted, or it has no deliveries yet (its outbox row
+    waits for a fan-out, perhaps another worker's, still uncommitted), so it may be bound for here.
+    """
     mine, other_t, other_d = (
         transitions.alias("mine"),
         transitions.alias("other_t"),
@@ -84,10 +88,13 @@ def _earlier_open() -> ColumnElement[bool]:
         other_d.c.endpoint == _endpoint(),
         other_d.c.status.in_(OPEN_STATUSES),
     )
+    # Two workers: one's fan-out holds seq 1's outbox row (SKIP LOCKED hides it from the other), whose
+    # fan-out and claim of seq 2 would otherwise find nothing to wait for and send `left` first.
+    not_fanned_out = exists().where(outbox.c.transition_id == other_t.c.id, outbox.c.dispatched_at.is_(None))
     earlier = exists().where(
         other_t.c.contact_id == mine.c.contact_id,
         other_t.c.contact_seq < mine.c.contact_seq,
-        open_at_endpoint,
+        or_(open_at_endpoint, not_fanned_out),
     )
     return exists().where(mine.c.id == deliveries.c.transition_id, earlier)
 
@@ -178,6 +185,35 @@ def claim(
         return []
     params = {"b_endpoint": endpoint, "now": now, "limit": limit, "worker": worker_id, "expires": now + lease}
     return sorted(conn.execute(_CLAIM[ordered, conn.dialect.name == "postgresql"], params).scalars())
+
+
+# A claimed delivery that must not go out after all is closed with why, by its lease holder only.
+_WITHHOLD = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.status == "leased",
+        deliveries.c.leased_by == bindparam("b_worker"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        reason=bindparam("b_reason"),
+        next_attempt_at=None,
+        lease_expires_at=None,
+        leased_by=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def withhold(conn: Connection, held: Mapping[int, tuple[str, str]], *, worker_id: str, now: datetime) -> None:
+    """Close the claimed deliveries of `held` (delivery id -> (status, reason)) instead of sending them."""
+    if held:
+        rows = [
+            {"b_id": i, "b_worker": worker_id, "b_status": status, "b_reason": reason, "b_now": now}
+            for i, (status, reason) in sorted(held.items())
+        ]
+        conn.execute(_WITHHOLD, rows)
 
 
 def load_jobs(conn: Connection, ids: Sequence[int]) -> list[Job]:

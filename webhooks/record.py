@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +13,8 @@ from sqlalchemy.sql.dml import Update
 
 from sync.store.tables import deliveries, delivery_attempts
 from sync.store.upsert import execute_rows, write_rows
+from webhooks.config import EndpointConfig
+from webhooks.eligibility import DEFAULT_CHANNELS, verdicts
 from webhooks.endpoints import Breaker, EndpointState, Outcome, load_states, save_states
 from webhooks.queue import Job
 from webhooks.retry import (
@@ -106,12 +108,15 @@ def record(
     worker_id: str,
     breaker: Breaker,
     now: datetime,
+    endpoints: Mapping[str, EndpointConfig],
+    channels: Mapping[str, str] = DEFAULT_CHANNELS,
     rng: random.Random | None = None,
 ) -> list[Decision]:
     """Store `attempts` and what they decide, inside the caller's transaction; returns the decisions.
 
     An attempt whose delivery is gone (its contact was erased while it was in flight) is not stored:
-    the erasure wins. Its answer still counts for the endpoint's breaker.
+    the erasure wins. Its answer still counts for the endpoint's breaker. A failed entry that fan-out
+    would now hold back (its contact opted out while it was in flight) is closed, not retried.
     """
     if not attempts:
         return []
@@ -130,13 +135,45 @@ def record(
         for a, _ in stored
     ]
     write_rows(conn, delivery_attempts, _ATTEMPT_COLUMNS, rows)
+    held = _held_back(conn, stored, endpoints, channels)
     moves = [
-        (a.job.delivery_id, worker_id, "leased", *_outcome(a, dec), a.status_code, a.attempted_at, 1)
+        (
+            a.job.delivery_id,
+            worker_id,
+            "leased",
+            *(_held_outcome(held[a.job.delivery_id]) if a.job.delivery_id in held else _outcome(a, dec)),
+            a.status_code,
+            a.attempted_at,
+            1,
+        )
         for a, dec in stored
     ]
     execute_rows(conn, "webhooks.record.move_on", _move_on, _MOVE_NAMES, moves)
     _update_endpoints(conn, attempts, decisions, breaker, now)
     return [d for _, d in stored]
+
+
+def _held_back(
+    conn: Connection,
+    stored: Sequence[tuple[Attempt, Decision]],
+    endpoints: Mapping[str, EndpointConfig],
+    channels: Mapping[str, str],
+) -> dict[int, tuple[str, str]]:
+    """delivery id -> (status, reason) for the entries to be retried that fan-out would now hold back."""
+    # The opt-out that came while the entry was in flight could not cancel it (an attempt in flight
+    # finishes): rescheduled as `failed`, the next attempt would send it after all.
+    retrying = [
+        a.job
+        for a, dec in stored
+        if a.job.transition.kind == "entered" and isinstance(dec, RetryDecision | Disable)
+    ]
+    return verdicts(conn, endpoints, retrying, channels) if retrying else {}
+
+
+def _held_outcome(verdict: tuple[str, str]) -> tuple[str, None, str]:
+    """The delivery's next status, next attempt (none) and reason when it is held back."""
+    status, reason = verdict
+    return status, None, reason
 
 
 def _existing(conn: Connection, ids: Sequence[int]) -> set[int]:

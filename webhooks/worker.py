@@ -22,11 +22,11 @@ from sqlalchemy import Connection, Engine
 
 from sync.store import write_transaction
 from webhooks.config import WebhooksConfig
-from webhooks.eligibility import DEFAULT_CHANNELS
+from webhooks.eligibility import DEFAULT_CHANNELS, verdicts
 from webhooks.endpoints import Breaker, EndpointState, load_states
 from webhooks.fanout import fan_out_batch
 from webhooks.payload import contact_fields, merged_ids, ordered_fields, payload
-from webhooks.queue import Job, claim, has_due, load_jobs, work_waiting
+from webhooks.queue import Job, claim, has_due, load_jobs, withhold, work_waiting
 from webhooks.ratelimit import TokenBucket
 from webhooks.record import Attempt, record
 from webhooks.retry import Dead, Disable, RetryDecision, Succeeded
@@ -49,12 +49,16 @@ DISABLED_RECHECK_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class _Claimed:
-    """What a pass claimed: the jobs and their bodies; a full fan-out batch; an endpoint rate-limited."""
+    """What a pass claimed: the jobs and their bodies; a full fan-out batch; an endpoint rate-limited.
+
+    `withheld` counts the claimed deliveries closed instead of sent: what waited on them may go next.
+    """
 
     jobs: list[Job] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     full_batch: bool = False
     throttled: bool = False
+    withheld: int = 0
 
 
 @dataclass
@@ -187,8 +191,9 @@ class DeliveryWorker:
                 self._hook("recorded", attempt.job)
         if claim_at is not None:
             self._start(claimed, claim_at)
-        # A full fan-out batch means more outbox rows may be waiting: that is progress too.
-        return len(claimed.jobs) + claimed.full_batch, claimed.throttled
+        # A full fan-out batch means more outbox rows may be waiting: that is progress too, and so is a
+        # withheld delivery (a later transition of its contact may be claimed now).
+        return len(claimed.jobs) + claimed.withheld + claimed.full_batch, claimed.throttled
 
     def _start(self, claimed: _Claimed, now: datetime) -> None:
         """Start sending each claimed job."""
@@ -212,6 +217,8 @@ class DeliveryWorker:
                 worker_id=self.worker_id,
                 breaker=self._breaker,
                 now=recorded_at,
+                endpoints=self._config.endpoints,
+                channels=self._channels,
                 rng=self._rng,
             )
             if claim_at is not None:
@@ -268,9 +275,22 @@ class DeliveryWorker:
             if bucket is not None:
                 bucket.take(len(got), now)
             ids.extend(got)
-        jobs = load_jobs(conn, ids)
+        claimed = load_jobs(conn, ids)
+        jobs = self._still_due(conn, claimed, now, stats)
         full_batch = fanned.outbox_rows >= self._config.batch_size
-        return _Claimed(jobs, self._bodies(conn, jobs), full_batch, throttled)
+        return _Claimed(jobs, self._bodies(conn, jobs), full_batch, throttled, len(claimed) - len(jobs))
+
+    def _still_due(self, conn: Connection, jobs: list[Job], now: datetime, stats: RunStats) -> list[Job]:
+        """The claimed jobs fan-out would still send now; the others are closed with why, and counted."""
+        # An opt-out cancels no delivery in flight, nor one a concurrent fan-out has not committed yet:
+        # what was decided at fan-out is decided again, on what the store holds now.
+        held = verdicts(conn, self._config.endpoints, jobs, self._channels)
+        if not held:
+            return jobs
+        withhold(conn, held, worker_id=self.worker_id, now=now)
+        for _, reason in held.values():
+            stats.held_back[reason.split(":", 1)[0]] += 1
+        return [job for job in jobs if job.delivery_id not in held]
 
     def _budget(self, name: str, concurrency: int, state: EndpointState, now: datetime) -> int:
         if state.disabled_at is not None or state.open_at(now):

@@ -29,6 +29,7 @@ from sync.store.tables import (
     transitions,
 )
 from webhooks import WebhooksConfig
+from webhooks.eligibility import NO_ENTRY
 from webhooks.fanout import fan_out
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -187,6 +188,17 @@ def delivery_statuses(conn: Connection, contact_id: int) -> dict[tuple[str, str]
     return {(endpoint, kind): status for endpoint, kind, status in rows}
 
 
+def delivery_rows(conn: Connection, contact_id: int) -> dict[tuple[str, str], dict[str, Any]]:
+    """(endpoint, transition kind) -> the delivery, for the contact's latest transitions."""
+    rows = conn.execute(
+        select(deliveries, transitions.c.kind)
+        .join(transitions, transitions.c.id == deliveries.c.transition_id)
+        .where(transitions.c.contact_id == contact_id)
+        .order_by(deliveries.c.id)
+    )
+    return {(row["endpoint"], row["kind"]): dict(row) for row in rows.mappings()}
+
+
 def dispatch(engine: Engine, now: datetime = NOW) -> None:
     """Turn outbox rows into deliveries, as the delivery worker's dispatcher does."""
     fan_out(engine, WEBHOOKS, now)
@@ -244,8 +256,10 @@ def assert_unsubscribed(engine: Engine, contact_id: int, segment: str, endpoint:
         assert conn.execute(select(func.count()).select_from(suppressions)).scalar_one() >= 1
     dispatch(engine, NOW)
     with engine.connect() as conn:
-        # The consumer is told to stop: segment.left is delivered even to a consent-requiring endpoint.
-        assert delivery_statuses(conn, contact_id)[(endpoint, "left")] == "pending"
+        # The entry was cancelled before it went out: the endpoint never heard of the person, so it
+        # is not sent their `segment.left` either (test_left_after_a_sent_entry: one that was, is).
+        stop = delivery_rows(conn, contact_id)[(endpoint, "left")]
+        assert (stop["status"], stop["reason"]) == ("suppressed", NO_ENTRY)
 
 
 def assert_reimport_stays_out(engine: Engine, contact_id: int, segment: str) -> None:

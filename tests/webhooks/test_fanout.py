@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, insert, select
 from sync.store.tables import consent_records, contact_identities, deliveries, outbox, suppressions
 from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
 from webhooks import fan_out
-from webhooks.eligibility import SUPPRESSED
+from webhooks.eligibility import NO_ENTRY, SUPPRESSED
 from webhooks.fanout import FanoutStats, fan_out_batch
 
 
@@ -159,9 +159,9 @@ def test_consent_and_suppression_stop_entries_only(engine: Engine) -> None:
         ("suppressed", "consent: no opted-in sms consent"),
         ("suppressed", SUPPRESSED),  # the phone, which SMS reaches, is listed
         ("pending", None),  # only the e-mail is listed: SMS may still reach the person
-        ("pending", None),  # segment.left still goes out, so the sender stops messaging
+        ("suppressed", NO_ENTRY),  # its entry was held back: the SMS tool never heard of the person
     ]
-    # An endpoint with no channel is kept back by any listed identity.
+    # An endpoint with no channel is kept back by any listed identity; it got the entry, so the left.
     crm = [r["status"] for r in _deliveries(engine) if r["endpoint"] == "crm"]
     assert crm == ["pending", "pending", "pending", "suppressed", "suppressed", "pending"]
 

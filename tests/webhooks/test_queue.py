@@ -12,8 +12,21 @@ from sqlalchemy import Engine, event, select
 from sync.store import create_store_engine, upgrade
 from sync.store.tables import deliveries
 from tests.pg_plans import rows_read
-from tests.webhooks.conftest import T0, Clock, Consumer, endpoint, make_config, make_worker, secrets_for, seed
+from tests.webhooks.conftest import (
+    T0,
+    Clock,
+    Consumer,
+    add_contact,
+    add_segment,
+    add_transition,
+    endpoint,
+    make_config,
+    make_worker,
+    secrets_for,
+    seed,
+)
 from webhooks import fan_out
+from webhooks.fanout import fan_out_batch
 from webhooks.queue import claim
 
 LEASE = timedelta(seconds=60)
@@ -116,3 +129,25 @@ def test_two_postgres_workers_deliver_everything_once_between_them(fresh_pg_url:
     assert statuses == ["succeeded"] * 40
     assert len(consumer.ids()) == len(set(consumer.ids())) == 40
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_later_transition_waits_for_an_earlier_one_another_fan_out_holds(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn)
+        contact = add_contact(conn, "ada@example.com")
+        entered = add_transition(conn, sid, contact, "entered")
+        add_transition(conn, sid, contact, "left")
+    config = make_config(("sms", endpoint("sms")))
+    with engine.connect() as one, engine.connect() as two:
+        one.begin()
+        fan_out_batch(one, config, T0, batch_size=1)  # holds the entry's outbox row, uncommitted
+        two.begin()
+        assert fan_out_batch(two, config, T0, batch_size=10).deliveries == 1  # SKIP LOCKED: the left
+        assert _claim(two, 10, "b") == [], "the left waits: its entry is not fanned out yet"
+        two.commit()
+        one.commit()
+    with engine.begin() as conn:
+        [first] = _claim(conn, 10, "a")
+        kind = select(deliveries.c.transition_id).where(deliveries.c.id == first)
+        assert conn.execute(kind).scalar_one() == entered
