@@ -69,6 +69,7 @@ def run(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) -> No
             now=at,
             scoring=settings.scoring,
             declared=declared_fields(settings.field_mapping),
+            region=settings.field_mapping.identity.default_region,
         )
     if json:
         emit_json([{"policy": r.policy, "would": r.would, "did": r.did} for r in results])

@@ -194,7 +194,8 @@ def explain_command(
     if data is None:
         print_error(f'contact "{contact}" not found: it was erased or merged a moment ago; try again')
         raise typer.Exit(EXIT_FAILED)
-    result = Explainer(settings.segments, data, now=at).segment(segment)
+    region = settings.field_mapping.identity.default_region
+    result = Explainer(settings.segments, data, now=at, region=region).segment(segment)
     if json:
         emit_json(
             {"contact_id": data.id, "segment": segment, "now": at.isoformat(), "member": result.result}
@@ -235,6 +236,7 @@ def segment_plan(
                 now=at,
                 scoring=settings.scoring,
                 declared=declared_fields(settings.field_mapping),
+                region=settings.field_mapping.identity.default_region,
             )
         finally:
             trans.rollback()

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params
-from sync.segments.config import SegmentConfig
+from sync.segments.config import DEFAULT_REGION, SegmentConfig
 from sync.segments.split import variant
 from sync.store.tables import contacts, memberships, outbox, transitions
 
@@ -75,8 +75,11 @@ def _plan(
     catalog: Catalog,
     now: datetime,
     dialect: str,
+    region: str,
 ) -> _Plan:
-    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=True, inline=configured)
+    compiler = RuleCompiler(
+        catalog, now=now, dialect=dialect, correlated=True, inline=configured, region=region
+    )
     tests = [case((compiler.qualifies(t.segment), true()), else_=false()) for t in targets]
     # Why a member left: the contact was merged, or withdrew the consent the segment requires.
     channels = tuple(sorted({t.segment.requires_consent for t in targets if t.segment.requires_consent}))
@@ -160,6 +163,7 @@ def evaluate_batch(
     run_id: int | None,
     mark: int,
     versions: tuple[tuple[str, str], ...],
+    region: str = DEFAULT_REGION,
 ) -> dict[str, tuple[list[int], list[int]]]:
     """Evaluate `targets` (in evaluation order) for the contacts in `scope`: who entered and left each.
 
@@ -173,12 +177,13 @@ def evaluate_batch(
         tuple((t.key, t.segment_id) for t in targets),
         conn.dialect.name,
         catalog.fingerprint(),
+        region,
     )
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        plan = _PLANS[key] = _plan(scope, targets, configured, catalog, now, conn.dialect.name)
+        plan = _PLANS[key] = _plan(scope, targets, configured, catalog, now, conn.dialect.name, region)
     # Plain tuples: the loop below indexes 20,000 cells for 1,000 contacts, and Row indexing is slower.
     rows = [tuple(row) for row in conn.execute(plan.query, clock_params(plan.clock, now)).tuples()]
     writes = _writes(scope)

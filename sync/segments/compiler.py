@@ -45,12 +45,21 @@ from sqlalchemy import (
     table,
     true,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import KeyedColumnElement
-from sqlalchemy.types import Integer, Text, TypeEngine
+from sqlalchemy.types import Float, Integer, Text, TypeEngine
 
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.consent.records import in_force_order
-from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest, stored_form
+from sync.segments.config import (
+    BUILTIN_TYPES,
+    DEFAULT_REGION,
+    Comparison,
+    Rule,
+    SegmentConfig,
+    TimeTest,
+    stored_form,
+)
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
 from sync.store.field_columns import TABLE, column_name, value_column
 from sync.store.tables import (
@@ -123,14 +132,31 @@ class _Source:
     inline: bool = False
 
 
-def property_equals(ev: Any, key: str, wanted: str, dialect: str) -> Expr:
-    """The event's property `key` is a JSON string equal to `wanted` (a number "5" is not "5")."""
+def property_equals(ev: Any, key: str, wanted: str | bool | float, dialect: str) -> Expr:
+    """The event's property `key` equals `wanted` as a JSON value of its type: "5" is not 5, 1 not true.
+
+    Numbers compare by value (3 is 3.0).
+    """
+    if isinstance(wanted, str):
+        if dialect == "postgresql":
+            is_text = func.jsonb_typeof(ev.c.properties[key]) == "string"
+        else:
+            is_text = _json_type(ev, key) == "text"
+        return and_(is_text, ev.c.properties[key].as_string() == literal(wanted, Text))
     if dialect == "postgresql":
-        is_text = func.jsonb_typeof(ev.c.properties[key]) == "string"
-    else:
-        # The key is restricted to [A-Za-z0-9_-] by the config, so the quoted path is unambiguous.
-        is_text = func.json_type(ev.c.properties, literal(f'$."{key}"', Text)) == "text"
-    return and_(is_text, ev.c.properties[key].as_string() == literal(wanted, Text))
+        # jsonb equality keeps JSON types apart and compares numbers as numerics, with no cast to fail.
+        same: Expr = ev.c.properties[key] == literal(wanted, JSONB)
+        return same
+    if isinstance(wanted, bool):
+        return _json_type(ev, key) == ("true" if wanted else "false")
+    number = literal(wanted, Integer if isinstance(wanted, int) else Float)
+    extracted = func.json_extract(ev.c.properties, literal(f'$."{key}"', Text))
+    return and_(_json_type(ev, key).in_(("integer", "real")), extracted == number)
+
+
+def _json_type(ev: Any, key: str) -> ColumnElement[Any]:
+    # The key is restricted to [A-Za-z0-9_-] by the config, so the quoted path is unambiguous.
+    return func.json_type(ev.c.properties, literal(f'$."{key}"', Text))
 
 
 def _compare(expr: ColumnElement[Any], test: Comparison) -> Expr:
@@ -157,6 +183,7 @@ class RuleCompiler:
         correlated: bool,
         scan: bool = False,
         inline: Mapping[str, SegmentConfig] | None = None,
+        region: str = DEFAULT_REGION,
     ) -> None:
         self.catalog = catalog
         self.now = now
@@ -166,6 +193,8 @@ class RuleCompiler:
         # Segments whose membership `in_segment` tests by their rule instead of reading `memberships`:
         # right when the statement evaluates them for the same contacts in the same run.
         self.inline = inline or {}
+        # Where a national phone number in a rule is read (`[field_mapping.identity] default_region`).
+        self.region = region
         self.clock: Clock = {}
         # The contact's contact_fields row, holding only the columns the rules read: a clause with
         # every field's column cost 9 ms per compiler at 1,000 fields (column proxies), 0.2 ms at 6.
@@ -299,8 +328,16 @@ class RuleCompiler:
             return and_(*where)
         return self._member(source.contact, where, scan=self.scan)
 
+    def _field_type(self, name: str) -> FieldType | None:
+        """The type field `name` is read as: a contact column's or identity's, else the catalog's."""
+        if name in _CONTACT_TIMES or name in _IDENTITIES:
+            return BUILTIN_TYPES[name]
+        found = self.catalog.fields.get(name)
+        return None if found is None else found[1]
+
     def _field(self, rule: Rule) -> Expr:
-        rule = stored_form(rule)
+        assert rule.field is not None and rule.op is not None
+        rule = stored_form(rule, self._field_type(rule.field), self.region)
         assert rule.field is not None and rule.op is not None
         source = self._source(rule.field)
         if source is None:

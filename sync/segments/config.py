@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import operator
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -16,16 +18,21 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from field_mapping.normalize import dialable, normalize_email, normalize_phone
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.segments.values import coerce, parse_duration, parse_time
 
 __all__ = [
     "BUILTIN_FIELDS",
+    "BUILTIN_TYPES",
+    "DEFAULT_REGION",
     "FIELD_OPS",
     "Comparison",
     "Duration",
@@ -38,6 +45,7 @@ __all__ = [
     "dependencies",
     "depends_on_time",
     "evaluation_order",
+    "graph_problems",
     "held_segments",
     "hint",
     "relative",
@@ -49,19 +57,36 @@ __all__ = [
     "unknown_fields",
     "unusable",
     "walk",
+    "with_builtins",
 ]
 
 Scalar = str | bool | int | float | datetime | date
 SegmentKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
 # Property names go into a JSON path; keeping them plain keeps that path unambiguous on both backends.
 PropertyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,100}$")]
+# An event property's wanted value: a JSON string, boolean or number, matched with that JSON type only.
+PropertyValue = str | bool | int | Annotated[float, Field(allow_inf_nan=False)]
 
 SCALAR_OPS = ("eq", "ne", "contains", "starts_with", "ends_with", "gt", "gte", "lt", "lte")
 LIST_OPS = ("in", "not_in")
+# The tests that compare whole values, where a literal must be exactly what the store holds.
+_WHOLE = ("eq", "ne", "in", "not_in")
 TIME_OPS = ("before", "after", "within_last", "more_than_ago", "anniversary")
 FIELD_OPS = (*SCALAR_OPS, *LIST_OPS, "between", "exists", "missing", *TIME_OPS)
 # Fields every contact has without a mapping rule: contact columns, identities, the lead score.
-BUILTIN_FIELDS = frozenset({"created_at", "last_activity_at", "email", "phone", "lead_score"})
+# The compiler reads the first four from `contacts` and `contact_identities`, whatever the store's
+# field definitions say; the lead score is the `lead_score` field scoring declares (decimal).
+_CONTACT_TYPES: dict[str, FieldType] = {
+    "created_at": FieldType.DATETIME,
+    "last_activity_at": FieldType.DATETIME,
+    "email": FieldType.EMAIL,
+    "phone": FieldType.PHONE,
+}
+BUILTIN_TYPES: Mapping[str, FieldType] = {**_CONTACT_TYPES, "lead_score": FieldType.DECIMAL}
+BUILTIN_FIELDS = frozenset(BUILTIN_TYPES)
+# How a national phone number in a rule is read when the caller names no region (as the identity
+# config's own default, `[field_mapping.identity] default_region`).
+DEFAULT_REGION = "US"
 _KINDS = ("all", "any", "not", "field", "event", "lead_score", "consent", "in_segment")
 _OWNED = {
     "field": ("op", "value", "within_days"),
@@ -103,7 +128,34 @@ class Comparison(BaseModel):
     def _one_bound(self) -> Comparison:
         if not self.bounds():
             raise ValueError("expected at least one of eq, ne, gt, gte, lt, lte, found an empty table")
+        for op, bound in self.bounds():
+            if not math.isfinite(bound):
+                raise ValueError(f"expected a finite number for {op}, found {bound}")
+        if self.empty(integers=False):
+            raise ValueError(f"expected bounds some number meets, found {self.shown()}, which none does")
         return self
+
+    def shown(self) -> str:
+        """The bounds as written: `gte = 1, lt = 1`."""
+        return ", ".join(f"{op} = {bound:g}" for op, bound in self.bounds())
+
+    def empty(self, *, integers: bool) -> bool:
+        """Whether no number (no count >= 0, with `integers`) satisfies every bound."""
+        low, high = -math.inf, math.inf
+        low_open = high_open = False
+        for op, bound in self.bounds():
+            if op in ("gt", "gte", "eq") and (bound > low or (bound == low and op == "gt")):
+                low, low_open = bound, op == "gt"
+            if op in ("lt", "lte", "eq") and (bound < high or (bound == high and op == "lt")):
+                high, high_open = bound, op == "lt"
+        if integers:
+            # The whole numbers in the range, counts being 0 or more.
+            first = 0 if low == -math.inf else max(0, math.floor(low) + 1 if low_open else math.ceil(low))
+            last = math.inf if high == math.inf else (math.ceil(high) - 1 if high_open else math.floor(high))
+            return first > last or (first == last and self.ne == first)
+        if low > high or (low == high and (low_open or high_open)):
+            return True
+        return low == high and self.ne == low  # one value left, and `ne` rules it out
 
     def bounds(self) -> list[tuple[str, float]]:
         """The (operator, number) pairs that are set."""
@@ -165,7 +217,7 @@ class Rule(BaseModel):
     value: Scalar | list[Scalar] | None = None
     within_days: int | None = Field(default=None, ge=0, le=366)
     event: str | None = Field(default=None, min_length=1, max_length=200)
-    where: dict[PropertyName, str] | None = None
+    where: dict[PropertyName, PropertyValue] | None = None
     count: Comparison | None = None
     within: Duration | None = None
     first: TimeTest | None = None
@@ -194,6 +246,8 @@ class Rule(BaseModel):
             raise ValueError(
                 f'expected a list of two values [low, high] for "between", found {_shape(value)}'
             )
+        if op == "between":
+            _low_to_high(*value)
         if op in SCALAR_OPS and isinstance(value, list):
             raise ValueError(f'expected one value for "{op}", found a list (use "in" for several)')
         if op in ("before", "after") and (isinstance(value, list) or parse_time(value) is None):
@@ -203,6 +257,15 @@ class Rule(BaseModel):
                 raise ValueError(f'expected a duration such as "30d" for "{op}", found {_shape(value)}')
             parse_duration(value)
         return value
+
+    @field_validator("count")
+    @classmethod
+    def _countable(cls, count: Comparison) -> Comparison:
+        if count.empty(integers=True):
+            raise ValueError(
+                f"expected bounds some count (0, 1, 2, ...) meets, found {count.shown()}, which none does"
+            )
+        return count
 
     @model_validator(mode="after")
     def _one_kind(self) -> Rule:
@@ -244,6 +307,17 @@ class Rule(BaseModel):
         if self.not_ is not None:
             return [self.not_]
         return list(self.all or self.any or [])
+
+
+def _low_to_high(low: Any, high: Any) -> None:
+    """Refuse `between = [high, low]`, which matches nobody, for numbers and times alike."""
+    for column in (Column.NUM, Column.TIME):
+        first, last = coerce(column, low), coerce(column, high)
+        if first is not None and last is not None and first > last:
+            raise ValueError(
+                f'expected [low, high] with low <= high for "between", found low {_shape(low)} > '
+                f"high {_shape(high)}: it matches nothing"
+            )
 
 
 def _shape(value: Any) -> str:
@@ -303,17 +377,35 @@ def walk(rule: Rule, path: str) -> list[tuple[str, Rule]]:
     return found
 
 
-def stored_form(rule: Rule) -> Rule:
-    """The rule with its literals as the store holds the field: e-mail addresses in lower case."""
-    if rule.field != "email" or rule.value is None:
+def with_builtins(types: Mapping[str, FieldType]) -> dict[str, FieldType]:
+    """`types` (the store's fields by name) with the built-in fields' types, as the compiler reads them."""
+    return {"lead_score": FieldType.DECIMAL, **types, **_CONTACT_TYPES}
+
+
+def _stored_literal(value: Any, name: str, field_type: FieldType, region: str) -> tuple[Any, bool]:
+    """(`value` as the store holds it in field `name`, whether a value of that field can be it)."""
+    if field_type is FieldType.EMAIL and isinstance(value, str):
+        return normalize_email(value)[0], True
+    if field_type is FieldType.PHONE and isinstance(value, str | int) and not isinstance(value, bool):
+        number, valid = normalize_phone(str(value), region)
+        # A phone identity keeps its extension (`;ext=12`); a phone field holds the number to dial.
+        return (number if name == "phone" else dialable(number)), valid
+    return value, True
+
+
+def stored_form(rule: Rule, field_type: FieldType | None, region: str = DEFAULT_REGION) -> Rule:
+    """The rule with its literals as the store holds a `field_type` field's values.
+
+    E-mail addresses in lower case (for every test); phone numbers in E.164, national ones read in
+    `region`, for the tests that compare whole values (eq, ne, in, not_in).
+    """
+    if rule.field is None or rule.value is None or field_type not in (FieldType.EMAIL, FieldType.PHONE):
         return rule
-    value = rule.value
-    folded = (
-        [v.strip().lower() if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
-    )
-    if isinstance(folded, str):
-        folded = folded.strip().lower()
-    return rule.model_copy(update={"value": folded})
+    if field_type is FieldType.PHONE and rule.op not in _WHOLE:
+        return rule
+    values = rule.value if isinstance(rule.value, list) else [rule.value]
+    stored = [_stored_literal(v, rule.field, field_type, region)[0] for v in values]
+    return rule.model_copy(update={"value": stored if isinstance(rule.value, list) else stored[0]})
 
 
 def rule_nodes(segment: SegmentConfig) -> list[tuple[str, Rule]]:
@@ -329,35 +421,83 @@ def dependencies(segment: SegmentConfig) -> set[str]:
     return {r.in_segment for _, r in rule_nodes(segment) if r.in_segment is not None}
 
 
-def evaluation_order(segments: dict[str, SegmentConfig]) -> list[str]:
-    """Segment keys with every segment after the ones it depends on; raises ValueError on a cycle."""
-    order: list[str] = []
+def graph_problems(segments: Mapping[str, SegmentConfig]) -> list[tuple[str, str]]:
+    """(path below `segments`, message) for each in_segment naming no configured segment, else a cycle."""
+    unknown = [
+        (
+            f"{key}.{path}.in_segment",
+            f'expected in_segment to name a configured segment, found "{rule.in_segment}"'
+            f"{hint(rule.in_segment, sorted(segments))}",
+        )
+        for key in sorted(segments)
+        for path, rule in rule_nodes(segments[key])
+        if rule.in_segment is not None and rule.in_segment not in segments
+    ]
+    if unknown:
+        return unknown
     state: dict[str, str] = {}
 
-    def visit(key: str, trail: list[str]) -> None:
-        if state.get(key) == "done":
-            return
-        if state.get(key) == "active":
-            cycle = " -> ".join([*trail[trail.index(key) :], key])
-            raise ValueError(f"expected in_segment references without cycles, found the cycle {cycle}")
+    def visit(key: str, trail: list[str]) -> tuple[str, str] | None:
         state[key] = "active"
-        for dep in sorted(dependencies(segments[key])):
-            if dep not in segments:
-                raise ValueError(
-                    f'expected in_segment to name a configured segment, found "{dep}" in segments.{key}'
-                    f"{hint(dep, sorted(segments))}"
-                )
-            visit(dep, [*trail, key])
+        chain = [*trail, key]
+        for path, rule in rule_nodes(segments[key]):
+            dep = rule.in_segment
+            if dep is None or state.get(dep) == "done":
+                continue
+            if state.get(dep) == "active":
+                cycle = " -> ".join([*chain[chain.index(dep) :], dep])
+                found = f"expected in_segment references without cycles, found the cycle {cycle}"
+                return f"{key}.{path}.in_segment", found
+            if (problem := visit(dep, chain)) is not None:
+                return problem
         state[key] = "done"
-        order.append(key)
+        return None
 
     for key in sorted(segments):
-        visit(key, [])
+        if key not in state and (problem := visit(key, [])) is not None:
+            return [problem]
+    return []
+
+
+def evaluation_order(segments: Mapping[str, SegmentConfig]) -> list[str]:
+    """Segment keys with every segment after the ones it depends on; raises ValueError on a cycle."""
+    problems = graph_problems(segments)
+    if problems:
+        path, message = problems[0]
+        raise ValueError(f"segments.{path}: {message}")
+    order: list[str] = []
+
+    def visit(key: str) -> None:
+        if key not in order:
+            for dep in sorted(dependencies(segments[key])):
+                visit(dep)
+            order.append(key)
+
+    for key in sorted(segments):
+        visit(key)
     return order
 
 
+def _loc(path: str) -> tuple[str | int, ...]:
+    """`a.all[0].in_segment` as pydantic's location `("a", "all", 0, "in_segment")`."""
+    return tuple(int(i) if i else k for k, i in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path))
+
+
 def _check_graph(segments: dict[str, SegmentConfig]) -> dict[str, SegmentConfig]:
-    evaluation_order(segments)
+    problems = graph_problems(segments)
+    if problems:
+        # Raised as a ValidationError, its locations nest below `segments`: each names its rule node.
+        raise ValidationError.from_exception_data(
+            "segments",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", "Value error, {error}", {"error": message}),
+                    loc=_loc(path),
+                    input=path,
+                )
+                for path, message in problems
+            ],
+        )
     return segments
 
 
@@ -384,33 +524,52 @@ _NEEDS = {
 }
 
 
-def unusable(rule: Rule, field_type: FieldType) -> str | None:
+def unusable(rule: Rule, field_type: FieldType, region: str = DEFAULT_REGION) -> str | None:
     """Why a field condition can never hold as meant for a field of `field_type`, or None if it can.
 
     The compiler turns such a test into "matches nothing" (or, for `ne` and `not_in`, "everything"),
-    which would empty (or fill) a segment on a typo: `gte = "nine"` on a number, `contains` on one.
+    which would empty (or fill) a segment on a typo: `gte = "nine"` on a number, `contains` on one,
+    `eq = "555-12"` on a phone (national numbers are read in `region`).
     """
     column, op = STORAGE[field_type], rule.op
     if op is None or op in ("exists", "missing"):
         return None
     kind = _KIND_OF[column]
     if op in _NEEDS and column not in _NEEDS[op]:
-        return f'"{op}" does not apply to {rule.field}, a {field_type.value} field ({kind} values)'
+        return f'"{op}" does not apply to {rule.field}, {_a(field_type.value)} field ({kind} values)'
     if op in ("within_last", "more_than_ago", "anniversary"):
         return None  # a duration, checked with the rule itself
+    outcome = "every contact with a value" if op in ("ne", "not_in") else "nothing"
     for value in rule.value if isinstance(rule.value, list) else [rule.value]:
         if coerce(column, value) is None:
             return (
-                f"{value!r} is not a {kind}, as {rule.field} ({field_type.value}) holds: it matches nothing"
+                f"{value!r} is not a {kind}, as {rule.field} ({field_type.value}) holds: it matches {outcome}"
+            )
+        phone = field_type is FieldType.PHONE and op in _WHOLE and rule.field is not None
+        if phone and not _stored_literal(value, str(rule.field), field_type, region)[1]:
+            return (
+                f"{value!r} is not a valid phone number (read in region {region}), as {rule.field} "
+                f"({field_type.value}) holds: it matches {outcome}"
             )
     return None
 
 
-def type_problems(nodes: list[tuple[str, Rule]], types: Mapping[str, FieldType]) -> list[tuple[str, str]]:
-    """(TOML path, message) for every field condition among `nodes` its field's type cannot meet."""
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def type_problems(
+    nodes: list[tuple[str, Rule]], types: Mapping[str, FieldType], region: str = DEFAULT_REGION
+) -> list[tuple[str, str]]:
+    """(TOML path, message) for every field condition among `nodes` its field's type cannot meet.
+
+    `types` are the store's fields; the built-in ones (`with_builtins`) are added here.
+    """
+    typed = with_builtins(types)
     found = []
     for path, rule in nodes:
-        why = unusable(rule, types[rule.field]) if rule.field is not None and rule.field in types else None
+        field_type = typed.get(rule.field) if rule.field is not None else None
+        why = None if field_type is None else unusable(rule, field_type, region)
         if why is not None:
             found.append((path, why))
     return found
@@ -431,12 +590,19 @@ def check_fields(segments: dict[str, SegmentConfig], known_fields: set[str]) -> 
 
 
 def held_segments(
-    segments: Mapping[str, SegmentConfig], known_fields: set[str], types: Mapping[str, FieldType]
+    segments: Mapping[str, SegmentConfig],
+    known_fields: set[str] | None,
+    types: Mapping[str, FieldType],
+    region: str = DEFAULT_REGION,
 ) -> dict[str, list[str]]:
-    """Per segment with a condition on a field nobody declared or sent, or one its type cannot meet, why."""
+    """Per segment with a condition on a field nobody declared or sent, or one its type cannot meet, why.
+
+    With `known_fields` None (the mapping rules unknown), only the tests types cannot meet.
+    """
     nodes = segment_nodes(segments)
+    unknown = [] if known_fields is None else unknown_fields(nodes, known_fields)
     held: dict[str, list[str]] = {}
-    for path, message in unknown_fields(nodes, known_fields) + type_problems(nodes, types):
+    for path, message in unknown + type_problems(nodes, types, region):
         held.setdefault(path.split(".", 2)[1], []).append(f"{path}: {message}")  # keys hold no dots
     return held
 

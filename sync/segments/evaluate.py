@@ -58,6 +58,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sync.segments.batch import Target, evaluate_batch
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
 from sync.segments.config import (
+    DEFAULT_REGION,
     SegmentConfig,
     dependencies,
     depends_on_time,
@@ -275,6 +276,7 @@ def evaluate_segments(
     contact_ids: Iterable[int] | None = None,
     full: bool = False,
     declared: Iterable[str] | None = None,
+    region: str = DEFAULT_REGION,
 ) -> EvaluationReport:
     """Score, then evaluate every configured segment in dependency order; the caller commits or rolls back.
 
@@ -290,7 +292,7 @@ def evaluate_segments(
     scratch.create(conn, scored=scored)
     ids = sorted(set(contact_ids)) if contact_ids is not None else None
     catalog = load_catalog(conn)
-    held = {} if declared is None else _held(configured, catalog, set(declared))
+    held = {} if declared is None else _held(configured, catalog, set(declared), region)
     order = [key for key in evaluation_order(dict(configured)) if key not in held]
     stored = _stored_rows(conn)
     now = _not_before(now, (stored[key] for key in order if key in stored))
@@ -303,14 +305,15 @@ def evaluate_segments(
         _fill(conn, scratch, ids)
     if scored and declared is not None:
         assert scoring is not None
-        held_scoring = _held_scoring(scoring, catalog, set(declared))
+        held_scoring = _held_scoring(scoring, catalog, set(declared), region)
         if held_scoring:
             # Scores stay as they were, as a held segment's members do: a typo must not rescore everyone.
             held[SCORING_HELD] = held_scoring
             scored = False
     if scoring is not None and scored:
+        scope = scratch.scope if ids is not None else None
         scores_changed = compute_scores(
-            conn, scoring, scratch.scores, catalog, now=now, scope=scratch.scope if ids is not None else None
+            conn, scoring, scratch.scores, catalog, now=now, scope=scope, region=region
         )
         if SCORE_FIELD not in catalog.fields:
             # Scoring has just declared the field that `lead_score` conditions read.
@@ -348,6 +351,7 @@ def evaluate_segments(
             run_id=run_id,
             mark=run_mark,
             versions=versions,
+            region=region,
         )
     results = []
     incremental = any(key not in batched and key not in wholes for key in order)
@@ -380,10 +384,11 @@ def evaluate_segments(
             correlated_strategy(dialect, whole),
             not whole,
             fingerprint,
+            region,
         )
         plan = _PLANS.get(plan_key)
         if plan is None:
-            plan = _PLANS[plan_key] = _plan(scratch, key, segment, row, catalog, now, dialect, whole)
+            plan = _PLANS[plan_key] = _plan(scratch, key, segment, row, catalog, now, dialect, whole, region)
         result = _apply(conn, scratch, plan, row, now=now, run_id=run_id, mark=run_mark)
         results.append(SegmentResult(key, row.id, mode, *result))
         # Never backwards, even against an evaluation that committed after this one read the row.
@@ -406,16 +411,17 @@ def evaluate_segments(
 
 
 def _held(
-    configured: Mapping[str, SegmentConfig], catalog: Catalog, declared: set[str]
+    configured: Mapping[str, SegmentConfig], catalog: Catalog, declared: set[str], region: str
 ) -> dict[str, list[str]]:
     """Segments not to evaluate: a field nobody declared or sent, or a test its field's type cannot meet."""
-    return held_segments(configured, set(catalog.fields) | declared, catalog.types())
+    return held_segments(configured, set(catalog.fields) | declared, catalog.types(), region)
 
 
-def _held_scoring(scoring: ScoringConfig, catalog: Catalog, declared: set[str]) -> list[str]:
+def _held_scoring(scoring: ScoringConfig, catalog: Catalog, declared: set[str], region: str) -> list[str]:
     """Why lead scores must not be recomputed this run: a condition on an unknown or unusable field."""
     nodes = scoring.nodes()
-    found = unknown_fields(nodes, set(catalog.fields) | declared) + type_problems(nodes, catalog.types())
+    problems = type_problems(nodes, catalog.types(), region)
+    found = unknown_fields(nodes, set(catalog.fields) | declared) + problems
     return [f"{path}: {message}" for path, message in found]
 
 
@@ -523,12 +529,14 @@ def _plan(
     now: datetime,
     dialect: str,
     whole: bool,
+    region: str,
 ) -> _Plan:
     """Build the statements that compute a segment's new member set and its transitions."""
     if len(_PLANS) >= _MAX_PLANS:
         _PLANS.clear()
+    correlated = correlated_strategy(dialect, whole)
     compiler = RuleCompiler(
-        catalog, now=now, dialect=dialect, correlated=correlated_strategy(dialect, whole), scan=whole
+        catalog, now=now, dialect=dialect, correlated=correlated, scan=whole, region=region
     )
     admitted = [compiler.qualifies(segment)]
     if not whole:

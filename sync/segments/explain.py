@@ -1,13 +1,15 @@
 """The second, independent evaluator: one contact's data in Python, each rule node with verdict and evidence.
 
-It shares only the reading of rule literals (`values.py`) with the SQL compiler; a property test
-checks that both always agree.
+It shares only the reading of rule literals (`values.py`, `config.stored_form`) with the SQL
+compiler; a property test checks that both always agree. A segment the sync holds back (a test its
+field's type cannot meet) is not evaluated here either: its stored members answer, as they do for
+the sync's own `in_segment` tests.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,9 +18,18 @@ from sqlalchemy import Connection, select
 
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.fields import load_fields, read_values, stored_value
-from sync.segments.config import Comparison, Rule, SegmentConfig, TimeTest, stored_form
+from sync.segments.config import (
+    BUILTIN_TYPES,
+    DEFAULT_REGION,
+    Comparison,
+    Rule,
+    SegmentConfig,
+    TimeTest,
+    held_segments,
+    stored_form,
+)
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
-from sync.store.tables import consent_records, contact_identities, contacts, events
+from sync.store.tables import consent_records, contact_identities, contacts, events, memberships, segments
 
 __all__ = ["ContactData", "Explainer", "Explanation", "load_contact"]
 
@@ -54,6 +65,9 @@ class ContactData:
     identities: dict[str, list[str]]
     events: list[EventRow]
     consents: list[ConsentRow]
+    # The store's field types by name, and the keys of the segments the contact is a stored member of.
+    field_types: dict[str, FieldType] = field(default_factory=dict)
+    memberships: frozenset[str] = frozenset()
 
 
 def load_contact(conn: Connection, contact_id: int) -> ContactData | None:
@@ -78,7 +92,15 @@ def load_contact(conn: Connection, contact_id: int) -> ContactData | None:
     ).mappings()
     consents = [ConsentRow(r["id"], r["channel"], r["status"], r["recorded_at"]) for r in consent]
     times = {"created_at": row["created_at"], "last_activity_at": row["last_activity_at"]}
-    return ContactData(contact_id, row["state"], times, values, identities, evs, consents)
+    member_of = frozenset(
+        conn.execute(
+            select(segments.c.key)
+            .join(memberships, memberships.c.segment_id == segments.c.id)
+            .where(memberships.c.contact_id == contact_id)
+        ).scalars()
+    )
+    types = {name: stored.type for name, stored in fields.items()}
+    return ContactData(contact_id, row["state"], times, values, identities, evs, consents, types, member_of)
 
 
 def _as_stored(ftype: FieldType, value: Any) -> tuple[Column, Any]:
@@ -112,17 +134,36 @@ def _holds(test: Comparison, number: float) -> bool:
 
 
 class Explainer:
-    """Evaluates segments for one contact at one `now`."""
+    """Evaluates segments for one contact at one `now`.
 
-    def __init__(self, segments: Mapping[str, SegmentConfig], data: ContactData, *, now: datetime) -> None:
+    `held` names the segments the sync holds back, with why (`EvaluationReport.held`); without it,
+    those with a test their field's type cannot meet, from the store's field types. (A field no
+    mapping rule declares holds a segment too, but only the caller knows the mapping rules.)
+    `region` reads national phone numbers in rules, as `[field_mapping.identity] default_region`.
+    """
+
+    def __init__(
+        self,
+        segments: Mapping[str, SegmentConfig],
+        data: ContactData,
+        *,
+        now: datetime,
+        held: Mapping[str, Sequence[str]] | None = None,
+        region: str = DEFAULT_REGION,
+    ) -> None:
         self.segments = segments
         self.data = data
         self.now = now
+        self.region = region
+        self.held = held_segments(segments, None, data.field_types, region) if held is None else held
         self._memo: dict[str, Explanation] = {}
 
     def segment(self, key: str) -> Explanation:
         """Whether the contact belongs to segment `key`, with the whole tree."""
         if key in self._memo:
+            return self._memo[key]
+        if key in self.held:
+            self._memo[key] = self._held(key)
             return self._memo[key]
         segment = self.segments[key]
         children = [
@@ -136,6 +177,13 @@ class Explainer:
         )
         self._memo[key] = result
         return result
+
+    def _held(self, key: str) -> Explanation:
+        """A segment the sync does not evaluate: its stored membership, and why it is held."""
+        member = key in self.data.memberships
+        why = f"held: {'; '.join(self.held[key])}; members kept as they were"
+        node = Explanation(why, member, {"stored_member": member})
+        return Explanation(f"segment {key}", member, {"now": self.now.isoformat(), "held": True}, [node])
 
     def rule(self, rule: Rule) -> Explanation:
         """One node and its sub-tree."""
@@ -188,7 +236,11 @@ class Explainer:
         return column, [] if value is None else [value]
 
     def _field(self, rule: Rule) -> Explanation:
-        rule = stored_form(rule)
+        assert rule.field is not None and rule.op is not None
+        # A contact column or identity, whatever the field definitions say; else the store's type.
+        name = rule.field
+        field_type = BUILTIN_TYPES[name] if name in _BUILTIN_READS else self.data.field_types.get(name)
+        rule = stored_form(rule, field_type, self.region)
         assert rule.field is not None and rule.op is not None
         column, found = self._values(rule.field)
         detail: dict[str, Any] = {"found": [_show(v) for v in found]}
@@ -252,10 +304,7 @@ class Explainer:
         def matches(e: EventRow) -> bool:
             if e.name != rule.event:
                 return False
-            if any(
-                not isinstance(e.properties.get(k), str) or e.properties[k] != w
-                for k, w in (rule.where or {}).items()
-            ):
+            if not all(_same_json(e.properties.get(k), w) for k, w in (rule.where or {}).items()):
                 return False
             return since is None or since <= e.occurred_at <= self.now
 
@@ -283,6 +332,18 @@ class Explainer:
             return at < moment if test.op == "before" else at > moment
         since = self.now - parse_duration(raw)
         return since <= at <= self.now if test.op == "within_last" else at < since
+
+
+_BUILTIN_READS = ("created_at", "last_activity_at", "email", "phone")
+
+
+def _same_json(found: Any, wanted: str | bool | float) -> bool:
+    """A property value equals a `where` value as JSON does: of the same JSON type (1 is not true)."""
+    if isinstance(wanted, bool) or isinstance(found, bool):
+        return found is wanted
+    if isinstance(wanted, str):
+        return isinstance(found, str) and found == wanted
+    return isinstance(found, int | float) and found == wanted
 
 
 def _show(value: Any) -> Any:

@@ -42,7 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from field_mapping.types import FieldType
 from sync.fields import StoredField, create_field
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, property_equals
-from sync.segments.config import Duration, PropertyName, Rule, relative, unknown_fields, walk
+from sync.segments.config import DEFAULT_REGION, Duration, PropertyName, Rule, relative, unknown_fields, walk
 from sync.segments.values import parse_duration
 from sync.store.field_columns import fields_table
 from sync.store.tables import contacts, events, field_definitions
@@ -210,6 +210,7 @@ def compute_scores(
     *,
     now: datetime,
     scope: Table | None,
+    region: str = DEFAULT_REGION,
 ) -> int:
     """Rescore (all contacts, or those in `scope`), write changed scores; return how many changed.
 
@@ -218,13 +219,13 @@ def compute_scores(
     field, last_scored, rules_changed = _score_field(conn, scoring, now)
     full = scope is None and (rules_changed or last_scored is None or scoring.depends_on_time())
     dialect = conn.dialect.name
-    key = (scoring.version(), field.column, dialect, full, tables, scope, catalog.fingerprint())
+    key = (scoring.version(), field.column, dialect, full, tables, scope, catalog.fingerprint(), region)
     plan = _PLANS.get(key)
     if plan is None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
         plan = _PLANS[key] = _plan(
-            scoring, tables, catalog, field.column, now, dialect, full=full, scope=scope
+            scoring, tables, catalog, field.column, now, dialect, full=full, scope=scope, region=region
         )
     conn.execute(tables.new.delete())
     conn.execute(tables.changed.delete())
@@ -251,6 +252,7 @@ def _plan(
     *,
     full: bool,
     scope: Table | None,
+    region: str,
 ) -> _Plan:
     """Build the scoring statements; `now` and the time of the last scoring are bound at execution."""
     where: list[ColumnElement[bool]] = [contacts.c.state != "merged"]
@@ -260,7 +262,9 @@ def _plan(
         where.append(contacts.c.changed_at >= bindparam("score_since", type_=contacts.c.changed_at.type))
     # Same choices as for segments (see evaluate.correlated_strategy, not imported to avoid a cycle).
     correlated = dialect == "sqlite" or not full
-    compiler = RuleCompiler(catalog, now=now, dialect=dialect, correlated=correlated, scan=full)
+    compiler = RuleCompiler(
+        catalog, now=now, dialect=dialect, correlated=correlated, scan=full, region=region
+    )
     total: ColumnElement[Any] = literal(0.0, Float)
     source: Any = contacts
     # Correlated on SQLite in full runs too: summing each windowed rule in a grouped pass over the

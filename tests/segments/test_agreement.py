@@ -48,7 +48,10 @@ def field_rules(draw: st.DrawFn) -> dict[str, Any]:
         rule["value"] = draw(st.lists(literals, min_size=1, max_size=3))
     elif op == "between":
         rule["value"] = draw(
-            st.one_of(st.lists(numbers, min_size=2, max_size=2), st.just(["2026-03-01", "2026-03-16"]))
+            # Low to high: a range from high to low is refused when the file is read.
+            st.one_of(
+                st.lists(numbers, min_size=2, max_size=2).map(sorted), st.just(["2026-03-01", "2026-03-16"])
+            )
         )
     elif op in ("before", "after"):
         rule["value"] = draw(st.sampled_from(["2026-03-08T12:00:00+00:00", "2025-06-01", "2026-03-15"]))
@@ -67,13 +70,14 @@ def event_rules(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         rule["within"] = draw(st.sampled_from(DURATIONS))
     if draw(st.integers(0, 3)) == 0:
-        rule["where"] = {"plan": draw(st.sampled_from(["pro", "5", "free"]))}
+        rule["where"] = {"plan": draw(st.sampled_from(["pro", "5", "free", 5, True, "true"]))}
     if draw(st.integers(0, 4)) == 0:
         rule["performed"] = False
         return rule
     if draw(st.booleans()):
         op = draw(st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]))
-        rule["count"] = {op: draw(st.integers(0, 3))}
+        # `lt = 0` is refused: no count is below 0.
+        rule["count"] = {op: draw(st.integers(1 if op == "lt" else 0, 3))}
     for which in ("first", "last"):
         if draw(st.integers(0, 3)) == 0:
             test = draw(st.sampled_from(["before", "after", "within_last", "more_than_ago"]))
@@ -130,7 +134,9 @@ def people(draw: st.DrawFn) -> list[dict[str, Any]]:
                     st.tuples(
                         st.sampled_from(["app.used", "invoice.paid", "other"]),
                         moments,
-                        st.sampled_from([{}, {"plan": "pro"}, {"plan": 5}, {"plan": "5"}]),
+                        st.sampled_from(
+                            [{}, {"plan": "pro"}, {"plan": 5}, {"plan": "5"}, {"plan": 5.0}, {"plan": True}]
+                        ),
                     ),
                     max_size=5,
                 )

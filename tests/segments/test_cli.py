@@ -200,3 +200,19 @@ def test_history_and_explain_find_a_contact_by_merged_id_or_phone_as_contact_sho
     assert json.loads(explained.stdout)["contact_id"] == seeded["ann"]
     note = f"contact {seeded['twin']} was merged into {seeded['ann']}"
     assert (note in history.stderr and note in explained.stderr) == (ref == "twin")
+
+
+def test_explain_says_a_held_segment_keeps_its_members(seeded: dict[str, Any]) -> None:
+    # `city` is text: `gt 5` can never hold, so a sync holds `hamburg` and Ann stays a member.
+    mistyped = {"hamburg": {"name": "Hamburg", "all": [{"field": "city", "op": "gt", "value": 5}]}}
+    seeded["settings"].segments = segments_from(RAW | mistyped)
+    result = _run("explain", "--contact", "ann@example.com", "--segment", "hamburg", "--json")
+    assert result.exit_code == 0, result.output
+    tree = json.loads(result.stdout)
+    assert tree["member"] is True
+    assert tree["children"][0]["rule"] == (
+        'held: segments.hamburg.all[0]: "gt" does not apply to city, a string field (text values); '
+        "members kept as they were"
+    )
+    text = " ".join(_run("explain", "--contact", str(seeded["bob"]), "--segment", "hamburg").stdout.split())
+    assert "does not belong to hamburg" in text and "members kept as they were" in text

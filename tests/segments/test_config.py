@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field, ValidationError
+from typer.testing import CliRunner
 
+from crmhub.cli import app
 from sync.segments import (
     ScoringConfig,
     SegmentConfig,
@@ -132,6 +136,33 @@ def test_unknown_operator_is_reported_with_path_and_hint() -> None:
         ('{ event = "b", last = { before = 2025-01-01, after = 2024-01-01 } }', "all[0].last", "exactly one"),
         ("{ all = [] }", "all[0]", 'expected at least one rule in "all"'),
         (
+            '{ field = "a", op = "between", value = ["2026-03-16", "2026-03-01"] }',
+            "all[0].value",
+            'expected [low, high] with low <= high for "between", found low "2026-03-16" > high "2026-03-01"',
+        ),
+        (
+            '{ field = "a", op = "between", value = [2026-03-16, 2026-03-01T00:00:00Z] }',
+            "all[0].value",
+            "low <=",
+        ),
+        ('{ field = "a", op = "between", value = [10, "9.5"] }', "all[0].value", "found low 10 > high"),
+        (
+            '{ event = "b", count = { gte = 1, lt = 1 } }',
+            "all[0].count",
+            "expected bounds some number meets, found gte = 1, lt = 1, which none does",
+        ),
+        ('{ event = "b", count = { eq = 2, gt = 2 } }', "all[0].count", "which none does"),
+        ('{ event = "b", count = { eq = 2, ne = 2 } }', "all[0].count", "which none does"),
+        (
+            '{ event = "b", count = { gt = 1, lt = 2 } }',
+            "all[0].count",
+            "expected bounds some count (0, 1, 2, ...) meets, found gt = 1, lt = 2, which none does",
+        ),
+        ('{ event = "b", count = { lt = 0 } }', "all[0].count", "some count (0, 1, 2, ...)"),
+        ('{ event = "b", count = { eq = 1.5 } }', "all[0].count", "some count (0, 1, 2, ...)"),
+        ("{ lead_score = { gt = 5, lte = 4.5 } }", "all[0].lead_score", "which none does"),
+        ("{ lead_score = { gte = inf } }", "all[0].lead_score", "expected a finite number for gte"),
+        (
             '{ any = [{ not = { field = "a", op = "lt", value = 1, colour = 1 } }] }',
             "all[0].any[0].not.colour",
             "",
@@ -143,25 +174,70 @@ def test_rule_mistakes_name_the_path(rule: str, path: str, message: str) -> None
     assert any(p == f"segments.s.{path}" and message in m for p, m in errors), errors
 
 
-def test_cycles_and_unknown_segments_are_rejected() -> None:
+def test_cycles_and_unknown_segments_are_rejected_at_the_rule_node() -> None:
     cycle = """
     [segments.a]
     name = "a"
     all = [{ in_segment = "b" }]
     [segments.b]
     name = "b"
-    any = [{ not = { in_segment = "a" } }]
+    any = [{ consent = "sms" }, { not = { in_segment = "a" } }]
     """
     assert _errors(cycle) == [
-        ("segments", "expected in_segment references without cycles, found the cycle a -> b -> a")
+        (
+            "segments.b.any[1].not.in_segment",
+            "expected in_segment references without cycles, found the cycle a -> b -> a",
+        )
     ]
-    self_ref = '[segments.a]\nname = "a"\nall = [{ in_segment = "a" }]\n'
-    assert "a -> a" in _errors(self_ref)[0][1]
+    self_ref = '[segments.a]\nname = "a"\nall = [{ consent = "sms" }, { in_segment = "a" }]\n'
+    assert _errors(self_ref) == [
+        (
+            "segments.a.all[1].in_segment",
+            "expected in_segment references without cycles, found the cycle a -> a",
+        )
+    ]
     unknown = (
-        '[segments.a]\nname = "a"\nall = [{ in_segment = "paying" }]\n'
+        '[segments.a]\nname = "a"\nall = [{ any = [{ consent = "sms" }, { in_segment = "paying" }] }]\n'
         '[segments.payers]\nname = "p"\nall = [{ consent = "sms" }]\n'
     )
-    assert 'found "paying" in segments.a; did you mean "payers"?' in _errors(unknown)[0][1]
+    assert _errors(unknown) == [
+        (
+            "segments.a.all[0].any[1].in_segment",
+            'expected in_segment to name a configured segment, found "paying"; did you mean "payers"?',
+        )
+    ]
+
+
+def test_crmhub_check_names_the_rule_node_of_an_unknown_segment(tmp_path: Path) -> None:
+    config = tmp_path / "crmhub.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "hub.db"}"\n'
+        '[segments.a]\nname = "a"\nall = [{ consent = "sms" }, { in_segment = "nope" }]\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["--config", str(config), "check", "--json"], catch_exceptions=False)
+    assert result.exit_code == 2
+    [problem] = json.loads(result.stdout)["problems"]
+    assert problem["path"] == "segments.a.all[1].in_segment"
+    assert (
+        problem["message"]
+        == 'expected in_segment to name a configured segment, found "nope"; expected one of a'
+    )
+
+
+def test_bounds_that_some_value_meets_are_accepted() -> None:
+    rules = [
+        '{ field = "a", op = "between", value = [5, 5] }',
+        '{ field = "a", op = "between", value = [2026-03-01, "2026-03-16T00:00:00+00:00"] }',
+        '{ field = "a", op = "between", value = ["b", "a"] }',  # no number nor time: a type test later
+        '{ event = "b", count = { gte = 1, lte = 1 } }',
+        '{ event = "b", count = { lte = 0 } }',
+        '{ event = "b", count = { gt = 0.5, lt = 1.5 } }',
+        '{ event = "b", count = { gte = 1, ne = 1 } }',
+        "{ lead_score = { gt = 1, lt = 1.5 } }",
+        "{ lead_score = { lt = -3 } }",
+    ]
+    Root.model_validate(tomllib.loads(f'[segments.s]\nname = "x"\nany = [{", ".join(rules)}]\n'))
 
 
 def test_segment_needs_one_root_and_valid_split() -> None:

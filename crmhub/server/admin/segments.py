@@ -147,5 +147,6 @@ def get_explain(
         data = load_contact(conn, resolve_contact(svc, conn, contact))
     if data is None:
         raise not_found(f'contact "{contact}" not found: it was erased or merged a moment ago')
-    result = Explainer(svc.settings.segments, data, now=at).segment(key)
+    region = svc.settings.field_mapping.identity.default_region
+    result = Explainer(svc.settings.segments, data, now=at, region=region).segment(key)
     return ExplainOut(contact_id=data.id, segment=key, now=at, member=result.result, tree=_tree(result))
