@@ -124,7 +124,7 @@ class Demo:
         settings = self.settings
         with default_http_client(settings.connectors) as http:
             sources = build_sources(settings, pull_source_names(settings, None), http)
-            engine = build_sync_engine(settings, self.engine)
+            engine = build_sync_engine(settings, self.engine, sources)
             return engine.run(sources, now=self.sandbox_now(), on_progress=on_progress)
 
     def push_hubspot(self) -> PushReport | None:
@@ -225,7 +225,12 @@ class Demo:
         return (
             row.contact_id,
             row.key,
-            Explainer(self.settings.segments, data, now=self.sandbox_now()).segment(row.key),
+            Explainer(
+                self.settings.segments,
+                data,
+                now=self.sandbox_now(),
+                region=self.settings.field_mapping.identity.default_region,
+            ).segment(row.key),
         )
 
     def tick(self, days: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import Engine
 
 from crmhub.settings import Settings
-from crmhub.wiring import build_sources, pull_source_names
+from crmhub.wiring import build_sources, declare_source_types, pull_source_names
 from field_mapping.mapper import Mapper
 from field_mapping.registry import FieldChange, FieldPlan
 from sync.field_moves import move_values
@@ -39,6 +39,7 @@ def plan_fields(
     with engine.connect() as conn:
         mapper = Mapper(settings.field_mapping, known=load_definitions(conn))
         sources = build_sources(settings, pull_source_names(settings, None), http)
+        declare_source_types(mapper, sources)
         cursors = {
             (source.name, stream.name): load_cursor(conn, source.name, stream.name)
             for source in sources

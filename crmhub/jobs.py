@@ -251,9 +251,9 @@ def _run(
         # Another run has the lost source now: going on would pull it twice and move its cursor back.
         return bool(leases.lost) or should_stop()
 
-    sync_engine = build_sync_engine(settings, engine)
     with default_http_client(settings.connectors) as http:
         sources = build_sources(settings, names, http, environ)
+        sync_engine = build_sync_engine(settings, engine, sources)
         now = leases.clock()
         # The clock goes along: the segments are evaluated when the pull is over, not at its start.
         report = sync_engine.run(

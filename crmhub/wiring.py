@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,8 +14,10 @@ from sqlalchemy import Connection, Engine, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
+from connectors.exceptions import ConnectorError
 from crmhub.settings import ConfigError, Problem, Settings, secret
 from field_mapping.config import FieldMappingConfig
+from field_mapping.inference import hubspot_declared_type
 from field_mapping.mapper import Mapper
 from field_mapping.types import FieldType
 from sync.consent.config import endpoints_by_channel
@@ -102,15 +105,34 @@ def hubspot_push(
     return push_to_hubspot(engine, source.api, settings.field_mapping.hubspot, now=now)
 
 
-def build_sync_engine(settings: Settings, engine: Engine) -> SyncEngine:
-    """The sync engine with a mapper seeded from the store's field definitions."""
+def build_sync_engine(settings: Settings, engine: Engine, sources: Sequence[Source] = ()) -> SyncEngine:
+    """The sync engine with a mapper seeded from the store's field definitions and the sources' types."""
     with engine.connect() as conn:
         known = load_definitions(conn)
     mapper = Mapper(settings.field_mapping, known=known)
+    declare_source_types(mapper, sources)
     evaluate = evaluator(settings)
     channels = endpoints_by_channel({n: e.requires_consent for n, e in settings.webhooks.endpoints.items()})
     store = PageStore(mapper, consent=settings.consent, evaluate=evaluate, endpoints=channels)
     return SyncEngine(engine, store, evaluate)
+
+
+def declare_source_types(mapper: Mapper, sources: Sequence[Source]) -> None:
+    """Give `mapper` the field types the sources declare: HubSpot's property types, per object type."""
+    for source in sources:
+        if isinstance(source, HubSpotSource):
+            for stream in source.streams:
+                mapper.declare(f"hubspot.{stream.name}", partial(_hubspot_types, source, stream.name))
+
+
+def _hubspot_types(source: HubSpotSource, object_type: str) -> dict[str, FieldType]:
+    """Property name -> field type, from the definitions the source read to pull (no new request)."""
+    try:
+        definitions = source.property_definitions(object_type)
+    except ConnectorError:
+        return {}  # the pull, which read them first, has failed with this error already
+    declared = ((d.name, hubspot_declared_type(d.name, d.type, d.field_type)) for d in definitions)
+    return {name: ftype for name, ftype in declared if ftype is not None}
 
 
 def rule_field_problems(settings: Settings) -> tuple[list[Problem], list[str]]:
@@ -123,17 +145,17 @@ def rule_field_problems(settings: Settings) -> tuple[list[Problem], list[str]]:
     stored = set(types)
     known = declared_fields(settings.field_mapping) | stored
     found = check_fields(settings.segments, known) + settings.scoring.check_fields(known)
+    # Built-in fields (created_at, email, ...) have their types before the first sync.
+    region = settings.field_mapping.identity.default_region
+    typed = [
+        Problem(path, f"{why} (a sync would hold the segment back)")
+        for path, why in type_problems(segment_nodes(settings.segments), types, region)
+    ]
     if not stored:
         fix = "automatic fields appear with the first sync; if this one does not, fix the name"
-        return [], [f"{path}: {message} ({fix})" for path, message in found]
+        return typed, [f"{path}: {message} ({fix})" for path, message in found]
     fix = "fix the name, or declare it with a [[field_mapping.rules]] entry if no source has sent it yet"
-    problems = [Problem(path, f"{message} ({fix})") for path, message in found]
-    nodes = segment_nodes(settings.segments)
-    problems += [
-        Problem(path, f"{why} (a sync would hold the segment back)")
-        for path, why in type_problems(nodes, types)
-    ]
-    return problems, []
+    return [Problem(path, f"{message} ({fix})") for path, message in found] + typed, []
 
 
 def stored_field_types(settings: Settings) -> dict[str, FieldType]:
@@ -226,6 +248,7 @@ def evaluator(settings: Settings) -> Evaluate | None:
             run_id=run_id,
             contact_ids=contact_ids,
             declared=declared,
+            region=settings.field_mapping.identity.default_region,
         )
 
     return evaluate

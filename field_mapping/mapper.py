@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +70,8 @@ class Mapper:
         self._declared: dict[str, Mapping[str, FieldType]] = {"hubspot.contacts": HUBSPOT_CONTACT_TYPES}
         for key, types in (declared or {}).items():
             self._declared[key] = {**self._declared.get(key, {}), **types}
+        # Types a source declares that are read only once its first record of a stream is mapped.
+        self._declared_later: dict[str, Callable[[], Mapping[str, FieldType]]] = {}
         self._rule_states: dict[str, FieldState] = {}
         self._rules = [self._rule(index, rule) for index, rule in enumerate(config.rules)]
         self._plans: dict[tuple[str, str], _StreamPlan] = {}
@@ -159,6 +161,15 @@ class Mapper:
             if len(problems) + len(widenings) == flagged:
                 leaf.last, leaf.last_raw = value, raw
 
+    def declare(self, key: str, types: Callable[[], Mapping[str, FieldType]]) -> None:
+        """Types `"source.stream"` declares, by flattened path, read when its first record is mapped.
+
+        Late because a source learns them from its API (HubSpot's property definitions) when it
+        starts to pull; they win over inference for fields not stored yet.
+        """
+        self._declared_later[key] = types
+        self._plans.pop(tuple(key.split(".", 1)), None)  # type: ignore[arg-type]
+
     def definitions(self) -> list[FieldDefinition]:
         """Every field known or seen so far, with its current type and enum options."""
         return self.registry.definitions()
@@ -237,10 +248,16 @@ class Mapper:
                     settings=settings,
                     covered=covered,
                     claim=self._claim,
-                    declared=self._declared.get(f"{source}.{stream}", {}),
+                    declared=self._declared_for(f"{source}.{stream}"),
                 )
         plan = self._plans[(source, stream)] = _StreamPlan(rules, flattener)
         return plan
+
+    def _declared_for(self, key: str) -> Mapping[str, FieldType]:
+        later = self._declared_later.pop(key, None)
+        if later is not None:
+            self._declared[key] = {**self._declared.get(key, {}), **later()}
+        return self._declared.get(key, {})
 
     def _claim(self, candidate: str, key: str) -> str:
         """Grant `candidate` to the path `key` unless another path or a rule holds it."""

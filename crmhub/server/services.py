@@ -19,7 +19,6 @@ from crmhub.jobs import JobOutcome, run_job
 from crmhub.server.metrics import Metrics
 from crmhub.settings import Settings, secret
 from crmhub.wiring import build_sources, build_sync_engine, pull_source_names
-from sync.engine import SyncEngine
 from sync.schedule import Job
 from sync.store import status
 from webhooks.inbound import HubSpotFetch, InboundReceiver
@@ -46,32 +45,25 @@ class Services:
     wake_worker: Callable[[], None] = lambda: None
     # Set on shutdown: a running sync stops at its next page boundary.
     stopping: threading.Event = field(default_factory=threading.Event)
-    _sync_engine: SyncEngine | None = None
     _receiver: InboundReceiver | None = None
     _http: httpx.Client | None = None
     _build_lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def sync_engine(self) -> SyncEngine:
-        """The sync engine for pushed batches, built on first use (its mapper learns fields as they come)."""
-        with self._build_lock:
-            if self._sync_engine is None:
-                self._sync_engine = build_sync_engine(self.settings, self.engine)
-            return self._sync_engine
-
     def receiver(self) -> InboundReceiver:
         """The inbound receiver; raises WebhookConfigError when a secret it needs is unset."""
-        sync_engine = self.sync_engine()
         with self._build_lock:
             if self._receiver is None:
                 settings = self.settings
-                fetch = None
+                fetch, typed = None, []
                 if settings.connectors.hubspot.enabled:
                     # HubSpot webhooks name contacts by id only; the receiver reads them whole.
                     self._http = self._http or default_http_client(settings.connectors)
                     [hubspot] = build_sources(settings, ["hubspot"], self._http, self.environ)
                     assert isinstance(hubspot, HubSpotSource)
-                    fetch = self._hubspot_fetch(hubspot)
+                    fetch, typed = self._hubspot_fetch(hubspot), [hubspot]
+                # Built on first use; its mapper learns fields as they come, typed as HubSpot declares.
+                sync_engine = build_sync_engine(settings, self.engine, typed)
                 write_key = None
                 if settings.connectors.segmentio.enabled:
                     path = "connectors.segmentio.write_key_env"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -163,8 +163,8 @@ def test_a_lease_lost_during_the_evaluation_skips_the_push(
     clock = Clock()
     build = wiring.build_sync_engine
 
-    def stealing_engine(settings: Settings, store: Engine) -> SyncEngine:
-        sync_engine = build(settings, store)
+    def stealing_engine(settings: Settings, store: Engine, sources: Sequence[Source]) -> SyncEngine:
+        sync_engine = build(settings, store, sources)
         evaluate = sync_engine.evaluate
         assert evaluate is not None
 
