@@ -305,10 +305,16 @@ def _push(
         outcome.push_skipped = holder
         log.info("%s skipped the hubspot push: %s is pushing", leases.holder, holder)
         return
+    pulled = outcome.report.streams if outcome.report is not None else []
+    failed = next((s.error for s in pulled if s.source == "hubspot" and s.error), None)
+    if failed is not None:
+        # The same HubSpot would refuse the push or keep it retrying: the next run pushes.
+        outcome.push_error = f"not tried, as this run's HubSpot pull failed ({failed}); the next run pushes"
+        return
     try:
         outcome.pushed = hubspot_push(settings, engine, http, now=now, environ=environ)
-    except (ConnectorError, SyncError) as exc:
-        # The pull is stored and reported all the same; the push resumes on the next run.
-        # (A ConfigError still ends the command: the configuration needs fixing first.)
-        outcome.push_error = str(exc)
-        log.warning("hubspot push: %s", exc)
+    except (ConnectorError, SyncError, ConfigError) as exc:
+        # The pull is stored and reported all the same; the push resumes on the next run (once a
+        # configuration problem, such as its unset HubSpot token, is fixed).
+        outcome.push_error = str(exc).replace("\n", "; ")
+        log.warning("hubspot push: %s", outcome.push_error)

@@ -16,8 +16,9 @@ from sqlalchemy import Connection, Engine, select
 
 from connectors import Batch, Record
 from connectors.base import Source, Stream
+from connectors.exceptions import PermanentError
 from crmhub import jobs, wiring
-from crmhub.settings import Settings
+from crmhub.settings import ConfigError, Problem, Settings
 from field_mapping.config import FieldMappingConfig, HubSpotPushConfig
 from sync.engine import StreamReport, SyncEngine
 from sync.hubspot_push import PushReport
@@ -198,6 +199,51 @@ def test_a_push_gives_way_to_another_push_holding_its_lease(
     assert outcome.report is not None and outcome.report.status == "succeeded"
     with engine.connect() as conn:
         assert holder_of(conn, jobs.PUSH_LEASE, now=NOW) == "other-host:1:pusher"
+
+
+def test_a_push_the_configuration_cannot_make_leaves_the_pulls_report_and_says_why(
+    engine: Engine, pushes: Pushes
+) -> None:
+    def unset_token() -> None:
+        problem = Problem("connectors.hubspot.api_key_env", "expected HUBSPOT_ACCESS_TOKEN, found it unset")
+        raise ConfigError([problem])
+
+    pushes.during.append(unset_token)
+    outcome = _run(engine, Clock())
+    # `crmhub sync --source stripe` with push on but no HubSpot token: the Stripe pull is stored and shown.
+    assert outcome.report is not None and outcome.report.status == "succeeded"
+    assert (
+        outcome.push_error == "connectors.hubspot.api_key_env: expected HUBSPOT_ACCESS_TOKEN, found it unset"
+    )
+
+
+class _Refused(Stream):
+    source = "hubspot"
+    name = "contacts"
+
+    def pull(self, cursor: str | None, *, now: datetime, full: bool = False) -> Iterator[Batch]:
+        raise PermanentError("hubspot: authentication failed (401): check connectors.hubspot.api_key_env")
+        yield  # a generator, as every stream's pull is
+
+
+class _HubSpot(Source):
+    name = "hubspot"
+
+    @property
+    def streams(self) -> list[Stream]:
+        return [_Refused()]
+
+
+def test_no_push_is_tried_after_the_hubspot_pull_of_the_run_failed(
+    engine: Engine, pushes: Pushes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs, "build_sources", lambda settings, names, http, environ: [Stripe(), _HubSpot()])
+    both = Job("sync", "*/15 * * * *", ("stripe", "hubspot"))
+    outcome = jobs.run_job(_settings(), engine, both, clock=Clock(), trigger="schedule")
+    assert pushes.calls == 0
+    assert outcome.push_error is not None and outcome.push_error.startswith(
+        "not tried, as this run's HubSpot pull failed (hubspot: authentication failed (401)"
+    )
 
 
 def test_a_push_holds_its_own_lease_while_it_runs_and_gives_it_back(engine: Engine, pushes: Pushes) -> None:
