@@ -207,13 +207,11 @@ def dispatch(engine: Engine, now: datetime = NOW) -> None:
 LATER = NOW + timedelta(hours=1)
 
 
-@pytest.fixture
-def jane(engine: Engine) -> int:
-    """Jane, opted in to SMS by a form and to e-mail by an API call, in every segment, entries pending."""
-    store = page_store()
+def opted_in_jane(engine: Engine) -> int:
+    """Jane, opted in to SMS by a form and to e-mail by an API call, in every segment, not fanned out."""
     store_page(
         engine,
-        store,
+        page_store(),
         typeform_response("t1", email="jane.doe@example.com", phone="+14155552671", consent=True),
     )
     with write_transaction(engine) as conn:
@@ -227,6 +225,13 @@ def jane(engine: Engine) -> int:
             now=EARLIER,
             evaluate=evaluate,
         )
+    return contact_id
+
+
+@pytest.fixture
+def jane(engine: Engine) -> int:
+    """Jane, opted in to SMS by a form and to e-mail by an API call, in every segment, entries pending."""
+    contact_id = opted_in_jane(engine)
     dispatch(engine, EARLIER)
     with engine.connect() as conn:
         for key in ("sms_offers", "newsletter", "everyone"):

@@ -8,19 +8,15 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from sync.consent import opt_in, opt_out
+from sync.consent import opt_out
 from sync.store import write_transaction
-from sync.store.tables import consent_records
 from tests.consent.conftest import (
-    EARLIER,
     NOW,
     delivery_rows,
     evaluate,
-    page_store,
-    store_page,
-    typeform_response,
+    opted_in_jane,
 )
 from tests.webhooks.conftest import Clock, Consumer, endpoint, make_config, make_worker, secrets_for
 from webhooks import WebhooksConfig
@@ -91,31 +87,10 @@ def test_the_left_of_an_unsubscribe_reaches_the_endpoint_that_was_sent_the_entry
     assert _kinds(mailer) == [("segment.entered", "backfill"), ("segment.left", "unsubscribed")]
 
 
-def _jane_not_fanned_out(engine: Engine) -> int:
-    """Jane opted in to SMS and e-mail, in every segment, her transitions still in the outbox."""
-    store_page(
-        engine,
-        page_store(),
-        typeform_response("t1", email="jane.doe@example.com", phone="+14155552671", consent=True),
-    )
-    with write_transaction(engine) as conn:
-        contact_id = int(conn.execute(select(consent_records.c.contact_id)).scalar_one())
-        opt_in(
-            conn,
-            contact_id=contact_id,
-            channel="email",
-            source="api",
-            proof={"by": "test"},
-            now=EARLIER,
-            evaluate=evaluate,
-        )
-    return contact_id
-
-
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_an_opt_out_committed_during_a_fan_out_stops_the_entry_it_could_not_see(engine: Engine) -> None:
     # SQLite's single writer cannot interleave them: the opt-out commits before or after the fan-out.
-    jane = _jane_not_fanned_out(engine)
+    jane = opted_in_jane(engine)
     with engine.begin() as fanning:
         fan_out_batch(fanning, CONFIG, NOW, batch_size=100)  # pending entries, not committed yet
         with engine.begin() as conn:

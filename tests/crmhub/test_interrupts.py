@@ -66,9 +66,8 @@ def _count(config: Path, table: Any) -> int:
         engine.dispose()
 
 
-def test_ctrl_c_during_a_full_sync_says_a_plain_sync_re_lists_only_what_was_re_listing(
-    config: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _interrupt_after_a_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C once a stream has stored a page: what it raises in the main thread, between two pages."""
     shown = sync_commands.StreamProgress.update
 
     def interrupt_after_a_page(self: sync_commands.StreamProgress, stream: StreamReport) -> None:
@@ -77,6 +76,12 @@ def test_ctrl_c_during_a_full_sync_says_a_plain_sync_re_lists_only_what_was_re_l
             raise KeyboardInterrupt
 
     monkeypatch.setattr(sync_commands.StreamProgress, "update", interrupt_after_a_page)
+
+
+def test_ctrl_c_during_a_full_sync_says_a_plain_sync_re_lists_only_what_was_re_listing(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interrupt_after_a_page(monkeypatch)
     result = _cli(config, "sync", "--full")
     assert result.exit_code == 130
     said = " ".join(result.output.split())
@@ -86,14 +91,7 @@ def test_ctrl_c_during_a_full_sync_says_a_plain_sync_re_lists_only_what_was_re_l
 def test_ctrl_c_during_a_sync_closes_the_run_as_interrupted_and_keeps_its_pages(
     config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shown = sync_commands.StreamProgress.update
-
-    def interrupt_after_a_page(self: sync_commands.StreamProgress, stream: StreamReport) -> None:
-        shown(self, stream)
-        if stream.pages:
-            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread, between two pages
-
-    monkeypatch.setattr(sync_commands.StreamProgress, "update", interrupt_after_a_page)
+    _interrupt_after_a_page(monkeypatch)
     result = _cli(config, "sync")
     assert result.exit_code == 130
     assert (
