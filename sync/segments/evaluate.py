@@ -310,10 +310,12 @@ def evaluate_segments(
             # Scores stay as they were, as a held segment's members do: a typo must not rescore everyone.
             held[SCORING_HELD] = held_scoring
             scored = False
+    # A whole-store run's incremental cut (segments and scores) reaches back to a sync still storing.
+    storing = _still_storing(conn, now) if ids is None else None
     if scoring is not None and scored:
         scope = scratch.scope if ids is not None else None
         scores_changed = compute_scores(
-            conn, scoring, scratch.scores, catalog, now=now, scope=scope, region=region
+            conn, scoring, scratch.scores, catalog, now=now, scope=scope, region=region, storing=storing
         )
         if SCORE_FIELD not in catalog.fields:
             # Scoring has just declared the field that `lead_score` conditions read.
@@ -354,8 +356,6 @@ def evaluate_segments(
             region=region,
         )
     results = []
-    incremental = any(key not in batched and key not in wholes for key in order)
-    storing = _still_storing(conn, now) if incremental else None
     for key in order:
         segment, row = configured[key], rows[key]
         if key in batched:

@@ -211,8 +211,12 @@ def compute_scores(
     now: datetime,
     scope: Table | None,
     region: str = DEFAULT_REGION,
+    storing: datetime | None = None,
 ) -> int:
     """Rescore (all contacts, or those in `scope`), write changed scores; return how many changed.
+
+    An incremental rescore takes the contacts changed since the last scoring, or since `storing` (the
+    start of a sync still storing, which stamps its contacts with it) if that is earlier.
 
     `tables.changed` is left holding the contacts whose score changed, for the segments that follow.
     """
@@ -229,7 +233,8 @@ def compute_scores(
         )
     conn.execute(tables.new.delete())
     conn.execute(tables.changed.delete())
-    conn.execute(plan.fill, clock_params(plan.clock, now) | {"score_since": last_scored})
+    since = last_scored if storing is None or last_scored is None else min(last_scored, storing)
+    conn.execute(plan.fill, clock_params(plan.clock, now) | {"score_since": since})
     conn.execute(plan.changed)
     conn.execute(plan.update)
     conn.execute(plan.fresh)

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from sync.segments import evaluate_segments
+from sync.segments import ScoringConfig, evaluate_segments
 from sync.store.tables import segments, sync_runs, transitions
-from tests.segments.conftest import NOW, Seeder, segments_from
+from tests.segments.conftest import NOW, Seeder, segments_from, stored_scores
 
 PAID_7D = segments_from({"paid7": {"name": "P", "all": [{"event": "invoice.paid", "within": "7d"}]}})
 CITY = segments_from({"hamburg": {"name": "H", "all": [{"field": "city", "op": "eq", "value": "Hamburg"}]}})
@@ -72,6 +72,21 @@ def test_contacts_a_running_sync_stores_after_a_later_evaluation_are_not_skipped
         report = evaluate_segments(conn, CITY, now=NOW + timedelta(minutes=20), run_id=run)
         assert [(r.mode, r.entered) for r in report.segments] == [("incremental", 1)]
         assert _moves(conn, ann) == [("entered", NOW + timedelta(minutes=20))]
+
+
+def test_scores_of_contacts_a_running_sync_stores_after_a_later_scoring_are_not_skipped(
+    engine: Engine,
+) -> None:
+    plain = ScoringConfig.model_validate({"events": [{"event": "app.used", "points": 2}]})  # timeless
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        evaluate_segments(conn, {}, now=NOW - timedelta(hours=1), scoring=plain)
+        run = _running_run(conn, started_at=NOW)
+        evaluate_segments(conn, {}, now=NOW + timedelta(minutes=10), scoring=plain)  # last scored then
+        ann = s.contact(at=NOW)  # stored by the running sync afterwards, stamped with its start
+        s.event(ann, "app.used", NOW - timedelta(days=1))
+        evaluate_segments(conn, {}, now=NOW + timedelta(minutes=20), scoring=plain, run_id=run)
+        assert stored_scores(conn).get(ann) == 2.0
 
 
 def test_a_hubspot_push_left_running_does_not_widen_incremental_runs(engine: Engine) -> None:
