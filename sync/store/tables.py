@@ -48,6 +48,14 @@ sync_runs = Table(
     Column("stats", Json, nullable=False, default=dict),
     Column("error", Text),
 )
+# The few runs still running, by start: the earliest is asked for at every evaluation and push, and
+# every pushed batch adds a run (migration 0014).
+Index(
+    None,
+    sync_runs.c.started_at,
+    sqlite_where=sync_runs.c.status == "running",
+    postgresql_where=sync_runs.c.status == "running",
+)
 
 cursors = Table(
     "cursors",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+import pytest
+from sqlalchemy import Connection, Engine, event, insert, select
 
 from sync.segments import ScoringConfig, evaluate_segments
 from sync.store.tables import segments, sync_runs, transitions
@@ -100,3 +101,25 @@ def test_a_hubspot_push_left_running_does_not_widen_incremental_runs(engine: Eng
         s.overwrite("city", "Hamburg")  # behind the engine's back: changed_at stays before the cutoff
         report = evaluate_segments(conn, CITY, now=NOW + timedelta(minutes=10))
         assert [(r.mode, r.entered) for r in report.segments] == [("incremental", 0)]
+
+
+def test_the_earliest_running_sync_is_read_through_its_partial_index(engine: Engine) -> None:
+    """Every pushed batch is a run: the question each whole-store evaluation asks must not read them all."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plans; PostgreSQL plans by its statistics")
+    plans: list[list[str]] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if statement.startswith("SELECT min(sync_runs.started_at)"):
+            plans.append(
+                [row[3] for row in cursor.connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+            )
+
+    with engine.begin() as conn:
+        evaluate_segments(conn, CITY, now=NOW)
+        event.listen(engine, "before_cursor_execute", explain)
+        try:
+            evaluate_segments(conn, CITY, now=NOW + timedelta(minutes=1))
+        finally:
+            event.remove(engine, "before_cursor_execute", explain)
+    assert plans == [["SEARCH sync_runs USING INDEX ix_sync_runs_started_at (started_at<?)"]], plans
