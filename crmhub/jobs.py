@@ -53,6 +53,8 @@ class JobOutcome:
     report: RunReport | None = None
     pushed: PushReport | None = None
     push_error: str | None = None
+    # The push's error when the configuration is at fault (exit code 2 on the command line).
+    push_config_error: ConfigError | None = None
     busy: dict[str, str] = field(default_factory=dict)  # lease -> holder
     # Leases another run took while this one held them (they ran out unrenewed): lease -> that run.
     lost: dict[str, str] = field(default_factory=dict)
@@ -317,4 +319,5 @@ def _push(
         # The pull is stored and reported all the same; the push resumes on the next run (once a
         # configuration problem, such as its unset HubSpot token, is fixed).
         outcome.push_error = str(exc).replace("\n", "; ")
+        outcome.push_config_error = exc if isinstance(exc, ConfigError) else None
         log.warning("hubspot push: %s", outcome.push_error)

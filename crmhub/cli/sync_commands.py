@@ -14,7 +14,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES
-from crmhub.cli._context import EXIT_FAILED, EXIT_INTERRUPTED, CliContext, exit_codes
+from crmhub.cli._context import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliContext,
+    exit_codes,
+    report_config_error,
+)
 from crmhub.cli._output import console, emit_json, errors, print_error, print_note, print_table
 from crmhub.jobs import run_job
 from crmhub.wiring import pull_source_names
@@ -118,8 +125,12 @@ def sync(
             else:
                 kept = "scores kept as they were" if key == SCORING_HELD else "its members kept as they were"
                 print_error(f"{name}: not evaluated, {kept}: {'; '.join(problems)}; {fix}")
-        if outcome.push_error is not None:
+        if outcome.push_config_error is not None:
+            report_config_error(outcome.push_config_error)  # after the pull's report: it is stored
+        elif outcome.push_error is not None:
             print_error(f"hubspot push: {outcome.push_error}")
+    if outcome.push_config_error is not None:
+        raise typer.Exit(EXIT_USAGE)
     if report.failed or outcome.busy or outcome.lost or broken or outcome.push_error is not None:
         raise typer.Exit(EXIT_FAILED)
 

@@ -131,6 +131,8 @@ def test_hubspot_push_without_the_hubspot_connector_is_a_located_error(config: P
         result = _run("--config", str(config), command)
         assert result.exit_code == 2
         assert "field_mapping.hubspot.push: expected connectors.hubspot.enabled = true" in result.output
+    # The sync's own report comes first: what it pulled and evaluated is stored.
+    assert "segments: no change" in result.output
 
 
 def test_tables_keep_every_value_whole_on_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,6 +215,7 @@ def test_a_push_the_configuration_cannot_make_leaves_the_pulls_report_and_says_w
     assert (
         outcome.push_error == "connectors.hubspot.api_key_env: expected HUBSPOT_ACCESS_TOKEN, found it unset"
     )
+    assert isinstance(outcome.push_config_error, ConfigError)  # the command's exit code 2
 
 
 class _Refused(Stream):
