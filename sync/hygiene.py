@@ -120,7 +120,10 @@ _DESCRIPTIONS = {
     "duplicates": "merged by the identity rules (shared e-mail, phone or external id) since the last run",
     "dormant": "no engagement for the period: state dormant, field dormant = true",
     "revived": "dormant contacts with new activity: back to active, field dormant removed",
-    "reconfirm": "no consent confirmation for the period (consent_confirmed_at): for a reminder segment",
+    "reconfirm": (
+        "no consent confirmation for the period (consent_confirmed_at): counted, not changed; a "
+        "reminder segment on consent_confirmed_at reaches them"
+    ),
     "reachable_phone": "a phone reported invalid, and a valid one held now: phone_valid removed",
     "reachable_email": "an e-mail that bounced, and a deliverable one held now: email_deliverable removed",
 }
