@@ -111,11 +111,12 @@ def record(
     endpoints: Mapping[str, EndpointConfig],
     channels: Mapping[str, str] = DEFAULT_CHANNELS,
     rng: random.Random | None = None,
-) -> list[Decision]:
-    """Store `attempts` and what they decide, inside the caller's transaction; returns the decisions.
+) -> list[tuple[Decision, str | None]]:
+    """Store `attempts` and what they decide, inside the caller's transaction.
 
-    An attempt whose delivery is gone (its contact was erased while it was in flight) is not stored:
-    the erasure wins. Its answer still counts for the endpoint's breaker. A failed entry that fan-out
+    Returns each stored attempt's decision, with the reason it was held back instead (or None). An
+    attempt whose delivery is gone (its contact was erased while it was in flight) is not stored: the
+    erasure wins. Its answer still counts for the endpoint's breaker. A failed entry that fan-out
     would now hold back (its contact opted out while it was in flight) is closed, not retried.
     """
     if not attempts:
@@ -150,7 +151,7 @@ def record(
     ]
     execute_rows(conn, "webhooks.record.move_on", _move_on, _MOVE_NAMES, moves)
     _update_endpoints(conn, attempts, decisions, breaker, now)
-    return [d for _, d in stored]
+    return [(d, held[a.job.delivery_id][1] if a.job.delivery_id in held else None) for a, d in stored]
 
 
 def _held_back(

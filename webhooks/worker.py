@@ -184,8 +184,12 @@ class DeliveryWorker:
         # which meanwhile sends, and reads the answers to, what is already in flight.
         decisions, claimed = await asyncio.to_thread(self._store, attempts, recorded_at, claim_at, stats)
         stats.attempts += len(attempts)
-        for decision in decisions:
-            stats.outcomes[_label(decision)] += 1
+        for decision, held in decisions:
+            if held is not None:
+                # Closed instead of retried (the contact opted out meanwhile): held back, like at a claim.
+                stats.held_back[held.split(":", 1)[0]] += 1
+            else:
+                stats.outcomes[_label(decision)] += 1
         for attempt in attempts:
             if self._hook is not None:
                 self._hook("recorded", attempt.job)
@@ -205,7 +209,7 @@ class DeliveryWorker:
 
     def _store(
         self, attempts: list[Attempt], recorded_at: datetime, claim_at: datetime | None, stats: RunStats
-    ) -> tuple[list[Decision], _Claimed]:
+    ) -> tuple[list[tuple[Decision, str | None]], _Claimed]:
         """One transaction: record `attempts` and what each decides, then fan out and claim at `claim_at`."""
         if not attempts and (claim_at is None or not self._work_waiting(claim_at)):
             return [], _Claimed()

@@ -22,6 +22,7 @@ from tests.webhooks.conftest import Clock, Consumer, endpoint, make_config, make
 from webhooks import WebhooksConfig
 from webhooks.eligibility import NO_ENTRY
 from webhooks.fanout import fan_out_batch
+from webhooks.worker import RunStats
 
 # The conftest's endpoints, each at its own path so one consumer serves each.
 CONFIG = make_config(
@@ -45,8 +46,10 @@ def _opt_out_of_email(engine: Engine, contact_id: int) -> int:
         ).cancelled
 
 
-def _deliver(config: WebhooksConfig, engine: Engine, consumers: dict[str, Consumer], clock: Clock) -> None:
-    asyncio.run(make_worker(engine, config, consumers, secrets_for(config)).run(clock))
+def _deliver(
+    config: WebhooksConfig, engine: Engine, consumers: dict[str, Consumer], clock: Clock
+) -> RunStats:
+    return asyncio.run(make_worker(engine, config, consumers, secrets_for(config)).run(clock))
 
 
 def _kinds(consumer: Consumer) -> list[tuple[str, str]]:
@@ -66,8 +69,10 @@ def test_an_opt_out_while_the_entry_is_in_flight_stops_its_retry_and_the_left_fo
         return httpx.Response(503)
 
     mailer, clock = Consumer(answer), Clock(NOW)
-    _deliver(CONFIG, engine, {"texter": Consumer(), "mailer": mailer}, clock)
+    stats = _deliver(CONFIG, engine, {"texter": Consumer(), "mailer": mailer}, clock)
     assert cancelled == [0], "an attempt in flight finishes"
+    # Counted as held back, as `crmhub deliver` reports it, not as retrying.
+    assert "retrying" not in stats.outcomes and stats.held_back["unsubscribed"] == 1
     with engine.connect() as conn:
         entry = delivery_rows(conn, jane)[("mailer", "entered")]
     assert (entry["status"], entry["reason"], entry["attempts"]) == ("cancelled", "unsubscribed", 1)
