@@ -42,7 +42,16 @@ from sqlalchemy.sql.elements import ColumnElement
 from field_mapping.types import FieldType
 from sync.fields import StoredField, create_field
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, property_equals
-from sync.segments.config import DEFAULT_REGION, Duration, PropertyName, Rule, relative, unknown_fields, walk
+from sync.segments.config import (
+    DEFAULT_REGION,
+    Duration,
+    PropertyName,
+    PropertyValue,
+    Rule,
+    relative,
+    unknown_fields,
+    walk,
+)
 from sync.segments.values import parse_duration
 from sync.store.field_columns import fields_table
 from sync.store.tables import contacts, events, field_definitions
@@ -60,7 +69,7 @@ class EventPoints(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event: str = Field(min_length=1, max_length=200)
-    where: dict[PropertyName, str] | None = None
+    where: dict[PropertyName, PropertyValue] | None = None  # matched by JSON type, as in segments
     points: float
     max_points: float | None = Field(default=None, gt=0)
     within: Duration | None = None

@@ -182,3 +182,21 @@ def test_a_scoring_condition_on_an_unknown_field_keeps_the_scores_as_they_were(e
     assert report.held == {
         "[scoring]": ['scoring.conditions[0].when.not.field: unknown field "rol"; did you mean "role"?']
     }
+
+
+def test_scoring_where_matches_booleans_and_numbers_by_json_type(engine: Engine) -> None:
+    typed = ScoringConfig.model_validate(
+        {
+            "events": [
+                {"event": "app.used", "where": {"trial": True}, "points": 5},
+                {"event": "app.used", "where": {"seats": 3}, "points": 1},
+            ]
+        }
+    )
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann, bob = s.contact(), s.contact()
+        s.event(ann, "app.used", NOW - timedelta(days=1), trial=True, seats=3)
+        s.event(bob, "app.used", NOW - timedelta(days=1), trial="true", seats="3")  # text is not true or 3
+        evaluate_segments(conn, {}, now=NOW, scoring=typed)
+        assert stored_scores(conn) == {ann: 6.0, bob: 0.0}
