@@ -119,10 +119,10 @@ def _apply(
                 result: ConsentResult = opt_out(conn, endpoints=wanted, **common)
             else:
                 result = opt_in(conn, **common)
-    _report(result, at, json=json)
+    _report(result, at, json=json, reaches=settings.consent.channels.get(channel))
 
 
-def _report(result: ConsentResult, given_at: datetime, *, json: bool) -> None:
+def _report(result: ConsentResult, given_at: datetime, *, json: bool, reaches: str | None = None) -> None:
     if json:
         emit_json(result.as_dict())
         return
@@ -150,6 +150,13 @@ def _report(result: ConsentResult, given_at: datetime, *, json: bool) -> None:
         f"  left {result.left} segment(s), entered {result.entered}, "
         f"cancelled {result.cancelled} pending delivery(ies), suppressed {result.suppressed} identity(ies)"
     )
+    if result.status == "opted_out" and result.recorded and not result.suppressed:
+        by = f"no {reaches}" if reaches else "no e-mail or phone"
+        console.print(
+            f"  (nothing newly suppressed: the contact has {by} to reach {result.channel} by, or it is "
+            "on the suppression list already)",
+            soft_wrap=True,
+        )
     if result.still_listed:
         # An opt-in lifts only its channel's opt-out: a bounce or an erasure keeps entries back.
         console.print(

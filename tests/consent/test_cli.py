@@ -278,3 +278,15 @@ def test_a_time_that_is_not_iso_is_refused_with_the_form_expected(tmp_path: Path
         said = " ".join(result.output.replace("│", " ").split())
         assert result.exit_code == 2 and "expected an ISO date or time such as 2026-04-01" in said, said
     json.loads(_run(config, "hygiene", "report", "--now", "2026-11-23T09:00Z", "--json"))  # a zone is fine
+
+
+def test_an_opt_out_that_suppresses_nothing_says_why(tmp_path: Path, engine: Engine, jane: int) -> None:
+    config = cli_config(tmp_path, engine)
+    with write_transaction(engine) as conn:
+        row = {"created_at": NOW, "updated_at": NOW, "changed_at": NOW}
+        bare = int(conn.execute(contacts.insert().values(row).returning(contacts.c.id)).scalar_one())
+    said = " ".join(_run(config, "consent", "opt-out", str(bare), "--channel", "sms").split())
+    assert "suppressed 0 identity(ies)" in said
+    assert "nothing newly suppressed: the contact has no phone to reach sms by" in said
+    listed = " ".join(_run(config, "consent", "opt-out", str(jane), "--channel", "sms").split())
+    assert "suppressed 1 identity(ies)" in listed and "nothing newly suppressed" not in listed
