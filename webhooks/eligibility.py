@@ -100,7 +100,7 @@ _LEFT, _EARLIER = transitions.alias("left_t"), transitions.alias("earlier_t")
 # A `left`'s earlier transitions of its contact and segment, each with the endpoints it was told to,
 # or with none (NULL) while its outbox row waits for a fan-out, another worker's perhaps.
 _TOLD_BEFORE = (
-    select(_LEFT.c.id, _EARLIER.c.id, _EARLIER.c.kind, _EARLIER.c.contact_seq, deliveries.c.endpoint)
+    select(_LEFT.c.id, _EARLIER.c.id, deliveries.c.endpoint)
     .select_from(
         _LEFT.join(
             _EARLIER,
@@ -108,6 +108,7 @@ _TOLD_BEFORE = (
                 _EARLIER.c.contact_id == _LEFT.c.contact_id,
                 _EARLIER.c.contact_seq < _LEFT.c.contact_seq,
                 _EARLIER.c.segment_id == _LEFT.c.segment_id,
+                _EARLIER.c.kind == "entered",
             ),
         )
         .outerjoin(
@@ -212,16 +213,14 @@ def standing(
 
 
 class Told(NamedTuple):
-    """An earlier transition of a `left`'s contact and segment, and an endpoint it went (or goes) to."""
+    """An earlier entry of a `left`'s contact and segment, and an endpoint it went (or goes) to."""
 
     transition_id: int
-    kind: str
-    sequence: int
     endpoint: str | None  # None: not fanned out yet, so it may go to any endpoint
 
 
 def told_before(conn: Connection, left_ids: Collection[int]) -> dict[int, list[Told]]:
-    """Per `left` transition, its membership's earlier transitions that endpoints were or will be told."""
+    """Per `left` transition, its membership's earlier entries that endpoints were or will be told."""
     if not left_ids:
         return {}
     found: dict[int, list[Told]] = defaultdict(list)
@@ -233,19 +232,23 @@ def told_before(conn: Connection, left_ids: Collection[int]) -> dict[int, list[T
 def entry_told(
     told: Iterable[Told], endpoint: str, *, batch: Collection[int] = (), sent_in_batch: Collection[int] = ()
 ) -> bool:
-    """True when the last transition `endpoint` was (or will be) told of, before a `left`, is an entry.
+    """True when `endpoint` was (or will be) told of an entry of the membership before a `left`.
 
-    `batch` are transitions being fanned out now, and `sent_in_batch` those of them that go to `endpoint`.
+    Any entry, not only the last transition told: a merge renumbers the merged contact's history after
+    the kept one's, so a `left` of the merged contact can sort after the kept contact's entry, and a
+    rule on the last one would hold back the kept contact's `left` for good. A second `left` to an
+    endpoint that knew the person (after an entry it was not sent) tells it nothing new; a missed
+    one keeps it messaging someone who left. `batch` are transitions being fanned out now, and
+    `sent_in_batch` those of them that go to `endpoint`.
     """
-    latest: Told | None = None
     for item in told:
         if item.transition_id in batch:
             reaches = item.transition_id in sent_in_batch
         else:
             reaches = item.endpoint is None or item.endpoint == endpoint
-        if reaches and (latest is None or item.sequence > latest.sequence):
-            latest = item
-    return latest is not None and latest.kind == "entered"
+        if reaches:
+            return True
+    return False
 
 
 class Outgoing(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from field_mapping import FieldDefinition, FieldMappingConfig, FieldType, Mapper, Origin, plan_fields
@@ -184,6 +184,7 @@ _ORDER = {T.STRING: 2, T.DECIMAL: 1, T.DATETIME: 1}  # integer -> decimal, date 
 
 
 @given(st.lists(_VALUES, min_size=1, max_size=25))
+@example(["2024-01-02T03:04:05Z", 0])  # a date-time field, then epoch 0: "never", no value
 def test_widening_never_narrows_and_never_drops(values: list[Any]) -> None:
     mapper = Mapper(FieldMappingConfig())
     seen: list[FieldType] = []
@@ -193,8 +194,10 @@ def test_widening_never_narrows_and_never_drops(values: list[Any]) -> None:
         if value is None:
             assert raw in (None, "") and not seen  # only a null or "" before any value gives no field
             continue
-        if raw is not None and (raw != "" or value.type is T.STRING):
-            assert value.value is not None  # a value is never dropped; "" is none for a typed field
+        # A value is never dropped; "" is none for a typed field, and epoch 0 ("never") for a date-time one.
+        never = value.type is T.DATETIME and raw in (0, "0") and not isinstance(raw, bool)
+        if raw is not None and (raw != "" or value.type is T.STRING) and not never:
+            assert value.value is not None
         current = value.type
         if seen and seen[-1] is not current:
             assert _ORDER.get(current, 0) > _ORDER.get(seen[-1], 0)  # a change only ever widens

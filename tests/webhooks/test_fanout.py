@@ -7,11 +7,12 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 
+from sync.identity import merge
 from sync.store.tables import consent_records, contact_identities, deliveries, outbox, suppressions
 from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
-from webhooks import fan_out
+from webhooks import WebhooksConfig, fan_out
 from webhooks.eligibility import NO_ENTRY, SUPPRESSED
 from webhooks.fanout import FanoutStats, fan_out_batch
 
@@ -175,3 +176,24 @@ def test_fan_out_is_idempotent_per_transition_and_endpoint(engine: Engine) -> No
     fan_out(engine, config, T0)
     rows = _deliveries(engine)
     assert [(r["transition_id"], r["endpoint"]) for r in rows] == [(tid, "sms")]
+
+
+def test_a_left_after_a_merge_goes_to_an_endpoint_told_of_the_kept_contacts_entry(engine: Engine) -> None:
+    config = WebhooksConfig(endpoints={"crm": endpoint("crm")})
+    with engine.begin() as conn:
+        sid = add_segment(conn)
+        ann, bob = add_contact(conn), add_contact(conn)
+        add_transition(conn, sid, ann)  # Ann is a member, and the CRM was told
+        add_transition(conn, sid, bob)
+        add_transition(conn, sid, bob, "left")  # Bob came and went, and the CRM was told both
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).values(status="succeeded", attempts=1))
+        # Bob's history is renumbered after Ann's: his `left` now sorts after her entry.
+        merge(conn, keep=ann, others=[bob], reason="same e-mail", now=T0)
+        left = add_transition(conn, sid, ann, "left")
+    fan_out(engine, config, T0)
+    with engine.connect() as conn:
+        query = select(deliveries.c.status).where(deliveries.c.transition_id == left)
+        status = conn.execute(query).scalar_one()
+    assert status == "pending"  # not held back as "no entry": the CRM knew Ann was in
