@@ -14,7 +14,6 @@ from sqlalchemy import Connection, Engine, func, make_url, select
 from sqlalchemy.exc import DBAPIError
 
 from connectors import PULL_SOURCES, HubSpotSource, Source, build_source
-from connectors.exceptions import ConnectorError
 from crmhub.settings import ConfigError, Problem, Settings, secret
 from field_mapping.config import FieldMappingConfig
 from field_mapping.inference import hubspot_declared_type
@@ -126,11 +125,10 @@ def declare_source_types(mapper: Mapper, sources: Sequence[Source]) -> None:
 
 
 def _hubspot_types(source: HubSpotSource, object_type: str) -> dict[str, FieldType]:
-    """Property name -> field type, from the definitions the source read to pull (no new request)."""
-    try:
-        definitions = source.property_definitions(object_type)
-    except ConnectorError:
-        return {}  # the pull, which read them first, has failed with this error already
+    """Property name -> field type, from the definitions the source read to pull them (no request)."""
+    # Read while a page is stored, in its write transaction: a request there would hold the lock.
+    # The pull (or the webhook's read) has read them before any record of the stream exists.
+    definitions = source.read_definitions(object_type) or []
     declared = ((d.name, hubspot_declared_type(d.name, d.type, d.field_type)) for d in definitions)
     return {name: ftype for name, ftype in declared if ftype is not None}
 

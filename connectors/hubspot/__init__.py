@@ -88,6 +88,10 @@ class HubSpotSource(Source):
             found = definitions[object_type] = self.api.properties(object_type)
         return found
 
+    def read_definitions(self, object_type: str) -> list[PropertyDefinition] | None:
+        """The definitions already read for `object_type`, or None: never a request."""
+        return self._definitions.get(object_type)
+
     def _expire_definitions(self, now: datetime) -> None:
         since = self._definitions_since
         # A clock set back also expires them: one read too many beats definitions kept for good.

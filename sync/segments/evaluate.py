@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -218,8 +218,13 @@ def _not_before(now: datetime, stored: Iterable[Any]) -> datetime:
     return max(moments)
 
 
+# A run `running` for longer was left so by a killed process (Ctrl-C closes its run): its start
+# would hold every incremental cut back for good, as no later run of a disabled source closes it.
+STILL_STORING_MAX_AGE = timedelta(hours=24)
+
+
 def _still_storing(conn: Connection, now: datetime) -> datetime | None:
-    """The earliest start of a sync still running (this run's own included), or None.
+    """The earliest start of a sync still running (this run's own included) in the last day, or None.
 
     A sync stamps every contact it stores `changed_at = <its start>`, and may commit them after an
     evaluation that began later: their `changed_at` is then below that segment's
@@ -228,8 +233,9 @@ def _still_storing(conn: Connection, now: datetime) -> datetime | None:
     same way). Pushed batches commit with their evaluation, and HubSpot pushes stamp no contacts.
     """
     r = sync_runs.c
+    recent = r.started_at.between(now - STILL_STORING_MAX_AGE, now)
     return conn.execute(
-        select(func.min(r.started_at)).where(r.status == "running", r.trigger != "push", r.started_at <= now)
+        select(func.min(r.started_at)).where(r.status == "running", r.trigger != "push", recent)
     ).scalar_one_or_none()
 
 

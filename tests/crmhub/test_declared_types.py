@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors import ConnectorsConfig, HubSpotSource, build_source
+from connectors import ConnectorsConfig, HubSpotSource, Record, build_source
 from connectors.config import HubSpotConfig
 from crmhub.wiring import declare_source_types
 from field_mapping import FieldMappingConfig, FieldType, Mapper
@@ -43,5 +43,10 @@ def test_a_property_hubspot_declares_as_text_is_a_string_field_though_it_reads_a
 def test_declaring_reads_nothing_until_a_record_of_the_stream_is_mapped() -> None:
     fake = FakeHubSpot()
     source = _source(fake)
-    declare_source_types(Mapper(FieldMappingConfig()), [source])
+    mapper = Mapper(FieldMappingConfig())
+    declare_source_types(mapper, [source])
     assert fake.requests == []  # the pull reads the definitions; declaring alone costs no request
+    # Mapped in a page's write transaction: with no definitions read yet, still no request.
+    record = Record("hubspot", "contacts", "1", NOW, {"id": "1", "properties": {"email": "a@example.com"}})
+    mapper.map_record(record)
+    assert fake.requests == []

@@ -90,6 +90,20 @@ def test_scores_of_contacts_a_running_sync_stores_after_a_later_scoring_are_not_
         assert stored_scores(conn).get(ann) == 2.0
 
 
+def test_a_run_a_killed_process_left_running_a_day_ago_does_not_widen_incremental_runs(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        s = Seeder(conn)
+        ann = s.contact(at=NOW - timedelta(minutes=30))
+        s.value(ann, "city", "string", "Berlin")
+        evaluate_segments(conn, CITY, now=NOW)
+        _running_run(conn, started_at=NOW - timedelta(days=2))  # its process was killed, long ago
+        s.overwrite("city", "Hamburg")  # behind the engine's back: changed_at stays before the cutoff
+        report = evaluate_segments(conn, CITY, now=NOW + timedelta(minutes=10))
+        assert [(r.mode, r.entered) for r in report.segments] == [("incremental", 0)]
+
+
 def test_a_hubspot_push_left_running_does_not_widen_incremental_runs(engine: Engine) -> None:
     with engine.begin() as conn:
         s = Seeder(conn)
@@ -122,4 +136,6 @@ def test_the_earliest_running_sync_is_read_through_its_partial_index(engine: Eng
             evaluate_segments(conn, CITY, now=NOW + timedelta(minutes=1))
         finally:
             event.remove(engine, "before_cursor_execute", explain)
-    assert plans == [["SEARCH sync_runs USING INDEX ix_sync_runs_started_at (started_at<?)"]], plans
+    assert plans == [
+        ["SEARCH sync_runs USING INDEX ix_sync_runs_started_at (started_at>? AND started_at<?)"]
+    ], plans
