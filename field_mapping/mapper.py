@@ -168,7 +168,8 @@ class Mapper:
         starts to pull; they win over inference for fields not stored yet.
         """
         self._declared_later[key] = types
-        self._plans.pop(tuple(key.split(".", 1)), None)  # type: ignore[arg-type]
+        source, _, stream = key.partition(".")
+        self._plans.pop((source, stream), None)  # a plan made before holds the types it had
 
     def definitions(self) -> list[FieldDefinition]:
         """Every field known or seen so far, with its current type and enum options."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.exceptions import PermanentError
@@ -39,11 +39,10 @@ from field_mapping.hubspot_properties import (
 from field_mapping.model import FieldDefinition
 from sync.fields import load_definitions
 from sync.hubspot_push_state import already_pushed, changed_values, digest, remember
-from sync.runs import finish_run, load_cursor, save_cursor, start_run
+from sync.runs import earliest_storing_start, finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
 from sync.store.tables import (
     field_definitions,
-    sync_runs,
 )
 
 BATCH_SIZE = 100  # HubSpot's limit per batch call
@@ -195,10 +194,7 @@ def _next_cursor(conn: Connection, *, now: datetime) -> datetime:
     Read before the contacts, so a run seen finished here has committed all it stored. Pushes
     stamp no contacts (this one included, and one a killed process left `running` for good).
     """
-    r = sync_runs.c
-    earliest = conn.execute(
-        select(func.min(r.started_at)).where(r.status == "running", r.trigger != "push", r.started_at <= now)
-    ).scalar_one_or_none()
+    earliest = earliest_storing_start(conn, now=now)
     return now if earliest is None else earliest - timedelta(microseconds=1)
 
 

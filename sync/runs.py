@@ -218,3 +218,19 @@ def stream_overview(conn: Connection, enabled: Sequence[str]) -> list[StreamRow]
     seen = {source for source, _ in counts} | {source for source, _ in saved}
     rows.extend(StreamRow(source, None, 0, 0, None, None) for source in enabled if source not in seen)
     return rows
+
+
+def earliest_storing_start(
+    conn: Connection, *, now: datetime, since: datetime | None = None
+) -> datetime | None:
+    """The earliest start (at or before `now`, and from `since` if given) of a sync still running.
+
+    A sync stamps every contact it stores `changed_at = <its start>` and may commit them after a
+    later evaluation or push has read: a cut at that reader's own time would skip them. Pushed
+    batches commit with their evaluation, and HubSpot pushes stamp no contacts, so neither counts.
+    """
+    r = sync_runs.c
+    started = r.started_at <= now if since is None else r.started_at.between(since, now)
+    query = select(func.min(r.started_at)).where(r.status == "running", r.trigger != "push", started)
+    found: datetime | None = conn.execute(query).scalar_one_or_none()
+    return found

@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.elements import ColumnElement
 
+from sync.runs import earliest_storing_start
 from sync.segments.batch import Target, evaluate_batch
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
 from sync.segments.config import (
@@ -71,7 +72,7 @@ from sync.segments.config import (
 )
 from sync.segments.scoring import SCORE_FIELD, ScoringConfig, compute_scores, score_tables
 from sync.segments.split import variant_sql
-from sync.store.tables import contacts, memberships, outbox, segments, sync_runs, transitions
+from sync.store.tables import contacts, memberships, outbox, segments, transitions
 from sync.store.types import Id
 
 __all__ = [
@@ -226,17 +227,11 @@ STILL_STORING_MAX_AGE = timedelta(hours=24)
 def _still_storing(conn: Connection, now: datetime) -> datetime | None:
     """The earliest start of a sync still running (this run's own included) in the last day, or None.
 
-    A sync stamps every contact it stores `changed_at = <its start>`, and may commit them after an
-    evaluation that began later: their `changed_at` is then below that segment's
-    `last_evaluated_at`, and an incremental cutoff of `last_evaluated_at` alone would skip them
-    until they change again (sync/hubspot_push.py `_next_cursor` keeps its cursor below them the
-    same way). Pushed batches commit with their evaluation, and HubSpot pushes stamp no contacts.
+    Contacts it stores after an evaluation that began later have `changed_at` below that segment's
+    `last_evaluated_at`: an incremental cutoff of `last_evaluated_at` alone would skip them until
+    they change again (sync/hubspot_push.py `_next_cursor` keeps its cursor below them the same way).
     """
-    r = sync_runs.c
-    recent = r.started_at.between(now - STILL_STORING_MAX_AGE, now)
-    return conn.execute(
-        select(func.min(r.started_at)).where(r.status == "running", r.trigger != "push", recent)
-    ).scalar_one_or_none()
+    return earliest_storing_start(conn, now=now, since=now - STILL_STORING_MAX_AGE)
 
 
 def _upsert_rows(
