@@ -27,7 +27,8 @@ from sync.hygiene import run_hygiene
 from sync.ingest import PageStore
 from sync.locks import serialize_evaluation
 from sync.segments import EvaluationReport, check_fields, evaluate_segments
-from sync.segments.config import hint, segment_nodes, type_problems
+from sync.segments.config import hint, segment_nodes
+from sync.segments.field_checks import type_problems
 from sync.store import create_store_engine, status
 from sync.store.tables import deliveries, field_definitions, memberships, segments
 from webhooks.eligibility import OPEN_STATUSES

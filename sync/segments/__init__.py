@@ -8,12 +8,12 @@ from sync.segments.config import (
     SegmentConfig,
     SegmentsConfig,
     TimeTest,
-    check_fields,
     depends_on_time,
     evaluation_order,
     rule_version,
 )
 from sync.segments.evaluate import EvaluationReport, SegmentResult, evaluate_segments
+from sync.segments.field_checks import check_fields
 from sync.segments.scoring import ConditionPoints, EventPoints, ScoringConfig
 from sync.segments.split import variant
 

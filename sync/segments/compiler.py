@@ -51,15 +51,8 @@ from sqlalchemy.types import Float, Integer, Text, TypeEngine
 
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.consent.records import in_force_order
-from sync.segments.config import (
-    BUILTIN_TYPES,
-    DEFAULT_REGION,
-    Comparison,
-    Rule,
-    SegmentConfig,
-    TimeTest,
-    stored_form,
-)
+from sync.segments.config import BUILTIN_TYPES, DEFAULT_REGION, Comparison, Rule, SegmentConfig, TimeTest
+from sync.segments.field_checks import stored_form
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
 from sync.store.field_columns import TABLE, column_name, value_column
 from sync.store.tables import (

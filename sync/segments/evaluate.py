@@ -64,12 +64,10 @@ from sync.segments.config import (
     dependencies,
     depends_on_time,
     evaluation_order,
-    held_segments,
     rule_version,
-    type_problems,
-    unknown_fields,
     walk,
 )
+from sync.segments.field_checks import held_segments, type_problems, unknown_fields
 from sync.segments.scoring import SCORE_FIELD, ScoringConfig, compute_scores, score_tables
 from sync.segments.split import variant_sql
 from sync.store.tables import contacts, memberships, outbox, segments, transitions

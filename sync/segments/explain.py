@@ -18,16 +18,8 @@ from sqlalchemy import Connection, select
 
 from field_mapping.types import STORAGE, Column, FieldType
 from sync.fields import load_fields, read_values, stored_value
-from sync.segments.config import (
-    BUILTIN_TYPES,
-    DEFAULT_REGION,
-    Comparison,
-    Rule,
-    SegmentConfig,
-    TimeTest,
-    held_segments,
-    stored_form,
-)
+from sync.segments.config import BUILTIN_TYPES, DEFAULT_REGION, Comparison, Rule, SegmentConfig, TimeTest
+from sync.segments.field_checks import held_segments, stored_form
 from sync.segments.values import anniversary_days, coerce, parse_duration, parse_time
 from sync.store.tables import consent_records, contact_identities, contacts, events, memberships, segments
 

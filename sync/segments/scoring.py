@@ -42,16 +42,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from field_mapping.types import FieldType
 from sync.fields import StoredField, create_field
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, property_equals
-from sync.segments.config import (
-    DEFAULT_REGION,
-    Duration,
-    PropertyName,
-    PropertyValue,
-    Rule,
-    relative,
-    unknown_fields,
-    walk,
-)
+from sync.segments.config import DEFAULT_REGION, Duration, PropertyName, PropertyValue, Rule, relative, walk
+from sync.segments.field_checks import unknown_fields
 from sync.segments.values import parse_duration
 from sync.store.field_columns import fields_table
 from sync.store.tables import contacts, events, field_definitions
