@@ -17,7 +17,7 @@ from webhooks.exceptions import SecretError
 from webhooks.payload import IDENTITY_FIELDS
 from webhooks.signing import decode_secret
 
-__all__ = ["reference_problems", "secret_format_problems"]
+__all__ = ["consent_notes", "reference_problems", "secret_format_problems"]
 
 
 def _unknown(path: str, what: str, found: str, choices: Sequence[str], fix: str) -> Problem:
@@ -78,3 +78,25 @@ def secret_format_problems(settings: Settings, environ: Mapping[str, str]) -> li
             except SecretError as exc:
                 problems.append(Problem(f"webhooks.endpoints.{name}.secret_envs[{i}]", str(exc)))
     return problems
+
+
+def consent_notes(settings: Settings) -> list[str]:
+    """Endpoints that require consent for segments that do not: an opt-out sends them no segment.left."""
+    notes = []
+    for name, endpoint in sorted(settings.webhooks.endpoints.items()):
+        channel = endpoint.requires_consent
+        if channel is None or "segment.entered" not in endpoint.events:
+            continue
+        keys = endpoint.segments or sorted(settings.segments)
+        open_ended = [
+            k for k in keys if k in settings.segments and settings.segments[k].requires_consent != channel
+        ]
+        if open_ended:
+            notes.append(
+                f"webhooks.endpoints.{name} requires {channel} consent, but segments {', '.join(open_ended)} "
+                f"do not: an opt-out of {channel} holds back their later entries at {name}, yet sends it no "
+                f"segment.left for them, so a person it already has stays in its lists; add "
+                f'requires_consent = "{channel}" to the segments it messages, whose members then leave them '
+                "when they opt out"
+            )
+    return notes

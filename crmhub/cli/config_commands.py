@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from crmhub.cli._context import EXIT_USAGE, CliContext, exit_codes, report_config_error
 from crmhub.cli._output import console, emit_json, print_error, print_table
-from crmhub.config_checks import reference_problems, secret_format_problems
+from crmhub.config_checks import consent_notes, reference_problems, secret_format_problems
 from crmhub.example import example_config_text
 from crmhub.mapping_checks import mapping_problems
 from crmhub.settings import ConfigError, Settings, missing_secrets
@@ -61,7 +62,11 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
             found = [{"path": p.path, "message": p.message} for p in exc.problems]
             emit_json({"valid": False, "config": str(cli.path), "problems": found})
             raise typer.Exit(EXIT_USAGE) from None
-    summary = {"valid": True} | _summary(settings, cli.path) | {"notes": field_notes + leftovers(settings)}
+    summary = (
+        {"valid": True}
+        | _summary(settings, cli.path)
+        | {"notes": field_notes + consent_notes(settings) + leftovers(settings)}
+    )
     if not summary["sources"]:
         summary["notes"].append(
             "no source is enabled, so `crmhub sync` pulls nothing: set enabled = true in a "
@@ -81,7 +86,7 @@ def check(ctx: typer.Context, json: JsonFlag = False) -> None:
     table.add_row("schedule", "; ".join(summary["schedule"]) or "none (`crmhub serve` only syncs when asked)")
     print_table(table)
     for note in summary["notes"]:
-        console.print(f"[yellow]note[/] {note}")
+        console.print(f"[yellow]note[/] {escape(note)}")
     console.print("[green]configuration is valid[/]")
 
 

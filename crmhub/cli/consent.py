@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from sqlalchemy import Connection, Engine
 
 from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
@@ -145,7 +146,7 @@ def _report(result: ConsentResult, given_at: datetime, *, json: bool, reaches: s
         )
     else:
         what = "opted out of" if result.status == "opted_out" else "opted in to"
-        console.print(f"contact {result.contact_id} {what} {result.channel}{note}")
+        console.print(escape(f"contact {result.contact_id} {what} {result.channel}{note}"))
     console.print(
         f"  left {result.left} segment(s), entered {result.entered}, "
         f"cancelled {result.cancelled} pending delivery(ies), suppressed {result.suppressed} identity(ies)"

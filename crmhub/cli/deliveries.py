@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
@@ -240,7 +241,7 @@ def deliveries_replay(
         else:
             console.print(f"{done.replayed} deliveries will be sent again by `crmhub deliver`")
             for reason, count in sorted(done.withheld.items()):
-                console.print(f"{count} segment.entered held back: {reason}")
+                console.print(escape(f"{count} segment.entered held back: {reason}"))
     else:
         why = next(iter(done.withheld), None)
         print_error(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crmhub.cli._context import exit_codes
@@ -75,4 +76,4 @@ def run(ctx: typer.Context, now: NowOption = None, json: JsonFlag = False) -> No
         emit_json([{"policy": r.policy, "would": r.would, "did": r.did} for r in results])
         return
     for r in results:
-        console.print(f"{r.policy}: {r.did}")
+        console.print(escape(f"{r.policy}: {r.did}"))

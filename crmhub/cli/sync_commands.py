@@ -8,6 +8,7 @@ from functools import partial
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
@@ -274,9 +275,9 @@ def _print_report(report: RunReport, counts: dict[str, tuple[int, int]]) -> None
         console.print(f"segments: {', '.join(changes) or 'no change'}{send}")
     for s in report.streams:
         if s.fallback_reason:
-            console.print(f"[yellow]note[/] {s.source}.{s.stream}: {s.fallback_reason}")
+            console.print(f"[yellow]note[/] {s.source}.{s.stream}: {escape(s.fallback_reason)}")
         for warning in s.widenings:
-            console.print(f"[yellow]warning[/] {warning}")
+            console.print(f"[yellow]warning[/] {escape(warning)}")
     for s in report.failed:
         print_error(f"{s.source}.{s.stream}: {s.error}")
 

@@ -49,7 +49,12 @@ def test_check_accepts_the_starter_config_once_its_webhook_secret_is_set(tmp_pat
     result = _run("--config", str(target), "check", env={"CRMHUB_SMS_WEBHOOK_SECRET": generate_secret()})
     assert result.exit_code == 0 and "configuration is valid" in result.output
     # The starter config enables no source: valid, but a sync would pull nothing, and check says so.
-    assert "no source is enabled, so `crmhub sync` pulls nothing" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "no source is enabled, so `crmhub sync` pulls nothing" in said
+    # Notes are printed as written: a TOML table name is not read as markup and dropped.
+    assert "set enabled = true in a [connectors.<name>] table" in said
+    # The starter's SMS endpoint gets only segments that require its channel: no consent note.
+    assert "requires sms consent" not in said
 
 
 def test_check_json_summarizes_without_secrets(config: Path) -> None:

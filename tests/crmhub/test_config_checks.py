@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from crmhub.channels import unknown_channels
 from crmhub.cli import app
-from crmhub.config_checks import reference_problems, secret_format_problems
+from crmhub.config_checks import consent_notes, reference_problems, secret_format_problems
 from crmhub.settings import Settings
 from field_mapping.types import FieldType
 from sync.fields import create_field
@@ -184,3 +184,28 @@ def test_sync_of_an_unknown_or_pushed_source_says_what_it_meant(tmp_path: Path) 
     pushed = CliRunner().invoke(app, ["--config", str(config), "sync", "--source", "segmentio"])
     said = " ".join(pushed.output.split())
     assert pushed.exit_code == 2 and "which is not pulled: Segment.com sends to `crmhub serve`" in said
+
+
+def test_an_endpoint_requiring_consent_is_told_which_segments_an_opt_out_would_not_end() -> None:
+    rule = [{"field": "email", "op": "exists"}]
+    settings = _settings(
+        segments={
+            "birthday": {"name": "B", "requires_consent": "sms", "all": rule},
+            "paid": {"name": "P", "all": rule},
+            "mailing": {"name": "M", "requires_consent": "email", "all": rule},
+        },
+        webhooks={
+            "endpoints": {
+                "texter": HOOK | {"messaging": True, "requires_consent": "sms"},
+                "only_birthdays": HOOK | {"requires_consent": "sms", "segments": ["birthday"]},
+                "leavers": HOOK | {"requires_consent": "sms", "events": ["segment.left"]},
+                "crm": HOOK,
+            }
+        },
+    )
+    notes = consent_notes(settings)
+    assert len(notes) == 1
+    assert notes[0].startswith(
+        "webhooks.endpoints.texter requires sms consent, but segments mailing, paid do not"
+    )
+    assert 'add requires_consent = "sms"' in notes[0]
