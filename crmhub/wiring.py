@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Connection, Engine, func, make_url, select
@@ -19,6 +19,7 @@ from field_mapping.config import FieldMappingConfig
 from field_mapping.inference import hubspot_declared_type
 from field_mapping.mapper import Mapper
 from field_mapping.types import FieldType
+from sync.consent import ConsentResult, opt_in, opt_out
 from sync.consent.config import endpoints_by_channel
 from sync.engine import Evaluate, SyncEngine
 from sync.fields import load_definitions
@@ -251,3 +252,30 @@ def evaluator(settings: Settings) -> Evaluate | None:
         )
 
     return evaluate
+
+
+def record_consent(
+    conn: Connection,
+    settings: Settings,
+    *,
+    contact_id: int,
+    channel: str,
+    opted_out: bool,
+    source: str,
+    proof: dict[str, Any],
+    now: datetime,
+) -> ConsentResult:
+    """An opt-out or opt-in given by a person (the CLI, the admin API), acted on as the configuration asks."""
+    common: dict[str, Any] = {
+        "contact_id": contact_id,
+        "channel": channel,
+        "source": source,
+        "proof": proof,
+        "now": now,
+        "evaluate": evaluator(settings),
+        "config": settings.consent,
+    }
+    if not opted_out:
+        return opt_in(conn, **common)
+    requirements = {name: e.requires_consent for name, e in settings.webhooks.endpoints.items()}
+    return opt_out(conn, endpoints=endpoints_by_channel(requirements).get(channel, []), **common)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -15,8 +15,8 @@ from crmhub.cli._context import EXIT_FAILED, EXIT_USAGE, CliContext, exit_codes
 from crmhub.cli._output import console, emit_json, print_error, print_note
 from crmhub.cli._time import clock, parse_moment
 from crmhub.settings import Settings
-from crmhub.wiring import evaluator
-from sync.consent import ConsentError, ConsentResult, endpoints_by_channel, opt_in, opt_out
+from crmhub.wiring import record_consent
+from sync.consent import ConsentError, ConsentResult
 from sync.privacy import find_person
 from sync.store import write_transaction
 
@@ -102,24 +102,18 @@ def _apply(
     with exit_codes(), open_store(ctx) as (settings, engine):
         channel = _channel(settings, channel)
         proof = {"via": f"crmhub consent {'opt-out' if out else 'opt-in'}", "reason": reason}
-        requirements = {n: e.requires_consent for n, e in settings.webhooks.endpoints.items()}
         region = settings.field_mapping.identity.default_region
         with write_transaction(engine) as conn:
-            contact_id = person(conn, id_or_email, region=region)
-            common: dict[str, Any] = {
-                "contact_id": contact_id,
-                "channel": channel,
-                "source": "cli",
-                "proof": proof,
-                "now": at,
-                "evaluate": evaluator(settings),
-                "config": settings.consent,
-            }
-            if out:
-                wanted = endpoints_by_channel(requirements).get(channel, [])
-                result: ConsentResult = opt_out(conn, endpoints=wanted, **common)
-            else:
-                result = opt_in(conn, **common)
+            result = record_consent(
+                conn,
+                settings,
+                contact_id=person(conn, id_or_email, region=region),
+                channel=channel,
+                opted_out=out,
+                source="cli",
+                proof=proof,
+                now=at,
+            )
     _report(result, at, json=json, reaches=settings.consent.channels.get(channel))
 
 
