@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import NamedTuple
 
 from sqlalchemy import (
@@ -147,6 +148,9 @@ class Resolution(NamedTuple):
     created: frozenset[int]
     # (contact, kind, value) of every identity the new contacts were created with.
     created_identities: tuple[tuple[int, str, str], ...] = ()
+    # Each contact others were merged into -> its consent in force before (channel -> status): the
+    # merged contacts' records may have changed it (sync.consent.apply_page_consent acts on that).
+    merged: Mapping[int, Mapping[str, str]] = MappingProxyType({})
 
 
 def resolve(
@@ -192,6 +196,7 @@ def resolve_batch(
         found[_find(parent, item)].add(contact_id)
 
     chosen: dict[int, int] = {}
+    merged: dict[int, Mapping[str, str]] = {}
     fresh: list[int] = []
     for item, hints in enumerate(hint_sets):
         if not hints or _find(parent, item) != item:
@@ -203,7 +208,7 @@ def resolve_batch(
         chosen[item] = contact_ids[0]
         if len(contact_ids) > 1:
             keep, others = contact_ids[0], contact_ids[1:]
-            merge(conn, keep=keep, others=others, reason="shared identity", now=now, wins=wins)
+            merged[keep] = merge(conn, keep=keep, others=others, reason="shared identity", now=now, wins=wins)
     created = _new_contacts(conn, len(fresh), now)
     chosen.update(zip(fresh, created, strict=True))
 
@@ -225,7 +230,7 @@ def resolve_batch(
     theirs = tuple(
         (cid, kind, value) for cid, kind, value, *_ in new_identities if cid is not None and cid in new
     )
-    return Resolution(result, new, theirs)
+    return Resolution(result, new, theirs, merged)
 
 
 def _merge_statements() -> dict[str, Executable]:
@@ -373,8 +378,17 @@ def merge(
     reason: str,
     now: datetime,
     wins: Mapping[str, Wins] | None = None,
-) -> None:
-    """Fold `others` into `keep`: identities, values, events, records, consent, history; log it."""
+) -> dict[str, str]:
+    """Fold `others` into `keep`: identities, values, events, records, consent, history; log it.
+
+    Returns `keep`'s consent in force before (channel -> status). The merged contacts' records may
+    change it; the caller acts on a channel that turned `opted_out` as on an opt-out (a sync page
+    does, in sync.consent.apply_page_consent).
+    """
+    # Here, not at the top: sync.consent imports this module (identities_of).
+    from sync.consent.records import latest_statuses
+
+    before = {channel: status for (_, channel), status in latest_statuses(conn, [keep]).items()}
     fields = load_fields(conn)
     for other in others:
         pair = {"keep": keep, "other": other}
@@ -392,3 +406,4 @@ def merge(
         conn.execute(_MERGE["repoint"], pair)
         conn.execute(_MERGE["delete"], pair)
     conn.execute(_MERGE["touch"], {"keep": keep, "now": now})
+    return before

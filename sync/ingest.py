@@ -97,10 +97,14 @@ class PageStore:
         }
         _store_records(conn, batch, links, run_id=run_id, now=now)
         created = list(resolution.created_identities)
+        merged = dict(resolution.merged)
         if mapped:
             self._store_mapped(conn, mapped, resolution, batch, result, kept, run_id=run_id, now=now)
         if batch.events:
-            created += self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
+            events = self._store_events(conn, batch.events, result, kept, run_id=run_id, now=now)
+            created += events.created_identities
+            # A contact merged into again keeps its consent from before the page's first merge.
+            merged = dict(events.merged) | merged
         # After the values, so an opt-out's re-evaluation sees the page's data.
         items = consent_items(self.consent, ((m.record, c) for m, c in zip(mapped, contact_ids, strict=True)))
         apply_page_consent(
@@ -112,6 +116,7 @@ class PageStore:
             evaluate=self.evaluate,
             endpoints=self.endpoints,
             run_id=run_id,
+            merged=merged,
         )
         if kept:
             conn.execute(insert(quarantine), kept)
@@ -173,8 +178,8 @@ class PageStore:
         *,
         run_id: int,
         now: datetime,
-    ) -> tuple[tuple[int, str, str], ...]:
-        """Store the events; returns the identities of the contacts they created."""
+    ) -> Resolution:
+        """Store the events; returns their contacts' resolution (the contacts created, merged into)."""
         config = self.mapper.config.identity
         hint_sets = [_valid(identity_hints(e.source, e.identities, config)) for e in batch_events]
         resolution = resolve_batch(conn, hint_sets, source=batch_events[0].source, now=now, wins=self._wins)
@@ -200,7 +205,7 @@ class PageStore:
         )
         result.events += len(rows)
         result.contacts.update(latest)
-        return resolution.created_identities
+        return resolution
 
 
 def _last_activity() -> UpdateBase:

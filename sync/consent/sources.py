@@ -3,8 +3,10 @@
 Both run inside the page's transaction (pulls and pushed batches alike). A record's statement is
 recorded at the record's time, so re-pulling an old record never outranks a later opt-out; a
 statement already stored is not stored again. An opt-out that becomes the status in force acts as
-`opt_out` does. A contact created by this page whose e-mail or phone is on the suppression list gets
-an opted_out record (source "suppression") for each channel that identity reaches, recorded last, so
+`opt_out` does, and so does one a merge of the page puts in force (the merged contact's records
+joining the kept one's); an opt-in a merge puts in force lifts no suppression, as no synced opt-in
+does. A contact created by this page whose e-mail or phone is on the suppression list gets an
+opted_out record (source "suppression") for each channel that identity reaches, recorded last, so
 a re-import under a new id, a differently cased e-mail or a differently formatted phone stays out.
 """
 
@@ -108,21 +110,28 @@ def apply_page_consent(
     evaluate: Evaluate | None,
     endpoints: Mapping[str, Collection[str]] | None = None,
     run_id: int | None = None,
+    merged: Mapping[int, Mapping[str, str]] | None = None,
 ) -> list[ConsentItem]:
     """Store the page's statements and suppression copies; act on new opt-outs. Returns what was stored.
 
     `created_identities` are the (contact, kind, value) identities of the contacts the page created.
+    `merged` are the contacts the page merged others into, each with its consent in force before
+    (`Resolution.merged`): one whose merged records put an opt-out in force is acted on too.
     """
     all_items = [*items, *_suppression_items(conn, config, created_identities, now)]
-    if not all_items:
+    merged = merged or {}
+    if not all_items and not merged:
         return []
-    contact_ids = {i.contact_id for i in all_items}
+    contact_ids = {i.contact_id for i in all_items}.difference(merged)
     channels = {i.channel for i in all_items}
     before = latest_statuses(conn, contact_ids, channels)
+    # A merged-into contact is compared, on every channel, with itself before the page's merges.
+    before.update(((cid, channel), status) for cid, was in merged.items() for channel, status in was.items())
     stored = record_many(conn, all_items, now=now)
-    if not stored:
+    if not stored and not merged:
         return []
     after = latest_statuses(conn, contact_ids, channels)
+    after.update(latest_statuses(conn, merged))
     turned: dict[str, set[int]] = {}
     for (contact_id, channel), status in after.items():
         if status == "opted_out" and before.get((contact_id, channel)) != "opted_out":

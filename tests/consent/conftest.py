@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, func, select
 from connectors import Batch, Record
 from field_mapping.config import FieldMappingConfig
 from field_mapping.mapper import Mapper
-from sync.consent import ConsentConfig, opt_in
+from sync.consent import ConsentConfig, ConsentSource, opt_in
 from sync.ingest import PageStore
 from sync.segments import EvaluationReport, SegmentsConfig, evaluate_segments
 from sync.store import write_transaction
@@ -104,6 +104,37 @@ def evaluate(
 def page_store() -> PageStore:
     """The page store a sync uses, with consent sources, evaluation and endpoints."""
     return PageStore(Mapper(FieldMappingConfig()), consent=CONSENT, evaluate=evaluate, endpoints=ENDPOINTS)
+
+
+def segmentio_page_store(opted_in: Collection[str] = ()) -> PageStore:
+    """`page_store()`, also reading an identify's `traits.sms_optout` as an SMS opt-out (or `opted_in`)."""
+    rule = ConsentSource(
+        source="segmentio", path="traits.sms_optout", channel="sms", opted_out=["true"], opted_in=[*opted_in]
+    )
+    consent = ConsentConfig(sources=[*CONSENT.sources, rule])
+    return PageStore(Mapper(FieldMappingConfig()), consent=consent, evaluate=evaluate, endpoints=ENDPOINTS)
+
+
+def identify(user_id: str, at: datetime, **traits: Any) -> Record:
+    """A Segment.com identify of `user_id` with `traits`, as POST /v1/identify stores it."""
+    payload = {"type": "identify", "userId": user_id, "traits": traits, "messageId": f"msg_{at:%H%M%S}"}
+    return Record("segmentio", "users", user_id, at, payload)
+
+
+def merge_in_sms_opt_out(engine: Engine, contact_id: int) -> None:
+    """An SMS opt-out held by a contact of its own (a Segment.com user), then merged into `contact_id`.
+
+    The opt-out (at NOW) names only the user id: a new contact holds it. The user's next identify
+    (at LATER) gives Jane's e-mail: the two are one person, kept as `contact_id`, the older one.
+    """
+    store = segmentio_page_store()
+    store_page(engine, store, identify("u_000262", NOW, sms_optout=True))
+    with engine.connect() as conn:
+        assert contact_id in members(conn, "sms_offers"), "the opt-out is not the person's yet"
+        assert conn.execute(select(func.count()).select_from(suppressions)).scalar_one() == 0
+    store_page(engine, store, identify("u_000262", LATER, email="Jane.Doe@example.com"), now=LATER)
+    with engine.connect() as conn:
+        assert conn.execute(select(merge_log.c.kept_contact_id)).scalar_one() == contact_id
 
 
 def store_page(engine: Engine, store: PageStore, *records: Record, now: datetime = NOW) -> None:

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from sync.consent import Feedback, UnknownContactError, apply_feedback, opt_in
+from sync.consent import Feedback, UnknownContactError, apply_feedback, identity_hash, opt_in
+from sync.consent.records import in_force
 from sync.store import write_transaction
-from sync.store.tables import consent_records, deliveries
+from sync.store.tables import consent_records, deliveries, suppressions
 from tests.consent.conftest import (
     EARLIER,
     ENDPOINTS,
@@ -18,12 +19,16 @@ from tests.consent.conftest import (
     WEBHOOKS,
     assert_reimport_stays_out,
     assert_unsubscribed,
+    delivery_rows,
     delivery_statuses,
     dispatch,
     evaluate,
     hubspot_contact,
+    identify,
     members,
+    merge_in_sms_opt_out,
     page_store,
+    segmentio_page_store,
     store_page,
     typeform_response,
 )
@@ -78,6 +83,33 @@ def test_sender_feedback_unsubscribe_opts_out_of_the_endpoint_channel(engine: En
     assert result["status"] == "opted_out" and result["left"] == 1 and result["cancelled"] == 1
     assert_unsubscribed(engine, jane, "sms_offers", "texter", kept="newsletter")
     assert_reimport_stays_out(engine, jane, "sms_offers")
+
+
+def test_an_opt_out_a_merge_puts_in_force_acts_at_once(engine: Engine, jane: int) -> None:
+    merge_in_sms_opt_out(engine, jane)
+    with engine.connect() as conn:
+        listed = conn.execute(select(suppressions.c.kind, suppressions.c.value_hash, suppressions.c.reason))
+        assert set(listed.tuples()) == {("phone", identity_hash(PHONE), "opt-out:sms")}
+        entry = delivery_rows(conn, jane)[("texter", "entered")]
+        assert (entry["status"], entry["reason"]) == ("cancelled", "unsubscribed")
+        assert delivery_statuses(conn, jane)[("mailer", "entered")] == "pending"
+    assert_unsubscribed(engine, jane, "sms_offers", "texter", kept="newsletter")
+    assert_reimport_stays_out(engine, jane, "sms_offers")
+
+
+def test_an_opt_in_a_merge_puts_in_force_lifts_no_suppression(engine: Engine, jane: int) -> None:
+    # Jane says no by SMS; a Segment.com user's later yes is merged into her.
+    no = typeform_response("t2", email=EMAIL, phone=PHONE, consent=False, at=NOW)
+    store_page(engine, page_store(), no)
+    store = segmentio_page_store(opted_in=["false"])
+    store_page(engine, store, identify("u_000262", LATER, sms_optout=False), now=LATER)
+    store_page(engine, store, identify("u_000262", LATER + timedelta(minutes=1), email=EMAIL), now=LATER)
+    with engine.connect() as conn:
+        current = in_force(conn, jane, "sms")
+        assert current is not None and current.status == "opted_in"
+        # The form's "no" listed the phone; a merge is no statement of the person's: it stays listed.
+        listed = conn.execute(select(suppressions.c.kind, suppressions.c.reason)).tuples()
+        assert set(listed) == {("phone", "opt-out:sms")}
 
 
 def test_a_stored_page_is_not_recorded_twice(engine: Engine, jane: int) -> None:

@@ -13,15 +13,18 @@ from sqlalchemy import Engine
 from sync.consent import opt_out
 from sync.store import write_transaction
 from tests.consent.conftest import (
+    EARLIER,
+    LATER,
     NOW,
     delivery_rows,
     evaluate,
+    merge_in_sms_opt_out,
     opted_in_jane,
 )
 from tests.webhooks.conftest import Clock, Consumer, endpoint, make_config, make_worker, secrets_for
 from webhooks import WebhooksConfig
-from webhooks.eligibility import NO_ENTRY
-from webhooks.fanout import fan_out_batch
+from webhooks.eligibility import NO_ENTRY, SUPPRESSED
+from webhooks.fanout import fan_out, fan_out_batch
 from webhooks.worker import RunStats
 
 # The conftest's endpoints, each at its own path so one consumer serves each.
@@ -120,3 +123,24 @@ def test_an_opt_out_committed_during_a_fan_out_stops_the_entry_it_could_not_see(
     entry, left = rows[("mailer", "entered")], rows[("mailer", "left")]
     assert (entry["status"], entry["reason"], entry["attempts"]) == ("cancelled", "unsubscribed", 0)
     assert (left["status"], left["reason"]) == ("suppressed", NO_ENTRY)
+
+
+def test_an_opt_out_a_merge_puts_in_force_keeps_back_an_endpoint_with_no_channel(engine: Engine) -> None:
+    # A CRM hook with no consent channel: any listed e-mail or phone of the person keeps it back.
+    crm = endpoint("crm", segments=["everyone"])
+    config = make_config(*CONFIG.endpoints.items(), ("crm", crm))
+    jane = opted_in_jane(engine)
+    fan_out(engine, config, EARLIER)
+    merge_in_sms_opt_out(engine, jane)
+    consumers = {name: Consumer() for name in config.endpoints}
+    _deliver(config, engine, consumers, Clock(LATER))
+    assert consumers["texter"].received == [] and consumers["crm"].received == []
+    assert _kinds(consumers["mailer"]) == [("segment.entered", "backfill")]
+    with engine.connect() as conn:
+        rows = delivery_rows(conn, jane)
+    held = {
+        name: (rows[(name, "entered")]["status"], rows[(name, "entered")]["reason"])
+        for name in ("texter", "crm")
+    }
+    # As for a contact opted out directly: the SMS tool's entry cancelled, the CRM's kept back.
+    assert held == {"texter": ("cancelled", "unsubscribed"), "crm": ("suppressed", SUPPRESSED)}

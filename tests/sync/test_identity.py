@@ -112,7 +112,7 @@ def test_a_record_linking_two_contacts_merges_them_with_a_log(engine: Engine) ->
     assert log.reason == "shared identity"
 
 
-def _contacts_and_merge_log_read(conn: Connection, act: Callable[[], None]) -> int:
+def _contacts_and_merge_log_read(conn: Connection, act: Callable[[], object]) -> int:
     """Rows of contacts and merge_log that `act` read (PostgreSQL) or SQLite VM steps in thousands."""
     if conn.dialect.name == "sqlite":
         steps = [0]
