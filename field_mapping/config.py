@@ -261,6 +261,8 @@ class IdentityConfig(_Strict):
     default_region: str = "US"
     typeform_hidden_email: str | None = "email"
     typeform_hidden_id: str | None = "user_id"
+    # That hidden id is the userId your app sends Segment.com, so it is that identity too.
+    typeform_hidden_id_is_segmentio_user: bool = True
 
     @field_validator("default_region")
     @classmethod

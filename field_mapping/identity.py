@@ -6,7 +6,8 @@ Where each source keeps them:
   `receipt_email`.
 - HubSpot: contacts `id`, `properties.email`, `properties.phone`/`.mobilephone`; companies and
   deals carry the contacts they are associated with (`associations.contacts.results[].id`).
-- Typeform: the hidden fields named in `[field_mapping.identity]`, and e-mail and phone answers.
+- Typeform: the hidden fields named in `[field_mapping.identity]` (the user id is also Segment.com's
+  `userId` unless `typeform_hidden_id_is_segmentio_user = false`), and e-mail and phone answers.
 - Segment.com: `userId`, `anonymousId`, `traits.email`/`.phone` (or `context.traits`).
 """
 
@@ -99,7 +100,8 @@ def _typeform(payload: Payload, stream: str, hints: _Hints, config: IdentityConf
     hidden = payload.get("hidden")
     if isinstance(hidden, dict | Mapping):
         if config.typeform_hidden_id:
-            hints.external("typeform_hidden_id", hidden.get(config.typeform_hidden_id))
+            for kind in _hidden_id_kinds(config):
+                hints.external(kind, hidden.get(config.typeform_hidden_id))
         if config.typeform_hidden_email:
             hints.email(hidden.get(config.typeform_hidden_email))
     for answer in payload.get("answers") or ():
@@ -108,6 +110,13 @@ def _typeform(payload: Payload, stream: str, hints: _Hints, config: IdentityConf
             hints.email(answer.get("email"))
         elif kind == "phone_number":
             hints.phone(answer.get("phone_number"))
+
+
+def _hidden_id_kinds(config: IdentityConfig) -> tuple[str, ...]:
+    """The identities a Typeform hidden user id is: also Segment.com's userId unless configured apart."""
+    if config.typeform_hidden_id_is_segmentio_user:
+        return ("typeform_hidden_id", "segmentio_user")
+    return ("typeform_hidden_id",)
 
 
 def _segmentio(payload: Payload, stream: str, hints: _Hints, config: IdentityConfig) -> None:
@@ -144,7 +153,7 @@ def identity_hints(
     """Hints from a ContactEvent's `identities` (kind -> raw value): e-mails and phones normalized.
 
     Typeform events name hidden fields as the form does (`user_id`); the configured ones become
-    `typeform_hidden_id` and `email`, like the hints of the response record itself.
+    `typeform_hidden_id` (and `segmentio_user`) and `email`, like the hints of the response record itself.
     """
     if source == "typeform":
         identities = _typeform_kinds(identities, config)
@@ -163,7 +172,7 @@ def _typeform_kinds(identities: Mapping[str, str], config: IdentityConfig) -> di
     kinds: dict[str, str] = {}
     for name, raw in identities.items():
         if config.typeform_hidden_id and name == config.typeform_hidden_id:
-            kinds["typeform_hidden_id"] = raw
+            kinds.update(dict.fromkeys(_hidden_id_kinds(config), raw))
         elif name in ("email", "phone") or (
             config.typeform_hidden_email and name == config.typeform_hidden_email
         ):

@@ -50,7 +50,8 @@ def test_external_ids() -> None:
     hubspot = extract_identities("hubspot", "contacts", {"id": "501", "properties": {}}, US)
     assert _pairs(hubspot) == {("hubspot_contact", "501")}
     typeform = extract_identities("typeform", "responses", {"hidden": {"user_id": "u_42"}, "answers": []}, US)
-    assert _pairs(typeform) == {("typeform_hidden_id", "u_42")}
+    # The hidden user id is the userId the app sends Segment.com: both sources find one contact by it.
+    assert _pairs(typeform) == {("typeform_hidden_id", "u_42"), ("segmentio_user", "u_42")}
     segmentio = extract_identities("segmentio", "users", {"userId": "u_42", "anonymousId": "a-1"}, US)
     assert _pairs(segmentio) == {("segmentio_user", "u_42"), ("segmentio_anonymous", "a-1")}
 
@@ -68,11 +69,15 @@ def test_deal_names_its_associated_contacts() -> None:
 
 
 def test_typeform_hidden_field_names_are_configurable() -> None:
-    config = IdentityConfig(typeform_hidden_id="uid", typeform_hidden_email=None)
+    config = IdentityConfig(
+        typeform_hidden_id="uid", typeform_hidden_email=None, typeform_hidden_id_is_segmentio_user=False
+    )
     response = {"hidden": {"uid": "u_7", "email": "x@example.com", "user_id": "ignored"}, "answers": []}
     assert _pairs(extract_identities("typeform", "responses", response, config)) == {
         ("typeform_hidden_id", "u_7")
     }
+    event = identity_hints("typeform", {"uid": "u_7"}, config)
+    assert _pairs(event) == {("typeform_hidden_id", "u_7")}
 
 
 def test_invalid_values_are_kept_and_flagged() -> None:
@@ -113,5 +118,6 @@ def test_typeform_event_hidden_fields_become_the_configured_kinds() -> None:
     raw = {"user_id": "u_1", "email": "Jane@Example.com", "utm_source": "ads"}
     assert _pairs(identity_hints("typeform", raw, US)) == {
         ("typeform_hidden_id", "u_1"),
+        ("segmentio_user", "u_1"),
         ("email", "jane@example.com"),
     }

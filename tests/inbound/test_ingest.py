@@ -123,6 +123,20 @@ def test_a_typeform_response_lands_like_a_pulled_one(receiver: InboundReceiver, 
     assert len(entered(engine)) == 1
 
 
+def test_a_form_s_hidden_user_id_finds_the_contact_of_segmentio_events_by_that_user_id(
+    receiver: InboundReceiver, engine: Engine
+) -> None:
+    assert (
+        receiver.receive("typeform", typeform_request(dumps(typeform_payload("tok_5"))), now=NOW).status
+        == 200
+    )
+    # The product's events name the user by its id alone: the form's hidden user_id is that id.
+    track = segment_track("msg-5") | {"userId": "u_42", "context": {}}
+    assert receiver.receive("segmentio", segmentio_request(dumps(track)), now=NOW).status == 200
+    owners = _rows(engine, select(contact_identities.c.kind, contact_identities.c.contact_id))
+    assert len({contact for _, contact in owners}) == 1, owners
+
+
 def test_a_segment_destination_message_lands_as_a_contact_event(
     receiver: InboundReceiver, engine: Engine
 ) -> None:

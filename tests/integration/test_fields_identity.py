@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 
 from crmhub.demo import Demo
 from sync.registry import list_fields
@@ -76,6 +76,20 @@ def test_the_same_person_in_four_sources_is_one_contact(synced: Demo) -> None:
             assert {"stripe_customer", "hubspot_contact", "typeform_hidden_id", "segmentio_user"} <= kinds, (
                 person
             )
+
+
+def test_a_user_id_in_typeform_and_segmentio_is_one_contact_without_an_email(synced: Demo) -> None:
+    # A form's hidden user id is the userId the app sends Segment.com: one person, e-mail or not.
+    ci = contact_identities.c
+    by_kind = (
+        select(ci.value, func.count(distinct(ci.kind)), func.count(distinct(ci.contact_id)))
+        .where(ci.kind.in_(("typeform_hidden_id", "segmentio_user")))
+        .group_by(ci.value)
+    )
+    with synced.engine.connect() as conn:
+        rows = conn.execute(by_kind).all()
+    assert any(kinds == 2 for _, kinds, _ in rows), "the sandbox has people in both sources"
+    assert [value for value, _, people in rows if people > 1] == []
 
 
 def test_a_second_sync_creates_nothing_new(synced: Demo) -> None:
