@@ -14,7 +14,14 @@ from sync.segments.config import hint
 from sync.store.tables import deliveries, delivery_attempts, memberships, outbox, segments, transitions
 from sync.store.upsert import insert_ignore
 from webhooks.config import EndpointConfig, WebhooksConfig
-from webhooks.eligibility import DEFAULT_CHANNELS, SUPPRESSED, blocked_at, consenting, suppressed_kinds
+from webhooks.eligibility import (
+    DEFAULT_CHANNELS,
+    SUPPRESSED,
+    blocked_at,
+    cap_counts,
+    consenting,
+    suppressed_kinds,
+)
 from webhooks.endpoints import load_states
 from webhooks.exceptions import WebhookConfigError
 from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries
@@ -159,8 +166,9 @@ def replay(
     """Make deliveries due again with a fresh schedule and the same webhook-id.
 
     A `segment.entered` is sent again only if it is still true and still allowed: the contact is in
-    the segment with no later change there, not on the suppression list, and consenting where the
-    endpoint requires it. Otherwise a replay would announce someone who left or unsubscribed since.
+    the segment with no later change there, not on the suppression list, consenting where the
+    endpoint requires it, and within its cap. Otherwise a replay would announce someone who left or
+    unsubscribed since, or message them more often than the endpoint allows.
     """
     d, t = deliveries.c, transitions.c
     query = (
@@ -176,19 +184,24 @@ def replay(
             query = query.where(d.created_at >= since)
     if endpoint:
         query = query.where(d.endpoint == endpoint)
-    due: dict[str, list[int]] = defaultdict(list)  # by the status they were read in
     withheld: dict[str, int] = defaultdict(int)
-    rows = [_Candidate(*row) for row in conn.execute(query)]
+    replayed = 0
+    rows = sorted(_Candidate(*row) for row in conn.execute(query))  # oldest first: they have the cap
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
-        reasons = _withheld(conn, endpoints, channels, [r for r in chunk if r.kind == "entered"])
+        entries = [r for r in chunk if r.kind == "entered"]
+        reasons = _withheld(conn, endpoints, channels, entries)
+        reasons |= _over_cap(conn, endpoints, [e for e in entries if e.delivery_id not in reasons], now)
+        due: dict[str, list[int]] = defaultdict(list)  # by the status they were read in
         for row in chunk:
             reason = reasons.get(row.delivery_id)
             if reason is None:
                 due[row.status].append(row.delivery_id)
             else:
                 withheld[reason] += 1
-    return Replayed(_make_due(conn, due, now), dict(withheld))
+        # Due (so open) before the next chunk counts its caps: they count against it.
+        replayed += _make_due(conn, due, now)
+    return Replayed(replayed, dict(withheld))
 
 
 def _make_due(conn: Connection, due: Mapping[str, list[int]], now: datetime) -> int:
@@ -253,6 +266,31 @@ def _withheld(
             reasons[entry.delivery_id] = SUPPRESSED
         elif channel and entry.contact_id not in allowed[channel]:
             reasons[entry.delivery_id] = f"consent: no opted-in {channel} consent"
+    return reasons
+
+
+def _over_cap(
+    conn: Connection, endpoints: Mapping[str, EndpointConfig], entries: list[_Candidate], now: datetime
+) -> dict[int, str]:
+    """delivery id -> why its `segment.entered` would take the contact over the endpoint's cap now."""
+    by_endpoint: dict[str, list[_Candidate]] = defaultdict(list)
+    for entry in entries:
+        by_endpoint[entry.endpoint].append(entry)
+    reasons: dict[int, str] = {}
+    for name, mine in by_endpoint.items():
+        cap = endpoints[name].parsed_cap if name in endpoints else None
+        if cap is None:
+            continue
+        # As fan-out counts (those still to be sent, those sent within the window), leaving out the
+        # ones decided here (a failed one is still to be sent: it would count itself), then one by one.
+        ids = {e.delivery_id for e in mine}
+        counts = cap_counts(conn, name, {e.contact_id for e in mine}, cap, now, excluding=ids)
+        for entry in mine:
+            sent = counts.get(entry.contact_id, 0)
+            if sent >= cap.limit:
+                reasons[entry.delivery_id] = f"cap: {endpoints[name].cap} reached"
+            else:
+                counts[entry.contact_id] = sent + 1
     return reasons
 
 

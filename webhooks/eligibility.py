@@ -2,7 +2,8 @@
 
 Fan-out decides with these when it creates deliveries; the worker asks again, with the same checks,
 when it claims a delivery and when an entry's attempt failed, since an opt-out cannot cancel what is
-in flight or not yet committed (`verdicts`).
+in flight or not yet committed (`verdicts`). There it also cancels an entry made stale by the
+contact leaving the segment since it was queued (`SUPERSEDED`).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import Connection, String, and_, bindparam, func, or_, select
+from sqlalchemy import Connection, String, and_, bindparam, exists, func, or_, select
 
 from sync.consent.config import ConsentConfig
 from sync.consent.records import in_force_order
 from sync.consent.suppression import identity_hash
+from sync.locks import take_turns
 from sync.store.tables import (
     consent_records,
     contact_identities,
     deliveries,
+    memberships,
     outbox,
     suppressions,
     transitions,
@@ -34,6 +37,7 @@ __all__ = [
     "DEFAULT_CHANNELS",
     "NO_ENTRY",
     "OPEN_STATUSES",
+    "SUPERSEDED",
     "SUPPRESSED",
     "UNSUBSCRIBED",
     "Outgoing",
@@ -58,10 +62,13 @@ SUPPRESSED = "suppression list: an e-mail or phone the endpoint sends to is supp
 NO_ENTRY = "no entry: no entry was sent to this endpoint"
 # What an opt-out records on the entries it cancels (sync.consent.cancel_entries), at send time too.
 UNSUBSCRIBED = "unsubscribed"
+# The kind of reason of an entry cancelled at send time because the contact left the segment since.
+SUPERSEDED = "superseded"
 
 # Deliveries that are, or will be, sent; what caps count and what per-contact ordering waits for.
 OPEN_STATUSES = ("pending", "leased", "failed")
-_COUNTED = ("pending", "leased", "failed", "succeeded", "dead")
+# Closed deliveries a cap counts while they are in its window: sent, or attempted until given up.
+_CLOSED_COUNTED = ("succeeded", "dead")
 # Deliveries the consumer got, may have got (an attempt was made: a timeout, a 5xx after it acted), or
 # will get: after such an entry, the endpoint must be told when the contact leaves.
 _TOLD = (*OPEN_STATUSES, "succeeded")
@@ -89,13 +96,23 @@ _CAP_COUNTS = (
     .select_from(deliveries.join(transitions, transitions.c.id == deliveries.c.transition_id))
     .where(
         deliveries.c.endpoint == bindparam("b_endpoint", type_=String()),
-        deliveries.c.status.in_(_COUNTED),
-        deliveries.c.created_at > bindparam("since", type_=UtcDateTime()),
+        # An open entry counts whatever its age: one retried through an outage goes out when the
+        # endpoint recovers, beside any newer one. A closed one counts from its last attempt (a sent
+        # one, from when it was sent): a closed row is not written again (a replay reopens it).
+        or_(
+            deliveries.c.status.in_(OPEN_STATUSES),
+            and_(
+                deliveries.c.status.in_(_CLOSED_COUNTED),
+                deliveries.c.updated_at > bindparam("since", type_=UtcDateTime()),
+            ),
+        ),
         transitions.c.kind == "entered",
         transitions.c.contact_id.in_(bindparam("contacts", expanding=True)),
     )
     .group_by(transitions.c.contact_id)
 )
+# A replay counts the other deliveries only: those it decides on are the ones it may send.
+_CAP_COUNTS_EXCLUDING = _CAP_COUNTS.where(deliveries.c.id.not_in(bindparam("excluding", expanding=True)))
 _LEFT, _EARLIER = transitions.alias("left_t"), transitions.alias("earlier_t")
 # A `left`'s earlier transitions of its contact and segment, each with the endpoints it was told to,
 # or with none (NULL) while its outbox row waits for a fan-out, another worker's perhaps.
@@ -124,6 +141,33 @@ _TOLD_BEFORE = (
         _LEFT.c.id.in_(bindparam("lefts", expanding=True)),
         or_(deliveries.c.id.is_not(None), and_(outbox.c.id.is_not(None), outbox.c.dispatched_at.is_(None))),
     )
+)
+
+
+_ENTRY, _LATER = transitions.alias("entry_t"), transitions.alias("later_t")
+# Per entry delivery, the first `left` of its contact and segment since the delivery was queued, if the
+# contact is out of the segment now: one back in is announced by that entry too, and a merge hands the
+# kept contact, still a member, the merged one's `left`s.
+_SUPERSEDED = (
+    select(deliveries.c.id, func.min(_LATER.c.occurred_at))
+    .select_from(
+        deliveries.join(_ENTRY, _ENTRY.c.id == deliveries.c.transition_id).join(
+            _LATER,
+            and_(
+                _LATER.c.contact_id == _ENTRY.c.contact_id,
+                _LATER.c.segment_id == _ENTRY.c.segment_id,
+                _LATER.c.kind == "left",
+                _LATER.c.occurred_at > deliveries.c.created_at,
+            ),
+        )
+    )
+    .where(
+        deliveries.c.id.in_(bindparam("ids", expanding=True)),
+        ~exists().where(
+            memberships.c.contact_id == _ENTRY.c.contact_id, memberships.c.segment_id == _ENTRY.c.segment_id
+        ),
+    )
+    .group_by(deliveries.c.id)
 )
 
 
@@ -271,8 +315,9 @@ def verdicts(
     """delivery id -> (status, reason) for those of `outgoing` that fan-out would now hold back.
 
     An entry to someone who opted out of the endpoint's channel is `cancelled` as an opt-out records
-    it (`unsubscribed`); another one fan-out would refuse is `suppressed` with fan-out's reason; a
-    `left` to an endpoint that was never told of the entry is `suppressed` (`NO_ENTRY`).
+    it (`unsubscribed`); one the contact has left the segment since is `cancelled` as `superseded`;
+    another one fan-out would refuse is `suppressed` with fan-out's reason; a `left` to an endpoint
+    that was never told of the entry is `suppressed` (`NO_ENTRY`).
     """
     out = [o for o in outgoing if o.endpoint in endpoints]
     entries = [o for o in out if o.transition.kind == "entered"]
@@ -281,11 +326,14 @@ def verdicts(
     if entries:
         reached = [endpoints[name] for name in {o.endpoint for o in entries}]
         known = standing(conn, {o.transition.contact_id for o in entries}, reached, channels)
+        stale = _superseded(conn, entries)
         for o in entries:
             target, contact = endpoints[o.endpoint], o.transition.contact_id
             reason = known.refusal(target, contact)
             if reason is not None and known.opted_out(target, contact):
                 held[o.delivery_id] = ("cancelled", UNSUBSCRIBED)
+            elif o.delivery_id in stale:
+                held[o.delivery_id] = ("cancelled", stale[o.delivery_id])
             elif reason is not None:
                 held[o.delivery_id] = ("suppressed", reason)
     if lefts:
@@ -296,17 +344,50 @@ def verdicts(
     return held
 
 
+def _superseded(conn: Connection, entries: Sequence[Outgoing]) -> dict[int, str]:
+    """delivery id -> why an entry of `entries` is stale: its contact left the segment after it was queued."""
+    # Sent now, it would announce someone who is gone, its `left` hard behind it (an endpoint down for
+    # days). A `left` fanned out with its entry (a short stay caught by one pass) is not "after": both
+    # go, in order. The `left` of a cancelled entry follows `entry_told`: held back if it was never
+    # attempted, sent if an attempt may have reached the consumer (a timeout, a 5xx after it acted).
+    if not entries:
+        return {}
+    segment_of = {o.delivery_id: o.transition.segment_key for o in entries}
+    rows = conn.execute(_SUPERSEDED, {"ids": sorted(segment_of)}).tuples()
+    return {i: f"{SUPERSEDED}: left {segment_of[i]} at {_iso(at)}" for i, at in rows}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _wants_entries(endpoint: EndpointConfig, outgoing: Outgoing) -> bool:
     """True when `endpoint` takes the segment's entries: only then does its `left` need one first."""
     return endpoint.wants("segment.entered", outgoing.transition.segment_key)
 
 
 def cap_counts(
-    conn: Connection, endpoint: str, contact_ids: Collection[int], cap: Cap, now: datetime
+    conn: Connection,
+    endpoint: str,
+    contact_ids: Collection[int],
+    cap: Cap,
+    now: datetime,
+    *,
+    excluding: Collection[int] = (),
 ) -> dict[int, int]:
-    """Per contact, the `segment.entered` deliveries to `endpoint` created within the cap's window."""
+    """Per contact, the `segment.entered` deliveries to `endpoint` the cap counts, but those `excluding`.
+
+    It counts those still to be sent, and those sent or given up within the window. Until the caller's
+    transaction ends, others that count a cap wait their turn (see `take_turns`).
+    """
     if not contact_ids:
         return {}
+    # Two fan-outs at once (a webhook's and a sync's, on PostgreSQL), or a fan-out and a replay, would
+    # each count the other's uncommitted deliveries as unsent and both send one: they count in turn.
+    take_turns(conn, "capped-fan-out")  # one name for all endpoints: no lock order to deadlock on
     params = {"b_endpoint": endpoint, "since": now - cap.window, "contacts": sorted(contact_ids)}
-    rows = conn.execute(_CAP_COUNTS, params).all()
+    if excluding:
+        rows = conn.execute(_CAP_COUNTS_EXCLUDING, params | {"excluding": sorted(excluding)}).all()
+    else:
+        rows = conn.execute(_CAP_COUNTS, params).all()
     return {cid: int(n) for cid, n in rows}

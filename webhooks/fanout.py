@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, bindparam, select, update
 
-from sync.locks import take_turns
 from sync.store import write_transaction
 from sync.store.statistics import analyze_grown
 from sync.store.tables import deliveries, outbox, segments, transitions
@@ -187,9 +186,7 @@ def _entry_reasons(
     cap = endpoint.parsed_cap
     counts: dict[int, int] = {}
     if cap:
-        # Two fan-outs at once (a webhook's and a sync's, on PostgreSQL) would each count the other's
-        # uncommitted deliveries as unsent and both send one: they count in turn, until commit.
-        take_turns(conn, "capped-fan-out")  # one name for all endpoints: no lock order to deadlock on
+        # Counted in turn with other fan-outs and replays, until commit (PostgreSQL: an advisory lock).
         counts = cap_counts(conn, name, {r.contact_id for r in entering}, cap, now)
     reasons: dict[int, str] = {}
     for row in entering:

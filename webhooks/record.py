@@ -117,7 +117,8 @@ def record(
     Returns each stored attempt's decision, with the reason it was held back instead (or None). An
     attempt whose delivery is gone (its contact was erased while it was in flight) is not stored: the
     erasure wins. Its answer still counts for the endpoint's breaker. A failed entry that fan-out
-    would now hold back (its contact opted out while it was in flight) is closed, not retried.
+    would now hold back (its contact opted out while it was in flight), or whose contact has left the
+    segment since, is closed, not retried.
     """
     if not attempts:
         return []

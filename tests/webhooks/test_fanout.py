@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, insert, select, update
@@ -80,19 +80,66 @@ def test_a_cap_suppresses_entries_over_it_with_the_reason_but_never_exits(engine
     assert stats.suppressed == {"cap": 2}
 
 
+def _sent(engine: Engine, at: datetime) -> None:
+    """Every open delivery succeeded at `at`, as the worker records it."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.status.in_(("pending", "failed")))
+            .values(
+                status="succeeded",
+                attempts=deliveries.c.attempts + 1,
+                next_attempt_at=None,
+                reason=None,
+                updated_at=at,
+            )
+        )
+
+
 def test_the_cap_window_slides(engine: Engine) -> None:
     config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
     with engine.begin() as conn:
         contact, sid = add_contact(conn), add_segment(conn)
         add_transition(conn, sid, contact)
     fan_out(engine, config, T0)
+    _sent(engine, T0)
     with engine.begin() as conn:
         add_transition(conn, add_segment(conn, "later"), contact, now=T0 + timedelta(hours=2))
     fan_out(engine, config, T0 + timedelta(hours=2))
     with engine.begin() as conn:
         add_transition(conn, add_segment(conn, "next_day"), contact, now=T0 + timedelta(days=1, hours=1))
     fan_out(engine, config, T0 + timedelta(days=1, hours=1))
-    assert [r["status"] for r in _deliveries(engine)] == ["pending", "suppressed", "pending"]
+    assert [r["status"] for r in _deliveries(engine)] == ["succeeded", "suppressed", "pending"]
+
+
+def test_an_entry_still_retrying_counts_against_the_cap_whatever_its_age(engine: Engine) -> None:
+    # The endpoint is down for two days: the day-0 entry is still retrying when the day-2 one comes,
+    # and both would reach the person the second it recovers.
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    with engine.begin() as conn:
+        contact = add_contact(conn)
+        add_transition(conn, add_segment(conn, "day0"), contact)
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).values(status="failed", attempts=8, reason="HTTP 503"))
+    day2 = T0 + timedelta(days=2)
+    with engine.begin() as conn:
+        add_transition(conn, add_segment(conn, "day2"), contact, now=day2)
+    stats = fan_out(engine, config, day2)
+    assert stats.suppressed == {"cap": 1}
+    # It is sent when the endpoint recovers: the window runs from then, not from when it was made.
+    _sent(engine, day2 + timedelta(hours=1))
+    for hours, key in ((20, "day2_later"), (26, "day3")):
+        with engine.begin() as conn:
+            add_transition(conn, add_segment(conn, key), contact, now=day2 + timedelta(hours=hours))
+        fan_out(engine, config, day2 + timedelta(hours=hours))
+    rows = _deliveries(engine)
+    assert [(r["status"], r["reason"]) for r in rows] == [
+        ("succeeded", None),
+        ("suppressed", "cap: 1 per 1d reached"),
+        ("suppressed", "cap: 1 per 1d reached"),
+        ("pending", None),
+    ]
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -1,14 +1,15 @@
-"""A replay leaves alone a delivery that a worker claimed or finished between its read and its write."""
+"""A replay keeps to the endpoint's cap, and leaves alone what a worker claimed or finished meanwhile."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, select, update
 
 from sync.store.tables import deliveries
-from tests.webhooks.conftest import T0, endpoint, make_config, seed
+from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
 from webhooks import fan_out
 from webhooks.admin import replay
 
@@ -45,3 +46,23 @@ def test_a_delivery_claimed_or_sent_meanwhile_is_not_queued_again(engine: Engine
         event.remove(engine, "before_cursor_execute", workers_move_on)
     assert done.replayed == 1, "only the one still failed"
     assert _statuses(engine) == {1: "succeeded", 2: "leased", 3: "pending"}
+
+
+def test_a_replay_withholds_an_entry_over_the_cap(engine: Engine) -> None:
+    config = make_config(("sms", endpoint("sms", cap="1 per 7d")))
+    with engine.begin() as conn:
+        contact = add_contact(conn)
+        for key in ("vip", "churn", "trial"):
+            add_transition(conn, add_segment(conn, key), contact)
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id == 1).values(status="succeeded", attempts=1))
+    assert _statuses(engine) == {1: "succeeded", 2: "suppressed", 3: "suppressed"}
+    with engine.begin() as conn:
+        by_id = replay(conn, T0 + timedelta(days=1), endpoints=config.endpoints, delivery_id=2)
+        # A week on, all three dead: the oldest goes again, the others would take it over the cap.
+        conn.execute(update(deliveries).values(status="dead", attempts=10))
+        bulk = replay(conn, T0 + timedelta(days=8), endpoints=config.endpoints, status="dead")
+    assert (by_id.replayed, by_id.withheld) == (0, {"cap: 1 per 7d reached": 1})
+    assert (bulk.replayed, bulk.withheld) == (1, {"cap: 1 per 7d reached": 2})
+    assert _statuses(engine) == {1: "pending", 2: "dead", 3: "dead"}

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import Engine, insert, select
 
 from sync.consent import opt_out
@@ -25,12 +26,17 @@ from tests.webhooks.conftest import (
 )
 from webhooks import WebhooksConfig, fan_out
 from webhooks.eligibility import NO_ENTRY, SUPPRESSED
+from webhooks.queue import Job
 from webhooks.worker import RunStats
 
 
-def _deliver(engine: Engine, config: WebhooksConfig, consumer: Consumer) -> RunStats:
-    worker = make_worker(engine, config, dict.fromkeys(config.endpoints, consumer), secrets_for(config))
-    stats: RunStats = asyncio.run(worker.run(Clock()))
+def _deliver(
+    engine: Engine, config: WebhooksConfig, consumer: Consumer, clock: Clock | None = None, **kwargs: Any
+) -> RunStats:
+    worker = make_worker(
+        engine, config, dict.fromkeys(config.endpoints, consumer), secrets_for(config), **kwargs
+    )
+    stats: RunStats = asyncio.run(worker.run(clock or Clock()))
     return stats
 
 
@@ -137,3 +143,73 @@ def test_an_endpoint_that_takes_no_entries_gets_every_left(engine: Engine) -> No
     consumer = Consumer()
     _deliver(engine, config, consumer)
     assert [b["type"] for b in consumer.bodies()] == ["segment.left"]
+
+
+def test_an_entry_retried_until_after_the_contact_left_is_cancelled_and_only_its_left_sent(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn)
+        contact = add_contact(conn, "ada@example.com")
+        add_transition(conn, sid, contact)
+    config = make_config(("crm", endpoint("crm")))
+    _deliver(engine, config, Consumer(lambda _r: httpx.Response(503)))  # down: the entry is retried
+    later = T0 + timedelta(days=2)
+    with engine.begin() as conn:
+        add_transition(conn, sid, contact, "left", now=later)
+    consumer = Consumer()  # back up
+    stats = _deliver(engine, config, consumer, Clock(later))
+    # Its attempts may have reached the consumer (a 5xx after it acted): it is told the person left.
+    assert [b["type"] for b in consumer.bodies()] == ["segment.left"]
+    entry, left = _deliveries(engine)
+    superseded = "superseded: left vip at 2026-11-25T12:00:00Z"
+    assert (entry["status"], entry["reason"], entry["next_attempt_at"]) == ("cancelled", superseded, None)
+    assert entry["attempts"] > 0 and left["status"] == "succeeded"
+    assert dict(stats.held_back) == {"superseded": 1}
+
+
+def test_an_entry_still_queued_when_the_contact_left_is_cancelled_and_so_is_its_left(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn)
+        contact = add_contact(conn, "ada@example.com")
+        add_transition(conn, sid, contact)
+    config = make_config(("crm", endpoint("crm")))
+    fan_out(engine, config, T0)  # no worker ran until the contact had left
+    later = T0 + timedelta(hours=5)
+    with engine.begin() as conn:
+        add_transition(conn, sid, contact, "left", now=later)
+    consumer = Consumer()
+    stats = _deliver(engine, config, consumer, Clock(later))
+    assert consumer.received == []
+    rows = [(r["kind"], r["status"], r["reason"], r["attempts"]) for r in _deliveries(engine)]
+    assert rows == [
+        ("entered", "cancelled", "superseded: left vip at 2026-11-23T17:00:00Z", 0),
+        ("left", "suppressed", NO_ENTRY, 0),  # released by the entry's cancel, not left waiting on it
+    ]
+    assert dict(stats.held_back) == {"superseded": 1, "no entry": 1}
+
+
+def test_an_entry_whose_contact_left_while_it_was_in_flight_is_not_retried(engine: Engine) -> None:
+    with engine.begin() as conn:
+        sid = add_segment(conn)
+        contact = add_contact(conn, "ada@example.com")
+        add_transition(conn, sid, contact)
+    config = make_config(("crm", endpoint("crm")))
+    clock = Clock()
+
+    def leaves(point: str, job: Job) -> None:
+        if point == "claimed" and job.transition.kind == "entered":
+            clock.advance(timedelta(minutes=1))
+            with engine.begin() as conn:
+                add_transition(conn, sid, contact, "left", now=clock.now)
+
+    consumer = Consumer(lambda r: httpx.Response(503 if b"segment.entered" in r.content else 204))
+    _deliver(engine, config, consumer, clock, hook=leaves)
+    assert [b["type"] for b in consumer.bodies()] == ["segment.entered", "segment.left"]
+    entry, left = _deliveries(engine)
+    assert (entry["status"], entry["reason"], entry["attempts"]) == (
+        "cancelled",
+        "superseded: left vip at 2026-11-23T12:01:00Z",
+        1,
+    )
+    assert left["status"] == "succeeded"
