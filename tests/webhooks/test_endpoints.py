@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
-from webhooks.endpoints import Breaker, EndpointState
+import httpx
+from sqlalchemy import Engine
+
+from tests.webhooks.conftest import Clock, Consumer, endpoint, make_config, make_worker, secrets_for, seed
+from webhooks.endpoints import Breaker, EndpointState, load_states
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 BREAKER = Breaker()  # the documented defaults: five failures, 30 s doubling up to 10 min
@@ -54,3 +59,21 @@ def test_a_success_closes_it_and_neither_outcome_changes_nothing() -> None:
     closed = BREAKER.after(tripped, [(T0, True)], T0)
     assert closed.consecutive_failures == 0 and closed.circuit_open_until is None
     assert BREAKER.after(EndpointState("sms"), _failures(4), T0).circuit_open_until is None
+
+
+def test_a_failure_with_no_open_period_recorded_trips_it_again() -> None:
+    # Tripped with no open-until, as a 410 leaves it: a failure recorded then must not raise.
+    state = BREAKER.after(EndpointState("sms", consecutive_failures=5), _failures(1), T0)
+    assert (state.consecutive_failures, state.circuit_open_until) == (6, T0 + timedelta(seconds=60))
+
+
+def test_refused_requests_do_not_trip_it(engine: Engine) -> None:
+    # A 4xx is the request's fault, not the endpoint's: the endpoint is up and answering.
+    seed(engine, 6)
+    config = make_config(("sms", endpoint("sms", concurrency=1)))
+    consumer = Consumer(lambda _r: httpx.Response(400))
+    asyncio.run(make_worker(engine, config, {"sms": consumer}, secrets_for(config)).run(Clock()))
+    assert len(consumer.received) == 6, "none held back by an open circuit"
+    with engine.connect() as conn:
+        state = load_states(conn, ["sms"])["sms"]
+    assert (state.consecutive_failures, state.circuit_open_until) == (0, None)

@@ -14,7 +14,7 @@ from sync.store.tables import consent_records, contact_identities, deliveries, o
 from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
 from webhooks import WebhooksConfig, fan_out
 from webhooks.eligibility import NO_ENTRY, SUPPRESSED
-from webhooks.fanout import FanoutStats, fan_out_batch
+from webhooks.fanout import FanoutStats, TransitionRow, decide_deliveries, fan_out_batch
 
 
 def _deliveries(engine: Engine) -> list[dict[str, object]]:
@@ -142,6 +142,69 @@ def test_an_entry_still_retrying_counts_against_the_cap_whatever_its_age(engine:
     ]
 
 
+@pytest.mark.parametrize(
+    ("status", "updated_at"),
+    [
+        ("succeeded", T0),  # sent within the window
+        ("dead", T0),  # given up within the window: its attempts may have reached the person
+        ("failed", T0 - timedelta(days=3)),  # still to be retried, whatever its age
+        ("leased", T0 - timedelta(days=3)),  # being sent now, whatever its age
+    ],
+)
+def test_an_entry_sent_given_up_or_still_to_be_sent_counts_against_the_cap(
+    engine: Engine, status: str, updated_at: datetime
+) -> None:
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    with engine.begin() as conn:
+        contact = add_contact(conn)
+        add_transition(conn, add_segment(conn, "vip"), contact)
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).values(status=status, attempts=1, updated_at=updated_at))
+    later = T0 + timedelta(hours=2)
+    with engine.begin() as conn:
+        add_transition(conn, add_segment(conn, "churn"), contact, now=later)
+    fan_out(engine, config, later)
+    second = _deliveries(engine)[1]
+    assert (second["status"], second["reason"]) == ("suppressed", "cap: 1 per 1d reached")
+
+
+@pytest.mark.parametrize(
+    ("age", "status"),
+    [(timedelta(days=1), "pending"), (timedelta(days=1) - timedelta(seconds=1), "suppressed")],
+    ids=["one window old", "just inside"],
+)
+def test_an_entry_sent_one_window_ago_no_longer_counts(engine: Engine, age: timedelta, status: str) -> None:
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    with engine.begin() as conn:
+        contact = add_contact(conn)
+        add_transition(conn, add_segment(conn, "vip"), contact)
+    fan_out(engine, config, T0)
+    _sent(engine, T0)
+    with engine.begin() as conn:
+        add_transition(conn, add_segment(conn, "churn"), contact, now=T0 + age)
+    fan_out(engine, config, T0 + age)
+    assert _deliveries(engine)[1]["status"] == status
+
+
+def test_a_left_does_not_count_against_the_cap(engine: Engine) -> None:
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    earlier = T0 - timedelta(days=2)
+    with engine.begin() as conn:
+        contact, vip = add_contact(conn), add_segment(conn, "vip")
+        add_transition(conn, vip, contact, now=earlier)
+    fan_out(engine, config, earlier)
+    _sent(engine, earlier)
+    with engine.begin() as conn:
+        add_transition(conn, vip, contact, "left")
+    fan_out(engine, config, T0)  # the left is queued: it tells the endpoint to stop, it is no message
+    later = T0 + timedelta(hours=1)
+    with engine.begin() as conn:
+        add_transition(conn, add_segment(conn, "churn"), contact, now=later)
+    fan_out(engine, config, later)
+    assert [r["status"] for r in _deliveries(engine)] == ["succeeded", "pending", "pending"]
+
+
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_two_fan_outs_at_once_count_each_others_deliveries_against_the_cap(engine: Engine) -> None:
     # SQLite's write lock already makes writers take turns; PostgreSQL's do not without asking.
@@ -244,3 +307,34 @@ def test_a_left_after_a_merge_goes_to_an_endpoint_told_of_the_kept_contacts_entr
         query = select(deliveries.c.status).where(deliveries.c.transition_id == left)
         status = conn.execute(query).scalar_one()
     assert status == "pending"  # not held back as "no entry": the CRM knew Ann was in
+
+
+def test_a_left_whose_entry_another_fan_out_holds_is_not_held_back(engine: Engine) -> None:
+    config = make_config(("sms", endpoint("sms")))
+    with engine.begin() as conn:
+        sid, contact = add_segment(conn), add_contact(conn)
+        add_transition(conn, sid, contact)
+        left = add_transition(conn, sid, contact, "left")
+        left_row = conn.execute(select(outbox.c.id).where(outbox.c.transition_id == left)).scalar_one()
+        # Another fan-out has locked the entry's outbox row: this one is given the left alone.
+        rows = decide_deliveries(
+            conn, config.endpoints, [TransitionRow(left_row, left, contact, "left", "vip")], T0, FanoutStats()
+        )
+    assert [(r["status"], r["reason"]) for r in rows] == [("pending", None)]
+
+
+def test_a_left_is_held_back_where_only_an_entry_into_another_segment_went(engine: Engine) -> None:
+    config = make_config(("sms", endpoint("sms", cap="1 per 1d")))
+    with engine.begin() as conn:
+        contact, vip, churn = add_contact(conn), add_segment(conn, "vip"), add_segment(conn, "churn")
+        add_transition(conn, vip, contact)
+        add_transition(conn, churn, contact)  # over the cap: the endpoint never hears of it
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        add_transition(conn, churn, contact, "left")
+    fan_out(engine, config, T0)
+    assert [(r["status"], r["reason"]) for r in _deliveries(engine)] == [
+        ("pending", None),
+        ("suppressed", "cap: 1 per 1d reached"),
+        ("suppressed", NO_ENTRY),
+    ]

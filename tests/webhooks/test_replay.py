@@ -1,4 +1,4 @@
-"""A replay keeps to the endpoint's cap, and leaves alone what a worker claimed or finished meanwhile."""
+"""A replay keeps to the cap and suppression list, and leaves alone what a worker claimed or sent since."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, select, update
+from sqlalchemy import Connection, Engine, event, insert, select, update
 
-from sync.store.tables import deliveries
+from sync.consent.suppression import identity_hash
+from sync.store.tables import consent_records, deliveries, suppressions
 from tests.webhooks.conftest import T0, add_contact, add_segment, add_transition, endpoint, make_config, seed
 from webhooks import fan_out
 from webhooks.admin import replay
+from webhooks.eligibility import SUPPRESSED
 
 
 def _statuses(engine: Engine) -> dict[int, str]:
@@ -66,3 +68,36 @@ def test_a_replay_withholds_an_entry_over_the_cap(engine: Engine) -> None:
     assert (by_id.replayed, by_id.withheld) == (0, {"cap: 1 per 7d reached": 1})
     assert (bulk.replayed, bulk.withheld) == (1, {"cap: 1 per 7d reached": 2})
     assert _statuses(engine) == {1: "pending", 2: "dead", 3: "dead"}
+
+
+def test_a_replay_withholds_an_entry_only_where_the_listed_identity_is_reached(engine: Engine) -> None:
+    config = make_config(
+        ("sms", endpoint("sms", messaging=True, requires_consent="sms")), ("crm", endpoint("crm"))
+    )
+    with engine.begin() as conn:
+        contact = add_contact(conn, "ada@example.com")
+        conn.execute(
+            insert(consent_records).values(
+                contact_id=contact,
+                channel="sms",
+                status="opted_in",
+                source="test",
+                proof={},
+                recorded_at=T0 - timedelta(days=1),
+            )
+        )
+        add_transition(conn, add_segment(conn), contact)
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).values(status="dead", attempts=10, reason="HTTP 503"))
+        # The e-mail is listed since: the CRM may not have the person again, the SMS tool may.
+        conn.execute(
+            insert(suppressions).values(
+                kind="email", value_hash=identity_hash("ada@example.com"), reason="opt-out", created_at=T0
+            )
+        )
+        done = replay(conn, T0 + timedelta(days=1), endpoints=config.endpoints, status="dead")
+    assert (done.replayed, done.withheld) == (1, {SUPPRESSED: 1})
+    with engine.connect() as conn:
+        by_endpoint = dict(conn.execute(select(deliveries.c.endpoint, deliveries.c.status)).tuples().all())
+    assert by_endpoint == {"sms": "pending", "crm": "dead"}

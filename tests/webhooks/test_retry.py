@@ -35,6 +35,7 @@ class _NoJitter(random.Random):
         (503, Kind.RETRYABLE),
         (504, Kind.RETRYABLE),
         (410, Kind.GONE),
+        (300, Kind.PERMANENT),  # the first 3xx: redirects are not followed, so not a success
         (301, Kind.PERMANENT),
         (307, Kind.PERMANENT),
         (400, Kind.PERMANENT),
@@ -77,6 +78,17 @@ def test_jitter_stays_within_ten_percent() -> None:
         decision = decide(None, 4, NOW, rng=rng)
         assert isinstance(decision, RetryDecision)
         assert timedelta(hours=1.8) <= decision.retry_at - NOW <= timedelta(hours=2.2)
+
+
+def test_jitter_spreads_retries_both_sides_of_the_schedule() -> None:
+    # ±10 % of the delay: jitter one way only would still spread retries, but shift the schedule.
+    rng = random.Random(7)
+    delays = []
+    for _ in range(200):
+        decision = decide(None, 4, NOW, rng=rng)
+        assert isinstance(decision, RetryDecision)
+        delays.append(decision.retry_at - NOW)
+    assert min(delays) < timedelta(hours=1.9) and max(delays) > timedelta(hours=2.1)
 
 
 @pytest.mark.parametrize(

@@ -213,3 +213,25 @@ def test_an_entry_whose_contact_left_while_it_was_in_flight_is_not_retried(engin
         1,
     )
     assert left["status"] == "succeeded"
+
+
+def test_an_entry_whose_consent_became_unknown_is_held_back_not_cancelled(engine: Engine) -> None:
+    with engine.begin() as conn:
+        contact = add_contact(conn, "ada@example.com")
+        add_transition(conn, add_segment(conn), contact)
+    _opted_in(engine, contact, "sms")
+    config = make_config(("sms", endpoint("sms", messaging=True, requires_consent="sms")))
+    fan_out(engine, config, T0)
+    with engine.begin() as conn:
+        # Neither an opt-in nor an opt-out (a source that lost the answer): not an unsubscribe.
+        conn.execute(
+            insert(consent_records).values(
+                contact_id=contact, channel="sms", status="unknown", source="test", proof={}, recorded_at=T0
+            )
+        )
+    consumer = Consumer()
+    stats = _deliver(engine, config, consumer)
+    assert consumer.received == []
+    [entry] = _deliveries(engine)
+    assert (entry["status"], entry["reason"]) == ("suppressed", "consent: no opted-in sms consent")
+    assert dict(stats.held_back) == {"consent": 1}

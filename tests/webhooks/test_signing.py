@@ -63,3 +63,48 @@ def test_odd_characters_in_the_headers_are_a_signature_error(header: str, value:
     headers = signed_headers("msg_1", now, b"{}", [key]) | {header: value}
     with pytest.raises(SignatureError):
         verify(headers, b"{}", [key], now=now)
+
+
+STAMP = 1_795_435_200  # a fixed signing time: `verify` takes its clock as `now`
+
+
+@pytest.mark.parametrize("skew", [300, -300])
+def test_a_timestamp_up_to_five_minutes_either_way_verifies(skew: int) -> None:
+    key = decode_secret(generate_secret())
+    verify(signed_headers("msg_1", STAMP, b"{}", [key]), b"{}", [key], now=STAMP + skew)
+
+
+@pytest.mark.parametrize("skew", [301, -301], ids=["past", "future"])
+def test_a_timestamp_more_than_five_minutes_off_either_way_is_refused(skew: int) -> None:
+    key = decode_secret(generate_secret())
+    headers = signed_headers("msg_1", STAMP, b"{}", [key])
+    with pytest.raises(SignatureError, match="more than 300 s from our clock"):
+        verify(headers, b"{}", [key], now=STAMP + skew)
+
+
+@pytest.mark.parametrize("signature", ["v2,abc", "v1a,abc", "v1"])
+def test_a_header_with_no_v1_signature_is_refused(signature: str) -> None:
+    key = decode_secret(generate_secret())
+    headers = signed_headers("msg_1", STAMP, b"{}", [key]) | {"webhook-signature": signature}
+    with pytest.raises(SignatureError, match="no v1 signature matches"):
+        verify(headers, b"{}", [key], now=STAMP)
+
+
+def test_one_matching_signature_among_several_verifies() -> None:
+    new, old = decode_secret(generate_secret()), decode_secret(generate_secret())
+    # A sender that has not rotated yet signs with the old secret only; we hold both.
+    verify(signed_headers("msg_1", STAMP, b"{}", [old]), b"{}", [new, old], now=STAMP)
+    good = signed_headers("msg_1", STAMP, b"{}", [new])
+    bogus = signed_headers("msg_1", STAMP, b"{}", [old])["webhook-signature"]
+    headers = good | {"webhook-signature": f"{bogus} {good['webhook-signature']}"}
+    verify(headers, b"{}", [new], now=STAMP)
+
+
+@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+def test_a_missing_header_is_refused(missing: str) -> None:
+    key = decode_secret(generate_secret())
+    # Signed over an empty id, so that without its header the rest would still verify.
+    headers = signed_headers("", STAMP, b"{}", [key])
+    del headers[missing]
+    with pytest.raises(SignatureError, match="missing webhook-id, webhook-timestamp or webhook-signature"):
+        verify(headers, b"{}", [key], now=STAMP)
