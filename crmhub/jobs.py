@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from connectors import default_http_client
 from connectors.exceptions import ConnectorError
@@ -23,20 +23,32 @@ from crmhub.wiring import build_sources, build_sync_engine, hubspot_push
 from sync.engine import ProgressCallback, RunReport, StreamReport
 from sync.exceptions import SyncError
 from sync.hubspot_push import PushReport
-from sync.locks import acquire, holder_of, lapsed_holder, release, take_over
+from sync.locks import acquire, holder_of, lapsed_holder, lock_wait_failed, release, take_over
 from sync.locks import renew as renew_lease
 from sync.runs import add_run_error, close_abandoned
 from sync.schedule import Job
 from sync.store import write_transaction
 
-__all__ = ["EXPLAINED_FAILURES", "PUSH_LEASE", "JobOutcome", "run_holder", "run_job"]
+__all__ = ["EXPLAINED_FAILURES", "PUSH_LEASE", "JobOutcome", "StoreBusyError", "run_holder", "run_job"]
 
 Clock = Callable[[], datetime]
 log = logging.getLogger("crmhub.jobs")
 
+
+class StoreBusyError(SyncError):
+    """The store gave up waiting for a lock another process held (SQLite busy, PostgreSQL lock_timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store is busy: another process (a crmhub command, crmhub serve) held its write lock "
+            "longer than the busy timeout; what was stored is kept: the next run, or this command run "
+            "again, goes on from there"
+        )
+
+
 # What a run can fail with whose message names the thing, the cause and the fix: a background
 # loop logs these as one line; anything else keeps its traceback.
-EXPLAINED_FAILURES: tuple[type[Exception], ...] = (ConfigError, ConnectorError, SyncError)
+EXPLAINED_FAILURES: tuple[type[Exception], ...] = (ConfigError, ConnectorError, StoreBusyError, SyncError)
 
 # The lease a HubSpot push holds: every sync job pushes when it ends, and two jobs can end together.
 PUSH_LEASE = "hubspot-push"
@@ -59,6 +71,8 @@ class JobOutcome:
     # Leases another run took while this one held them (they ran out unrenewed): lease -> that run.
     lost: dict[str, str] = field(default_factory=dict)
     push_skipped: str | None = None  # who held the push lease when this run's push gave way
+    # Why this run started no HubSpot push that it would have (the process is shutting down).
+    push_deferred: str | None = None
 
 
 def run_holder() -> str:
@@ -97,32 +111,32 @@ class _Leases:
     def take(self, names: Sequence[str]) -> dict[str, str]:
         """Take each of `names` that is free, lapsed or a dead local run's; the others -> who holds them."""
         busy: dict[str, str] = {}
-        orphans: list[str] = []
+        orphans: dict[str, str] = {}  # lease -> the holder that never let go of it
         with self._lock, write_transaction(self.engine) as conn:
             now = self.clock()
             for name in names:
-                other, orphaned = self._take(conn, name, now=now)
+                other, dead = self._take(conn, name, now=now)
                 if other is not None:
                     busy[name] = other
-                elif orphaned:
-                    orphans.append(name)
+                elif dead is not None and dead != self.holder:
+                    orphans[name] = dead
             _close_runs_left(conn, orphans, holder=self.holder, now=now)
         taken = [name for name in names if name not in busy]
         if taken:
             log.info("%s took %s", self.holder, ", ".join(taken))
         return busy
 
-    def _take(self, conn: Connection, name: str, *, now: datetime) -> tuple[str | None, bool]:
-        """Take `name`: (None, whether its last run never let go of it), or (who holds it, False)."""
+    def _take(self, conn: Connection, name: str, *, now: datetime) -> tuple[str | None, str | None]:
+        """Take `name`: (None, the last holder if it never let go of it), or (who holds it, None)."""
         lapsed = lapsed_holder(conn, name, now=now)
         if acquire(conn, name, self.holder, now=now, ttl=self.ttl):
             self.held.append(name)
-            return None, lapsed is not None
+            return None, lapsed
         other = holder_of(conn, name, now=now) or "another run"
         if _died_here(other) and take_over(conn, name, other, self.holder, now=now, ttl=self.ttl):
             self.held.append(name)
-            return None, True
-        return other, False
+            return None, other
+        return other, None
 
     def renew(self) -> bool:
         """Renew every lease still held; False once one has been lost to another run."""
@@ -151,14 +165,25 @@ class _Leases:
             log.info("%s released %s", self.holder, ", ".join(self.held))
 
 
-def _close_runs_left(conn: Connection, orphans: Sequence[str], *, holder: str, now: datetime) -> None:
-    """Close the runs that the last holders of `orphans` left running (a push leaves none)."""
-    covering = [name for name in orphans if name != PUSH_LEASE]
+def _close_runs_left(conn: Connection, orphans: Mapping[str, str], *, holder: str, now: datetime) -> None:
+    """Close the runs that the dead last holders of `orphans` (lease -> holder) left running.
+
+    Only theirs, by the holder each run recorded: a live run of another process is never closed,
+    whatever it pulls (a push leaves no run to close).
+    """
+    covering = {name: dead for name, dead in orphans.items() if name != PUSH_LEASE}
     if not covering:
         return
     sources = [name.removeprefix("sync:") for name in covering if name.startswith("sync:")]
-    closed = close_abandoned(conn, sources, now=now)
-    log.warning("%s closed runs %s of a run that died or let %s lapse", holder, closed, ", ".join(covering))
+    dead = sorted(set(covering.values()))
+    closed = close_abandoned(conn, dead, sources, now=now)
+    log.warning(
+        "%s closed runs %s of %s, which died or let %s lapse",
+        holder,
+        closed,
+        ", ".join(dead),
+        ", ".join(covering),
+    )
 
 
 @contextmanager
@@ -198,8 +223,41 @@ def run_job(
     """Run `job` for what its leases allow; a source whose lease another run holds is skipped and named.
 
     A lease this run loses to another (it ran out unrenewed) stops the run at its next page boundary
-    and skips the push; `JobOutcome.lost` names it.
+    and skips the push; `JobOutcome.lost` names it. A store that stayed locked by another process
+    raises `StoreBusyError` (the run is closed as failed; what it stored is kept).
     """
+    try:
+        return _run_job(
+            settings,
+            engine,
+            job,
+            clock=clock,
+            trigger=trigger,
+            full=full,
+            should_stop=should_stop,
+            on_progress=on_progress,
+            environ=environ,
+        )
+    except DBAPIError as exc:
+        if not lock_wait_failed(exc):
+            raise
+        # From None: SQLAlchemy's text, in a chained traceback, carries the statement's parameters.
+        raise StoreBusyError() from None
+
+
+def _run_job(
+    settings: Settings,
+    engine: Engine,
+    job: Job,
+    *,
+    clock: Clock,
+    trigger: str,
+    full: bool,
+    should_stop: Callable[[], bool],
+    on_progress: ProgressCallback | None,
+    environ: Mapping[str, str] | None,
+) -> JobOutcome:
+    """`run_job`, the store's errors as they come."""
     ttl = timedelta(seconds=settings.sync.schedule.lease_seconds)
     leases = _Leases(engine, run_holder(), clock=clock, ttl=ttl)
     outcome = JobOutcome(job=job.name)
@@ -266,12 +324,13 @@ def _run(
             trigger=trigger,
             on_progress=progress,
             should_stop=stop,
+            holder=leases.holder,
         )
         outcome.report = report
         if report.stopped and leases.lost:
             _note_lost(engine, report.run_id, leases.lost)
         if job.kind == "sync":
-            _push(settings, engine, http, leases, outcome, now=now, environ=environ)
+            _push(settings, engine, http, leases, outcome, now=now, should_stop=should_stop, environ=environ)
 
 
 def _note_lost(engine: Engine, run_id: int, lost: Mapping[str, str]) -> None:
@@ -295,11 +354,18 @@ def _push(
     outcome: JobOutcome,
     *,
     now: datetime,
+    should_stop: Callable[[], bool],
     environ: Mapping[str, str] | None,
 ) -> None:
     """Push to HubSpot under the push lease, unless this run lost a lease or another run is pushing."""
     if not settings.field_mapping.hubspot.push:
         return  # hubspot_push would do nothing: no lease to take
+    if should_stop():
+        # Shutting down: a push can take minutes, past the shutdown's grace; what it would send is
+        # above its cursor still, and the next run's push sends it.
+        outcome.push_deferred = "not started, as the process is shutting down; the next run pushes"
+        log.info("%s skipped the hubspot push: shutting down, the next run pushes", leases.holder)
+        return
     if not leases.renew():
         return  # the run that took the lease pushes when it ends
     holder = leases.take([PUSH_LEASE]).get(PUSH_LEASE)
@@ -315,9 +381,18 @@ def _push(
         return
     try:
         outcome.pushed = hubspot_push(settings, engine, http, now=now, environ=environ)
+    except DBAPIError as exc:
+        if not lock_wait_failed(exc):
+            raise
+        _push_failed(outcome, StoreBusyError())
     except (ConnectorError, SyncError, ConfigError) as exc:
-        # The pull is stored and reported all the same; the push resumes on the next run (once a
-        # configuration problem, such as its unset HubSpot token, is fixed).
-        outcome.push_error = str(exc).replace("\n", "; ")
-        outcome.push_config_error = exc if isinstance(exc, ConfigError) else None
-        log.warning("hubspot push: %s", outcome.push_error)
+        _push_failed(outcome, exc)
+
+
+def _push_failed(outcome: JobOutcome, exc: ConnectorError | SyncError | ConfigError) -> None:
+    """Record an explained push failure on the outcome, logged on one line."""
+    # The pull is stored and reported all the same; the push resumes on the next run (once a
+    # configuration problem, such as its unset HubSpot token, is fixed).
+    outcome.push_error = str(exc).replace("\n", "; ")
+    outcome.push_config_error = exc if isinstance(exc, ConfigError) else None
+    log.warning("hubspot push: %s", outcome.push_error)

@@ -9,6 +9,7 @@ which failed and why.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors import Batch
 from connectors.base import Source, Stream
@@ -24,12 +26,14 @@ from sync.group_commit import GroupCommit, Pushed
 from sync.inbound import AlreadyReceivedError, claim_events, prune_claims
 from sync.locks import serialize_evaluation
 from sync.prefetch import merged
-from sync.runs import finish_run, load_cursor, save_cursor, start_run
+from sync.runs import error_text, finish_run, load_cursor, save_cursor, start_run
 from sync.store import write_transaction
 from sync.store.statistics import refresh_statistics
 
 if TYPE_CHECKING:
     from sync.segments import EvaluationReport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,18 +139,44 @@ class SyncEngine:
         on_progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         streams: Collection[str] | None = None,
+        holder: str | None = None,
     ) -> RunReport:
         """Pull every stream of every source once (or only `streams`, as "source.stream").
 
         `now` is the run's start: its pages are stored at it. The segments are evaluated at `clock()`,
         read once the pull is over (at `now` without a clock). Stops early, at a page boundary, when
-        `should_stop()` turns true.
+        `should_stop()` turns true. `holder` is the lease holder the run is under, recorded on its run.
+        A run that raises is closed as failed, with the error, and the error goes on; Ctrl-C
+        (KeyboardInterrupt) leaves it `running` for the command to close as interrupted.
         """
         only = sources[0].name if len(sources) == 1 else None
         began = time.perf_counter()
         with write_transaction(self.engine) as conn:
-            run_id = start_run(conn, source=only, trigger=trigger, now=now)
+            run_id = start_run(conn, source=only, trigger=trigger, now=now, holder=holder)
         report = RunReport(run_id=run_id)
+        try:
+            self._run(sources, streams, report, now, clock, full, on_progress, should_stop, began)
+        except Exception as exc:
+            # Left `running`, the run would hold the segment cuts and the HubSpot push's cursor back
+            # (sync.runs.earliest_storing_start) until it aged out, and `crmhub sources` would show it going.
+            self._close_failed(report, exc, now=now, began=began)
+            raise
+        return report
+
+    def _run(
+        self,
+        sources: Sequence[Source],
+        streams: Collection[str] | None,
+        report: RunReport,
+        now: datetime,
+        clock: Callable[[], datetime] | None,
+        full: bool,
+        on_progress: ProgressCallback | None,
+        should_stop: Callable[[], bool],
+        began: float,
+    ) -> None:
+        """The run inside its record: pull, evaluate, then close the record with the outcome."""
+        run_id = report.run_id
         if not should_stop():
             started = time.perf_counter()
             try:
@@ -170,15 +200,26 @@ class SyncEngine:
                 conn,
                 run_id,
                 status="stopped" if report.stopped else report.status,
-                stats={
-                    "streams": [_stats(s) for s in report.streams],
-                    "contacts": len(report.contacts),
-                    "pull_seconds": round(report.pull_seconds, 3),
-                },
+                stats=_run_stats(report),
                 error="; ".join(f"{s.source}.{s.stream}: {s.error}" for s in report.failed) or None,
                 now=_later(now, began),
             )
-        return report
+
+    def _close_failed(self, report: RunReport, exc: Exception, *, now: datetime, began: float) -> None:
+        """Close the run as failed with `exc`, in a transaction of its own (the failed one rolled back)."""
+        try:
+            with write_transaction(self.engine) as conn:
+                finish_run(
+                    conn,
+                    report.run_id,
+                    status="failed",
+                    stats=_run_stats(report),
+                    error=error_text(exc),
+                    now=_later(now, began),
+                )
+        except SQLAlchemyError as store_error:
+            # The run's own error says more; its record stays `running` until it ages out.
+            log.warning("sync run %s not closed as failed: %s", report.run_id, error_text(store_error))
 
     def ingest(
         self, batch: Batch, *, now: datetime, trigger: str = "push", event_ids: Collection[str] = ()
@@ -327,6 +368,15 @@ def _pages(plan: Sequence[_Planned], *, now: datetime, full: bool) -> Iterator[_
             yield _Pulled(planned.out, started, error=exc)
         else:
             yield _Pulled(planned.out, started)
+
+
+def _run_stats(report: RunReport) -> dict[str, object]:
+    """What a run records of itself."""
+    return {
+        "streams": [_stats(s) for s in report.streams],
+        "contacts": len(report.contacts),
+        "pull_seconds": round(report.pull_seconds, 3),
+    }
 
 
 def _stats(s: StreamReport) -> dict[str, object]:

@@ -39,7 +39,15 @@ from field_mapping.hubspot_properties import (
 from field_mapping.model import FieldDefinition
 from sync.fields import load_definitions
 from sync.hubspot_push_state import already_pushed, changed_values, digest, remember
-from sync.runs import earliest_storing_start, finish_run, load_cursor, save_cursor, start_run
+from sync.runs import (
+    STILL_STORING_MAX_AGE,
+    earliest_storing_start,
+    error_text,
+    finish_run,
+    load_cursor,
+    save_cursor,
+    start_run,
+)
 from sync.store import write_transaction
 from sync.store.tables import (
     field_definitions,
@@ -167,11 +175,11 @@ def _record_failure(
     """Close the push's run as failed with its error; the error itself goes on to the caller."""
     try:
         with write_transaction(engine) as conn:
-            error = str(exc) or type(exc).__name__
+            error = error_text(exc)
             finish_run(conn, run_id, status="failed", stats=_stats(report), error=error, now=now)
     except SQLAlchemyError as store_error:
         # The push's own error says more than the store's; the run stays `running` in the store.
-        log.warning("hubspot push: run %s not closed as failed: %s", run_id, store_error)
+        log.warning("hubspot push: run %s not closed as failed: %s", run_id, error_text(store_error))
 
 
 def _stats(report: PushReport) -> dict[str, Any]:
@@ -192,9 +200,11 @@ def _next_cursor(conn: Connection, *, now: datetime) -> datetime:
     cursor of `now`, never pushed until they change again. A cursor 1 us before its start keeps
     them above; the next push reads again some contacts it pushed, and their digest skips them.
     Read before the contacts, so a run seen finished here has committed all it stored. Pushes
-    stamp no contacts (this one included, and one a killed process left `running` for good).
+    stamp no contacts (this one included, and one a killed process left `running` for good). A run
+    that began more than `STILL_STORING_MAX_AGE` ago counts no more, as for the segment cuts: one a
+    killed process left `running` would otherwise make every later push re-read all since its start.
     """
-    earliest = earliest_storing_start(conn, now=now)
+    earliest = earliest_storing_start(conn, now=now, since=now - STILL_STORING_MAX_AGE)
     return now if earliest is None else earliest - timedelta(microseconds=1)
 
 

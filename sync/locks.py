@@ -7,11 +7,13 @@ Everything goes through the database, so the rule holds across processes and, on
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from sync.store.tables import locks
 
@@ -19,6 +21,7 @@ __all__ = [
     "acquire",
     "holder_of",
     "lapsed_holder",
+    "lock_wait_failed",
     "release",
     "renew",
     "serialize_evaluation",
@@ -108,3 +111,17 @@ def take_turns(conn: Connection, name: str) -> None:
 def serialize_evaluation(conn: Connection) -> None:
     """Make concurrent segment evaluations take turns: two must not write the same transition."""
     take_turns(conn, "segment-evaluation")
+
+
+# PostgreSQL's lock_not_available: lock_timeout ran out (psycopg is not imported for one constant).
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def lock_wait_failed(exc: BaseException) -> bool:
+    """Whether `exc` is the store giving up on a lock: SQLite busy or locked, PostgreSQL lock_timeout."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(cause, sqlite3.Error):
+        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
+        code = getattr(cause, "sqlite_errorcode", 0)
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return getattr(cause, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE

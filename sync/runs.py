@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.exc import StatementError
 
 from sync.store.tables import cursors, quarantine, records, sync_runs
 from sync.store.upsert import upsert
@@ -48,15 +49,23 @@ class StreamRow:
 # A run cut short by Ctrl-C: what it committed stays, and `crmhub sources` shows it ended.
 INTERRUPTED = "interrupted"
 
+# A run `running` for longer was left so by a killed process that no lease take-over closed (one on
+# another host, or begun before its holder was recorded): its start would hold every incremental
+# segment cut and the HubSpot push's cursor back for good, as no later run of a disabled source
+# closes it. Readers of `earliest_storing_start` look back this far and no further.
+STILL_STORING_MAX_AGE = timedelta(hours=24)
+
 # The runs begun inside `tracking_runs`, as (id, started_at), for closing them after an interrupt.
 _started: ContextVar[list[tuple[int, datetime]] | None] = ContextVar("crmhub_started_runs", default=None)
 
 
-def start_run(conn: Connection, *, source: str | None, trigger: str, now: datetime) -> int:
-    """Record that a run began and return its id."""
+def start_run(
+    conn: Connection, *, source: str | None, trigger: str, now: datetime, holder: str | None = None
+) -> int:
+    """Record that a run began (under the leases of `holder`, if any) and return its id."""
     result = conn.execute(
         insert(sync_runs)
-        .values(source=source, trigger=trigger, status="running", started_at=now, stats={})
+        .values(source=source, trigger=trigger, status="running", started_at=now, stats={}, holder=holder)
         .returning(sync_runs.c.id)
     )
     run_id = int(result.scalar_one())
@@ -98,12 +107,16 @@ def mark_interrupted(
     return closed
 
 
-def close_abandoned(conn: Connection, sources: Sequence[str], *, now: datetime) -> list[int]:
-    """Close as interrupted the runs still `running` that pulled `sources` (or every source).
+def close_abandoned(
+    conn: Connection, holders: Sequence[str], sources: Sequence[str], *, now: datetime
+) -> list[int]:
+    """Close as interrupted the runs still `running` that the dead `holders` left; the ids it closed.
 
-    Called when a run takes over those sources' leases from a process that died without releasing
-    them: nothing else would ever close its run (Ctrl-C does, a kill does not). A run over other
-    sources that is wrongly caught here is put right when it finishes (finishing sets its status).
+    Called when a run takes over leases from holders that died (or stalled) without releasing them:
+    nothing else would ever close their runs (Ctrl-C does, a kill does not). Only those holders' runs:
+    a live run of another process, over every source or not, is never caught. A run recorded with no
+    holder (begun before migration 0016) is closed when it pulled one of `sources` alone, whose lease
+    the dead holder had; one over several sources is left to `STILL_STORING_MAX_AGE`.
     """
     r = sync_runs.c
     stale = (
@@ -111,7 +124,7 @@ def close_abandoned(conn: Connection, sources: Sequence[str], *, now: datetime) 
         .where(
             r.status == "running",
             r.started_at < now,
-            or_(r.source.in_(sorted(sources)), r.source.is_(None)),
+            or_(r.holder.in_(sorted(holders)), and_(r.holder.is_(None), r.source.in_(sorted(sources)))),
             r.trigger != "push",
         )
         .values(_closed("abandoned: its process ended (killed or crashed) before it finished", now))
@@ -169,9 +182,19 @@ def clear_cursors(conn: Connection, source: str) -> None:
     conn.execute(cursors.delete().where(cursors.c.source == source))
 
 
+def error_text(exc: BaseException) -> str:
+    """What a run records of `exc`: its message, a store error's without its statement and parameters."""
+    # exc.orig, not exc: SQLAlchemy's text carries the statement and its parameters (e-mail addresses...).
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split())
+    return f"{type(cause).__name__}: {text}" if cause is not exc else text or type(exc).__name__
+
+
 def recent_runs(conn: Connection, *, limit: int) -> list[RunRow]:
     """The latest `limit` sync runs, newest first."""
-    query = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)
+    r = sync_runs.c
+    columns = [r[f.name] for f in fields(RunRow)]  # not `holder`: the admin API answers with these
+    query = select(*columns).order_by(r.id.desc()).limit(limit)
     return [RunRow(**row) for row in conn.execute(query).mappings()]
 
 

@@ -90,7 +90,10 @@ def sync(
         )
     if outcome.push_skipped is not None:
         print_note(f"hubspot push: skipped, another run ({outcome.push_skipped}) is pushing")
+    skipped = {lease: f"held by {holder}" for lease, holder in outcome.busy.items()}
     if report is None:
+        if json:
+            emit_json({"skipped": skipped})  # every lease was busy: nothing ran
         raise typer.Exit(EXIT_FAILED)
     with engine.connect() as conn:
         counts = moved(conn, run_id=report.run_id)
@@ -104,7 +107,7 @@ def sync(
             push = {"error": outcome.push_error}
         elif outcome.push_skipped is not None:
             push = {"skipped": f"another run ({outcome.push_skipped}) is pushing"}
-        emit_json(_report_json(report, counts) | {"hubspot_push": push})
+        emit_json(_report_json(report, counts) | {"hubspot_push": push, "skipped": skipped})
     else:
         _print_report(report, counts)
         if pushed is not None:

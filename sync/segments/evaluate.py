@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -55,7 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.sql.elements import ColumnElement
 
-from sync.runs import earliest_storing_start
+from sync.runs import STILL_STORING_MAX_AGE, earliest_storing_start
 from sync.segments.batch import Target, evaluate_batch
 from sync.segments.compiler import Catalog, Clock, RuleCompiler, clock_params, load_catalog
 from sync.segments.config import (
@@ -215,11 +215,6 @@ def _not_before(now: datetime, stored: Iterable[Any]) -> datetime:
     moments: list[datetime] = [now]
     moments += (m for row in stored for m in (row["last_evaluated_at"], row["latest"]) if m is not None)
     return max(moments)
-
-
-# A run `running` for longer was left so by a killed process (Ctrl-C closes its run): its start
-# would hold every incremental cut back for good, as no later run of a disabled source closes it.
-STILL_STORING_MAX_AGE = timedelta(hours=24)
 
 
 def _still_storing(conn: Connection, now: datetime) -> datetime | None:

@@ -47,6 +47,10 @@ sync_runs = Table(
     Column("finished_at", UtcDateTime),
     Column("stats", Json, nullable=False, default=dict),
     Column("error", Text),
+    # The lease holder (crmhub.jobs.run_holder) the run ran under, NULL for one under no lease (a
+    # pushed batch) or begun before migration 0016: a run that takes over a lapsed lease closes only
+    # the runs of that lease's dead holder.
+    Column("holder", String(100)),
 )
 # The few runs still running, by start: the earliest is asked for at every evaluation and push, and
 # every pushed batch adds a run (migration 0014).
@@ -106,6 +110,8 @@ records = Table(
     Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
     UniqueConstraint("source", "stream", "external_id"),
     Index(None, "contact_id"),
+    # Deleting a run (crmhub db prune) looks for the rows that refer to it (migration 0015).
+    Index(None, "run_id"),
 )
 
 quarantine = Table(
@@ -119,6 +125,7 @@ quarantine = Table(
     Column("payload", Json),
     Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
     Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "run_id"),  # as records' (migration 0015)
 )
 
 # --- contacts: identities, fields, events -----------------------------------------------------
@@ -247,6 +254,8 @@ transitions = Table(
     Column("run_id", ForeignKey("sync_runs.id", ondelete="SET NULL")),
     Index(None, "contact_id", "contact_seq"),
     Index(None, "segment_id", "occurred_at"),
+    # A run's own transitions (what `crmhub sync` prints at its end), and deleting a run (0015).
+    Index(None, "run_id"),
 )
 
 outbox = Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 
 from crmhub.cli import _output, app, sync_commands
 from sync.engine import RunReport, StreamReport
+from sync.locks import acquire
+from sync.store import create_store_engine, upgrade, write_transaction
 from webhooks import generate_secret
 
 runner = CliRunner()
@@ -160,3 +163,20 @@ def test_tables_keep_every_value_whole_on_80_columns(monkeypatch: pytest.MonkeyP
     _output.print_table(table)
     _header, *lines = narrow.export_text().splitlines()
     assert "".join(line.split()[0] for line in lines) == long_name
+
+
+def test_sync_json_says_what_it_skipped_when_every_lease_is_busy(config: Path, tmp_path: Path) -> None:
+    config.write_text(config.read_text() + "[connectors.stripe]\nenabled = true\n", encoding="utf-8")
+    store = create_store_engine(f"sqlite:///{tmp_path / 'hub.db'}", checkpoint_thread=False)
+    try:
+        upgrade(store)
+        with write_transaction(store) as conn:
+            now = datetime.now(UTC)  # the command reads the real clock
+            assert acquire(conn, "sync:stripe", "other-host:1:busy", now=now, ttl=timedelta(hours=1))
+    finally:
+        store.dispose()
+    result = _run("--config", str(config), "sync", "--json", env={"STRIPE_API_KEY": "sk_test_secret"})
+    assert result.exit_code == 1
+    # Scripts read stdout: an empty one would not say why nothing ran.
+    assert json.loads(result.stdout) == {"skipped": {"sync:stripe": "held by other-host:1:busy"}}
+    assert "sync:stripe: skipped, another run (other-host:1:busy) holds it" in result.stderr

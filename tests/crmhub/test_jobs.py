@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import OperationalError
 
 from connectors import Batch, Record
 from connectors.base import Source, Stream
@@ -20,7 +23,7 @@ from connectors.exceptions import PermanentError
 from crmhub import jobs, wiring
 from crmhub.settings import ConfigError, Problem, Settings
 from field_mapping.config import FieldMappingConfig, HubSpotPushConfig
-from sync.engine import StreamReport, SyncEngine
+from sync.engine import BatchResult, StreamReport, SyncEngine
 from sync.hubspot_push import PushReport
 from sync.locks import acquire, holder_of
 from sync.runs import load_cursor, start_run
@@ -293,16 +296,48 @@ def test_taking_a_lease_that_ran_out_closes_the_runs_its_holder_left_running(
 ) -> None:
     clock = Clock()
     crashed_at = NOW - 3 * TTL
+    dead = "other-host:4242:deadbeef"
     with write_transaction(engine) as conn:
         # A run on another host that crashed (or whose PID was reused): only its lease's expiry lets go.
-        abandoned = start_run(conn, source="stripe", trigger="schedule", now=crashed_at)
-        assert acquire(conn, "sync:stripe", "other-host:4242:deadbeef", now=crashed_at, ttl=TTL)
+        abandoned = start_run(conn, source="stripe", trigger="schedule", now=crashed_at, holder=dead)
+        # Begun before runs recorded their holder (migration 0016): known by the lease's source alone.
+        older = start_run(conn, source="stripe", trigger="schedule", now=crashed_at - TTL)
+        assert acquire(conn, "sync:stripe", dead, now=crashed_at, ttl=TTL)
     outcome = _run(engine, clock)
     assert outcome.busy == {}
-    status, error = _run_row(engine, abandoned)
-    assert status == "interrupted" and error is not None and error.startswith("abandoned:")
+    for run_id in (abandoned, older):
+        status, error = _run_row(engine, run_id)
+        assert status == "interrupted" and error is not None and error.startswith("abandoned:")
     assert outcome.report is not None
     assert _run_row(engine, outcome.report.run_id)[0] == "succeeded"
+
+
+def test_taking_the_segments_lease_from_a_dead_holder_leaves_a_live_sync_of_every_source_running(
+    engine: Engine, pushes: Pushes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reviewer's case: a segments job whose last holder died takes its lease while a `crmhub
+    # sync` over every source (source NULL) runs in another process. Closed, that sync no longer held
+    # the segment cut back, which moved past its start and skipped the contacts it stored after.
+    monkeypatch.setattr(jobs, "build_sources", lambda settings, names, http, environ: [])
+    clock = Clock()
+    crashed_at = NOW - 3 * TTL
+    dead, alive = "other-host:4242:deadbeef", "other-host:77:alive"
+    with write_transaction(engine) as conn:
+        abandoned = start_run(conn, source=None, trigger="schedule", now=crashed_at, holder=dead)
+        assert acquire(conn, "segments", dead, now=crashed_at, ttl=TTL)
+        live = start_run(conn, source=None, trigger="manual", now=NOW - timedelta(minutes=1), holder=alive)
+        for lease in ("sync:stripe", "sync:hubspot"):
+            assert acquire(conn, lease, alive, now=NOW, ttl=TTL)
+    segments_job = Job("segments", "0 * * * *", (), kind="segments")
+    outcome = jobs.run_job(_settings(), engine, segments_job, clock=clock, trigger="schedule")
+    assert outcome.busy == {} and outcome.report is not None
+    assert _run_row(engine, abandoned)[0] == "interrupted"
+    assert _run_row(engine, live) == ("running", None)
+    with engine.connect() as conn:
+        holders = {
+            run_id: holder for run_id, holder in conn.execute(select(sync_runs.c.id, sync_runs.c.holder))
+        }
+    assert holders[outcome.report.run_id] is not None and holders[outcome.report.run_id] != dead
 
 
 def test_a_lease_still_held_leaves_its_holders_runs_alone(engine: Engine, pushes: Pushes) -> None:
@@ -347,3 +382,102 @@ def test_the_heartbeat_renews_until_its_block_ends() -> None:
     after = len(beats)
     time.sleep(0.01)
     assert len(beats) == after  # the thread ended with the block
+
+
+def test_a_run_stopped_because_the_server_is_shutting_down_starts_no_push(
+    engine: Engine, pushes: Pushes, caplog: pytest.LogCaptureFixture
+) -> None:
+    stopping = threading.Event()
+
+    def sigterm_after_the_first_page(stream: StreamReport) -> None:
+        if stream.pages == 1:
+            stopping.set()  # what `crmhub serve` does on SIGTERM
+
+    with caplog.at_level(logging.INFO, logger="crmhub.jobs"):
+        outcome = _run(engine, Clock(), on_progress=sigterm_after_the_first_page, should_stop=stopping.is_set)
+    assert outcome.report is not None and outcome.report.stopped
+    # A push can take minutes, well past the shutdown's grace; the next run's push sends it all.
+    assert pushes.calls == 0 and outcome.pushed is None and outcome.push_error is None
+    assert outcome.push_deferred == "not started, as the process is shutting down; the next run pushes"
+    assert "skipped the hubspot push: shutting down" in caplog.text
+    with engine.connect() as conn:
+        assert holder_of(conn, jobs.PUSH_LEASE, now=NOW) is None  # not even taken
+
+
+def _database_is_locked(tmp_path: Path) -> sqlite3.OperationalError:
+    """The error SQLite raises when another connection keeps its write lock past the busy timeout."""
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    waiter = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="database is locked") as caught:
+            waiter.execute("BEGIN IMMEDIATE")
+        return caught.value
+    finally:
+        waiter.close()
+        holder.close()
+
+
+def _locked_statement(tmp_path: Path) -> OperationalError:
+    """SQLAlchemy's wrapper of it: its text holds the statement and its parameters."""
+    return OperationalError(
+        "UPDATE contacts SET changed_at=? WHERE email = ?",
+        ("2026-11-23", "someone@example.com"),
+        _database_is_locked(tmp_path),
+    )
+
+
+def test_a_push_the_busy_store_failed_is_one_explained_line_without_the_statement(
+    engine: Engine, pushes: Pushes, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    locked = _locked_statement(tmp_path)
+
+    def busy_store() -> None:
+        raise locked
+
+    pushes.during.append(busy_store)
+    with caplog.at_level(logging.INFO, logger="crmhub.jobs"):
+        outcome = _run(engine, Clock())
+    assert outcome.report is not None and outcome.report.status == "succeeded"  # the pull is stored
+    assert outcome.push_error == (
+        "the store is busy: another process (a crmhub command, crmhub serve) held its write lock longer "
+        "than the busy timeout; what was stored is kept: the next run, or this command run again, goes on "
+        "from there"
+    )
+    assert outcome.push_config_error is None
+    assert "hubspot push: the store is busy" in caplog.text
+    assert "someone@example.com" not in caplog.text and "UPDATE" not in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_a_sync_the_busy_store_failed_raises_an_explained_failure_and_closes_its_run(
+    engine: Engine, pushes: Pushes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    locked = _locked_statement(tmp_path)
+    build = wiring.build_sync_engine
+
+    def locked_out(settings: Settings, store: Engine, sources: Sequence[Source]) -> SyncEngine:
+        sync_engine = build(settings, store, sources)
+
+        def store_batch(conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
+            raise locked  # another process held the write lock for 25 s
+
+        sync_engine.store_batch = store_batch
+        return sync_engine
+
+    monkeypatch.setattr(jobs, "build_sync_engine", locked_out)
+    with pytest.raises(jobs.StoreBusyError) as caught:
+        _run(engine, Clock())
+    # What the scheduler logs as one line, with no traceback and no statement parameters.
+    assert isinstance(caught.value, jobs.EXPLAINED_FAILURES)
+    assert str(caught.value).startswith(
+        "the store is busy: another process (a crmhub command, crmhub serve) held its"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert pushes.calls == 0
+    with engine.connect() as conn:
+        [(status, error)] = conn.execute(select(sync_runs.c.status, sync_runs.c.error)).all()
+        leases = conn.execute(select(locks.c.name)).scalars().all()
+    assert (status, error) == ("failed", "OperationalError: database is locked")
+    assert leases == []  # given back

@@ -47,9 +47,14 @@ def _samples(text: str) -> Samples:
 
 
 def _store_with_a_queue(engine: Engine) -> None:
-    """Three contacts entered `vip` (two of them are still members); one left; deliveries in three states."""
+    """Three contacts entered `vip` (two of them are still members); one left; deliveries in three states.
+
+    The third contact entered and left once before, two days ago: history the gauges no longer read.
+    """
     tids = seed(engine, 3, now=T0 - timedelta(minutes=10))
     with engine.begin() as conn:
+        for kind in ("entered", "left"):
+            add_transition(conn, 1, 3, kind=kind, now=T0 - timedelta(days=2))
         left = add_transition(conn, 1, 3, kind="left", now=T0)
         # The first three outbox rows were fanned out; the `left` one waits.
         conn.execute(update(outbox).where(outbox.c.transition_id != left).values(dispatched_at=T0))
@@ -81,10 +86,12 @@ def test_store_gauges_show_segments_transitions_deliveries_and_the_queue(engine:
     samples = _samples(metrics.render().decode())
     assert samples[("crmhub_store_up", ())] == 1
     assert samples[("crmhub_segment_members", (("segment", "vip"),))] == 2
-    assert samples[("crmhub_transitions", (("kind", "entered"), ("segment", "vip")))] == 3
-    assert samples[("crmhub_transitions", (("kind", "left"), ("segment", "vip")))] == 1
-    for state, count in (("succeeded", 1), ("pending", 1), ("failed", 1)):
+    assert samples[("crmhub_transitions_last_day", (("kind", "entered"), ("segment", "vip")))] == 3
+    assert samples[("crmhub_transitions_last_day", (("kind", "left"), ("segment", "vip")))] == 1
+    for state, count in (("pending", 1), ("failed", 1)):
         assert samples[("crmhub_deliveries", (("endpoint", "sms"), ("status", state)))] == count
+    # Finished deliveries only grow: counting them read every delivery ever made at each scrape.
+    assert ("crmhub_deliveries", (("endpoint", "sms"), ("status", "succeeded"))) not in samples
     assert samples[("crmhub_queue_depth", (("queue", "deliveries"),))] == 2
     assert samples[("crmhub_queue_depth", (("queue", "outbox"),))] == 1
     # The failed delivery, created nine minutes ago, is the oldest one not yet delivered.

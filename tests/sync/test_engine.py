@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, select
+from sqlalchemy.exc import OperationalError
 
 from connectors import Batch, ContactEvent, Record
 from connectors.base import Source, Stream
@@ -21,9 +23,9 @@ from field_mapping.mapper import Mapper
 from sync.engine import BatchResult, SyncEngine
 from sync.fields import load_fields, read_values
 from sync.ingest import PageStore
-from sync.runs import load_cursor
+from sync.runs import earliest_storing_start, load_cursor, mark_interrupted, tracking_runs
 from sync.segments import EvaluationReport, evaluate_segments
-from sync.store import create_store_engine, upgrade
+from sync.store import create_store_engine, upgrade, write_transaction
 from sync.store.field_columns import field_columns, fields_table
 from sync.store.tables import (
     contact_identities,
@@ -577,3 +579,62 @@ def test_a_run_evaluates_segments_when_its_pull_is_over_not_at_its_start(engine:
         (late, "entered", webhook),  # and no `left` at the run's start
         (lapsing, "left", evaluated),  # its week ran out by the time the run evaluated
     ]
+
+
+class LockedStore:
+    """Stores pages until the n-th, which another process's write lock keeps out past the busy timeout."""
+
+    def __init__(self, inner: PageStore, fail_on: int, error: BaseException) -> None:
+        self.inner, self.fail_on, self.error, self.calls = inner, fail_on, error, 0
+
+    def __call__(self, conn: Connection, batch: Batch, *, run_id: int, now: datetime) -> BatchResult:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise self.error
+        return self.inner(conn, batch, run_id=run_id, now=now)
+
+
+def _locked() -> OperationalError:
+    """`database is locked` as SQLAlchemy raises it: its text holds the statement and its parameters."""
+    orig = sqlite3.OperationalError("database is locked")
+    return OperationalError("SELECT id FROM contacts WHERE email = ?", ("someone@example.com",), orig)
+
+
+def test_a_run_that_raises_is_closed_as_failed_with_its_error_and_the_error_goes_on(engine: Engine) -> None:
+    store = LockedStore(_page_store(), fail_on=3, error=_locked())
+    with pytest.raises(OperationalError, match="database is locked"):
+        SyncEngine(engine, store).run([OneStreamSource(PagedStream())], now=NOW)
+    with engine.connect() as conn:
+        run = conn.execute(select(sync_runs)).one()
+        still_storing = earliest_storing_start(conn, now=NOW + timedelta(minutes=1))
+    # Closed, not `running` for ever: it would hold back every segment cut and HubSpot push.
+    assert (run.status, run.error) == ("failed", "OperationalError: database is locked")
+    assert run.finished_at is not None and still_storing is None
+    assert [s["records"] for s in run.stats["streams"]] == [2 * PER_PAGE]  # the pages it stored
+    with engine.connect() as conn:
+        assert load_cursor(conn, "stripe", "customers") == json.dumps({"page": 2})
+
+
+def test_a_run_that_fails_while_evaluating_is_closed_as_failed_too(engine: Engine) -> None:
+    def evaluate(
+        conn: Connection, *, now: datetime, run_id: int | None, contact_ids: Collection[int] | None
+    ) -> EvaluationReport:
+        raise _locked()
+
+    with pytest.raises(OperationalError):
+        SyncEngine(engine, _page_store(), evaluate).run([OneStreamSource(PagedStream())], now=NOW)
+    with engine.connect() as conn:
+        run = conn.execute(select(sync_runs)).one()
+    assert (run.status, run.error) == ("failed", "OperationalError: database is locked")
+
+
+def test_ctrl_c_leaves_the_run_for_the_command_to_close_as_interrupted(engine: Engine) -> None:
+    store = LockedStore(_page_store(), fail_on=2, error=KeyboardInterrupt())
+    with tracking_runs() as started, pytest.raises(KeyboardInterrupt):
+        SyncEngine(engine, store).run([OneStreamSource(PagedStream())], now=NOW)
+    with engine.connect() as conn:
+        assert conn.execute(select(sync_runs.c.status)).scalar_one() == "running"
+    with write_transaction(engine) as conn:
+        assert mark_interrupted(conn, started, now=NOW) == [started[0][0]]
+    with engine.connect() as conn:
+        assert conn.execute(select(sync_runs.c.status)).scalar_one() == "interrupted"

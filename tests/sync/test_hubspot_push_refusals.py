@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from connectors.exceptions import PermanentError
 from connectors.hubspot.client import PropertyDefinition
@@ -15,7 +17,7 @@ from field_mapping.config import HubSpotPushConfig
 from field_mapping.types import FieldType
 from sync.fields import StoredField, create_field, save_values
 from sync.hubspot_push import PushReport, push_to_hubspot
-from sync.runs import finish_run, load_cursor, start_run
+from sync.runs import STILL_STORING_MAX_AGE, finish_run, load_cursor, start_run
 from sync.store.tables import contact_identities, contacts, hubspot_push_state, sync_runs
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -250,3 +252,41 @@ def test_a_run_still_storing_keeps_the_cursor_below_its_start(engine: Engine) ->
     assert hubspot.sent == [[_hid(2)]] and hubspot.values[_hid(2)] == {"crmhub_plan": "from-a"}
     with engine.connect() as conn:
         assert load_cursor(conn, "hubspot", "_push") == (t2 + timedelta(hours=1)).isoformat()
+
+
+def test_a_run_left_running_for_over_a_day_no_longer_holds_the_cursor_back(engine: Engine) -> None:
+    _store(engine, 2)
+    with engine.begin() as conn:
+        # A sync a killed process (on another host, or before runs recorded their holder) left
+        # `running`: nothing closes it, and every push would re-read all changed since its start.
+        start_run(
+            conn, source="stripe", trigger="schedule", now=T0 - STILL_STORING_MAX_AGE - timedelta(hours=1)
+        )
+    push_to_hubspot(engine, _HubSpot(), CONFIG, now=T0)
+    with engine.connect() as conn:
+        assert load_cursor(conn, "hubspot", "_push") == T0.isoformat()
+    recent = T0 - STILL_STORING_MAX_AGE + timedelta(hours=1)
+    with engine.begin() as conn:
+        start_run(conn, source="stripe", trigger="schedule", now=recent)  # within the day: still storing
+    push_to_hubspot(engine, _HubSpot(), CONFIG, now=T0)
+    with engine.connect() as conn:
+        assert load_cursor(conn, "hubspot", "_push") == (recent - timedelta(microseconds=1)).isoformat()
+
+
+def test_a_push_the_store_failed_records_its_error_without_the_statement(engine: Engine) -> None:
+    _store(engine, 2)
+    hubspot = _HubSpot()
+    locked = OperationalError(
+        "INSERT INTO hubspot_push_state (hubspot_id, digest) VALUES (?, ?)",
+        ("1001", "someone@example.com"),
+        sqlite3.OperationalError("database is locked"),
+    )
+
+    def busy(object_type: str, inputs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+        raise locked
+
+    hubspot.batch_update = busy  # type: ignore[method-assign]
+    with pytest.raises(OperationalError):
+        push_to_hubspot(engine, hubspot, CONFIG, now=T0)
+    [run] = _push_runs(engine)
+    assert (run["status"], run["error"]) == ("failed", "OperationalError: database is locked")

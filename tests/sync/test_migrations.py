@@ -1,5 +1,5 @@
 """Migrations that move data: 0005 (field rows to typed columns and back), 0008 (memberships rebuilt),
-0010 (payments keyed by invoice)."""
+0010 (payments keyed by invoice), 0016 (a column on sync_runs, which other tables refer to)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from alembic.config import Config
 from sqlalchemy import Connection, bindparam, column, insert, inspect, select, table, text
 
 from sync.fields import load_fields, read_values
+from sync.runs import start_run
 from sync.store import create_store_engine
 from sync.store.field_columns import stamp
-from sync.store.tables import contacts, events, field_sources
+from sync.store.tables import contacts, events, field_sources, records
 from sync.store.types import UtcDateTime
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -220,3 +221,36 @@ def test_payments_stored_under_event_ids_are_keyed_by_their_invoice_once(empty_s
         (5, "in_c", "invoice.paid"),
         (6, "evt_d", "invoice.payment_failed"),
     ]
+
+
+def test_migration_0016_adds_and_drops_the_runs_holder_keeping_every_reference_to_runs(
+    empty_store_url: str,
+) -> None:
+    engine = create_store_engine(empty_store_url)
+    try:
+        with engine.begin() as conn:
+            _migrate(conn, "head")
+            run_id = start_run(conn, source="stripe", trigger="manual", now=T0, holder="host:1:abcd")
+            conn.execute(
+                insert(records).values(
+                    source="stripe",
+                    stream="customers",
+                    external_id="cus_1",
+                    updated_at=T0,
+                    stored_at=T0,
+                    payload={},
+                    run_id=run_id,
+                )
+            )
+        for revision, down in (("0015", True), ("head", False)):
+            with engine.begin() as conn:
+                _migrate(conn, revision, down=down)
+            with engine.connect() as conn:
+                columns = {c["name"] for c in inspect(conn).get_columns("sync_runs")}
+                assert ("holder" in columns) is not down
+                # A copied and dropped sync_runs would have set every record's run to NULL.
+                assert conn.execute(select(records.c.run_id)).scalar_one() == run_id
+                indexes = {i["name"] for i in inspect(conn).get_indexes("sync_runs")}
+                assert indexes == {"ix_sync_runs_started_at"}
+    finally:
+        engine.dispose()

@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from sync.locks import acquire, holder_of, lapsed_holder, release, renew, take_over
+from sync.locks import acquire, holder_of, lapsed_holder, lock_wait_failed, release, renew, take_over
 from sync.schedule import Job, ScheduleConfig, jobs, next_run
 from sync.store import write_transaction
 
@@ -112,3 +113,21 @@ def test_cron_expressions_are_read_in_utc_whatever_the_zone_of_the_clock() -> No
 def test_a_bad_schedule_says_what_was_expected(value: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ScheduleConfig.model_validate(value)
+
+
+def test_a_store_that_gives_up_waiting_for_a_lock_is_told_from_other_store_errors(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        assert acquire(conn, "sync:stripe", "a", now=NOW, ttl=TTL)
+    with write_transaction(engine) as holding:
+        # Another process's transaction, holding the row (PostgreSQL) or the write lock (SQLite).
+        assert lapsed_holder(holding, "sync:stripe", now=NOW + TTL) == "a"
+        with engine.connect() as waiting:
+            wait = "PRAGMA busy_timeout=0" if engine.dialect.name == "sqlite" else "SET lock_timeout = '50ms'"
+            waiting.exec_driver_sql(wait)
+            with pytest.raises(DBAPIError) as caught:
+                renew(waiting, "sync:stripe", "a", now=NOW, ttl=TTL)
+            waiting.rollback()
+            assert lock_wait_failed(caught.value)
+            with pytest.raises(DBAPIError) as other:
+                waiting.exec_driver_sql("SELECT * FROM no_such_table")
+            assert not lock_wait_failed(other.value)
