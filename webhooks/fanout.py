@@ -159,6 +159,7 @@ def decide_deliveries(
                 {
                     "transition_id": row.transition_id,
                     "endpoint": name,
+                    "contact_id": row.contact_id,
                     "webhook_id": new_webhook_id(),
                     "status": "suppressed" if reason else "pending",
                     "attempts": 0,

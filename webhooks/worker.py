@@ -3,6 +3,11 @@
 Each pass over the store is one transaction on a thread: record what finished, then fan out and claim
 what may go next. A commit costs 0.5-1 ms on SQLite (far more when it checkpoints the WAL), a tenth of
 a pass of 100 deliveries, so a pass commits once instead of twice.
+
+A pass that meets a busy store (another process holding SQLite's write lock past busy_timeout, a
+PostgreSQL lock wait that timed out) keeps the attempts it was to record and tries again after a
+backoff: dropping them would leave their deliveries leased until the lease ran out, and then send
+them a second time. Any other error ends the run, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from sync.store import write_transaction
+from webhooks.busy import StoreBackoff, store_busy
 from webhooks.config import WebhooksConfig
 from webhooks.eligibility import DEFAULT_CHANNELS, verdicts
 from webhooks.endpoints import Breaker, EndpointState, load_states
@@ -45,6 +51,10 @@ Hook = Callable[[str, Job], None]
 RECORD_BATCH = 200
 # How often a busy worker looks again at a disabled endpoint (an operator may enable it).
 DISABLED_RECHECK_SECONDS = 5.0
+# After a pass met a busy store: the first wait before the next try, doubling up to the second. SQLite
+# has already waited busy_timeout (10 s) inside the pass; the lease (120 s) is not at stake: the lease
+# holder's attempt is recorded whenever it gets through, as long as no other worker claimed it.
+STORE_RETRY_SECONDS = (0.5, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,7 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         hook: Hook | None = None,
         channels: Mapping[str, str] = DEFAULT_CHANNELS,
+        store_retry: tuple[float, float] = STORE_RETRY_SECONDS,
     ) -> None:
         self._engine = engine
         self._config = config
@@ -113,6 +124,9 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[Attempt]] = set()
         self._endpoint_of: dict[asyncio.Task[Attempt], str] = {}
         self._resting: dict[str, datetime] = {}
+        # Finished attempts a pass could not record (the store was busy): the next pass records them.
+        self._unrecorded: list[Attempt] = []
+        self._backoff = StoreBackoff(*store_retry)
 
     async def run(
         self,
@@ -125,24 +139,35 @@ class DeliveryWorker:
         """Deliver until nothing is due and nothing is in flight (or, with `forever`, until `stop` is set)."""
         stats = RunStats()
         poll = self._config.poll_interval_seconds
+        loop = asyncio.get_running_loop()
         self._resting = {}
         try:
             while True:
                 now = clock()
                 stopping = stop is not None and stop.is_set()
-                done = [t for t in self._tasks if t.done()]
-                # Record and claim in batches: a transaction per finished request would cap throughput.
-                recording = bool(done) and (
-                    len(done) == len(self._tasks) or len(done) >= RECORD_BATCH or self._room(done, now)
-                )
-                attempts = self._finish(done) if recording else []
-                claim_at = now if not stopping and self._room([], now) else None
                 launched, throttled = 0, False
-                if attempts or claim_at:
-                    launched, throttled = await self._pass(attempts, clock(), claim_at, stats)
+                if not self._backoff.wait(loop.time()):
+                    done = [t for t in self._tasks if t.done()]
+                    # Record and claim in batches: a transaction per finished request would cap throughput.
+                    recording = bool(self._unrecorded) or (
+                        bool(done)
+                        and (
+                            len(done) == len(self._tasks)
+                            or len(done) >= RECORD_BATCH
+                            or self._room(done, now)
+                        )
+                    )
+                    attempts = self._unrecorded + self._finish(done) if recording else []
+                    claim_at = now if not stopping and self._room([], now) else None
+                    if attempts or claim_at:
+                        launched, throttled = await self._pass(attempts, clock(), claim_at, stats)
+                # Backing off from a busy store: wait for the next try, or for a send to finish.
+                wait = self._backoff.wait(loop.time())
                 pending = {t for t in self._tasks if not t.done()}
                 if pending:
-                    await asyncio.wait(pending, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(pending, timeout=wait or poll, return_when=asyncio.FIRST_COMPLETED)
+                elif wait or self._unrecorded:
+                    await sleep(wait)
                 elif not launched and not self._tasks:
                     # A send that finished while the store was being written is still in self._tasks:
                     # the next pass records it. Stopping lets in-flight sends finish and be recorded.
@@ -179,10 +204,29 @@ class DeliveryWorker:
     async def _pass(
         self, attempts: list[Attempt], recorded_at: datetime, claim_at: datetime | None, stats: RunStats
     ) -> tuple[int, bool]:
-        """Record `attempts`, claim at `claim_at` (if given) and start sending; (progress, rate-limited)."""
+        """Record `attempts`, claim at `claim_at` (if given) and start sending; (progress, rate-limited).
+
+        On a busy store the attempts are kept for the next pass, after a backoff; so is a claim.
+        """
+        loop = asyncio.get_running_loop()
         # The store's work runs on a thread: waiting for the write lock must not stop the event loop,
         # which meanwhile sends, and reads the answers to, what is already in flight.
-        decisions, claimed = await asyncio.to_thread(self._store, attempts, recorded_at, claim_at, stats)
+        try:
+            decisions, claimed, busy = await asyncio.to_thread(
+                self._store, attempts, recorded_at, claim_at, stats
+            )
+        except Exception as exc:
+            if not store_busy(exc):
+                self._unrecorded = []  # any other error ends the run, as a crash would
+                raise
+            self._unrecorded = attempts
+            self._backoff.failed(exc, loop.time(), kept=len(attempts))
+            return 0, False
+        self._unrecorded = []
+        if busy is None:
+            self._backoff.succeeded(loop.time(), recorded=len(attempts))
+        else:
+            self._backoff.failed(busy, loop.time(), kept=0)  # the attempts are in; the claim waits
         stats.attempts += len(attempts)
         for decision, held in decisions:
             if held is not None:
@@ -209,10 +253,13 @@ class DeliveryWorker:
 
     def _store(
         self, attempts: list[Attempt], recorded_at: datetime, claim_at: datetime | None, stats: RunStats
-    ) -> tuple[list[tuple[Decision, str | None]], _Claimed]:
-        """One transaction: record `attempts` and what each decides, then fan out and claim at `claim_at`."""
+    ) -> tuple[list[tuple[Decision, str | None]], _Claimed, Exception | None]:
+        """One transaction: record `attempts` and what each decides, then fan out and claim at `claim_at`.
+
+        The third value is the busy store's error when the claim (not the records) failed on it.
+        """
         if not attempts and (claim_at is None or not self._work_waiting(claim_at)):
-            return [], _Claimed()
+            return [], _Claimed(), None
         claimed, failure = _Claimed(), None
         with write_transaction(self._engine) as conn:
             decisions = record(
@@ -231,9 +278,9 @@ class DeliveryWorker:
                         claimed = self._claim(conn, claim_at, stats)
                 except Exception as error:
                     failure = error  # raised once the records are in: a failed claim must not undo them
-        if failure is not None:
+        if failure is not None and not store_busy(failure):
             raise failure
-        return decisions, claimed
+        return decisions, claimed, failure
 
     def _work_waiting(self, now: datetime) -> bool:
         """Look before locking: a read does not contend with the writers that feed the outbox."""

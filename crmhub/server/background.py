@@ -149,8 +149,9 @@ class WorkerThread:
                 try:
                     await self.worker.run(self.services.clock, forever=True, stop=self._stop, sleep=self._nap)
                 except Exception:
-                    # A store hiccup must not end delivery for the life of the process; leases expire and
-                    # the work is claimed again.
+                    # A busy store is waited out inside run(), its results kept; any other failure must
+                    # not end delivery for the life of the process: leases expire and the work is
+                    # claimed again.
                     log.exception("worker: delivery loop failed; restarting in 1 s")
                     await asyncio.sleep(1.0)
         finally:

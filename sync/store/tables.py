@@ -287,6 +287,9 @@ deliveries = Table(
     Column("id", Id, primary_key=True),
     Column("transition_id", ForeignKey("transitions.id", ondelete="CASCADE"), nullable=False),
     Column("endpoint", String(100), nullable=False),
+    # The transition's contact when the delivery was made (a merge moves transitions, not this): it
+    # lets a per-contact ordered claim find the contact's open deliveries without its whole history.
+    Column("contact_id", Id),
     Column("webhook_id", String(64), nullable=False, unique=True),  # stable across retries
     # pending | leased | succeeded | failed (will retry) | dead | suppressed | cancelled
     Column("status", String(16), nullable=False),
@@ -311,6 +314,14 @@ Index(
     deliveries.c.endpoint,
     deliveries.c.next_attempt_at,
     deliveries.c.id,
+    sqlite_where=deliveries.c.next_attempt_at.is_not(None),
+    postgresql_where=deliveries.c.next_attempt_at.is_not(None),
+)
+# A contact's open deliveries, for the per-contact ordered claim (webhooks.queue).
+Index(
+    None,
+    deliveries.c.contact_id,
+    deliveries.c.endpoint,
     sqlite_where=deliveries.c.next_attempt_at.is_not(None),
     postgresql_where=deliveries.c.next_attempt_at.is_not(None),
 )
