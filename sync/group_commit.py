@@ -12,16 +12,14 @@ Either way each batch is stored once, in one commit, or its caller gets an error
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
 from connectors import Batch
+from sync.locks import lock_wait_failed
 
 if TYPE_CHECKING:
     from sync.engine import BatchResult
@@ -73,7 +71,7 @@ class GroupCommit:
         try:
             self._commit(group)
         except Exception as exc:
-            if len(group) == 1 or _lock_wait_failed(exc):
+            if len(group) == 1 or lock_wait_failed(exc):
                 # One by one, each would wait out the lock again: all get the error now, and retry.
                 for item in group:
                     item.error = exc
@@ -95,17 +93,3 @@ class GroupCommit:
                         "not be stored: send it again (provider event ids make that safe)"
                     )
                 item.done = True
-
-
-# PostgreSQL's lock_not_available: lock_timeout ran out (psycopg is not imported for one constant).
-_PG_LOCK_NOT_AVAILABLE = "55P03"
-
-
-def _lock_wait_failed(exc: BaseException) -> bool:
-    """Whether `exc` is the store giving up on a lock: SQLite busy or locked, PostgreSQL lock_timeout."""
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(cause, sqlite3.Error):
-        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
-        code = getattr(cause, "sqlite_errorcode", 0)
-        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return getattr(cause, "sqlstate", None) == _PG_LOCK_NOT_AVAILABLE

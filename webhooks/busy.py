@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from sync.locks import lock_wait_failed
 
 __all__ = ["StoreBackoff", "store_busy"]
 
 log = logging.getLogger("webhooks.worker")
 
-# PostgreSQL's lock_not_available (lock_timeout ran out) and deadlock_detected.
-_PG_BUSY = ("55P03", "40P01")
+# PostgreSQL's deadlock_detected: the other transaction went on, this one may simply try again.
+_PG_DEADLOCK = "40P01"
 
 
 def store_busy(exc: BaseException) -> bool:
-    """Whether `exc` is a busy store: SQLite busy or locked, a PostgreSQL lock wait, no free connection."""
-    if isinstance(exc, PoolTimeoutError):
+    """Whether `exc` is a busy store: a lock wait given up (sync.locks), a deadlock, no free connection."""
+    if isinstance(exc, PoolTimeoutError) or lock_wait_failed(exc):
         return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    cause = exc.orig
-    if isinstance(cause, sqlite3.Error):
-        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary code in the low byte.
-        return (getattr(cause, "sqlite_errorcode", 0) & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return getattr(cause, "sqlstate", None) in _PG_BUSY
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == _PG_DEADLOCK
 
 
 class StoreBackoff:
