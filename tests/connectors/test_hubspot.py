@@ -160,6 +160,31 @@ def test_cap_without_progress_is_a_clear_error(sleep: FakeSleep) -> None:
         _pull(source, None)
 
 
+def _tied_at_a_cap_of_6(sleep: FakeSleep, tied: int) -> tuple[FakeHubSpot, HubSpotSource]:
+    """`tied` contacts in one millisecond, against a search that refuses a page reaching past 6 results."""
+    fake = FakeHubSpot(cap=6)
+    for n in range(tied):
+        fake.put("contacts", f"{n}", BASE_MS)
+    source = _source(fake, sleep)
+    stream = source.stream("contacts")
+    assert isinstance(stream, HubSpotStream)
+    stream.search_cap = 6
+    return fake, source
+
+
+def test_a_tie_as_large_as_the_search_cap_is_pulled_whole(sleep: FakeSleep) -> None:
+    fake, source = _tied_at_a_cap_of_6(sleep, 6)
+    assert sorted(k[1] for k in keys(_pull(source, None))) == [str(n) for n in range(6)]
+    assert [b.get("after") for b in fake.search_bodies] == [None, None, "3"]
+
+
+def test_a_tie_one_larger_than_the_search_cap_is_the_error(sleep: FakeSleep) -> None:
+    fake, source = _tied_at_a_cap_of_6(sleep, 7)
+    with pytest.raises(PermanentError, match=r"more than 6 objects modified at one lastmodifieddate value"):
+        _pull(source, None)
+    assert [b.get("after") for b in fake.search_bodies] == [None, None, "3"]  # never past the cap
+
+
 def test_companies_use_hs_lastmodifieddate(fake: FakeHubSpot, sleep: FakeSleep) -> None:
     fake.put("companies", "c1", BASE_MS, name="Acme")
     source = _source(fake, sleep, objects=["contacts", "companies"])

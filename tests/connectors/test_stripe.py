@@ -422,6 +422,36 @@ def test_a_cursor_older_than_30_days_falls_back_to_a_full_list(
     assert [r.url.path for r in fake.requests[1:]] == ["/v1/customers"] * 3 + ["/v1/events"]
 
 
+@pytest.mark.parametrize(
+    ("age", "relisted"),
+    [
+        # Inside the last hour of the 30 days: events may be pruned while we page, so re-list.
+        (timedelta(days=30) - timedelta(minutes=30), True),
+        (timedelta(days=29), False),
+    ],
+    ids=["within-the-margin", "a-day-inside"],
+)
+def test_a_cursor_within_an_hour_of_the_30_days_already_falls_back(
+    fake: FakeStripe, sleep: FakeSleep, caplog: pytest.LogCaptureFixture, age: timedelta, relisted: bool
+) -> None:
+    since = int((NOW - age).timestamp())
+    fake.event("customer.updated", _customer(1, 1, "new@x.io"), NOW_TS - 60)
+    cursor = json.dumps({"phase": "events", "since": since, "seen": []})
+    batches = _pull(_stream(fake, sleep), cursor)
+    assert ("older than the 30 days" in (batches[0].fallback_reason or "")) is relisted
+    assert ("older than the 30 days" in caplog.text) is relisted
+    assert all(b.full for b in batches) is relisted
+    if relisted:
+        assert len(keys(batches)) == 7
+        assert "/v1/customers" in [r.url.path for r in fake.requests]
+    else:
+        assert [(r.external_id, r.payload.get("email")) for b in batches for r in b.records] == [
+            ("cus_001", "new@x.io")
+        ]
+        assert [r.url.path for r in fake.requests] == ["/v1/events"]
+        assert fake.requests[0].url.params["created[gte]"] == str(since)
+
+
 def test_full_ignores_the_cursor(fake: FakeStripe, sleep: FakeSleep) -> None:
     cursor = json.dumps({"phase": "events", "since": NOW_TS, "seen": []})
     batches = _pull(_stream(fake, sleep), cursor, full=True)

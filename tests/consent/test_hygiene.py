@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -178,3 +179,18 @@ def test_a_merge_keeps_the_later_activity_and_the_active_state_of_either_half(en
         for cid in (dormant_kept, active_kept):
             assert "dormant" not in contact_export(conn, cid)["fields"], cid
         assert _policies(conn, config, NOW)["dormant"] == 0
+
+
+@pytest.mark.parametrize(
+    "kept_is_older_activity", [True, False], ids=["kept-quiet-longer", "kept-active-later"]
+)
+def test_a_merge_keeps_the_later_of_two_activities_whichever_contact_is_kept(
+    engine: Engine, kept_is_older_activity: bool
+) -> None:
+    with write_transaction(engine) as conn:
+        longer_ago = _contact(conn, "ann@old.example", active_at=NOW - timedelta(days=40))
+        lately = _contact(conn, "ann@example.com", active_at=NOW - timedelta(days=2))
+        keep, other = (longer_ago, lately) if kept_is_older_activity else (lately, longer_ago)
+        merge(conn, keep=keep, others=[other], reason="test", now=NOW)
+        kept = conn.execute(select(contacts.c.last_activity_at).where(contacts.c.id == keep)).scalar_one()
+    assert kept == NOW - timedelta(days=2)

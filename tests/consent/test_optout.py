@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -27,12 +28,14 @@ from tests.consent.conftest import (
     identify,
     members,
     merge_in_sms_opt_out,
+    opted_in_jane,
     page_store,
     segmentio_page_store,
     store_page,
     typeform_response,
 )
 from webhooks.admin import replay
+from webhooks.fanout import fan_out
 
 EMAIL, PHONE = "jane.doe@example.com", "+14155552671"
 
@@ -145,6 +148,66 @@ def test_an_opt_out_cancels_an_entry_whose_worker_died_but_lets_one_in_flight_fi
     store_page(engine, page_store(), typeform_response("t2", email=EMAIL, phone=PHONE, consent=False))
     with engine.connect() as conn:
         assert delivery_statuses(conn, jane)[("texter", "entered")] == after
+
+
+def _sms_unsubscribe(engine: Engine, contact_id: int) -> dict[str, Any]:
+    """The texter's feedback that `contact_id` unsubscribed, applied as the server does."""
+    feedback = Feedback.model_validate(
+        {
+            "type": "contact.unsubscribed",
+            "timestamp": "2026-11-23T11:59:00Z",
+            "data": {"contact_id": contact_id, "webhook_id": "msg_1"},
+        }
+    )
+    with write_transaction(engine) as conn:
+        return apply_feedback(
+            conn,
+            feedback,
+            endpoint="texter",
+            channel="sms",
+            now=NOW,
+            evaluate=evaluate,
+            endpoints=ENDPOINTS["sms"],
+        )
+
+
+def test_an_opt_out_cancels_an_entry_waiting_for_its_retry(engine: Engine, jane: int) -> None:
+    # The texter answered 503 to Jane's SMS entry; the queue would try it again in an hour.
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.endpoint == "texter")
+            .values(
+                status="failed", attempts=1, last_status_code=503, next_attempt_at=NOW + timedelta(hours=1)
+            )
+        )
+    assert _sms_unsubscribe(engine, jane)["cancelled"] == 1
+    with engine.connect() as conn:
+        entry = delivery_rows(conn, jane)[("texter", "entered")]
+        assert (entry["status"], entry["reason"], entry["next_attempt_at"]) == (
+            "cancelled",
+            "unsubscribed",
+            None,
+        )
+        assert delivery_statuses(conn, jane)[("mailer", "entered")] == "pending"
+
+
+def test_an_opt_out_cancels_entries_to_an_endpoint_needing_the_channel_of_any_segment(engine: Engine) -> None:
+    # The texter also hears of "everyone", a segment asking no consent: its entry is an SMS too.
+    jane = opted_in_jane(engine)
+    texter = WEBHOOKS.endpoints["texter"].model_copy(update={"segments": ["sms_offers", "everyone"]})
+    fan_out(
+        engine, WEBHOOKS.model_copy(update={"endpoints": {**WEBHOOKS.endpoints, "texter": texter}}), EARLIER
+    )
+    with engine.connect() as conn:
+        texter_entries = (
+            select(deliveries.c.status).where(deliveries.c.endpoint == "texter").order_by(deliveries.c.id)
+        )
+        assert list(conn.execute(texter_entries).scalars()) == ["pending", "pending"]
+    assert _sms_unsubscribe(engine, jane)["cancelled"] == 2
+    with engine.connect() as conn:
+        assert list(conn.execute(texter_entries).scalars()) == ["cancelled", "cancelled"]
+        assert delivery_statuses(conn, jane)[("mailer", "entered")] == "pending"
 
 
 def test_a_replay_never_brings_back_an_entry_of_someone_who_opted_out(engine: Engine, jane: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
@@ -174,6 +174,34 @@ BASE = SegmentConfig.model_validate(
 )
 
 
+# Checked on every run, not only when Hypothesis draws them: each window's edges, to the second.
+EDGE = NOW - timedelta(days=7)
+EDGE_CROWD: list[dict[str, Any]] = [
+    {
+        "state": "active",
+        "last_activity_at": at,
+        "fields": {"signup": at},
+        "score": None,
+        "email": None,
+        "events": [("app.used", at, {})],
+        "consents": [],
+    }
+    for at in (EDGE, EDGE - timedelta(seconds=1), NOW + timedelta(hours=1))
+]
+EDGE_RULES: list[dict[str, Any]] = [
+    {"field": "last_activity_at", "op": "within_last", "value": "7d"},
+    {"field": "signup", "op": "within_last", "value": "7d"},
+    {"field": "signup", "op": "more_than_ago", "value": "7d"},
+    {"field": "signup", "op": "before", "value": EDGE.isoformat()},
+    {"field": "signup", "op": "after", "value": EDGE.isoformat()},
+    {"event": "app.used", "within": "7d"},
+    {"event": "app.used", "first": {"before": EDGE.isoformat()}},
+    {"event": "app.used", "first": {"within_last": "7d"}},
+    {"event": "app.used", "last": {"more_than_ago": "7d"}},
+    {"event": "app.used", "last": {"after": EDGE.isoformat()}},
+]
+
+
 def test_sql_and_python_evaluators_agree(engine: Engine) -> None:
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(crowd=people(), raw=trees, consent=st.sampled_from([None, "sms"]))
@@ -217,4 +245,6 @@ def test_sql_and_python_evaluators_agree(engine: Engine) -> None:
         assert by_sql[1] == by_python, f"correlated SQL disagrees with Python for {raw}"
         assert by_sql[2] == by_python, f"correlated SQL with scanned fields disagrees with Python for {raw}"
 
+    for raw in EDGE_RULES:
+        check = example(crowd=EDGE_CROWD, raw=raw, consent=None)(check)
     check()

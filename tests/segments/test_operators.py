@@ -151,6 +151,56 @@ def test_operator(world: tuple[Connection, dict[str, int]], raw: dict[str, Any],
     assert _match(conn, names, raw) == expected
 
 
+# A week before NOW, to the second: the edge of every 7-day window below.
+EDGE = NOW - timedelta(days=7)
+
+
+@pytest.fixture
+def edges(engine: Engine) -> Iterator[tuple[Connection, dict[str, int]]]:
+    """Contacts active, with an `app.used`, at EDGE, a second before and an hour ahead; "spread" at all."""
+    with engine.connect() as conn, conn.begin() as trans:
+        s = Seeder(conn)
+        moments = {"edge": EDGE, "past": EDGE - timedelta(seconds=1), "future": NOW + timedelta(hours=1)}
+        names = {}
+        for name, at in moments.items():
+            names[name] = cid = s.contact(last_activity_at=at)
+            s.event(cid, "app.used", at)
+        names["spread"] = spread = s.contact(last_activity_at=NOW - timedelta(days=1))
+        for at in (*moments.values(), NOW - timedelta(days=1)):
+            s.event(spread, "app.used", at)
+        yield conn, names
+        trans.rollback()
+
+
+# A window includes both its ends (now - d and now) and nothing ahead of now; `more_than_ago`,
+# `before` and `after` exclude the exact moment, for fields and for first/last occurrences alike.
+# "spread" (active a day ago) has occurrences in the window, its first before it, its last ahead of now.
+EDGE_CASES: list[tuple[dict[str, Any], set[str]]] = [
+    ({"field": "last_activity_at", "op": "within_last", "value": "7d"}, {"edge", "spread"}),
+    ({"field": "last_activity_at", "op": "more_than_ago", "value": "7d"}, {"past"}),
+    ({"field": "last_activity_at", "op": "before", "value": EDGE.isoformat()}, {"past"}),
+    ({"field": "last_activity_at", "op": "after", "value": EDGE.isoformat()}, {"future", "spread"}),
+    ({"event": "app.used", "within": "7d"}, {"edge", "spread"}),
+    ({"event": "app.used", "within": "7d", "performed": False}, {"past", "future"}),
+    ({"event": "app.used", "first": {"before": EDGE.isoformat()}}, {"past", "spread"}),
+    ({"event": "app.used", "first": {"more_than_ago": "7d"}}, {"past", "spread"}),
+    ({"event": "app.used", "first": {"after": EDGE.isoformat()}}, {"future"}),
+    ({"event": "app.used", "first": {"within_last": "7d"}}, {"edge"}),
+    ({"event": "app.used", "last": {"before": EDGE.isoformat()}}, {"past"}),
+    ({"event": "app.used", "last": {"more_than_ago": "7d"}}, {"past"}),
+    ({"event": "app.used", "last": {"after": EDGE.isoformat()}}, {"future", "spread"}),
+    ({"event": "app.used", "last": {"within_last": "7d"}}, {"edge"}),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), EDGE_CASES, ids=[str(i) for i in range(len(EDGE_CASES))])
+def test_time_window_edges(
+    edges: tuple[Connection, dict[str, int]], raw: dict[str, Any], expected: set[str]
+) -> None:
+    conn, names = edges
+    assert _match(conn, names, raw) == expected
+
+
 def test_hostile_values_are_data_and_tables_survive(world: tuple[Connection, dict[str, int]]) -> None:
     conn, names = world
     segment = SegmentConfig.model_validate(

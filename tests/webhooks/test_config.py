@@ -25,7 +25,8 @@ def test_caps_parse(text: str, cap: Cap) -> None:
     assert parse_cap(text) == cap
 
 
-@pytest.mark.parametrize("text", ["3/7d", "0 per 7d", "3 per 0d", "3 per 7y", "three per week"])
+# "1 per 1mo" is no month and must not be read as its leading "1 per 1m", one minute.
+@pytest.mark.parametrize("text", ["3/7d", "0 per 7d", "3 per 0d", "3 per 7y", "three per week", "1 per 1mo"])
 def test_bad_caps_say_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match='expected a cap like "3 per 7d"'):
         parse_cap(text)
