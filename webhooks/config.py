@@ -18,6 +18,7 @@ EventType = Literal["segment.entered", "segment.left"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _CAP = re.compile(r"^\s*(\d+)\s+per\s+(\d+)\s*([mhdw])\s*$")
+_LONGEST_WINDOW = timedelta(days=366)
 _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -29,11 +30,16 @@ class Cap(NamedTuple):
 
 
 def parse_cap(text: str) -> Cap:
-    """Parse `"3 per 7d"` (units m, h, d, w) into a Cap."""
+    """Parse `"3 per 7d"` (units m, h, d, w, a window of at most a year) into a Cap."""
     match = _CAP.match(text)
-    if not match or int(match[1]) < 1 or int(match[2]) < 1:
-        raise ValueError(f'expected a cap like "3 per 7d" (units m, h, d, w), found "{text}"')
-    return Cap(int(match[1]), int(match[2]) * _UNITS[match[3]])
+    # Digits alone: a window of a billion weeks overflowed timedelta at load, 200,000 weeks the
+    # clock arithmetic of every cap count.
+    window = int(match[2]) * _UNITS[match[3]] if match and len(match[2]) <= 6 else None
+    if not match or int(match[1]) < 1 or window is None or not timedelta(0) < window <= _LONGEST_WINDOW:
+        raise ValueError(
+            f'expected a cap like "3 per 7d" (units m, h, d, w; a window of at most 366d), found "{text}"'
+        )
+    return Cap(int(match[1]), window)
 
 
 class _Strict(BaseModel):

@@ -19,6 +19,7 @@ from webhooks import Cap, EndpointConfig, WebhooksConfig, parse_cap
         ("1 per 12h", Cap(1, timedelta(hours=12))),
         ("10 per 30m", Cap(10, timedelta(minutes=30))),
         (" 2 per 1w ", Cap(2, timedelta(weeks=1))),
+        ("1 per 366d", Cap(1, timedelta(days=366))),
     ],
 )
 def test_caps_parse(text: str, cap: Cap) -> None:
@@ -26,7 +27,20 @@ def test_caps_parse(text: str, cap: Cap) -> None:
 
 
 # "1 per 1mo" is no month and must not be read as its leading "1 per 1m", one minute.
-@pytest.mark.parametrize("text", ["3/7d", "0 per 7d", "3 per 0d", "3 per 7y", "three per week", "1 per 1mo"])
+# A window past a year is refused, not an overflow at load or at every cap count later.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "3/7d",
+        "0 per 7d",
+        "3 per 0d",
+        "3 per 7y",
+        "three per week",
+        "1 per 1mo",
+        "1 per 367d",
+        "1 per 1000000000w",
+    ],
+)
 def test_bad_caps_say_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match='expected a cap like "3 per 7d"'):
         parse_cap(text)
