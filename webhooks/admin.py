@@ -20,6 +20,7 @@ from webhooks.eligibility import (
     blocked_at,
     cap_counts,
     consenting,
+    count_against_cap,
     suppressed_kinds,
 )
 from webhooks.endpoints import load_states
@@ -286,11 +287,8 @@ def _over_cap(
         ids = {e.delivery_id for e in mine}
         counts = cap_counts(conn, name, {e.contact_id for e in mine}, cap, now, excluding=ids)
         for entry in mine:
-            sent = counts.get(entry.contact_id, 0)
-            if sent >= cap.limit:
-                reasons[entry.delivery_id] = f"cap: {endpoints[name].cap} reached"
-            else:
-                counts[entry.contact_id] = sent + 1
+            if (over := count_against_cap(counts, entry.contact_id, endpoints[name])) is not None:
+                reasons[entry.delivery_id] = over
     return reasons
 
 

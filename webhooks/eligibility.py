@@ -47,6 +47,7 @@ __all__ = [
     "cap_counts",
     "consent_in_force",
     "consenting",
+    "count_against_cap",
     "entry_told",
     "reached_kinds",
     "standing",
@@ -391,3 +392,15 @@ def cap_counts(
     else:
         rows = conn.execute(_CAP_COUNTS, params).all()
     return {cid: int(n) for cid, n in rows}
+
+
+def count_against_cap(counts: dict[int, int], contact_id: int, endpoint: EndpointConfig) -> str | None:
+    """Why one more entry to `contact_id` would pass the endpoint's cap, or None, counting it in `counts`."""
+    cap = endpoint.parsed_cap
+    if cap is None:
+        return None
+    sent = counts.get(contact_id, 0)
+    if sent >= cap.limit:
+        return f"cap: {endpoint.cap} reached"
+    counts[contact_id] = sent + 1
+    return None

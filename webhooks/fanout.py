@@ -24,6 +24,7 @@ from webhooks.eligibility import (
     Standing,
     Told,
     cap_counts,
+    count_against_cap,
     entry_told,
     standing,
     told_before,
@@ -191,15 +192,11 @@ def _entry_reasons(
         counts = cap_counts(conn, name, {r.contact_id for r in entering}, cap, now)
     reasons: dict[int, str] = {}
     for row in entering:
-        refused = known.refusal(endpoint, row.contact_id)
+        refused = known.refusal(endpoint, row.contact_id) or count_against_cap(
+            counts, row.contact_id, endpoint
+        )
         if refused:
             reasons[row.transition_id] = refused
-        elif cap is not None:
-            sent = counts.get(row.contact_id, 0)
-            if sent >= cap.limit:
-                reasons[row.transition_id] = f"cap: {endpoint.cap} reached"
-            else:
-                counts[row.contact_id] = sent + 1
     return reasons
 
 

@@ -87,14 +87,15 @@ def db_prune(
     """Delete finished sync runs and finished deliveries' attempts older than --older-than."""
     at = clock(now)
     with exit_codes():
-        settings = ctx.ensure_object(CliContext).settings()
+        cli = ctx.ensure_object(CliContext)
+        settings = cli.settings()
         caps = [cap.window for e in settings.webhooks.endpoints.values() if (cap := e.parsed_cap)]
         try:
             check_age(older_than, caps)  # before the store is opened (or a new SQLite file made)
         except PruneRefusedError as exc:
             print_error(str(exc))
             raise typer.Exit(EXIT_USAGE) from None
-        engine = ctx.ensure_object(CliContext).engine(settings)
+        engine = cli.engine(settings)
         report = prune(engine, now=at, older_than=older_than, cap_windows=caps, dry_run=dry_run)
     if json:
         emit_json(
