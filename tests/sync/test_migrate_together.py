@@ -5,35 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
 
 from sync.store import create_store_engine, status, upgrade
 
 
 @pytest.fixture
-def scratch_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database of each backend: a SQLite file, or PostgreSQL's crmhub_mig_<random>."""
+def scratch_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each backend: a SQLite file, or a new PostgreSQL database (fresh_pg_url)."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'crmhub.db'}"
-        return
-    admin_url: str = request.getfixturevalue("pg_admin_url")
-    name = f"crmhub_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'crmhub.db'}"
+    url: str = request.getfixturevalue("fresh_pg_url")
+    return url
 
 
 # One migrating process: ready once imported, it upgrades when told to and prints the outcome.
