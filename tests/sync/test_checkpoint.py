@@ -81,7 +81,10 @@ def test_the_wal_stays_bounded_beside_a_steady_writer(
         # A WAL file is a 32-byte header and frames of a 24-byte header plus one 4 KiB page.
         wal_pages = ((path.with_name("store.db-wal")).stat().st_size - 32) / (24 + 4096)
     engine.dispose()
-    assert wal_pages < 200 + 50  # the limit plus one transaction's pages
+    # The limit twice plus one transaction's pages: a commit's own checkpoint that meets the thread's
+    # pass running gives way (SQLite's checkpoints take turns), and the next commit's restarts the WAL
+    # (411 pages, past the limit once, in one loaded CI run). Unbounded, it would hold all 1,600.
+    assert wal_pages < 2 * 200 + 50
 
 
 def test_a_thread_ends_when_idle_and_comes_back_with_the_next_commit(tmp_path: Path) -> None:
